@@ -1,0 +1,87 @@
+"""The typer application and the one place that maps library errors to exit codes.
+
+Commands stay thin: parse options, call one library function, print its summary. Every command is
+wrapped with :func:`handle_errors`, so a :class:`~mulegraph.errors.MulegraphError` becomes a
+one-line message on stderr and its exit code, and an unexpected exception becomes a short notice
+without the exception's text (which could hold account data). Set ``MULEGRAPH_DEBUG=1`` to get the
+full traceback instead (locals are never shown).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Callable, TypeVar
+
+import typer
+
+from .. import __version__
+from ..errors import EXIT_FAILURE, MulegraphError
+
+F = TypeVar("F", bound=Callable)
+
+app = typer.Typer(
+    name="mulegraph",
+    help="Find money-mule accounts in bank transfer exports: ingest, features, scoring, reports.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mulegraph {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Find money-mule accounts in bank transfer exports: ingest, features, scoring, reports."""
+
+
+def error(message: str) -> None:
+    """Print a one-line error message on stderr."""
+    typer.echo(f"error: {message}", err=True)
+
+
+def handle_errors(func: F) -> F:
+    """Decorator for commands: map mulegraph errors to exit codes, hide data in crashes."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except MulegraphError as err:
+            error(str(err))
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            error("interrupted; the store and earlier runs are left as they were.")
+            raise typer.Exit(130) from None
+        except MemoryError:
+            error("out of memory; try a shorter --window or fewer exports at a time.")
+            raise typer.Exit(EXIT_FAILURE) from None
+        except Exception as err:  # noqa: BLE001 - last line of defence, re-raised in debug mode
+            if os.environ.get("MULEGRAPH_DEBUG"):
+                raise
+            error(
+                f"internal error ({type(err).__name__}) in '{func.__name__}'. The message is not shown "
+                "because it may contain account data; rerun with MULEGRAPH_DEBUG=1 to see it, and "
+                "please report it."
+            )
+            raise typer.Exit(EXIT_FAILURE) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def main() -> None:
+    """Console entry point."""
+    sys.exit(app())

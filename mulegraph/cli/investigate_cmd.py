@@ -1,0 +1,6 @@
+"""CLI commands: investigate."""
+
+from __future__ import annotations
+
+from ._app import app, handle_errors  # noqa: F401
+

@@ -1,0 +1,164 @@
+"""One frozen configuration object, loaded from TOML; the only place environment variables are read.
+
+A ``mulegraph.toml`` has one table per stage::
+
+    [store]
+    path = "store"
+
+    [features]
+    fan_windows = ["24h", "72h"]
+
+    [model]
+    ...
+
+    [run]
+    ...
+
+    [report]
+    ...
+
+Unknown keys are an error (a typo must not silently fall back to a default). The resolved config is
+written next to every run's outputs (:meth:`Config.to_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["StoreConfig", "FeatureConfig", "ModelConfig", "RunConfig", "ReportConfig", "Config", "load_config"]
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = "store"
+    mapping: str = "canonical"
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Settings of the feature engine (see ``mulegraph.features``)."""
+
+    #: sliding windows for "most distinct counterparties in any window"
+    fan_windows: tuple[str, ...] = ("24h", "72h")
+    #: horizons for "share of inbound value that leaves again within"
+    passthrough_windows: tuple[str, ...] = ("24h", "72h")
+    #: reporting thresholds T: an amount in [T*(1-structuring_margin), T) counts as structuring
+    structuring_thresholds: tuple[float, ...] = (10000.0,)
+    structuring_margin: float = 0.1
+    #: an amount is "round" when it is a multiple of this (in major units)
+    round_unit: float = 100.0
+    #: time-respecting cycles: all hops within this window, at most this many accounts
+    cycle_window: str = "7d"
+    max_cycle_length: int = 5
+    #: an account with more distinct counterparties than this is a hub (processor, settlement,
+    #: external pseudo-account): it keeps its own per-account features but is not expanded in
+    #: pattern search, components or 2-hop aggregates
+    hub_degree: int = 1000
+    #: accounts always treated as hubs (and never ranked), e.g. ["EXT_SOURCE", "EXT_SINK"]
+    hub_accounts: tuple[str, ...] = ()
+    #: night-time hours [start, end) in UTC for the night-time share
+    night_hours: tuple[int, int] = (0, 6)
+    #: channel values that mean a cash withdrawal
+    cash_channels: tuple[str, ...] = ("CASH", "ATM", "CASH_OUT", "CASH-OUT")
+    #: split signature: k outbound transfers after one inbound summing to [low, high] of it
+    split_low: float = 0.9
+    split_high: float = 1.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Settings of training and scoring (see ``mulegraph.model``)."""
+
+    random_state: int = 0
+    cv_folds: int = 5
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of the nightly run (see ``mulegraph.pipeline``)."""
+
+    inbox: str = "inbox"
+    runs_dir: str = "runs"
+    window: str = "30d"
+    model: str | None = None
+    alert_budget: int = 50
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Settings of reports (see ``mulegraph.report``)."""
+
+    top: int = 50
+    #: pseudonymise account ids in reports with a keyed hash; the key comes from the
+    #: MULEGRAPH_PSEUDONYM_KEY environment variable when not set here
+    pseudonymise: bool = False
+    pseudonym_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    store: StoreConfig = field(default_factory=StoreConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["report"].get("pseudonym_key"):
+            d["report"]["pseudonym_key"] = "***"
+        return d
+
+    def replace(self, section: str, **changes: Any) -> "Config":
+        """A copy with some fields of one section changed (None values are ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    names = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [{where}]; allowed: {', '.join(names)}.")
+    kwargs = {}
+    for k, v in data.items():
+        default = names[k].default
+        if isinstance(default, tuple) and isinstance(v, list):
+            v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+        kwargs[k] = v
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"invalid [{where}] section: {err}") from None
+
+
+def load_config(path: str | os.PathLike | None = None, data: dict[str, Any] | None = None) -> Config:
+    """Load a :class:`Config` from a TOML file (or a dict); missing sections take defaults."""
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file '{p}' does not exist; create it or leave out --config.")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file '{p}' is not valid TOML: {err}") from None
+    data = dict(data or {})
+    sections = {f.name: f.type for f in fields(Config)}
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ConfigError(f"unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sections)}.")
+    classes = {"store": StoreConfig, "features": FeatureConfig, "model": ModelConfig, "run": RunConfig, "report": ReportConfig}
+    built = {name: _build(cls, data.get(name, {}) or {}, name) for name, cls in classes.items()}
+    cfg = Config(**built)
+    if cfg.report.pseudonymise and not cfg.report.pseudonym_key:
+        key = os.environ.get("MULEGRAPH_PSEUDONYM_KEY")
+        if key:
+            cfg = cfg.replace("report", pseudonym_key=key)
+    return cfg

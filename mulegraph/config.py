@@ -84,11 +84,23 @@ class ModelConfig:
 class RunConfig:
     """Settings of the nightly run (see ``mulegraph.pipeline``)."""
 
+    #: folder where new exports land (CSV / Parquet); each run ingests the ones not seen before
     inbox: str = "inbox"
+    #: where run folders ``<run_id>/`` and the ``latest`` pointer live
     runs_dir: str = "runs"
+    #: features and scores cover this window ending at the newest transfer
     window: str = "30d"
+    #: model folder (``mulegraph train``); None scores in the no-label mode
     model: str | None = None
+    #: at most this many alerts per run (the daily alert budget)
     alert_budget: int = 50
+    #: only accounts scoring at least this are alerted (None: the budget alone decides)
+    alert_threshold: float | None = None
+    #: an account an investigator cleared is alerted again only when its score rose by more than
+    #: this since the last run before the clearing decision
+    cleared_margin: float = 0.1
+    #: accounts for which the run keeps the counterparty flows drawn in the report
+    flow_accounts: int = 10
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,14 @@ class ReportConfig:
     #: MULEGRAPH_PSEUDONYM_KEY environment variable when not set here
     pseudonymise: bool = False
     pseudonym_key: str | None = None
+    #: feature drift (PSI against the previous run) above this is flagged in reports
+    psi_warning: float = 0.25
+    #: counterparties drawn per side in a flow picture (the rest are summed into one node)
+    flow_counterparties: int = 8
+
+    def resolved_key(self) -> str | None:
+        """The pseudonym key: this section's ``pseudonym_key``, else ``MULEGRAPH_PSEUDONYM_KEY``."""
+        return self.pseudonym_key or os.environ.get("MULEGRAPH_PSEUDONYM_KEY") or None
 
 
 @dataclass(frozen=True)

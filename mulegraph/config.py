@@ -70,6 +70,13 @@ class FeatureConfig:
     #: split signature: k outbound transfers after one inbound summing to [low, high] of it
     split_low: float = 0.9
     split_high: float = 1.0
+    #: pattern search (``mulegraph.features.patterns``; uses ``cycle_window`` for every pattern):
+    #: a hop is amount-consistent when it carries between ``pattern_keep_low`` and 1.0 times the
+    #: previous hop's amount; layering chains follow hops that forward at least
+    #: ``chain_keep_low`` of what arrived, counted up to ``chain_cap`` transfers on each side
+    pattern_keep_low: float = 0.8
+    chain_keep_low: float = 0.7
+    chain_cap: int = 8
 
 
 @dataclass(frozen=True)

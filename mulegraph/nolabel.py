@@ -1,0 +1,276 @@
+"""The no-label mode: rank accounts by documented money-mule typology rules, without any labels.
+
+A bank with no confirmed mules still gets a useful, explainable list. Every rule below encodes one
+typology from the domain (see DESIGN.md, "what a money mule looks like") over the label-free
+features of :mod:`mulegraph.features`. Nothing here is fitted to a data set: the weights are fixed,
+documented numbers, and every feature enters only through its **percentile** among the ranked
+accounts (hubs left out), so the rules adapt to the scale of each bank's data by themselves.
+
+How a score is built
+--------------------
+1. For each feature a rule uses, the account's directional percentile ``u`` (0..1): the share of
+   ranked accounts with a strictly lower value (a strictly higher one for features where lower is
+   suspicious). An account at the most common value of a zero-inflated feature (no cycles, say)
+   gets ``u`` close to 0, so a rule never fires on "nothing".
+2. A rule's strength ``s`` combines the percentiles of its features: ``all`` rules take the
+   geometric mean (every part of the typology must be present: fan-in *and* first-time payers *and*
+   forwarding), ``any`` rules the maximum (alternative views of the same pattern).
+3. The strength becomes evidence in "bits of surprise": ``e = -log2(1 - s + 1/n)`` (``n`` ranked
+   accounts), so that being in the top 0.1% counts much more than being in the top 30%, and a
+   single very unusual typology outweighs many mildly unusual ones.
+4. The rule score is ``sum(weight * e) / sum(weight * log2(n))``, in 0..1.
+5. Optionally (``detector_weight`` w > 0), an IsolationForest over robust-scaled log features
+   (seeded with ``random_state``) joins in: the final score is the convex combination
+   ``(1 - w) * rule_score + w * p``, ``p`` the percentile of the account's anomaly score.
+
+Rules whose features are all missing from the frame are skipped (and reported by
+:meth:`NoLabelScorer.rules_used`), so the mode works with any subset of feature families.
+
+The rules (weight: typology -- features)
+-----------------------------------------
+See :data:`RULES`; the table in the README and ``mulegraph score --list-rules`` print them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from .errors import FeatureError
+from .explain import Signal, _as_float, directional, feature_columns
+from .features.registry import REGISTRY
+
+__all__ = ["Rule", "RULES", "NoLabelScorer", "rules_frame", "NOLABEL_VERSION"]
+
+#: version of the rule set; part of ``model_version`` in scores
+NOLABEL_VERSION = "nolabel-1"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One typology rule: features combined into a strength, with a fixed weight.
+
+    ``features``: the feature names; ``directions``: +1/-1 per feature (default: the registry's
+    direction, +1 when unknown); ``combine``: ``"all"`` (geometric mean) or ``"any"`` (maximum).
+    """
+
+    code: str
+    typology: str
+    description: str
+    weight: float
+    features: tuple[str, ...]
+    combine: str = "all"
+    directions: tuple[int, ...] | None = None
+
+    def direction_of(self, i: int) -> int:
+        if self.directions is not None:
+            return self.directions[i]
+        spec = REGISTRY.get(self.features[i])
+        return 1 if spec is None or spec.direction == 0 else int(spec.direction)
+
+
+#: The typology rules. Weights: 1.0 for the flow-structure typologies that define laundering
+#: (cycles, layering chains, scatter-gather, gather-scatter, collecting and forwarding); 0.5 for
+#: single-account behaviours that legitimate accounts show more often (fan-in alone, fan-out,
+#: structuring, dormancy then burst, a suspicious neighbourhood).
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "FANIN_FORWARD",
+        "fan-in + pass-through",
+        "Many senders, mostly first-time payers, in a short window, and the money leaves again soon",
+        1.0,
+        ("fanin_max_72h", "first_time_in_share", "passthrough_share_72h"),
+    ),
+    Rule(
+        "RAPID_PASSTHROUGH",
+        "pass-through",
+        "Forwards most of what it receives within a day, in amounts matching what came in",
+        1.0,
+        ("passthrough_share_24h", "amount_match_share"),
+    ),
+    Rule(
+        "LAYERING_CHAIN",
+        "stack / layering",
+        "Sits on a time-respecting chain of accounts that each forward most of what they receive",
+        1.0,
+        ("chain_depth",),
+    ),
+    Rule(
+        "CYCLE",
+        "cycle",
+        "Money leaves the account and comes back through other accounts within the cycle window",
+        1.0,
+        ("cycle_count",),
+    ),
+    Rule(
+        "SCATTER_GATHER",
+        "scatter-gather",
+        "Takes part in a scatter-gather structure (one source, several intermediaries, one target)",
+        1.0,
+        ("sg_count", "sg_role_count"),
+        combine="any",
+    ),
+    Rule(
+        "GATHER_SCATTER",
+        "gather-scatter",
+        "Gathers from several senders and then scatters to several receivers",
+        1.0,
+        ("gs_count", "gs_role_count"),
+        combine="any",
+    ),
+    Rule(
+        "FAN_IN",
+        "fan-in",
+        "Unusually many distinct senders in a short window",
+        0.5,
+        ("fanin_max_72h",),
+    ),
+    Rule(
+        "FAN_OUT",
+        "fan-out",
+        "Unusually many distinct receivers in a short window",
+        0.5,
+        ("fanout_max_72h",),
+    ),
+    Rule(
+        "STRUCTURING",
+        "structuring",
+        "Many amounts just below a reporting threshold",
+        0.5,
+        ("structuring_share",),
+    ),
+    Rule(
+        "DORMANT_BURST",
+        "dormant then burst",
+        "A long quiet period followed by a burst of activity",
+        0.5,
+        ("max_dormancy_d", "burst_ratio"),
+    ),
+    Rule(
+        "MULE_NEIGHBOURHOOD",
+        "network",
+        "Its counterparties themselves pass money through quickly",
+        0.5,
+        ("nbr_max_passthrough_24h", "nbr_mean_passthrough_24h"),
+        combine="any",
+    ),
+)
+
+
+def rules_frame(rules: Sequence[Rule] = RULES) -> pl.DataFrame:
+    """The rules as a table: code, typology, weight, combine, features, description."""
+    return pl.DataFrame(
+        {
+            "code": [r.code for r in rules],
+            "typology": [r.typology for r in rules],
+            "weight": [r.weight for r in rules],
+            "combine": [r.combine for r in rules],
+            "features": [", ".join(r.features) for r in rules],
+            "description": [r.description for r in rules],
+        }
+    )
+
+
+@dataclass
+class NoLabelScorer:
+    """Score accounts with the typology rules (plus an optional seeded IsolationForest).
+
+    ``fit(features)`` reads the population of ranked accounts (percentiles, the detector);
+    ``score(features)`` returns ``account_id``, ``score`` and one ``rule_<CODE>`` strength column per
+    rule used. Both take a feature frame from :func:`mulegraph.features.compute_features` with hubs
+    already removed.
+    """
+
+    rules: Sequence[Rule] = RULES
+    detector_weight: float = 0.0
+    random_state: int = 0
+    n_estimators: int = 200
+    rules_used_: list[Rule] = field(default_factory=list, init=False)
+
+    def fit(self, features: pl.DataFrame) -> "NoLabelScorer":
+        """Choose the rules that have features in ``features``; fit the detector when asked."""
+        if "account_id" not in features.columns:
+            raise FeatureError("the feature frame has no account_id column; compute features first.")
+        self.rules_used_ = [r for r in self.rules if any(f in features.columns for f in r.features)]
+        self.columns_ = feature_columns(features)
+        self.detector_ = None
+        if self.detector_weight > 0 and self.columns_ and features.height >= 10:
+            from sklearn.ensemble import IsolationForest
+
+            logs = self._log_matrix(features)
+            with np.errstate(all="ignore"):
+                self.center_ = np.nan_to_num(np.nanmedian(logs, axis=0))
+                iqr = np.nanpercentile(logs, 75, axis=0) - np.nanpercentile(logs, 25, axis=0)
+            self.scale_ = np.where(np.nan_to_num(iqr) > 0, np.nan_to_num(iqr), 1.0)
+            x = self._detector_matrix(features)
+            self.detector_ = IsolationForest(
+                n_estimators=self.n_estimators, random_state=self.random_state, n_jobs=1
+            ).fit(x)
+        return self
+
+    def _log_matrix(self, features: pl.DataFrame) -> np.ndarray:
+        x = _as_float(features, self.columns_)
+        return np.sign(x) * np.log1p(np.abs(x))
+
+    def _detector_matrix(self, features: pl.DataFrame) -> np.ndarray:
+        """Signed log1p of the features, centred on the fitted median and scaled by the IQR."""
+        x = (self._log_matrix(features) - self.center_) / self.scale_
+        return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def rule_strengths(self, features: pl.DataFrame) -> dict[str, np.ndarray]:
+        """Rule code -> strength (0..1) per row of ``features``."""
+        out: dict[str, np.ndarray] = {}
+        for r in self.rules_used_:
+            parts = []
+            for i, f in enumerate(r.features):
+                if f in features.columns:
+                    x = _as_float(features, [f])[:, 0]
+                    parts.append(np.nan_to_num(directional(x, r.direction_of(i)), nan=0.0))
+            if not parts:
+                continue
+            m = np.column_stack(parts)
+            if r.combine == "any":
+                s = m.max(axis=1)
+            else:
+                s = np.exp(np.mean(np.log(np.clip(m, 1e-12, 1.0)), axis=1))
+                s = np.where(m.min(axis=1) <= 0, 0.0, s)
+            out[r.code] = s
+        return out
+
+    def score(self, features: pl.DataFrame) -> pl.DataFrame:
+        """``account_id``, ``score`` (0..1) and ``rule_<CODE>`` strengths for each row."""
+        if not hasattr(self, "columns_"):
+            self.fit(features)
+        n = features.height
+        strengths = self.rule_strengths(features)
+        eps = 1.0 / max(n, 2)
+        cap = math.log2(1.0 / eps)
+        total = np.zeros(n)
+        wsum = 0.0
+        for r in self.rules_used_:
+            if r.code in strengths:
+                e = -np.log2(1.0 - strengths[r.code] + eps)
+                total += r.weight * np.clip(e, 0.0, cap)
+                wsum += r.weight * cap
+        rule_score = total / wsum if wsum > 0 else np.zeros(n)
+        score = rule_score
+        if self.detector_ is not None:
+            anomaly = -self.detector_.score_samples(self._detector_matrix(features))
+            pa = directional(anomaly, 1)
+            score = (1.0 - self.detector_weight) * rule_score + self.detector_weight * pa
+        cols = {"account_id": features["account_id"], "score": np.clip(score, 0.0, 1.0)}
+        for code, s in strengths.items():
+            cols[f"rule_{code}"] = s
+        return pl.DataFrame(cols)
+
+    def signals(self) -> list[Signal]:
+        """Candidate reasons: each feature of each rule used, under the rule's code, by weight."""
+        sigs = []
+        for r in sorted(self.rules_used_, key=lambda r: -r.weight):
+            for f in r.features:
+                sigs.append(Signal(code=r.code, feature=f, weight=r.weight))
+        return sigs

@@ -1,0 +1,274 @@
+"""Scoring: every account active in a window gets a score, a rank and its reasons.
+
+:func:`score` is the one call behind ``mulegraph score``: it reads the transfers of a window (from a
+store or a frame), computes the features once, scores them with a supervised model when one is
+given (:func:`mulegraph.model.load_model`) or with the transparent no-label mode
+(:mod:`mulegraph.nolabel`) when not, ranks, and explains (:mod:`mulegraph.explain`).
+:func:`score_features` does the same from features that were computed already (the nightly run
+reuses its features this way).
+
+The output follows :data:`mulegraph.schema.SCORE_SCHEMA`: ``account_id``, ``score`` (0..1),
+``rank`` (1 = most suspicious, 1..n without gaps; ties in score are broken by account id, so the
+ranking is deterministic), ``reasons`` (JSON, see :mod:`mulegraph.explain`), ``model_version``,
+``run_id``. Hubs (``is_hub``: external pseudo-accounts, processors, accounts with more
+counterparties than ``FeatureConfig.hub_degree``) are not ranked and do not appear; percentiles in
+reasons are computed among the ranked accounts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .config import Config
+from .errors import FeatureError, InputError, ModelError, StoreError
+from .explain import Signal, explain
+from .features import compute_features, prepare
+from .features.prepare import Prepared
+from .features.registry import REGISTRY
+from .nolabel import NOLABEL_VERSION, NoLabelScorer
+from .schema import SCORE_SCHEMA
+from .window import filter_window, resolve_window
+
+__all__ = ["ScoreOptions", "score", "score_features", "rank_scores", "write_scores", "read_transfers"]
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Settings of ranking and explaining.
+
+    ``n_reasons``: reasons per account (at most; at least 3 when the account has that many values);
+    ``evidence_top``: gather transfer ids behind the reasons for this many best-ranked accounts;
+    ``max_txn_ids``: cap on transfer ids per reason; ``detector_weight``: weight of the
+    IsolationForest in the no-label mode (0 = rules only).
+    """
+
+    n_reasons: int = 5
+    evidence_top: int = 100
+    max_txn_ids: int = 25
+    detector_weight: float = 0.0
+
+
+def rank_scores(frame: pl.DataFrame) -> pl.DataFrame:
+    """Sort by score (highest first, ties by account id) and add ``rank`` 1..n."""
+    return (
+        frame.sort(["score", "account_id"], descending=[True, False], nulls_last=True)
+        .with_row_index("rank", offset=1)
+        .with_columns(pl.col("rank").cast(pl.Int64))
+    )
+
+
+def _model_signals(model: Any, features: pl.DataFrame) -> list[Signal]:
+    imp = dict(getattr(model, "feature_importance", {}) or {})
+    sigs = []
+    for f, w in sorted(imp.items(), key=lambda kv: -float(kv[1])):
+        if f in features.columns and float(w) > 0:
+            spec = REGISTRY.get(f)
+            code = (spec.family if spec else "feature").upper()
+            sigs.append(Signal(code=code, feature=f, weight=float(w)))
+    return sigs
+
+
+def _model_version(model: Any) -> str:
+    for attr in ("model_version", "version"):
+        v = getattr(model, attr, None)
+        if isinstance(v, str) and v:
+            return v
+    card = getattr(model, "card", None) or getattr(model, "card_", None)
+    if isinstance(card, dict):
+        for key in ("model_version", "version", "training_data_hash"):
+            if card.get(key):
+                return str(card[key])
+    return "model"
+
+
+def score_features(
+    features: pl.DataFrame,
+    prepared: Prepared | None = None,
+    model: Any = None,
+    *,
+    transfers: pl.DataFrame | None = None,
+    run_id: str | None = None,
+    exclude_hubs: bool = True,
+    options: ScoreOptions | None = None,
+    random_state: int = 0,
+) -> pl.DataFrame:
+    """Rank accounts from precomputed features (see :func:`score`).
+
+    ``features``: ``account_id``, ``is_hub`` and feature columns. ``prepared`` (from
+    :func:`mulegraph.features.prepare`) is needed for the transfer ids behind the reasons and, with
+    ``transfers``, by supervised models that compute label-based features. ``model``: an object
+    with ``predict(features, transfers) -> account_id, score`` (and ``feature_importance``); None
+    selects the no-label mode.
+    """
+    options = options or ScoreOptions()
+    if "account_id" not in features.columns:
+        raise FeatureError("the feature frame has no account_id column; compute features first.")
+    ranked = features
+    if exclude_hubs and "is_hub" in features.columns:
+        ranked = features.filter(~pl.col("is_hub").fill_null(False))
+    if ranked.is_empty():
+        return pl.DataFrame(schema=SCORE_SCHEMA)
+
+    if model is None:
+        scorer = NoLabelScorer(detector_weight=options.detector_weight, random_state=random_state).fit(ranked)
+        if not scorer.rules_used_:
+            raise FeatureError(
+                "none of the features the no-label rules use are present; compute all feature families."
+            )
+        scored = scorer.score(ranked).select("account_id", "score")
+        signals = scorer.signals()
+        version = NOLABEL_VERSION
+    else:
+        tx = transfers
+        if tx is None and prepared is not None:
+            tx = prepared
+        pred = model.predict(ranked, tx)
+        if "account_id" not in pred.columns or "score" not in pred.columns:
+            raise ModelError("the model's predictions lack account_id or score; the model is incompatible.")
+        scored = ranked.select("account_id").join(pred.select("account_id", "score"), on="account_id", how="left")
+        scored = scored.with_columns(pl.col("score").cast(pl.Float64).fill_nan(None).fill_null(0.0).clip(0.0, 1.0))
+        signals = _model_signals(model, ranked)
+        version = _model_version(model)
+
+    ranked_scores = rank_scores(scored)
+    order = ranked_scores["account_id"].to_list()
+    reasons = explain(
+        ranked,
+        signals,
+        prepared=prepared,
+        order=order,
+        n_reasons=options.n_reasons,
+        evidence_top=options.evidence_top,
+        max_txn_ids=options.max_txn_ids,
+    )
+    reason_frame = pl.DataFrame({"account_id": ranked["account_id"], "reasons": reasons})
+    out = ranked_scores.join(reason_frame, on="account_id", how="left").with_columns(
+        pl.lit(version).alias("model_version"),
+        pl.lit(run_id).cast(pl.String).alias("run_id"),
+    )
+    return out.select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items()]).sort("rank")
+
+
+def read_transfers(
+    source: Any, *, window: str = "all", as_of: str | datetime | None = None
+) -> tuple[pl.DataFrame, str]:
+    """Canonical transfers of the window from a store directory, a ``Store`` or a frame.
+
+    Returns the transfers and a text description of the resolved window.
+    """
+    if isinstance(source, (pl.DataFrame, pl.LazyFrame)):
+        lf = source.lazy()
+        if "ts" not in lf.collect_schema().names():
+            raise FeatureError("transfers lack the ts column; they must follow the canonical schema.")
+        newest = lf.select(pl.col("ts").max()).collect().item()
+        win = resolve_window(window, as_of, newest)
+        return filter_window(lf, win).collect(), win.describe()
+    try:
+        from .store import Store
+    except ImportError as err:  # pragma: no cover - the store module ships with the package
+        raise StoreError("this installation has no store support; pass transfers directly.") from err
+    store = source if isinstance(source, Store) else Store.open(source)
+    win = store.time_window(window, as_of)
+    return store.transfers(win), win.describe()
+
+
+def score(
+    transfers_or_store: Any,
+    *,
+    model_dir: str | os.PathLike | None = None,
+    window: str = "all",
+    as_of: str | datetime | None = None,
+    config: Config | None = None,
+    run_id: str | None = None,
+    exclude_hubs: bool = True,
+    progress: Callable[[str], None] | None = None,
+    features: pl.DataFrame | None = None,
+    options: ScoreOptions | None = None,
+    return_features: bool = False,
+) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
+    """Score every account active in the window; see the module docstring for the output.
+
+    ``transfers_or_store``: a store directory, a ``mulegraph.store.Store`` or canonical transfers.
+    ``model_dir``: a model saved by ``mulegraph train``; None for the no-label mode. ``features``:
+    features computed already for the same transfers (skips the feature stage). With
+    ``return_features`` the features are returned too, as ``(scores, features)``.
+    """
+    config = config or Config()
+    if progress:
+        progress("reading transfers")
+    transfers, _desc = read_transfers(transfers_or_store, window=window, as_of=as_of)
+    if transfers.is_empty():
+        raise InputError("there are no transfers in the chosen window; widen --window or check --as-of.")
+    if progress:
+        progress("preparing")
+    prepared = prepare(transfers, config.features)
+    if features is None:
+        if progress:
+            progress("computing features")
+        features = compute_features(prepared, config.features, progress=progress)
+    model = None
+    if model_dir is not None:
+        if progress:
+            progress("loading model")
+        try:
+            from .model import load_model
+        except ImportError as err:  # pragma: no cover - the model module ships with the package
+            raise ModelError("this installation has no supervised model support; leave out --model.") from err
+        model = load_model(model_dir)
+    if run_id is None:
+        newest = transfers["ts"].max()
+        run_id = f"score-{newest:%Y%m%dT%H%M%SZ}" if newest is not None else "score"
+    if progress:
+        progress("scoring and explaining")
+    out = score_features(
+        features,
+        prepared,
+        model,
+        transfers=transfers,
+        run_id=run_id,
+        exclude_hubs=exclude_hubs,
+        options=options,
+        random_state=config.model.random_state,
+    )
+    return (out, features) if return_features else out
+
+
+def write_scores(scores: pl.DataFrame, path: str | os.PathLike) -> Path:
+    """Write scores atomically; the format follows the extension (.parquet, .csv, .json).
+
+    JSON is a list of objects with ``reasons`` as a parsed list (not a string).
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in (".parquet", ".csv", ".json"):
+        raise InputError(f"the output file must end in .parquet, .csv or .json. Got '{path.name}' instead.")
+    if not path.parent.exists():
+        raise InputError(f"the folder '{path.parent}' does not exist; create it first.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if ext == ".parquet":
+            scores.write_parquet(tmp)
+        elif ext == ".csv":
+            scores.write_csv(tmp)
+        else:
+            rows = scores.to_dicts()
+            for r in rows:
+                r["reasons"] = json.loads(r["reasons"]) if r.get("reasons") else []
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(rows, fh, ensure_ascii=False, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

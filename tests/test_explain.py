@@ -1,0 +1,231 @@
+"""Reason codes: percentiles against a plain-loop reference, reason choice, texts, evidence."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mulegraph.explain import (
+    Signal,
+    choose_reasons,
+    directional,
+    evidence,
+    explain,
+    feature_columns,
+    percentiles,
+    reason_text,
+)
+from mulegraph.features import prepare
+from mulegraph.features.registry import REGISTRY, FeatureSpec, register
+from mulegraph.schema import TRANSFER_SCHEMA
+
+register(
+    FeatureSpec("test_share_xx", "passthrough", "Test share.", "share", 1, "{value:.0%} of received value left"),
+    FeatureSpec("test_low_xx", "temporal", "Test lower-is-suspicious.", "hours", -1),
+)
+
+
+def percentile_reference(values: list[float | None]) -> list[float | None]:
+    """Share of the other (non-missing) values that are strictly lower, by plain loops."""
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    out = []
+    for v in values:
+        if v is None or math.isnan(v):
+            out.append(None)
+            continue
+        lower = sum(1 for w in present if w < v)
+        out.append(lower / len(present))
+    return out
+
+
+values_st = st.lists(
+    st.one_of(st.none(), st.floats(-5, 5, allow_nan=False).map(lambda x: round(x, 1)), st.just(float("nan"))),
+    min_size=1,
+    max_size=40,
+)
+
+
+@given(values_st)
+def test_percentile_matches_reference(values):
+    frame = pl.DataFrame({"account_id": [f"a{i}" for i in range(len(values))], "f": values}, schema={"account_id": pl.String, "f": pl.Float64})
+    got = percentiles(frame)["f"].to_list()
+    want = percentile_reference(values)
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None or math.isnan(g)
+        else:
+            assert g == pytest.approx(w)
+
+
+@given(values_st)
+def test_directional_lower_is_share_higher(values):
+    x = np.array([np.nan if v is None else v for v in values], dtype=float)
+    got = directional(x, -1)
+    present = x[~np.isnan(x)]
+    for g, v in zip(got, x):
+        if np.isnan(v):
+            assert np.isnan(g)
+        else:
+            assert g == pytest.approx((present > v).sum() / present.size)
+
+
+def test_percentile_golden():
+    frame = pl.DataFrame({"account_id": ["a", "b", "c", "d"], "f": [0.0, 0.0, 5.0, 9.0]})
+    assert percentiles(frame)["f"].to_list() == [0.0, 0.0, 0.5, 0.75]
+
+
+def test_feature_columns_skip_identifiers():
+    frame = pl.DataFrame({"account_id": ["a"], "is_hub": [False], "x": [1.0], "n": [2], "s": ["no"]})
+    assert feature_columns(frame) == ["x", "n"]
+
+
+def test_choose_reasons_takes_unusual_first_and_fills_to_three():
+    strength = np.array([[0.9, 0.2, 0.8, 0.1, np.nan], [0.99, 0.98, 0.97, 0.96, 0.95]])
+    unusual = strength.copy()
+    got = choose_reasons(strength, unusual, n_reasons=5, min_reasons=3, min_unusual=0.5)
+    assert got[0] == [0, 2, 1]  # two qualify, filled with the next strongest that has a value
+    assert got[1] == [0, 1, 2, 3, 4]
+
+
+def test_reason_text_uses_template_and_floors_percent():
+    text = reason_text("test_share_xx", 0.97, 0.9996)
+    assert text == "97% of received value left; higher than 99.9% of accounts"
+    low = reason_text("test_low_xx", 2.0, 0.95)
+    assert "lower than 95.0% of accounts" in low
+    assert "Test lower-is-suspicious" in low
+
+
+def _random_transfers(seed: int, n_acc: int = 12, n_tx: int = 120) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    src = rng.integers(0, n_acc, n_tx)
+    dst = (src + rng.integers(1, n_acc, n_tx)) % n_acc
+    t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    ts = [t0 + timedelta(hours=int(h)) for h in rng.integers(0, 24 * 10, n_tx)]
+    return pl.DataFrame(
+        {
+            "txn_id": [f"T{i:04d}" for i in range(n_tx)],
+            "ts": ts,
+            "src_account": [f"A{s:02d}" for s in src],
+            "dst_account": [f"A{d:02d}" for d in dst],
+            "amount": np.round(rng.lognormal(5, 1, n_tx), 2),
+            "currency": ["EUR"] * n_tx,
+            "channel": rng.choice(["TRANSFER", "CASH", None], n_tx).tolist(),
+        },
+        schema=TRANSFER_SCHEMA,
+    )
+
+
+FEATURES = [
+    "passthrough_share_24h",
+    "fanin_max_72h",
+    "fanout_max_24h",
+    "first_time_in_share",
+    "in_cp",
+    "out_cp",
+    "structuring_share",
+    "cash_out_share",
+    "night_share",
+    "cycle_count",
+    "in_value",
+    "out_value",
+    "velocity",
+]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_evidence_belongs_to_the_account(seed):
+    tx = _random_transfers(seed)
+    p = prepare(tx)
+    accounts = p.accounts["account_id"].to_list()
+    rng = np.random.default_rng(seed)
+    feats = pl.DataFrame({"account_id": accounts, "cycle_count": rng.integers(0, 2, len(accounts))})
+    owner = {}
+    for row in tx.select("txn_id", "src_account", "dst_account").to_dicts():
+        owner[row["txn_id"]] = {row["src_account"], row["dst_account"]}
+    nonempty = 0
+    for f in FEATURES:
+        ev = evidence(p, accounts, f, features=feats, max_txn_ids=7)
+        for acc, ids in ev.items():
+            assert len(ids) <= 7
+            assert ids == sorted(set(ids))
+            for tid in ids:
+                assert acc in owner[tid], (f, acc, tid)
+            nonempty += bool(ids)
+    assert nonempty > 0
+
+
+def test_passthrough_evidence_pairs_inbound_with_later_outbound():
+    t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    rows = [
+        ("T1", t0, "X", "M", 1000.0),  # in
+        ("T2", t0 + timedelta(hours=2), "M", "Y", 950.0),  # forwarded within 24h
+        ("T3", t0 + timedelta(days=5), "M", "Z", 10.0),  # nothing arrived within 24h before
+        ("T4", t0 + timedelta(days=6), "Q", "M", 5.0),  # arrives after T3: never matched with it
+    ]
+    tx = pl.DataFrame(
+        {
+            "txn_id": [r[0] for r in rows],
+            "ts": [r[1] for r in rows],
+            "src_account": [r[2] for r in rows],
+            "dst_account": [r[3] for r in rows],
+            "amount": [r[4] for r in rows],
+            "currency": ["EUR"] * 4,
+            "channel": [None] * 4,
+        },
+        schema=TRANSFER_SCHEMA,
+    )
+    p = prepare(tx)
+    ev = evidence(p, ["M"], "passthrough_share_24h")
+    assert ev["M"] == ["T1", "T2"]
+
+
+def test_fanin_evidence_is_busiest_window():
+    t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    ids, ts, src = [], [], []
+    for i in range(5):  # five senders within 10 hours
+        ids.append(f"B{i}")
+        ts.append(t0 + timedelta(days=3, hours=2 * i))
+        src.append(f"S{i}")
+    for i in range(2):  # two spread-out senders
+        ids.append(f"L{i}")
+        ts.append(t0 + timedelta(days=10 * i + 20))
+        src.append(f"R{i}")
+    n = len(ids)
+    tx = pl.DataFrame(
+        {"txn_id": ids, "ts": ts, "src_account": src, "dst_account": ["M"] * n, "amount": [100.0] * n,
+         "currency": ["EUR"] * n, "channel": [None] * n},
+        schema=TRANSFER_SCHEMA,
+    )
+    ev = evidence(prepare(tx), ["M"], "fanin_max_24h")
+    assert ev["M"] == [f"B{i}" for i in range(5)]
+
+
+def test_explain_json_shape_and_evidence_only_for_top():
+    tx = _random_transfers(3, n_acc=15, n_tx=200)
+    p = prepare(tx)
+    accounts = p.accounts["account_id"].to_list()
+    rng = np.random.default_rng(0)
+    feats = pl.DataFrame({"account_id": accounts, **{f: rng.random(len(accounts)) for f in FEATURES[:6]}})
+    sigs = [Signal("CODE_" + f.upper(), f, 1.0) for f in FEATURES[:6]] + [Signal("MISSING", "not_a_column")]
+    order = sorted(accounts)
+    reasons = explain(feats, sigs, prepared=p, order=order, evidence_top=4)
+    assert reasons.len() == len(accounts)
+    for acc, text in zip(accounts, reasons.to_list()):
+        items = json.loads(text)
+        assert 3 <= len(items) <= 5
+        assert {"code", "feature", "family", "text", "value", "percentile", "txn_ids"} <= set(items[0])
+        assert len({i["feature"] for i in items}) == len(items)
+        if acc not in order[:4]:
+            assert all(i["txn_ids"] == [] for i in items)
+        # ordered by strength (equal weights: by how unusual)
+        pcts = [i["percentile"] for i in items]
+        assert pcts == sorted(pcts, reverse=True)
+    assert any(json.loads(t)[0]["txn_ids"] for a, t in zip(accounts, reasons.to_list()) if a in order[:4])
+    assert "not_a_column" not in REGISTRY

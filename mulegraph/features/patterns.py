@@ -1,0 +1,316 @@
+"""Laundering typologies on the transfer graph: cycles, scatter-gather, gather-scatter, chains.
+
+Every pattern is made of *time-respecting* hops: a transfer ``u -> v`` at ``t1`` followed by a
+transfer ``v -> w`` at ``t2`` with ``t1 <= t2 <= t1 + W`` (``W`` = ``FeatureConfig.cycle_window``,
+7 days by default, used for every pattern here). An equal timestamp counts as possibly after,
+because some exports carry whole days only; the transfer order (``row``) is only a tie-break that
+keeps each cycle counted once.
+
+Features (per account; ``null`` for hubs, ``0`` for an account that is in no pattern):
+
+* ``cycle_count``, ``cycle_value``: simple cycles of 2..``max_cycle_length`` distinct accounts
+  through the account whose transfers are non-decreasing in time, all within ``W`` of the first
+  one. A cycle is a sequence of distinct transfers, so parallel transfers on one pair give separate
+  cycles. Each cycle is counted once: it is anchored at its first transfer (the one after the only
+  drop in time around the cycle; when all its times are equal, the one with the lowest row). The
+  value of a cycle is its smallest transfer amount (what went all the way round);
+  ``cycle_count_consistent`` counts cycles in which every hop carries between
+  ``pattern_keep_low`` and 1.0 times the previous hop's amount (money passed on less a fee).
+* ``sg_count`` (as the source), ``sg_mid_count`` (as an intermediary), ``sg_target_count`` (as
+  the target), ``sg_role_count`` (their sum): scatter-gather, a pair ``(s, d)`` joined by
+  time-respecting 2-hop paths ``s -> m -> d`` (each within ``W``) through at least two distinct
+  intermediaries ``m``. Counts are numbers of such pairs.
+* ``gs_count``: gather-scatter, the number of distinct (sender, receiver) pairs joined through the
+  account by time-respecting hops within ``W``, when there are at least two distinct senders and
+  two distinct receivers (``0`` otherwise).
+* ``chain_hops``: pass-through hops through the account that forward between ``chain_keep_low``
+  and 1.0 times the inbound amount; ``chain_depth``: the number of transfers in the longest
+  time-respecting chain of such hops that passes through the account (upstream plus downstream,
+  each side counted up to ``chain_cap`` transfers; ``0`` when the account makes no such hop).
+
+Hubs (``Prepared.accounts.is_hub``): every transfer touching a hub is left out of pattern search,
+so a hub is never a node of a pattern and cannot make the search quadratic; the largest middle
+node has at most ``hub_degree`` counterparties. The 2-hop path table is built by one equi-join on
+(middle account, time bucket of width ``W``), which never forms the pairs that are more than one
+bucket apart. 3- and 4-cycles close the 2-path table with one more join on both ends (meet in the
+middle); 5-cycles join a 3-hop prefix with a 2-hop suffix, partitioned by start account so memory
+stays bounded.
+
+Shards: every pattern through an account lies within two undirected non-hub hops of it (a chain
+up to ``chain_cap`` hops), so a shard gives the whole-graph values when it is computed from the
+transfers touching the shard's accounts and their 2-hop non-hub halo (``chain_cap`` hops for
+chains), with the hub list decided globally; outputs are then kept for the shard's own accounts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from ..window import parse_duration
+from .prepare import Prepared
+from .registry import FeatureSpec, register
+
+__all__ = ["compute", "pattern_edges", "two_paths", "enumerate_cycles", "chain_depths", "FEATURES"]
+
+FAMILY = "patterns"
+
+FEATURES = [
+    FeatureSpec("cycle_count", FAMILY, "time-respecting cycles (2-5 accounts, within the cycle window) through the account", "count", 1,
+                "part of {value:.0f} time-respecting cycles of transfers"),
+    FeatureSpec("cycle_value", FAMILY, "sum over those cycles of the smallest transfer amount in the cycle", "currency", 1,
+                "{value:,.0f} moved round time-respecting cycles"),
+    FeatureSpec("cycle_count_consistent", FAMILY, "cycles in which each hop passes on 80-100% of the previous amount", "count", 1,
+                "part of {value:.0f} cycles that pass the same money on, less a fee"),
+    FeatureSpec("sg_count", FAMILY, "scatter-gather pairs where the account is the source (>=2 intermediaries to one target)", "count", 1,
+                "scatters money through intermediaries that gather it again ({value:.0f} times)"),
+    FeatureSpec("sg_mid_count", FAMILY, "scatter-gather pairs where the account is an intermediary", "count", 1,
+                "intermediary in {value:.0f} scatter-gather structures"),
+    FeatureSpec("sg_target_count", FAMILY, "scatter-gather pairs where the account is the target", "count", 1,
+                "gathers money that was scattered through intermediaries ({value:.0f} times)"),
+    FeatureSpec("sg_role_count", FAMILY, "scatter-gather pairs the account takes part in, any role", "count", 1,
+                "takes part in {value:.0f} scatter-gather structures"),
+    FeatureSpec("gs_count", FAMILY, "gather-scatter: distinct sender-receiver pairs joined through the account within the window", "count", 1,
+                "gathers from several senders and scatters to several receivers ({value:.0f} pairs)"),
+    FeatureSpec("chain_hops", FAMILY, "pass-through hops (forwarding 70-100% of an inbound within the window)", "count", 1,
+                "forwards most of an inbound transfer {value:.0f} times"),
+    FeatureSpec("chain_depth", FAMILY, "transfers in the longest time-respecting pass-through chain through the account", "count", 1,
+                "sits in a pass-through chain of {value:.0f} transfers"),
+]
+register(*FEATURES)
+
+_U32 = pl.UInt32
+
+
+def pattern_edges(p: Prepared) -> pl.DataFrame:
+    """Transfers used for pattern search: no hub at either end, no self-transfer.
+
+    Columns ``r`` (row), ``s``, ``d`` (account indices), ``t`` (seconds since the earliest transfer)
+    and ``m`` (amount).
+    """
+    tx = p.tx
+    e = tx.filter(pl.col("src") != pl.col("dst"))
+    hubs = p.hub_idx
+    if hubs.len():
+        h = hubs.implode()
+        e = e.filter(~pl.col("src").is_in(h) & ~pl.col("dst").is_in(h))
+    t0 = tx["t"].min() if tx.height else 0
+    return e.select(
+        pl.col("row").cast(_U32).alias("r"),
+        pl.col("src").cast(_U32).alias("s"),
+        pl.col("dst").cast(_U32).alias("d"),
+        (pl.col("t") - t0).alias("t"),
+        pl.col("amount").alias("m"),
+    )
+
+
+def two_paths(e: pl.DataFrame, w: int) -> pl.DataFrame:
+    """Time-respecting 2-hop paths ``a -> v -> c``: ``t1 <= t2 <= t1 + w`` (``c == a`` included).
+
+    Columns ``r1, a, v, t1, m1, r2, c, t2, m2``. Joined on (v, bucket) where the bucket is
+    ``t // w``: a second hop within ``w`` lies in the first hop's bucket or the next one, so no pair
+    further apart is ever formed.
+    """
+    first = e.select(
+        pl.col("r").alias("r1"), pl.col("s").alias("a"), pl.col("d").alias("v"), pl.col("t").alias("t1"),
+        pl.col("m").alias("m1"), (pl.col("t") // w).alias("b"),
+    )
+    first = pl.concat([first, first.with_columns(pl.col("b") + 1)])
+    second = e.select(
+        pl.col("r").alias("r2"), pl.col("s").alias("v"), pl.col("d").alias("c"), pl.col("t").alias("t2"),
+        pl.col("m").alias("m2"), (pl.col("t") // w).alias("b"),
+    )
+    return (
+        first.join(second, on=["v", "b"])
+        .filter((pl.col("t2") >= pl.col("t1")) & (pl.col("t2") <= pl.col("t1") + w))
+        .drop("b")
+    )
+
+
+def _anchored(t_first: str, t_last: str, r_first: str, others: list[str]) -> pl.Expr:
+    """The cycle is counted from this start: its times rise somewhere, or all are equal and the
+    start has the lowest row."""
+    return (pl.col(t_last) > pl.col(t_first)) | (pl.col(r_first) < pl.min_horizontal(*others))
+
+
+def _consistent(amounts: list[str], low: float) -> pl.Expr:
+    cond = pl.lit(True)
+    for prev, nxt in zip(amounts, amounts[1:]):
+        cond = cond & (pl.col(nxt) >= low * pl.col(prev)) & (pl.col(nxt) <= pl.col(prev))
+    return cond
+
+
+def _cycle_rows(df: pl.DataFrame, nodes: list[str], amounts: list[str], low: float) -> pl.DataFrame:
+    """One row per (cycle, account): ``node``, ``value`` (smallest amount), ``consistent``."""
+    if df.height == 0:
+        return pl.DataFrame(schema={"node": _U32, "value": pl.Float64, "consistent": pl.Boolean})
+    cyc = df.select(
+        *nodes,
+        pl.min_horizontal(*amounts).alias("value"),
+        _consistent(amounts, low).alias("consistent"),
+    )
+    return pl.concat([cyc.select(pl.col(n).alias("node"), "value", "consistent") for n in nodes])
+
+
+def enumerate_cycles(e: pl.DataFrame, p2: pl.DataFrame, w: int, max_len: int, low: float,
+                     max_rows: int = 20_000_000) -> pl.DataFrame:
+    """Per-account cycle totals: ``idx``, ``cycle_count``, ``cycle_value``, ``cycle_count_consistent``.
+
+    ``e`` are the pattern edges and ``p2`` their 2-hop paths (:func:`two_paths`). ``max_rows``
+    bounds the intermediate 3-hop table of the 5-cycle step (it is split by start account).
+    """
+    parts: list[pl.DataFrame] = []
+    end = pl.col("t1") + w
+    if max_len >= 2:
+        c2 = p2.filter((pl.col("c") == pl.col("a")) & _anchored("t1", "t2", "r1", ["r2"]))
+        parts.append(_cycle_rows(c2, ["a", "v"], ["m1", "m2"], low))
+    p3 = p2.filter(pl.col("c") != pl.col("a"))
+    if max_len >= 3:
+        closing = e.select(pl.col("r").alias("r3"), pl.col("s").alias("c"), pl.col("d").alias("a"),
+                           pl.col("t").alias("t3"), pl.col("m").alias("m3"))
+        c3 = p3.join(closing, on=["c", "a"]).filter(
+            (pl.col("t3") >= pl.col("t2")) & (pl.col("t3") <= end) & _anchored("t1", "t3", "r1", ["r2", "r3"])
+        )
+        parts.append(_cycle_rows(c3, ["a", "v", "c"], ["m1", "m2", "m3"], low))
+    if max_len >= 4:
+        back = p3.select(pl.col("r1").alias("r3"), pl.col("a").alias("c"), pl.col("v").alias("x"),
+                         pl.col("c").alias("a"), pl.col("t1").alias("t3"), pl.col("m1").alias("m3"),
+                         pl.col("r2").alias("r4"), pl.col("t2").alias("t4"), pl.col("m2").alias("m4"))
+        c4 = p3.join(back, on=["c", "a"]).filter(
+            (pl.col("t3") >= pl.col("t2")) & (pl.col("t4") <= end) & (pl.col("x") != pl.col("v"))
+            & _anchored("t1", "t4", "r1", ["r2", "r3", "r4"])
+        )
+        parts.append(_cycle_rows(c4, ["a", "v", "c", "x"], ["m1", "m2", "m3", "m4"], low))
+    if max_len >= 5:
+        parts.extend(_five_cycles(e, p3, w, low, max_rows))
+    rows = pl.concat(parts)
+    return rows.group_by("node").agg(
+        pl.len().cast(pl.Int64).alias("cycle_count"),
+        pl.col("value").sum().alias("cycle_value"),
+        pl.col("consistent").sum().cast(pl.Int64).alias("cycle_count_consistent"),
+    ).rename({"node": "idx"})
+
+
+def _five_cycles(e: pl.DataFrame, p3: pl.DataFrame, w: int, low: float, max_rows: int) -> list[pl.DataFrame]:
+    """5-cycles a -> v -> c -> d -> x -> a: a 3-hop prefix joined with a 2-hop suffix on (d, a)."""
+    hop = e.select(pl.col("r").alias("r3"), pl.col("s").alias("c"), pl.col("d").alias("d"),
+                   pl.col("t").alias("t3"), pl.col("m").alias("m3"))
+    back = p3.select(pl.col("r1").alias("r4"), pl.col("a").alias("d"), pl.col("v").alias("x"),
+                     pl.col("c").alias("a"), pl.col("t1").alias("t4"), pl.col("m1").alias("m4"),
+                     pl.col("r2").alias("r5"), pl.col("t2").alias("t5"), pl.col("m2").alias("m5"))
+    # only prefixes whose start is the end of some suffix, and hops out of a suffix start, can close
+    prefix = p3.join(back.select("a").unique(), on="a", how="semi")
+    hop = hop.join(back.select(pl.col("d")).unique(), on="d", how="semi")
+    est = (
+        prefix.group_by("c").len().join(hop.group_by("c").len(), on="c").select(
+            (pl.col("len").cast(pl.Int64) * pl.col("len_right").cast(pl.Int64)).sum()
+        ).item()
+        or 0
+    )
+    k = max(1, math.ceil(est / max_rows))
+    end = pl.col("t1") + w
+    out = []
+    for part in range(k):
+        pre = prefix if k == 1 else prefix.filter(pl.col("a") % k == part)
+        bk = back if k == 1 else back.filter(pl.col("a") % k == part)
+        q = pre.join(hop, on="c").filter(
+            (pl.col("t3") >= pl.col("t2")) & (pl.col("t3") <= end) & (pl.col("d") != pl.col("a"))
+            & (pl.col("d") != pl.col("v"))
+        )
+        c5 = q.join(bk, on=["d", "a"]).filter(
+            (pl.col("t4") >= pl.col("t3")) & (pl.col("t5") <= end) & (pl.col("x") != pl.col("v"))
+            & (pl.col("x") != pl.col("c")) & _anchored("t1", "t5", "r1", ["r2", "r3", "r4", "r5"])
+        )
+        out.append(_cycle_rows(c5, ["a", "v", "c", "d", "x"], ["m1", "m2", "m3", "m4", "m5"], low))
+    return out
+
+
+def _scatter_gather(p3: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Scatter-gather counts per role, and gather-scatter counts, from the 2-hop paths (a != c)."""
+    triples = p3.select("a", "v", "c").unique()
+    pairs = triples.group_by("a", "c").agg(pl.len().alias("n_mid")).filter(pl.col("n_mid") >= 2)
+    src = pairs.group_by("a").agg(pl.len().cast(pl.Int64).alias("sg_count")).rename({"a": "idx"})
+    tgt = pairs.group_by("c").agg(pl.len().cast(pl.Int64).alias("sg_target_count")).rename({"c": "idx"})
+    mid = (
+        triples.join(pairs.select("a", "c"), on=["a", "c"], how="semi")
+        .group_by("v").agg(pl.len().cast(pl.Int64).alias("sg_mid_count")).rename({"v": "idx"})
+    )
+    sg = src.join(tgt, on="idx", how="full", coalesce=True).join(mid, on="idx", how="full", coalesce=True)
+    gs = (
+        triples.group_by("v")
+        .agg(pl.len().alias("n"), pl.col("a").n_unique().alias("ns"), pl.col("c").n_unique().alias("nr"))
+        .filter((pl.col("ns") >= 2) & (pl.col("nr") >= 2))
+        .select(pl.col("v").alias("idx"), pl.col("n").cast(pl.Int64).alias("gs_count"))
+    )
+    return sg, gs
+
+
+def chain_depths(hops: pl.DataFrame, cap: int) -> pl.DataFrame:
+    """Per middle account ``v``: ``chain_hops`` and ``chain_depth`` from pass-through hops.
+
+    ``hops`` has ``r1`` (inbound transfer), ``v`` and ``r2`` (outbound transfer). ``up(e)`` is the
+    length in transfers of the longest chain of hops ending with transfer ``e`` and ``down(e)`` the
+    longest starting with it, both capped at ``cap``; computed by ``cap - 1`` rounds of relaxation
+    (round ``k`` knows every chain of up to ``k + 1`` transfers). A chain may revisit an account
+    (money can go round), which the cap keeps finite.
+    """
+    if hops.height == 0:
+        return pl.DataFrame(schema={"idx": _U32, "chain_hops": pl.Int64, "chain_depth": pl.Int64})
+    edges = hops.select("r1", "r2").unique()
+    up = pl.concat([edges.select(pl.col("r1").alias("r")), edges.select(pl.col("r2").alias("r"))]).unique()
+    up = up.with_columns(pl.lit(1, pl.Int64).alias("n"))
+    down = up.clone()
+
+    def relax(lengths: pl.DataFrame, frm: str, to: str) -> pl.DataFrame:
+        for _ in range(cap - 1):
+            best = (
+                edges.join(lengths.rename({"r": frm}), on=frm)
+                .group_by(to).agg((pl.col("n").max() + 1).alias("cand"))
+                .rename({to: "r"})
+            )
+            new = lengths.join(best, on="r", how="left").select(
+                "r", pl.max_horizontal("n", pl.col("cand").clip(upper_bound=cap)).alias("n")
+            )
+            if new.join(lengths, on="r").filter(pl.col("n") != pl.col("n_right")).height == 0:
+                break
+            lengths = new
+        return lengths
+
+    up = relax(up, "r1", "r2")
+    down = relax(down, "r2", "r1")
+    return (
+        hops.join(up.rename({"r": "r1", "n": "up"}), on="r1")
+        .join(down.rename({"r": "r2", "n": "down"}), on="r2")
+        .group_by("v")
+        .agg(pl.len().cast(pl.Int64).alias("chain_hops"), (pl.col("up") + pl.col("down")).max().cast(pl.Int64).alias("chain_depth"))
+        .rename({"v": "idx"})
+    )
+
+
+def compute(p: Prepared) -> pl.DataFrame:
+    """Pattern features for every account (see the module docstring)."""
+    cfg = p.config
+    w = int(parse_duration(cfg.cycle_window, name="cycle_window").total_seconds())
+    e = pattern_edges(p)
+    p2 = two_paths(e, w)
+    cycles = enumerate_cycles(e, p2, w, cfg.max_cycle_length, cfg.pattern_keep_low)
+    p3 = p2.filter(pl.col("c") != pl.col("a"))
+    sg, gs = _scatter_gather(p3)
+    hops = p3.filter((pl.col("m2") >= cfg.chain_keep_low * pl.col("m1")) & (pl.col("m2") <= pl.col("m1"))).select("r1", "v", "r2")
+    chains = chain_depths(hops, cfg.chain_cap)
+    out = p.accounts.select("idx", "is_hub")
+    for part in (cycles, sg, gs, chains):
+        out = out.join(part.with_columns(pl.col("idx").cast(_U32)), on="idx", how="left")
+    names = [s.name for s in FEATURES]
+    out = out.with_columns(
+        (pl.col("sg_count").fill_null(0) + pl.col("sg_mid_count").fill_null(0) + pl.col("sg_target_count").fill_null(0)).alias("sg_role_count")
+    )
+    zero = {"cycle_value": 0.0}
+    return out.select(
+        "idx",
+        *[
+            pl.when(pl.col("is_hub")).then(None).otherwise(pl.col(n).fill_null(zero.get(n, 0))).alias(n)
+            for n in names
+        ],
+    )

@@ -1,0 +1,176 @@
+"""Pattern and network feature families against slow references (tests/graph_reference.py)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import networkx as nx
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from graph_reference import (
+    ref_chains,
+    ref_cycles,
+    ref_gather_scatter,
+    ref_network,
+    ref_neighbour_stats,
+    ref_scatter_gather,
+)
+from mulegraph.config import FeatureConfig
+from mulegraph.features import patterns
+from mulegraph.features.prepare import prepare
+from mulegraph.graph import aggregate_edges, neighbourhood, subgraph_edges, to_networkx
+
+BASE = datetime(2025, 1, 6, tzinfo=timezone.utc)
+DAY = 86400
+
+
+def frame(rows):
+    """Canonical transfers from (src, dst, seconds after BASE, amount) tuples."""
+    return pl.DataFrame(
+        {
+            "txn_id": [f"T{i:05d}" for i in range(len(rows))],
+            "ts": [BASE + timedelta(seconds=r[2]) for r in rows],
+            "src_account": [str(r[0]) for r in rows],
+            "dst_account": [str(r[1]) for r in rows],
+            "amount": [float(r[3]) for r in rows],
+            "currency": ["EUR"] * len(rows),
+            "channel": [None] * len(rows),
+        },
+        schema_overrides={"ts": pl.Datetime("us", "UTC"), "channel": pl.String},
+    )
+
+
+def prep(rows, **cfg):
+    return prepare(frame(rows), FeatureConfig(**cfg))
+
+
+def by_account(p, out, col):
+    """{account id: value} for non-zero, non-null values of one column."""
+    df = out.join(p.accounts.select("idx", "account_id"), on="idx").filter(
+        pl.col(col).is_not_null() & (pl.col(col) != 0)
+    )
+    return dict(zip(df["account_id"].to_list(), df[col].to_list()))
+
+
+def named(p, d):
+    ids = p.accounts["account_id"].to_list()
+    return {ids[k]: v for k, v in d.items() if v}
+
+
+# --------------------------------------------------------------------------------------------
+# golden cases
+
+
+def test_three_cycle_with_increasing_times_is_found():
+    p = prep([("A", "B", 0, 100), ("B", "C", 3600, 95), ("C", "A", 7200, 90)])
+    out = patterns.compute(p)
+    assert by_account(p, out, "cycle_count") == {"A": 1, "B": 1, "C": 1}
+    assert by_account(p, out, "cycle_value") == {"A": 90.0, "B": 90.0, "C": 90.0}
+    assert by_account(p, out, "cycle_count_consistent") == {"A": 1, "B": 1, "C": 1}
+
+
+def test_three_cycle_whose_times_do_not_increase_is_not_found():
+    p = prep([("A", "B", 7200, 100), ("B", "C", 3600, 95), ("C", "A", 0, 90), ("C", "D", 10, 5)])
+    out = patterns.compute(p)
+    # rotations: B->C (1h), C->A (0) decreases; C->A (0), A->B (2h), B->C (1h) decreases; ...
+    assert by_account(p, out, "cycle_count") == {}
+
+
+def test_cycle_spanning_more_than_the_window_is_not_found():
+    p = prep([("A", "B", 0, 100), ("B", "C", 3 * DAY, 95), ("C", "A", 8 * DAY, 90)])
+    assert by_account(p, patterns.compute(p), "cycle_count") == {}
+    p = prep([("A", "B", 0, 100), ("B", "C", 3 * DAY, 95), ("C", "A", 8 * DAY, 90)], cycle_window="9d")
+    assert by_account(p, patterns.compute(p), "cycle_count") == {"A": 1, "B": 1, "C": 1}
+
+
+def test_equal_timestamps_count_as_possibly_after_and_once():
+    # whole-day data: all three on the same day form one cycle, counted once
+    p = prep([("A", "B", 0, 100), ("B", "C", 0, 100), ("C", "A", 0, 100)])
+    assert by_account(p, patterns.compute(p), "cycle_count") == {"A": 1, "B": 1, "C": 1}
+
+
+def test_inconsistent_amounts_are_a_cycle_but_not_a_consistent_one():
+    p = prep([("A", "B", 0, 100), ("B", "C", 10, 30), ("C", "A", 20, 29)])
+    out = patterns.compute(p)
+    assert by_account(p, out, "cycle_count") == {"A": 1, "B": 1, "C": 1}
+    assert by_account(p, out, "cycle_count_consistent") == {}
+
+
+def test_five_cycle_and_parallel_transfers():
+    ring = [("A", "B", 0, 100), ("B", "C", 10, 99), ("C", "D", 20, 98), ("D", "E", 30, 97), ("E", "A", 40, 96)]
+    p = prep(ring + [("C", "D", 25, 98)])  # a parallel hop gives a second cycle
+    assert by_account(p, patterns.compute(p), "cycle_count") == {k: 2 for k in "ABCDE"}
+    p = prep(ring, max_cycle_length=4)
+    assert by_account(p, patterns.compute(p), "cycle_count") == {}
+
+
+def test_scatter_gather_credits_every_role():
+    rows = [("S", "M1", 0, 500), ("S", "M2", 10, 500), ("M1", "T", 100, 480), ("M2", "T", 200, 470)]
+    p = prep(rows)
+    out = patterns.compute(p)
+    assert by_account(p, out, "sg_count") == {"S": 1}
+    assert by_account(p, out, "sg_mid_count") == {"M1": 1, "M2": 1}
+    assert by_account(p, out, "sg_target_count") == {"T": 1}
+    assert by_account(p, out, "sg_role_count") == {"S": 1, "M1": 1, "M2": 1, "T": 1}
+    # money that reached T before it left S is no scatter-gather
+    p = prep([("S", "M1", 300, 500), ("S", "M2", 10, 500), ("M1", "T", 100, 480), ("M2", "T", 200, 470)])
+    assert by_account(p, patterns.compute(p), "sg_count") == {}
+
+
+def test_gather_scatter_and_chains():
+    rows = [("A", "M", 0, 100), ("B", "M", 5, 100), ("M", "X", 10, 90), ("M", "Y", 20, 90)]
+    p = prep(rows)
+    out = patterns.compute(p)
+    assert by_account(p, out, "gs_count") == {"M": 4}
+    chain = [("A", "B", 0, 1000), ("B", "C", 10, 950), ("C", "D", 20, 900), ("D", "E", 30, 880)]
+    p = prep(chain + [("B", "Z", -5, 900)])  # outbound before the inbound it would forward: no hop
+    out = patterns.compute(p)
+    assert by_account(p, out, "chain_depth") == {"B": 4, "C": 4, "D": 4}
+    assert by_account(p, out, "chain_hops") == {"B": 1, "C": 1, "D": 1}
+
+
+def test_hubs_are_left_out_and_get_null():
+    rows = [("A", "H", 0, 100), ("H", "B", 10, 95), ("B", "A", 20, 90)]
+    p = prep(rows, hub_accounts=("H",))
+    out = patterns.compute(p).join(p.accounts.select("idx", "account_id"), on="idx")
+    assert out.filter(pl.col("account_id") == "H")["cycle_count"].to_list() == [None]
+    assert out.filter(pl.col("account_id") != "H")["cycle_count"].to_list() == [0, 0]
+
+
+# --------------------------------------------------------------------------------------------
+# fast == reference on random small graphs
+
+accounts = st.sampled_from(list("ABCDEFG"))
+transfer = st.tuples(
+    accounts,
+    accounts,
+    st.integers(0, 10).map(lambda h: h * 12 * 3600),  # half-day steps: ties and window edges
+    st.sampled_from([100.0, 95.0, 90.0, 80.0, 60.0, 20.0]),
+)
+graphs = st.lists(transfer, min_size=1, max_size=22)
+
+
+@given(graphs, st.booleans())
+def test_patterns_match_reference(rows, with_hub):
+    cfg = dict(cycle_window="2d", chain_cap=4, hub_accounts=("G",) if with_hub else ())
+    p = prep(rows, **cfg)
+    out = patterns.compute(p)
+    w = 2 * DAY
+    count, value, consistent = ref_cycles(p, w, 5, 0.8)
+    assert by_account(p, out, "cycle_count") == named(p, count)
+    got = by_account(p, out, "cycle_value")
+    want = named(p, value)
+    assert got.keys() == want.keys() and all(math.isclose(got[k], want[k]) for k in got)
+    assert by_account(p, out, "cycle_count_consistent") == named(p, consistent)
+    src, mid, tgt = ref_scatter_gather(p, w)
+    assert by_account(p, out, "sg_count") == named(p, src)
+    assert by_account(p, out, "sg_mid_count") == named(p, mid)
+    assert by_account(p, out, "sg_target_count") == named(p, tgt)
+    assert by_account(p, out, "gs_count") == named(p, ref_gather_scatter(p, w))
+    hops, depth = ref_chains(p, w, 0.7, 4)
+    assert by_account(p, out, "chain_hops") == named(p, hops)
+    assert by_account(p, out, "chain_depth") == named(p, depth)

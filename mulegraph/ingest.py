@@ -1,0 +1,752 @@
+"""Ingest: raw exports -> mapping -> validation -> quarantine -> dedupe -> the Parquet store.
+
+:func:`ingest` takes CSV files (any delimiter, quoted fields, a header row, BOM, CRLF, ``.gz``) and
+Parquet files, given as files, folders or glob patterns. Each file is one atomic commit to the
+store (see :mod:`mulegraph.store`); a file whose content hash is already in the manifest is
+skipped ("already ingested").
+
+CSV columns are read as text first, so nothing is lost, and then parsed with Polars expressions
+(no per-row Python). Each row then gets exactly one outcome:
+
+* **accepted**: stored once in the day partition of its timestamp (UTC);
+* **duplicate**: all canonical fields equal a row with the same ``txn_id`` already accepted (in
+  this file or earlier); counted, not stored again;
+* **quarantined** under the first rule it breaks, in this order:
+
+  - ``missing_field``: a required field (txn_id when mapped, ts, src_account, dst_account,
+    amount, currency) is missing or blank;
+  - ``bad_timestamp``: the timestamp does not parse with the mapping's format, or does not exist
+    in the mapping's time zone;
+  - ``bad_amount``: the amount is not a positive finite number;
+  - ``bad_currency``: the currency (after the mapping's aliases) is not a 3-letter code;
+  - ``self_transfer``: source account equals destination account;
+  - ``txn_id_conflict``: the ``txn_id`` was already accepted (earlier in the file or in the store)
+    with different content; the first one seen is kept.
+
+So ``rows_read == accepted + quarantined + duplicates`` always. When the mapping has no
+``txn_id``, the id is a stable 128-bit hash of the canonical content (``h`` + 32 hex digits), so
+identical rows without ids count as duplicates of each other.
+
+Label columns named in the mapping's ``[labels]`` are never written to the store; with
+``labels_out`` they are written (one row per txn_id, accepted and duplicate rows) to a Parquet or
+CSV file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import glob as globmod
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from .errors import InputError, NothingNewError
+from .mapping import Mapping, dedupe_header, load_mapping
+from .schema import OPTIONAL_SCHEMA, TRANSFER_COLUMNS
+from .store import STORE_SCHEMA, Store, write_parquet_atomic
+
+__all__ = [
+    "ingest",
+    "IngestReport",
+    "RULES",
+    "resolve_inputs",
+    "read_export",
+    "canonicalize",
+    "content_hash",
+    "EXPORT_SUFFIXES",
+]
+
+#: Validation rules, in the order they are checked.
+RULES: tuple[str, ...] = (
+    "missing_field",
+    "bad_timestamp",
+    "bad_amount",
+    "bad_currency",
+    "self_transfer",
+    "txn_id_conflict",
+)
+
+#: File names a folder is searched for.
+EXPORT_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz", ".parquet", ".pq")
+
+_CONTENT = ("ts", "src_account", "dst_account", "amount", "currency", "channel")
+_ROW = "__row"
+_RULE = "__rule"
+
+#: Test hook: called with the stage name ("read", "validated", "written", "staged", "moved",
+#: "committed") while a file is ingested. Tests replace it to kill the process at a stage.
+_stage_hook: Callable[[str], None] | None = None
+
+
+def _stage(name: str) -> None:
+    if _stage_hook is not None:
+        _stage_hook(name)
+
+
+# ---------------------------------------------------------------------------------------- report
+@dataclass
+class IngestReport:
+    """What an :func:`ingest` call did; :meth:`to_dict` is the ``--json`` output."""
+
+    rows_read: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    quarantined_by_rule: dict[str, int] = field(default_factory=lambda: {r: 0 for r in RULES})
+    files: list[dict[str, Any]] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)
+    date_min: str | None = None
+    date_max: str | None = None
+    accounts: int = 0
+    labels_out: str | None = None
+    labels_written: int = 0
+    store: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict with integer counts."""
+        return {
+            "rows_read": int(self.rows_read),
+            "accepted": int(self.accepted),
+            "quarantined": int(self.quarantined),
+            "duplicates": int(self.duplicates),
+            "quarantined_by_rule": {k: int(v) for k, v in self.quarantined_by_rule.items()},
+            "files": list(self.files),
+            "skipped_files": list(self.skipped_files),
+            "date_min": self.date_min,
+            "date_max": self.date_max,
+            "accounts": int(self.accounts),
+            "labels_out": self.labels_out,
+            "labels_written": int(self.labels_written),
+            "store": self.store,
+        }
+
+
+# ---------------------------------------------------------------------------------------- inputs
+def _is_export(p: Path) -> bool:
+    name = p.name.lower()
+    return any(name.endswith(s) for s in EXPORT_SUFFIXES)
+
+
+def resolve_inputs(paths: "list[str | os.PathLike] | str | os.PathLike") -> list[Path]:
+    """Expand files, folders (searched recursively for exports) and glob patterns, in order.
+
+    Raises :class:`InputError` for a path that does not exist, a pattern or folder that matches
+    no export, or when nothing is given.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_file():
+            out.append(p)
+        elif p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and _is_export(f) and not f.name.startswith("."))
+            if not found:
+                raise InputError(
+                    f"folder '{p}' has no exports ({', '.join(EXPORT_SUFFIXES)}); point to the export files."
+                )
+            out.extend(found)
+        elif globmod.has_magic(str(raw)):
+            found = sorted(Path(f) for f in globmod.glob(str(raw), recursive=True) if Path(f).is_file())
+            if not found:
+                raise InputError(f"pattern '{raw}' matches no files; check the pattern.")
+            out.extend(found)
+        else:
+            raise InputError(f"export '{p}' does not exist; check the path.")
+    if not out:
+        raise InputError("no export files given; pass one or more CSV or Parquet files, folders or globs.")
+    seen: set[Path] = set()
+    unique = []
+    for f in out:
+        r = f.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(f)
+    return unique
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _gunzip(path: Path, workdir: Path) -> Path:
+    out = workdir / (path.name.removesuffix(".gz") or "export")
+    try:
+        with gzip.open(path, "rb") as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError):
+        raise InputError(
+            f"'{path}' is a truncated or corrupt gzip file; copy the export again or unzip it to check it."
+        ) from None
+    return out
+
+
+def _kind(path: Path, shown: Path) -> str:
+    """'parquet', 'gzip' or 'csv' from the first bytes; errors for empty or binary files."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if not head.strip(b" \t\r\n\xef\xbb\xbf"):
+        raise InputError(f"'{shown}' is empty; export it again (a CSV needs at least a header row).")
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"PK\x03\x04"):
+        raise InputError(f"'{shown}' is a ZIP or Excel file, not CSV or Parquet; save it as CSV and retry.")
+    if b"\x00" in head:
+        raise InputError(f"'{shown}' is not a CSV or Parquet file (binary content); pass a CSV or Parquet export.")
+    return "csv"
+
+
+def _sniff(text: str, forced: str | None) -> tuple[str, list[str]]:
+    if forced:
+        delim = forced
+    else:
+        lines = text.splitlines()[:50]
+        sample = "\n".join(lines)
+        try:
+            delim = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+        except csv.Error:
+            head = lines[0] if lines else ""
+            counts = {d: head.count(d) for d in ",;\t|"}
+            delim = max(counts, key=counts.get) if max(counts.values()) else ","
+    header = next(csv.reader(io.StringIO(text), delimiter=delim), [])
+    return delim, [h.strip() for h in header]
+
+
+@dataclass
+class _Export:
+    lf: pl.LazyFrame  # export columns (deduplicated names) + __row (1-based)
+    header: list[str]
+    schema: dict[str, pl.DataType]
+    kind: str
+
+
+def read_export(path: Path, mapping: Mapping, workdir: Path) -> _Export:
+    """Open one export lazily: header checked, every CSV column as text, a 1-based ``__row``."""
+    shown = path
+    kind = _kind(path, shown)
+    if kind == "gzip":
+        path = _gunzip(path, workdir)
+        kind = _kind(path, shown)
+        if kind == "gzip":
+            raise InputError(f"'{shown}' is compressed twice; decompress it and retry.")
+    if kind == "parquet":
+        try:
+            lf = pl.scan_parquet(path)
+            schema = dict(lf.collect_schema())
+        except (pl.exceptions.PolarsError, OSError):
+            raise InputError(f"'{shown}' is not a readable Parquet file (truncated or corrupt); export it again.") from None
+        header = list(schema)
+        return _Export(lf.with_row_index(_ROW, offset=1), header, schema, kind)
+    with open(path, "rb") as fh:
+        raw = fh.read(1 << 16)
+    try:
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(raw, final=False)
+    except UnicodeDecodeError:
+        raise InputError(
+            f"'{shown}' is not UTF-8 text; re-save the export as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+        ) from None
+    delim, names = _sniff(text, mapping.delimiter)
+    if not any(names):
+        raise InputError(f"'{shown}' has no header row; add one naming the columns.")
+    header = dedupe_header(names)
+    lf = pl.scan_csv(
+        path,
+        separator=delim,
+        has_header=True,
+        new_columns=header,
+        infer_schema=False,
+        quote_char='"',
+        encoding="utf8",
+        raise_if_empty=False,
+    )
+    schema = {h: pl.String() for h in header}
+    return _Export(lf.with_row_index(_ROW, offset=1), header, schema, "csv")
+
+
+def _csv_error(shown: Path, err: Exception) -> InputError:
+    msg = str(err).lower()
+    if "more fields" in msg or "ragged" in msg:
+        what = "a row has more fields than the header (check the delimiter and quoting)"
+    elif "utf-8" in msg or "utf8" in msg:
+        what = "it is not valid UTF-8 text (re-save it as UTF-8)"
+    else:
+        what = "it is malformed (for example an unterminated quote)"
+    return InputError(f"'{shown}' cannot be read as CSV: {what}; fix the export and retry.")
+
+
+# ---------------------------------------------------------------------------------------- parsing
+def _text(col: str, dtype: pl.DataType) -> pl.Expr:
+    t = pl.col(col).cast(pl.String).str.strip_chars()
+    return pl.when(t.str.len_bytes() > 0).then(t)
+
+
+def _column_text(m: Mapping, canon: str, schema) -> pl.Expr:
+    parts = [_text(c, schema[c]) for c in m.columns[canon]]
+    return parts[0] if len(parts) == 1 else pl.concat_str(parts, separator=m.account_join)
+
+
+def _naive_to_utc(e: pl.Expr, tz: str) -> pl.Expr:
+    return e.dt.replace_time_zone(tz, ambiguous="null", non_existent="null").dt.convert_time_zone("UTC")
+
+
+def _parse_ts(m: Mapping, text: pl.Expr, dtype: pl.DataType | None) -> pl.Expr:
+    utc = pl.Datetime("us", "UTC")
+    if isinstance(dtype, pl.Datetime):
+        col = pl.col(m.columns["ts"][0]).cast(pl.Datetime("us", dtype.time_zone))
+        return (col.dt.convert_time_zone("UTC") if dtype.time_zone else _naive_to_utc(col, m.timezone)).cast(utc)
+    if isinstance(dtype, pl.Date):
+        return _naive_to_utc(pl.col(m.columns["ts"][0]).cast(pl.Datetime("us")), m.timezone).cast(utc)
+    fmt = m.ts_format
+    if fmt == "day_number":
+        day = text.cast(pl.Float64, strict=False)
+        day = pl.when(day.is_finite() & (day == day.round(0)) & (day.abs() < 1e6)).then(day).cast(pl.Int64)
+        base = datetime(m.base_date.year, m.base_date.month, m.base_date.day)
+        naive = pl.lit(base, dtype=pl.Datetime("us")) + pl.duration(days=day)
+        return _naive_to_utc(naive, m.timezone).cast(utc)
+    if fmt in ("epoch_s", "epoch_ms"):
+        scale = 1_000_000 if fmt == "epoch_s" else 1_000
+        num = text.cast(pl.Float64, strict=False) * scale
+        num = pl.when(num.is_finite() & (num.abs() < 1e17)).then(num).cast(pl.Int64)
+        return pl.from_epoch(num, time_unit="us").dt.replace_time_zone("UTC").cast(utc)
+    if fmt == "auto":
+        t = text.str.replace(r"[zZ]$", "+00:00").str.replace(r"^(\d{4}-\d{2}-\d{2})[T ]", "${1} ")
+        aware = [
+            t.str.to_datetime(f, strict=False, time_unit="us").dt.convert_time_zone("UTC")
+            for f in ("%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M%z")
+        ]
+        naive = [
+            _naive_to_utc(t.str.to_datetime(f, strict=False, time_unit="us"), m.timezone)
+            for f in ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+        ]
+        return pl.coalesce([e.cast(utc) for e in aware + naive])
+    parsed = text.str.to_datetime(fmt, strict=False, time_unit="us")
+    if "%z" in fmt or "%:z" in fmt or "%#z" in fmt:
+        return parsed.dt.convert_time_zone("UTC").cast(utc)
+    return _naive_to_utc(parsed, m.timezone).cast(utc)
+
+
+def _parse_amount(m: Mapping, col: str, text: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if dtype.is_numeric():
+        num = pl.col(col).cast(pl.Float64)
+    else:
+        t = text
+        if m.thousands_separator:
+            t = t.str.replace_all(m.thousands_separator, "", literal=True)
+        if m.decimal_separator != ".":
+            t = t.str.replace_all(m.decimal_separator, ".", literal=True)
+        num = t.cast(pl.Float64, strict=False)
+    if m.minor_units:
+        num = num / float(10**m.decimals)
+    return num
+
+
+def canonicalize(exp: _Export, m: Mapping) -> pl.LazyFrame:
+    """Parse a resolved export into canonical columns plus ``__row`` and ``__rule`` (null = valid).
+
+    Label columns are kept under ``__label_<name>`` (text).
+    """
+    s = exp.schema
+    cols = m.columns
+    exprs: dict[str, pl.Expr] = {}
+    required_text: list[pl.Expr] = []
+
+    def acct(canon: str) -> pl.Expr:
+        e = _column_text(m, canon, s)
+        return e.replace(m.account_aliases) if m.account_aliases else e
+
+    src, dst = acct("src_account"), acct("dst_account")
+    ts_text = _column_text(m, "ts", s)
+    amt_text = _column_text(m, "amount", s)
+    required_text += [src, dst, ts_text, amt_text]
+    if "txn_id" in cols:
+        txn = _column_text(m, "txn_id", s)
+        required_text.append(txn)
+        exprs["txn_id"] = txn
+    ts_dtype = s[cols["ts"][0]] if len(cols["ts"]) == 1 and not isinstance(s[cols["ts"][0]], pl.String) else None
+    exprs["ts"] = _parse_ts(m, ts_text, ts_dtype)
+    exprs["src_account"] = src
+    exprs["dst_account"] = dst
+    amt_col = cols["amount"][0]
+    amt_dtype = s[amt_col] if len(cols["amount"]) == 1 else pl.String()
+    exprs["amount"] = _parse_amount(m, amt_col, amt_text, amt_dtype)
+    if "currency" in cols:
+        cur = _column_text(m, "currency", s)
+        if m.currency_aliases:
+            cur = cur.replace(m.currency_aliases)
+        cur = cur.str.to_uppercase()
+        if m.default_currency:
+            cur = cur.fill_null(pl.lit(m.default_currency))
+        else:
+            required_text.append(cur)
+    else:
+        cur = pl.lit(m.default_currency, dtype=pl.String)
+    exprs["currency"] = cur
+    exprs["channel"] = _column_text(m, "channel", s) if "channel" in cols else pl.lit(None, dtype=pl.String)
+    for opt, dtype in OPTIONAL_SCHEMA.items():
+        if opt not in cols:
+            continue
+        if dtype == pl.Float64:
+            c0 = cols[opt][0]
+            exprs[opt] = _parse_amount(m, c0, _column_text(m, opt, s), s[c0] if len(cols[opt]) == 1 else pl.String())
+        else:
+            exprs[opt] = _column_text(m, opt, s)
+    for label, col in m.labels.items():
+        exprs[f"__label_{label}"] = _text(col, s[col])
+
+    raw_missing = pl.any_horizontal([e.is_null() for e in required_text])
+    lf = exp.lf.select(pl.col(_ROW), __missing=raw_missing, **exprs)
+    rule = pl.when(pl.col("__missing")).then(pl.lit("missing_field")).otherwise(_rule_after_missing())
+    return lf.with_columns(rule.alias(_RULE)).drop("__missing")
+
+
+def _rule_after_missing() -> pl.Expr:
+    amount = pl.col("amount")
+    return (
+        pl.when(pl.col("ts").is_null()).then(pl.lit("bad_timestamp"))
+        .when(amount.is_null() | ~amount.is_finite() | (amount <= 0)).then(pl.lit("bad_amount"))
+        .when(pl.col("currency").is_null() | ~pl.col("currency").str.contains(r"^[A-Z]{3}$")).then(pl.lit("bad_currency"))
+        .when(pl.col("src_account") == pl.col("dst_account")).then(pl.lit("self_transfer"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+
+
+# ---------------------------------------------------------------------------------------- hashing
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser (wrapping uint64 arithmetic)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def _hash_text(s: pl.Series, seed: int, chunk_rows: int = 250_000) -> np.ndarray:
+    """A stable 64-bit hash of each string (nulls hash differently from every text)."""
+    arr = s.cast(pl.String).to_arrow(compat_level=pl.CompatLevel.oldest())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = pa.concat_arrays(arr.chunks) if arr.num_chunks else pa.array([], pa.large_string())
+    if arr.type != pa.large_string():
+        arr = arr.cast(pa.large_string())
+    n = len(arr)
+    out = np.empty(n, dtype=np.uint64)
+    if n == 0:
+        return out
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    valid = ~s.is_null().to_numpy()
+    sd = np.uint64(seed)
+    with np.errstate(over="ignore"):
+        for lo in range(0, n, chunk_rows):
+            hi = min(n, lo + chunk_rows)
+            b0, b1 = int(offsets[lo]), int(offsets[hi])
+            starts = offsets[lo:hi] - b0
+            ends = offsets[lo + 1 : hi + 1] - b0
+            lens = ends - starts
+            pos = np.arange(b1 - b0, dtype=np.int64) - np.repeat(starts, lens)
+            terms = _mix(data[b0:b1].astype(np.uint64) + ((pos.astype(np.uint64) + np.uint64(1)) << np.uint64(8)) + sd)
+            cs = np.zeros(b1 - b0 + 1, dtype=np.uint64)
+            np.cumsum(terms, out=cs[1:])
+            h = cs[ends] - cs[starts]
+            h = _mix(h ^ _mix(lens.astype(np.uint64) + sd * _GOLD))
+            out[lo:hi] = np.where(valid[lo:hi], h, _mix(sd ^ _M2))
+    return out
+
+
+def content_hash(frame: pl.DataFrame) -> pl.Series:
+    """Stable txn ids from canonical content: ``'h'`` + 32 hex digits (128 bits).
+
+    The hash covers ts, src_account, dst_account, amount, currency and channel, and does not
+    depend on the Polars version (it is computed with numpy from the values' bytes).
+    """
+    n = frame.height
+    ts = frame["ts"].cast(pl.Int64).fill_null(0).to_numpy().astype(np.int64).view(np.uint64)
+    amt = frame["amount"].cast(pl.Float64).fill_null(0.0).to_numpy().astype(np.float64).view(np.uint64)
+    halves = []
+    with np.errstate(over="ignore"):
+        for seed in (0x5EED1, 0x5EED2):
+            h = np.full(n, np.uint64(seed), dtype=np.uint64)
+            parts = [ts, amt] + [_hash_text(frame[c], seed + i) for i, c in enumerate(("src_account", "dst_account", "currency", "channel"))]
+            for v in parts:
+                h = _mix((h * _GOLD) ^ v)
+            halves.append(h)
+    buf = np.stack(halves, axis=1).astype(">u8").tobytes()
+    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(buf)])
+    return ("h" + pl.from_arrow(fixed).bin.encode("hex")).alias("txn_id") if n else pl.Series("txn_id", [], pl.String)
+
+
+# ---------------------------------------------------------------------------------------- dedupe
+def _eq_all(cols: list[str], suffix: str) -> pl.Expr:
+    return pl.all_horizontal([pl.col(c).eq_missing(pl.col(c + suffix)) for c in cols])
+
+
+def _classify(good: pl.DataFrame, store: Store) -> pl.DataFrame:
+    """Add ``__status`` (accepted | duplicate | txn_id_conflict) to the valid rows."""
+    content = list(_CONTENT)
+    in_batch = good.filter(pl.col("txn_id").is_duplicated())
+    existing = pl.DataFrame(schema={"txn_id": pl.String(), **{c: STORE_SCHEMA[c] for c in content}})
+    if store.manifest():
+        ids = good.select("txn_id").lazy()
+        existing = store.scan(["txn_id"] + content).join(ids, on="txn_id", how="semi").collect()
+    if in_batch.is_empty() and existing.is_empty():
+        return good.with_columns(__status=pl.lit("accepted"))
+    touched_ids = pl.concat([in_batch.select("txn_id"), existing.select("txn_id")]).unique()
+    sub = good.join(touched_ids, on="txn_id", how="semi")
+    rest = good.join(touched_ids, on="txn_id", how="anti").with_columns(__status=pl.lit("accepted"))
+    first = (
+        sub.sort(_ROW)
+        .unique("txn_id", keep="first", maintain_order=True)
+        .join(existing.select("txn_id"), on="txn_id", how="anti")
+        .select("txn_id", *content, __first=pl.col(_ROW))
+    )
+    ref = pl.concat(
+        [existing.unique("txn_id", keep="first").with_columns(__first=pl.lit(None, dtype=first["__first"].dtype)), first],
+        how="vertical",
+    )
+    sub = sub.join(ref, on="txn_id", how="left", suffix="__ref")
+    sub = sub.with_columns(
+        __status=pl.when(pl.col(_ROW) == pl.col("__first")).then(pl.lit("accepted"))
+        .when(_eq_all(content, "__ref")).then(pl.lit("duplicate"))
+        .otherwise(pl.lit("txn_id_conflict"))
+    ).select(rest.columns)
+    return pl.concat([rest, sub], how="vertical").sort(_ROW)
+
+
+# ---------------------------------------------------------------------------------------- ingest
+def _originals(exp: _Export, m: Mapping, rows: pl.DataFrame) -> pl.DataFrame:
+    """The original values (JSON text) of the given rows, read again from the export."""
+    keep = [c for c in exp.header if c not in m.drop]
+    lf = exp.lf.join(rows.lazy(), on=_ROW, how="semi")
+    return lf.select(
+        pl.col(_ROW), original=pl.struct([pl.col(c).cast(pl.String) for c in keep]).struct.json_encode()
+    ).collect()
+
+
+def _labels_frame(good: pl.DataFrame, m: Mapping) -> pl.DataFrame:
+    lab = good.filter(pl.col("__status") != "txn_id_conflict").unique("txn_id", keep="first", maintain_order=True)
+    exprs = []
+    for label in m.labels:
+        c = pl.col(f"__label_{label}")
+        if label == "is_laundering":
+            low = c.str.to_lowercase()
+            c = (
+                pl.when(low.is_in(["1", "true", "yes", "y", "t"])).then(True)
+                .when(low.is_in(["0", "false", "no", "n", "f"])).then(False)
+                .otherwise(None)
+            )
+        exprs.append(c.alias(label))
+    return lab.select("txn_id", "ts", "src_account", "dst_account", *exprs)
+
+
+def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress) -> tuple[dict, pl.DataFrame, pl.DataFrame | None]:
+    ingest_id = store.next_ingest_id(sha)
+    staged = store.staging_dir(ingest_id)
+    exp = read_export(path, mapping, staged)
+    m = mapping.resolve(exp.header, str(path))
+    _report_progress(progress, "read", path)
+    try:
+        parsed = canonicalize(exp, m).collect(engine="streaming")
+    except pl.exceptions.PolarsError as err:
+        if exp.kind == "csv":
+            raise _csv_error(path, err) from None
+        raise InputError(f"'{path}' could not be read (corrupt Parquet?); export it again.") from None
+    _stage("read")
+    rows_read = parsed.height
+    if "txn_id" not in m.columns:
+        good_mask = pl.col(_RULE).is_null()
+        ids = content_hash(parsed.filter(good_mask))
+        parsed = parsed.with_columns(txn_id=pl.lit(None, dtype=pl.String))
+        parsed = pl.concat(
+            [parsed.filter(good_mask).with_columns(txn_id=ids), parsed.filter(~good_mask)], how="vertical"
+        )
+    good = _classify(parsed.filter(pl.col(_RULE).is_null()), store)
+    _report_progress(progress, "validated", path)
+    _stage("validated")
+    accepted = good.filter(pl.col("__status") == "accepted")
+    bad = pl.concat(
+        [
+            parsed.filter(pl.col(_RULE).is_not_null()).select(_ROW, _RULE),
+            good.filter(pl.col("__status") == "txn_id_conflict").select(_ROW, pl.col("__status").alias(_RULE)),
+        ],
+        how="vertical",
+    ).sort(_ROW)
+    duplicates = good.filter(pl.col("__status") == "duplicate").height
+    by_rule = {r: 0 for r in RULES}
+    counts = bad.group_by(_RULE).len()
+    by_rule.update({r: int(n) for r, n in zip(counts[_RULE].to_list(), counts["len"].to_list())})
+
+    # transfer parts, one per UTC day
+    store_cols = [pl.col(c) if c in accepted.columns else pl.lit(None, dtype=t).alias(c) for c, t in STORE_SCHEMA.items()]
+    parts_frame = accepted.sort(["ts", _ROW]).select(store_cols).with_columns(__day=pl.col("ts").dt.date())
+    parts: list[str] = []
+    for (day,), frame in parts_frame.partition_by("__day", as_dict=True, maintain_order=True).items():
+        rel = f"transfers/day={day.isoformat()}/{ingest_id}-0.parquet"
+        out = staged / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.drop("__day").write_parquet(out)
+        parts.append(rel)
+    quarantine_rel = None
+    if bad.height:
+        orig = _originals(exp, m, bad.select(_ROW))
+        q = bad.join(orig, on=_ROW, how="left").select(
+            ingest_id=pl.lit(ingest_id),
+            source_file=pl.lit(str(path)),
+            line=pl.col(_ROW).cast(pl.Int64),
+            rule=pl.col(_RULE),
+            original=pl.col("original"),
+        )
+        quarantine_rel = f"quarantine/{ingest_id}.parquet"
+        (staged / "quarantine").mkdir(exist_ok=True)
+        q.write_parquet(staged / quarantine_rel)
+    _stage("written")
+    ts_min = accepted["ts"].min() if accepted.height else None
+    ts_max = accepted["ts"].max() if accepted.height else None
+    accounts = pl.concat([accepted["src_account"], accepted["dst_account"]]).unique()
+    entry = {
+        "ingest_id": ingest_id,
+        "path": str(path.resolve()),
+        "sha256": sha,
+        "size": path.stat().st_size,
+        "rows_read": rows_read,
+        "accepted": accepted.height,
+        "quarantined": bad.height,
+        "quarantined_by_rule": by_rule,
+        "duplicates": duplicates,
+        "ingested_at": datetime.now(timezone.utc).isoformat(),
+        "mapping": m.to_dict(),
+        "optional_columns": [c for c in OPTIONAL_SCHEMA if c in m.columns],
+        "ts_min": ts_min.isoformat() if ts_min else None,
+        "ts_max": ts_max.isoformat() if ts_max else None,
+        "accounts": accounts.len(),
+        "parts": parts,
+        "quarantine": quarantine_rel,
+    }
+    assert rows_read == entry["accepted"] + entry["quarantined"] + duplicates, "ingest counts do not add up"
+    store.commit(entry, staged, hook=_stage)
+    labels = _labels_frame(good, m) if m.labels else None
+    return entry, accounts.to_frame("a"), labels
+
+
+def _report_progress(progress, stage: str, path: Path) -> None:
+    if progress is not None:
+        progress(stage, str(path))
+
+
+def ingest(
+    paths,
+    store: "Store | str | os.PathLike",
+    *,
+    mapping: "Mapping | str | os.PathLike | None" = None,
+    labels_out: "str | os.PathLike | None" = None,
+    progress: Callable[[str, str], None] | None = None,
+) -> IngestReport:
+    """Ingest exports into a store; each file is committed atomically.
+
+    Parameters
+    ----------
+    paths : files, folders or glob patterns (CSV, CSV.gz or Parquet).
+    store : a :class:`~mulegraph.store.Store` or a folder (created when missing).
+    mapping : a :class:`~mulegraph.mapping.Mapping`, a built-in name or a TOML path
+        (default ``canonical``).
+    labels_out : write the mapping's label columns here (``.parquet`` or ``.csv``).
+    progress : called as ``progress(stage, file)`` with stages ``start``, ``read``, ``validated``,
+        ``done`` and ``skipped``.
+
+    Raises :class:`~mulegraph.errors.NothingNewError` when every file was already ingested
+    (the report is attached as ``err.report``), and :class:`~mulegraph.errors.InputError` /
+    :class:`~mulegraph.errors.MappingError` for unusable inputs.
+    """
+    m = load_mapping(mapping)
+    if labels_out is not None and not m.labels:
+        raise InputError(f"mapping '{m.name}' has no [labels]; leave out --labels-out or use a mapping with labels.")
+    files = resolve_inputs(paths)
+    st = store if isinstance(store, Store) else Store.open(store, create=True)
+    report = IngestReport(store=str(st.path))
+    account_sets = []
+    label_frames = []
+    with st.lock():
+        known = st.known_hashes()
+        for f in files:
+            _report_progress(progress, "start", f)
+            sha = _sha256(f)
+            if sha in known:
+                report.skipped_files.append(str(f))
+                report.files.append({"path": str(f), "status": "already ingested", "ingest_id": known[sha]})
+                _report_progress(progress, "skipped", f)
+                continue
+            try:
+                entry, accts, labels = _ingest_file(f, sha, st, m, progress)
+            finally:
+                st._cleanup()
+            known[sha] = entry["ingest_id"]
+            account_sets.append(accts)
+            if labels is not None:
+                label_frames.append(labels)
+            report.files.append({"path": str(f), "status": "ingested", **{k: entry[k] for k in (
+                "ingest_id", "rows_read", "accepted", "quarantined", "quarantined_by_rule", "duplicates",
+                "ts_min", "ts_max")}})
+            report.rows_read += entry["rows_read"]
+            report.accepted += entry["accepted"]
+            report.quarantined += entry["quarantined"]
+            report.duplicates += entry["duplicates"]
+            for r, n in entry["quarantined_by_rule"].items():
+                report.quarantined_by_rule[r] = report.quarantined_by_rule.get(r, 0) + n
+            for key, pick in (("ts_min", min), ("ts_max", max)):
+                if entry[key]:
+                    attr = "date_min" if key == "ts_min" else "date_max"
+                    cur = getattr(report, attr)
+                    setattr(report, attr, entry[key] if cur is None else pick(cur, entry[key]))
+            _report_progress(progress, "done", f)
+    if account_sets:
+        report.accounts = pl.concat(account_sets)["a"].n_unique()
+    if labels_out is not None:
+        frame = (
+            pl.concat(label_frames, how="diagonal_relaxed").unique("txn_id", keep="first", maintain_order=True)
+            if label_frames
+            else pl.DataFrame(schema={"txn_id": pl.String()})
+        )
+        _write_labels(frame, Path(labels_out))
+        report.labels_out = str(labels_out)
+        report.labels_written = frame.height
+    if files and len(report.skipped_files) == len(files):
+        err = NothingNewError(
+            f"all {len(files)} export(s) were already ingested into '{st.path}'; nothing new to add."
+        )
+        err.report = report  # type: ignore[attr-defined]
+        raise err
+    return report
+
+
+def _write_labels(frame: pl.DataFrame, path: Path) -> None:
+    if not path.parent.is_dir():
+        raise InputError(f"folder '{path.parent}' for --labels-out does not exist; create it first.")
+    if path.suffix.lower() == ".csv":
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        frame.write_csv(tmp)
+        os.replace(tmp, path)
+    else:
+        write_parquet_atomic(frame, path)

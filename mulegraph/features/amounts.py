@@ -1,0 +1,117 @@
+"""Amounts: round sums, amounts just under reporting thresholds, outbound amounts that echo inbound ones.
+
+An account's transfers are its inbound and outbound transfers together (a transfer to itself counts
+twice).
+
+* ``round_share``: share of transfers whose amount is a whole multiple of ``FeatureConfig.round_unit``.
+* ``structuring_share``: share of transfers with an amount in ``[T * (1 - structuring_margin), T)``
+  for any ``T`` in ``FeatureConfig.structuring_thresholds``.
+* ``amount_match_share``: share of outbound transfers whose amount is 80-100% of some inbound
+  transfer that arrived in the 72 hours before it. Equal timestamps count as possibly before (an
+  inbound at the same instant matches). Comparisons carry a relative tolerance of 1e-9.
+
+``amount_match_share`` is found without pairing every inbound with every outbound: amounts fall in
+geometric buckets of ratio 1.25, so the inbound amounts in ``[a, 1.25 a]`` lie in the outbound's
+bucket (they must be >= ``a``: the largest of that bucket's recent inbound amounts decides) or the
+next one up (they must be <= ``1.25 a``: the smallest decides). Both are time-windowed rolling
+max/min per (account, bucket), linear after sorting, so hubs cost no more than their transfer count.
+
+All values depend only on the transfers touching the account: shards combine by concatenation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from .prepare import Prepared
+from .registry import FeatureSpec, register
+from .volume import account_events
+
+__all__ = ["compute", "MATCH_LOW", "MATCH_WINDOW", "REL_TOL", "is_round", "is_structuring"]
+
+#: an outbound matches an inbound when its amount is in [MATCH_LOW, 1] of it
+MATCH_LOW = 0.8
+#: ... and the inbound arrived at most this many seconds before it
+MATCH_WINDOW = 72 * 3600
+REL_TOL = 1e-9
+
+register(
+    FeatureSpec("round_share", "amounts", "Share of transfers with a round amount.", "share", 1,
+                "{value:.0%} of transfers were round amounts"),
+    FeatureSpec("structuring_share", "amounts", "Share of transfers just below a reporting threshold.", "share", 1,
+                "{value:.0%} of transfers were just below a reporting threshold"),
+    FeatureSpec("amount_match_share", "amounts",
+                "Share of outbound transfers of 80-100% of an inbound amount received in the 72h before.", "share", 1,
+                "{value:.0%} of outbound transfers passed on most of a recent inbound amount"),
+)
+
+
+def is_round(amount: pl.Expr, unit: float) -> pl.Expr:
+    """True where ``amount`` is a whole multiple (>= 1) of ``unit``."""
+    r = amount / unit
+    return (r >= 1 - 1e-6) & ((r - r.round()).abs() < 1e-6)
+
+
+def is_structuring(amount: pl.Expr, thresholds, margin: float) -> pl.Expr:
+    """True where ``amount`` lies in ``[T * (1 - margin), T)`` for some threshold ``T``."""
+    cond = pl.lit(False)
+    for thr in thresholds:
+        cond = cond | ((amount >= thr * (1 - margin)) & (amount < thr))
+    return cond
+
+
+def compute(p: Prepared) -> pl.DataFrame:
+    """Round-amount share, structuring share and inbound/outbound amount matching."""
+    cfg = p.config
+    ev = account_events(p).select("acc", "t", "kind", "row", "amount")
+    shares = ev.group_by("acc").agg(
+        is_round(pl.col("amount"), cfg.round_unit).mean().alias("round_share"),
+        is_structuring(pl.col("amount"), cfg.structuring_thresholds, cfg.structuring_margin).mean().alias(
+            "structuring_share"
+        ),
+    )
+    return shares.join(_amount_match(ev), on="acc", how="left").select(
+        pl.col("acc").alias("idx"), "round_share", "structuring_share", "amount_match_share"
+    )
+
+
+def _amount_match(ev: pl.DataFrame) -> pl.DataFrame:
+    ratio = 1.0 / MATCH_LOW
+    bucket = (pl.col("amount").log() / math.log(ratio)).floor().cast(pl.Int64)
+    ev = ev.with_columns(bucket.alias("b"))
+    inb = ev.filter(pl.col("kind") == 0).select("acc", "t", "b", "amount", pl.lit(None, pl.Int64).alias("q"))
+    outb = ev.filter(pl.col("kind") == 1).with_row_index("q").select(
+        "acc", "t", "b", pl.lit(None, pl.Float64).alias("amount"), pl.col("q").cast(pl.Int64)
+    )
+    win = f"{MATCH_WINDOW}i"
+    # same bucket: some recent inbound >= a (all of that bucket are <= 1.25 a)
+    same = (
+        pl.concat([inb, outb])
+        .sort(["acc", "b", "t"])
+        .with_columns(pl.col("amount").rolling_max_by("t", window_size=win, closed="both").over("acc", "b").alias("m"))
+        .filter(pl.col("q").is_not_null())
+        .select("q", "m")
+    )
+    # next bucket up: some recent inbound <= 1.25 a (all of that bucket are > a)
+    up = (
+        pl.concat([inb, outb.with_columns(pl.col("b") + 1)])
+        .sort(["acc", "b", "t"])
+        .with_columns(pl.col("amount").rolling_min_by("t", window_size=win, closed="both").over("acc", "b").alias("m"))
+        .filter(pl.col("q").is_not_null())
+        .select("q", pl.col("m").alias("m_up"))
+    )
+    a = pl.col("amount")
+    hit = (pl.col("m") * (1 + REL_TOL) >= a).fill_null(False) | (
+        pl.col("m_up") * MATCH_LOW * (1 - REL_TOL) <= a
+    ).fill_null(False)
+    return (
+        ev.filter(pl.col("kind") == 1)
+        .with_row_index("q")
+        .with_columns(pl.col("q").cast(pl.Int64))
+        .join(same, on="q", how="left")
+        .join(up, on="q", how="left")
+        .group_by("acc")
+        .agg(hit.mean().alias("amount_match_share"))
+    )

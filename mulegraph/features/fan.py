@@ -1,0 +1,115 @@
+"""Fan-in and fan-out: many distinct counterparties in a short time, first-time payers, concentration.
+
+``fanin_max_<W>`` / ``fanout_max_<W>`` is the largest number of distinct senders / payees among the
+account's inbound / outbound transfers that fall in any window ``[s, s + W)``: two transfers at
+times ``t1 <= t2`` can share a window when ``t2 - t1 < W``. It is computed exactly by an interval
+sweep: a counterparty paid at time ``t`` counts for every window start in ``(t - W, t]``; those
+intervals are merged per (account, counterparty), and a running sum of +1 at each merged interval's
+start and -1 after its end gives, at its maximum, the answer. The work is sorting, so a hub costs
+``O(n log n)`` in its number of transfers. Window lengths come from ``FeatureConfig.fan_windows``.
+
+``first_time_in_share`` is the share of inbound value from senders that had not paid the account
+before that transfer (within the window of transfers given). Equal timestamps count as possibly
+after: every transfer at a sender's first timestamp is a first-time payment.
+
+``out_hhi`` is the Herfindahl index of outbound value over payees (1 = all to one payee).
+
+All values depend only on the transfers touching the account: shards combine by concatenation.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from ..window import parse_duration
+from .prepare import Prepared
+from .registry import FeatureSpec, register
+from .volume import account_events
+
+__all__ = ["compute", "window_specs", "max_distinct_in_window"]
+
+
+def window_specs(windows) -> list[FeatureSpec]:
+    """The specs of the windowed fan features for the given window texts (e.g. ``"24h"``)."""
+    out = []
+    for w in windows:
+        out.append(FeatureSpec(
+            f"fanin_max_{w}", "fan", f"Most distinct senders paying the account within any {w}.", "count", 1,
+            f"{{value:.0f}} distinct senders paid in within {w}",
+        ))
+        out.append(FeatureSpec(
+            f"fanout_max_{w}", "fan", f"Most distinct payees paid by the account within any {w}.", "count", 1,
+            f"paid {{value:.0f}} distinct payees within {w}",
+        ))
+    return out
+
+
+register(
+    *window_specs(("24h", "72h")),
+    FeatureSpec(
+        "first_time_in_share", "fan",
+        "Share of inbound value from senders that never paid the account before.", "share", 1,
+        "{value:.0%} of received value came from first-time senders",
+    ),
+    FeatureSpec(
+        "out_hhi", "fan", "Herfindahl concentration of outbound value over payees (1 = one payee).", "ratio", 0,
+    ),
+)
+
+
+def max_distinct_in_window(ev: pl.DataFrame, width: int) -> pl.DataFrame:
+    """Per ``acc``: most distinct ``cp`` among rows whose ``t`` lie in any ``[s, s + width)``.
+
+    ``ev`` needs integer ``acc``, ``cp`` and ``t`` (seconds); returns ``acc`` and ``n`` (Int64).
+    """
+    s = ev.select("acc", "cp", "t").sort(["acc", "cp", "t"])
+    new = (
+        (pl.col("acc") != pl.col("acc").shift(1))
+        | (pl.col("cp") != pl.col("cp").shift(1))
+        | ((pl.col("t") - pl.col("t").shift(1)) >= width)
+    ).fill_null(True)
+    segs = (
+        s.with_columns(new.cum_sum().alias("seg"))
+        .group_by("seg")
+        .agg(pl.col("acc").first(), pl.col("t").min().alias("lo"), pl.col("t").max().alias("hi"))
+    )
+    # window starts s covering a transfer at t: integer s in [t - width + 1, t]; half-open [lo, hi + 1)
+    marks = pl.concat([
+        segs.select("acc", (pl.col("lo") - width + 1).alias("pos"), pl.lit(1, pl.Int32).alias("d")),
+        segs.select("acc", (pl.col("hi") + 1).alias("pos"), pl.lit(-1, pl.Int32).alias("d")),
+    ]).sort(["acc", "pos", "d"])  # at one position, ends (-1) before starts (+1)
+    return (
+        marks.with_columns(pl.col("d").cum_sum().over("acc").alias("open"))
+        .group_by("acc")
+        .agg(pl.col("open").max().cast(pl.Int64).alias("n"))
+    )
+
+
+def compute(p: Prepared) -> pl.DataFrame:
+    """Windowed fan-in/fan-out, first-time sender share and outbound concentration."""
+    ev = account_events(p)
+    windows = tuple(p.config.fan_windows)
+    register(*window_specs(windows))
+    out = ev.select(pl.col("acc").unique())
+    inb = ev.filter(pl.col("kind") == 0)
+    outb = ev.filter(pl.col("kind") == 1)
+    for w in windows:
+        width = int(parse_duration(w, name="fan_windows").total_seconds())
+        fi = max_distinct_in_window(inb, width).rename({"n": f"fanin_max_{w}"})
+        fo = max_distinct_in_window(outb, width).rename({"n": f"fanout_max_{w}"})
+        out = out.join(fi, on="acc", how="left").join(fo, on="acc", how="left")
+        out = out.with_columns(pl.col(f"fanin_max_{w}", f"fanout_max_{w}").fill_null(0))
+    first = (
+        inb.with_columns((pl.col("t") == pl.col("t").min().over("acc", "cp")).alias("first"))
+        .group_by("acc")
+        .agg((pl.col("amount").filter(pl.col("first")).sum() / pl.col("amount").sum()).alias("first_time_in_share"))
+    )
+    hhi = (
+        outb.group_by("acc", "cp")
+        .agg(pl.col("amount").sum().alias("v"))
+        .group_by("acc")
+        .agg(((pl.col("v") / pl.col("v").sum()) ** 2).sum().alias("out_hhi"))
+    )
+    out = out.join(first, on="acc", how="left").join(hhi, on="acc", how="left")
+    cols = [c for w in windows for c in (f"fanin_max_{w}", f"fanout_max_{w}")]
+    return out.select(pl.col("acc").alias("idx"), *cols, "first_time_in_share", "out_hhi")

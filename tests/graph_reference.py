@@ -7,10 +7,10 @@ They read the prepared transfer frame (``Prepared.tx``) and the hub list, and re
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 
 import networkx as nx
-import numpy as np
 
 __all__ = [
     "transfers",
@@ -148,7 +148,7 @@ def ref_neighbour_stats(p, values):
         nbrs[r[2]].add(r[1])
     mean, mx = {}, {}
     for v, us in nbrs.items():
-        vals = [values[u] for u in us if values.get(u) is not None and not np.isnan(values[u])]
+        vals = [values[u] for u in us if values.get(u) is not None and math.isfinite(values[u])]
         if vals:
             mean[v] = sum(vals) / len(vals)
             mx[v] = max(vals)

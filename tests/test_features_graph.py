@@ -174,3 +174,81 @@ def test_patterns_match_reference(rows, with_hub):
     hops, depth = ref_chains(p, w, 0.7, 4)
     assert by_account(p, out, "chain_hops") == named(p, hops)
     assert by_account(p, out, "chain_depth") == named(p, depth)
+
+
+# --------------------------------------------------------------------------------------------
+# network family
+
+from mulegraph.features import network  # noqa: E402
+
+
+def by_idx(out, col):
+    df = out.filter(pl.col(col).is_not_null())
+    return dict(zip(df["idx"].to_list(), df[col].to_list()))
+
+
+network_graphs = st.lists(
+    st.tuples(st.integers(0, 11), st.integers(0, 11), st.integers(0, 5).map(lambda d: d * DAY),
+              st.floats(1, 1000, allow_nan=False)),
+    min_size=1, max_size=40,
+)
+
+
+@given(network_graphs, st.booleans(), st.data())
+def test_network_matches_networkx(rows, with_hub, data):
+    p = prep(rows, hub_accounts=("0",) if with_hub else ())
+    so_far = p.accounts.select("idx", "account_id", "is_hub").with_columns(
+        passthrough_share_24h=pl.Series(data.draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, None]), min_size=p.n_accounts, max_size=p.n_accounts))),
+        fanin_max_72h=pl.Series(data.draw(st.lists(st.integers(0, 9), min_size=p.n_accounts, max_size=p.n_accounts))),
+        forward_ratio=pl.Series(data.draw(st.lists(st.sampled_from([0.5, 2.0, float("inf"), float("nan")]), min_size=p.n_accounts, max_size=p.n_accounts))),
+    )
+    p.extra["so_far"] = so_far
+    out = network.compute(p)
+    wcc, pr, core = ref_network(p)
+    assert by_idx(out, "wcc_size") == wcc
+    assert by_idx(out, "kcore") == core
+    got = by_idx(out, "pagerank")
+    assert got.keys() == pr.keys() and all(math.isclose(got[k], pr[k], rel_tol=1e-6, abs_tol=1e-9) for k in got)
+    for col, name in (("passthrough_share_24h", "passthrough_24h"), ("fanin_max_72h", "fanin_72h"), ("forward_ratio", "forward_ratio")):
+        vals = dict(zip(so_far["idx"].to_list(), so_far[col].to_list()))
+        mean, mx = ref_neighbour_stats(p, vals)
+        got_mean = by_idx(out, f"nbr_mean_{name}")
+        assert got_mean.keys() == mean.keys() and all(math.isclose(got_mean[k], mean[k]) for k in got_mean)
+        if name != "forward_ratio":
+            assert by_idx(out, f"nbr_max_{name}") == mx
+
+
+def test_network_without_earlier_columns_gives_null_aggregates():
+    p = prep([("A", "B", 0, 10), ("B", "C", 10, 10)])
+    out = network.compute(p)  # no p.extra["so_far"]: the flow families have not run
+    assert out["nbr_mean_passthrough_24h"].null_count() == 3
+    assert out["wcc_size"].to_list() == [3, 3, 3]
+
+
+def test_core_numbers_on_a_hub_star_and_a_clique():
+    # a star around X (many leaves) plus a 4-clique: leaves have core 1, the clique 3
+    rows = [("X", f"L{i}", i, 1) for i in range(30)]
+    rows += [(a, b, 100, 1) for a in "PQRS" for b in "PQRS" if a < b]
+    p = prep(rows)
+    out = network.compute(p).join(p.accounts.select("idx", "account_id"), on="idx")
+    core = dict(zip(out["account_id"].to_list(), out["kcore"].to_list()))
+    assert core["X"] == 1 and core["L3"] == 1 and core["P"] == 3 and core["S"] == 3
+    g = nx.Graph([(a, b) for a, b, _, _ in rows])
+    assert core == nx.core_number(g)
+
+
+# --------------------------------------------------------------------------------------------
+# graph helpers
+
+
+def test_aggregate_edges_and_networkx_graph():
+    tx = frame([("A", "B", 0, 10), ("A", "B", 50, 5), ("B", "C", 20, 1), ("H", "A", 1, 7)])
+    edges = aggregate_edges(tx, exclude=["H"]).sort("src_account")
+    assert edges.select("src_account", "dst_account", "count", "value").rows() == [("A", "B", 2, 15.0), ("B", "C", 1, 1.0)]
+    g = to_networkx(edges)
+    assert g["A"]["B"]["count"] == 2 and g["A"]["B"]["last_ts"] == BASE + timedelta(seconds=50)
+    full = aggregate_edges(tx)
+    assert neighbourhood(full, ["C"], hops=2).to_list() == ["A", "B", "C"]
+    assert neighbourhood(full, ["C"], hops=3).to_list() == ["A", "B", "C", "H"]
+    assert neighbourhood(full, ["C"], hops=2, exclude=["A"]).to_list() == ["B", "C"]
+    assert subgraph_edges(full, ["B"], hops=1).height == 2

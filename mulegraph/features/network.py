@@ -1,0 +1,180 @@
+"""Graph-wide position of an account: component size, PageRank, k-core and 2-hop aggregates.
+
+All of these work on the aggregated account graph of non-hub accounts: transfers touching a hub
+(``Prepared.accounts.is_hub``) and self-transfers are dropped, and the remaining transfers are
+summed per ordered pair (``value``). Hubs get ``null`` for every feature here; without that, the
+two external pseudo-accounts of a typical export would join every account into one component,
+take most of the PageRank and make every account a 2-hop neighbour of every other.
+
+* ``wcc_size``: accounts in the weakly connected component (``scipy.sparse.csgraph``).
+* ``pagerank``: PageRank (damping 0.85) of the value-weighted directed graph, by power iteration on
+  a ``scipy.sparse`` matrix; dangling accounts spread their rank evenly over all non-hub accounts
+  (as networkx does). Scaled by the number of non-hub accounts, so 1.0 is the average whatever the
+  graph size.
+* ``kcore``: core number of the undirected simple graph, by vectorised peeling (all accounts of
+  degree <= k are removed at once, their neighbours' degrees drop, repeat); linear in the edges,
+  where networkx's ``core_number`` is not on high-degree accounts.
+* ``nbr_mean_passthrough_24h``, ``nbr_max_passthrough_24h``, ``nbr_mean_fanin_72h``,
+  ``nbr_max_fanin_72h``, ``nbr_mean_forward_ratio``: mean / max over the account's distinct non-hub
+  counterparties (either direction) of their ``passthrough_share_24h``, ``fanin_max_72h`` and
+  ``forward_ratio``, read from the earlier families' output (``Prepared.extra["so_far"]``). A
+  missing source column gives a null column; non-finite values are ignored.
+
+Shards: these features are not local. The reduce step sums each shard's aggregated pairs into the
+global edge table (sums and counts combine by addition), after which components, PageRank and core
+numbers are computed once on that table and the results are handed back by account. The 2-hop
+aggregates need the per-account features of each account's counterparties, i.e. a 1-hop halo of
+feature rows joined after the per-account families have run on every shard.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from .prepare import Prepared
+from .registry import FeatureSpec, register
+
+__all__ = ["compute", "pair_values", "pagerank", "core_numbers", "neighbour_stats", "FEATURES", "NEIGHBOUR_SOURCES"]
+
+FAMILY = "network"
+
+#: output name -> (source column from earlier families, aggregate)
+NEIGHBOUR_SOURCES: dict[str, tuple[str, str]] = {
+    "nbr_mean_passthrough_24h": ("passthrough_share_24h", "mean"),
+    "nbr_max_passthrough_24h": ("passthrough_share_24h", "max"),
+    "nbr_mean_fanin_72h": ("fanin_max_72h", "mean"),
+    "nbr_max_fanin_72h": ("fanin_max_72h", "max"),
+    "nbr_mean_forward_ratio": ("forward_ratio", "mean"),
+}
+
+FEATURES = [
+    FeatureSpec("wcc_size", FAMILY, "accounts in the weakly connected component, hubs removed", "count", 0),
+    FeatureSpec("pagerank", FAMILY, "value-weighted PageRank without hubs, times the number of non-hub accounts", "score", 0),
+    FeatureSpec("kcore", FAMILY, "core number in the undirected graph without hubs", "count", 1,
+                "sits in a densely knit group (k-core {value:.0f})"),
+    FeatureSpec("nbr_mean_passthrough_24h", FAMILY, "mean 24h pass-through share of the counterparties", "share", 1,
+                "its counterparties pass on {value:.0%} of inbound value within 24h on average"),
+    FeatureSpec("nbr_max_passthrough_24h", FAMILY, "highest 24h pass-through share among the counterparties", "share", 1,
+                "trades with an account that passes on {value:.0%} of inbound value within 24h"),
+    FeatureSpec("nbr_mean_fanin_72h", FAMILY, "mean 72h fan-in of the counterparties", "count", 1,
+                "its counterparties receive from {value:.1f} distinct senders in 72h on average"),
+    FeatureSpec("nbr_max_fanin_72h", FAMILY, "highest 72h fan-in among the counterparties", "count", 1,
+                "trades with an account paid by {value:.0f} distinct senders within 72h"),
+    FeatureSpec("nbr_mean_forward_ratio", FAMILY, "mean forwarded ratio (out value / in value) of the counterparties", "ratio", 1,
+                "its counterparties pass on {value:.0%} of what they receive on average"),
+]
+register(*FEATURES)
+
+
+def pair_values(p: Prepared) -> pl.DataFrame:
+    """Aggregated non-hub edges: ``src``, ``dst`` (UInt32), ``value`` (sum of amounts)."""
+    e = p.tx.filter(pl.col("src") != pl.col("dst"))
+    hubs = p.hub_idx
+    if hubs.len():
+        h = hubs.implode()
+        e = e.filter(~pl.col("src").is_in(h) & ~pl.col("dst").is_in(h))
+    return e.group_by("src", "dst").agg(pl.col("amount").sum().alias("value"))
+
+
+def pagerank(a: sp.csr_matrix, nodes: np.ndarray, alpha: float = 0.85, tol: float = 1e-10, max_iter: int = 1000) -> np.ndarray:
+    """PageRank over the accounts where ``nodes`` is true, on the weighted adjacency ``a``.
+
+    Rows of ``a`` are sources. Dangling accounts (no outbound weight) and the teleport spread evenly
+    over ``nodes``. Returns ranks summing to 1 (0 outside ``nodes``). Stops when the L1 change is
+    below ``tol``.
+    """
+    n_nodes = int(nodes.sum())
+    x = np.zeros(a.shape[0])
+    if n_nodes == 0:
+        return x
+    uniform = nodes / n_nodes
+    out_w = np.asarray(a.sum(axis=1)).ravel()
+    dangling = nodes & (out_w <= 0)
+    inv = np.divide(1.0, out_w, out=np.zeros_like(out_w), where=out_w > 0)
+    at = a.T.tocsr()
+    x = uniform.copy()
+    for _ in range(max_iter):
+        new = alpha * (at @ (x * inv) + x[dangling].sum() * uniform) + (1 - alpha) * uniform
+        done = np.abs(new - x).sum() < tol
+        x = new
+        if done:
+            break
+    return x
+
+
+def core_numbers(s: sp.csr_matrix) -> np.ndarray:
+    """Core numbers of the undirected simple graph ``s`` (symmetric 0/1, no diagonal), by peeling.
+
+    Each round removes every remaining account whose degree is at most ``k`` (its core number is
+    ``k``) and lowers its neighbours' degrees; when none is left at ``k``, ``k`` rises to the
+    smallest remaining degree.
+    """
+    n = s.shape[0]
+    deg = np.diff(s.indptr).astype(np.int64)
+    core = np.zeros(n, dtype=np.int64)
+    alive = np.ones(n, dtype=bool)
+    k = 0
+    remaining = n
+    while remaining:
+        cand = np.flatnonzero(alive & (deg <= k))
+        if cand.size == 0:
+            k = int(deg[alive].min())
+            continue
+        core[cand] = k
+        alive[cand] = False
+        remaining -= cand.size
+        nbrs = s[cand].indices
+        if nbrs.size:
+            deg -= np.bincount(nbrs, minlength=n)
+    return core
+
+
+def neighbour_stats(pairs: pl.DataFrame, so_far: pl.DataFrame | None) -> pl.DataFrame:
+    """``idx`` plus the ``NEIGHBOUR_SOURCES`` columns over distinct non-hub counterparties."""
+    names = list(NEIGHBOUR_SOURCES)
+    cols = set(so_far.columns) if so_far is not None else set()
+    present = {n: src for n, (src, _) in NEIGHBOUR_SOURCES.items() if src in cols}
+    und = pl.concat(
+        [pairs.select(pl.col("src").alias("v"), pl.col("dst").alias("u")),
+         pairs.select(pl.col("dst").alias("v"), pl.col("src").alias("u"))]
+    ).unique()
+    if present:
+        sources = sorted(set(present.values()))
+        vals = so_far.select(
+            pl.col("idx").cast(pl.UInt32).alias("u"),
+            *[pl.when(pl.col(c).cast(pl.Float64).is_finite()).then(pl.col(c).cast(pl.Float64)).alias(c) for c in sources],
+        )
+        agg = und.join(vals, on="u").group_by("v").agg(
+            *[getattr(pl.col(present[n]), NEIGHBOUR_SOURCES[n][1])().alias(n) for n in present]
+        )
+    else:
+        agg = und.select("v").unique()
+    agg = agg.rename({"v": "idx"})
+    return agg.select("idx", *[pl.col(n) if n in present else pl.lit(None, pl.Float64).alias(n) for n in names])
+
+
+def compute(p: Prepared) -> pl.DataFrame:
+    """Network features for every account (see the module docstring)."""
+    n = p.n_accounts
+    is_hub = p.accounts.sort("idx")["is_hub"].to_numpy()
+    nodes = ~is_hub
+    pairs = pair_values(p)
+    src = pairs["src"].to_numpy().astype(np.int64)
+    dst = pairs["dst"].to_numpy().astype(np.int64)
+    a = sp.csr_matrix((pairs["value"].to_numpy(), (src, dst)), shape=(n, n))
+    _, labels = connected_components(a, directed=True, connection="weak")
+    wcc = np.bincount(labels)[labels]
+    pr = pagerank(a, nodes) * nodes.sum()
+    s = sp.csr_matrix((np.ones(2 * src.size, dtype=np.int8), (np.concatenate([src, dst]), np.concatenate([dst, src]))), shape=(n, n))
+    s.data[:] = 1  # duplicates (both directions) were summed
+    core = core_numbers(s)
+    base = pl.DataFrame(
+        {"idx": np.arange(n, dtype=np.uint32), "wcc_size": wcc.astype(np.int64), "pagerank": pr, "kcore": core, "hub": is_hub}
+    )
+    nbr = neighbour_stats(pairs, p.extra.get("so_far"))
+    out = base.join(nbr.with_columns(pl.col("idx").cast(pl.UInt32)), on="idx", how="left")
+    names = [f.name for f in FEATURES]
+    return out.select("idx", *[pl.when(pl.col("hub")).then(None).otherwise(pl.col(c)).alias(c) for c in names])

@@ -216,18 +216,17 @@ def _kind(path: Path, shown: Path) -> str:
 
 
 def _sniff(text: str, forced: str | None) -> tuple[str, list[str]]:
+    """Delimiter and header names from the first line: the candidate giving the most fields."""
+    first = text.lstrip("\r\n")
     if forced:
         delim = forced
     else:
-        lines = text.splitlines()[:50]
-        sample = "\n".join(lines)
-        try:
-            delim = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-        except csv.Error:
-            head = lines[0] if lines else ""
-            counts = {d: head.count(d) for d in ",;\t|"}
-            delim = max(counts, key=counts.get) if max(counts.values()) else ","
-    header = next(csv.reader(io.StringIO(text), delimiter=delim), [])
+        best, delim = 1, ","
+        for cand in ",;\t|":
+            n = len(next(csv.reader(io.StringIO(first), delimiter=cand), []))
+            if n > best:
+                best, delim = n, cand
+    header = next(csv.reader(io.StringIO(first), delimiter=delim), [])
     return delim, [h.strip() for h in header]
 
 

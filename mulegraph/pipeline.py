@@ -596,7 +596,10 @@ def _ingest(paths: list[Path], store, mapping: str | None, progress) -> dict[str
                 "files": [], "skipped_files": []}
     try:
         report = ingest(paths, store, mapping=mapping, progress=progress)
-    except NothingNewError:
+    except NothingNewError as err:  # every export was ingested before: not an error for a run
+        report = getattr(err, "report", None)
+        if report is not None:
+            return report.to_dict()
         return {"rows_read": 0, "accepted": 0, "quarantined": 0, "quarantined_by_rule": {}, "duplicates": 0,
                 "files": [], "skipped_files": [str(p) for p in paths]}
     return report.to_dict()
@@ -742,7 +745,7 @@ def _run_stages(cfg, exports, model_path, as_of, force, tmp, root, run_id, start
     st = Store.open(cfg.store.path, create=True)
     inputs = [{"path": str(p), "sha256": _sha256_file(p) if p.is_file() else _hash_tree(p),
                "bytes": p.stat().st_size if p.is_file() else None} for p in exports]
-    ingest_report = _ingest(exports, st, cfg.store.mapping, None)
+    ingest_report = _ingest(exports, st, cfg.store.mapping, (lambda stage, f: say("ingest", f"{stage} {Path(f).name}")))
     store_manifest = st.manifest()
     if not store_manifest:
         raise InputError(

@@ -1,6 +1,142 @@
-"""CLI commands: run."""
+"""CLI commands: run (the nightly batch)."""
 
 from __future__ import annotations
 
-from ._app import app, handle_errors  # noqa: F401
+import json
+from pathlib import Path
 
+import typer
+
+from ..errors import EXIT_NOTHING_NEW, NothingNewError
+from ._app import app, handle_errors
+
+__all__ = ["run_command", "resolve_config"]
+
+DEFAULT_CONFIG = "mulegraph.toml"
+
+
+def resolve_config(path: Path | None):
+    """``--config`` when given, else ``./mulegraph.toml`` when present, else the defaults."""
+    from ..config import Config, load_config
+
+    if path is not None:
+        return load_config(path)
+    if Path(DEFAULT_CONFIG).is_file():
+        return load_config(DEFAULT_CONFIG)
+    return Config()
+
+
+@app.command("run")
+@handle_errors
+def run_command(
+    paths: list[Path] | None = typer.Argument(
+        None, help="Export files or folders to ingest instead of the inbox.", show_default=False
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="Settings file (TOML). Default: ./mulegraph.toml when it exists."
+    ),
+    inbox: Path | None = typer.Option(None, "--inbox", help="Folder where new exports land. [run] inbox; default inbox/."),
+    store: Path | None = typer.Option(None, "--store", help="The store folder. [store] path; default store/."),
+    runs: Path | None = typer.Option(None, "--runs", help="Where run folders go. [run] runs_dir; default runs/."),
+    model: Path | None = typer.Option(
+        None, "--model", help="A model folder from 'mulegraph train'. [run] model; without one: the no-label mode."
+    ),
+    window: str | None = typer.Option(None, "--window", help="Window ending at the newest transfer, e.g. 30d. [run] window."),
+    as_of: str | None = typer.Option(None, "--as-of", help="End of the window (ISO 8601) instead of the newest transfer."),
+    alert_budget: int | None = typer.Option(None, "--alert-budget", min=0, help="At most this many alerts. [run] alert_budget."),
+    alert_threshold: float | None = typer.Option(
+        None, "--alert-threshold", min=0.0, max=1.0, help="Only alert scores at least this. [run] alert_threshold."
+    ),
+    mapping: str | None = typer.Option(None, "--mapping", help="Column mapping of the exports: a built-in name or a TOML file."),
+    force: bool = typer.Option(False, "--force", help="Score again even when nothing is new."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's manifest as JSON instead of a summary."),
+    fail_at: str | None = typer.Option(None, "--fail-at", hidden=True, help="Testing: fail at the end of this stage."),
+) -> None:
+    """Ingest new exports, compute features, score, alert and report: one run folder under runs/.
+
+    Exit codes: 0 done; 1 failure; 2 bad input; 3 nothing new since the latest run (use --force).
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..pipeline import STAGES, run
+
+    cfg = resolve_config(config)
+    err_console = Console(stderr=True)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.fields[stage]:<9}"),
+        BarColumn(bar_width=20),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+        disable=quiet or as_json,
+    )
+    task = progress.add_task("starting", total=len(STAGES), stage="run")
+    done: set[str] = set()
+
+    def on_progress(stage: str, message: str) -> None:
+        progress.update(task, description=message, stage=stage)
+
+    def on_stage_end(stage: str) -> None:
+        done.add(stage)
+        progress.update(task, completed=len(done))
+
+    hooks = {s: (lambda _dir, s=s: on_stage_end(s)) for s in STAGES}
+    try:
+        with progress:
+            result = run(
+                cfg,
+                paths=paths or None,
+                inbox=inbox,
+                store=store,
+                runs_dir=runs,
+                model=model,
+                window=window,
+                as_of=as_of,
+                alert_budget=alert_budget,
+                alert_threshold=alert_threshold,
+                mapping=mapping,
+                force=force,
+                progress=on_progress,
+                fail_at=fail_at,
+                hooks=hooks,
+            )
+    except NothingNewError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(EXIT_NOTHING_NEW) from None
+    if as_json:
+        typer.echo(json.dumps(result.manifest, indent=2, default=str))
+        return
+    _print_summary(result)
+
+
+def _print_summary(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    m, c = result.manifest, result.counts
+    ing = m.get("ingest", {})
+    table = Table(title=f"run {result.run_id}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("window", f"{m['window']['start'] or 'beginning'} to {m['window']['end']}")
+    table.add_row("mode", m["model"]["mode"] + (f" ({m['model']['version']})" if m["model"].get("version") else ""))
+    table.add_row(
+        "ingested",
+        f"{ing.get('accepted', 0):,} accepted, {ing.get('quarantined', 0):,} quarantined, "
+        f"{ing.get('duplicates', 0):,} duplicates; {len(ing.get('skipped_files') or [])} file(s) seen before",
+    )
+    table.add_row("scored", f"{c.get('scored', 0):,} of {c.get('accounts', 0):,} accounts, {c.get('transfers_in_window', 0):,} transfers")
+    table.add_row(
+        "alerts",
+        f"{c.get('alerts', 0)} (new {c.get('new', 0)}, persisting {c.get('persisting', 0)}, "
+        f"dropped {c.get('dropped', 0)}, suppressed {c.get('suppressed', 0)})",
+    )
+    if c.get("drift_warnings"):
+        table.add_row("drift", f"[yellow]{c['drift_warnings']} feature(s) with PSI above the warning level[/yellow]")
+    table.add_row("seconds", ", ".join(f"{k} {v:.1f}" for k, v in m.get("seconds", {}).items()))
+    table.add_row("report", str(result.run_dir / "report.html"))
+    Console().print(table)

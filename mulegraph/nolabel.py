@@ -17,37 +17,150 @@ How a score is built
    forwarding), ``any`` rules the maximum (alternative views of the same pattern).
 3. The strength becomes evidence in "bits of surprise": ``e = -log2(1 - s + 1/n)`` (``n`` ranked
    accounts), so that being in the top 0.1% counts much more than being in the top 30%, and a
-   single very unusual typology outweighs many mildly unusual ones.
-4. The rule score is ``sum(weight * e) / sum(weight * log2(n))``, in 0..1.
+   single very unusual typology outweighs many mildly unusual ones. Only evidence above
+   :data:`MIN_BITS` (2 bits: the top quarter) counts: ``e' = max(0, e - 2)``.
+4. The rule score is ``sum(weight * e') / sum(weight * (log2(n) - 2))``, in 0..1.
 5. Optionally (``detector_weight`` w > 0), an IsolationForest over robust-scaled log features
    (seeded with ``random_state``) joins in: the final score is the convex combination
    ``(1 - w) * rule_score + w * p``, ``p`` the percentile of the account's anomaly score.
 
-Rules whose features are all missing from the frame are skipped (and reported by
-:meth:`NoLabelScorer.rules_used`), so the mode works with any subset of feature families.
+Rules whose features are all missing from the frame are skipped (``NoLabelScorer.rules_used_``
+lists the ones used), so the mode works with any subset of feature families.
 
-The rules (weight: typology -- features)
------------------------------------------
-See :data:`RULES`; the table in the README and ``mulegraph score --list-rules`` print them.
+One-off relationships
+---------------------
+The strongest rules look for laundering structures among **one-off relationships**: pairs of
+(non-hub) accounts that exchanged exactly one transfer, in either direction, in the scored window
+(:func:`fresh_transfers`). Legitimate money mostly moves along standing relationships (salary, rent,
+family, regular merchants), while a laundering scheme wires accounts together that have nothing
+else to do with each other. :func:`structure_features` runs the pattern search of
+:mod:`mulegraph.features.patterns` on those transfers only, with a pattern window of
+:data:`STRUCTURE_WINDOW` (14 days: schemes play out over days to weeks), and counts the squares
+(4-cycles of the undirected one-off graph: two accounts that share two one-off counterparties),
+which every scatter-gather, bipartite and layered scheme closes while unrelated one-off payments
+rarely do. :func:`mulegraph.scoring.score_features` adds these columns in the no-label mode.
+
+The rules (code, weight, features) are listed in :data:`RULES`; ``mulegraph score --list-rules``
+prints them as a table.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sps
 
 from .errors import FeatureError
 from .explain import Signal, _as_float, directional, feature_columns
-from .features.registry import REGISTRY
+from .features.prepare import Prepared
+from .features.registry import REGISTRY, FeatureSpec, register
 
-__all__ = ["Rule", "RULES", "NoLabelScorer", "rules_frame", "NOLABEL_VERSION"]
+__all__ = [
+    "Rule",
+    "RULES",
+    "NoLabelScorer",
+    "rules_frame",
+    "NOLABEL_VERSION",
+    "STRUCTURE_WINDOW",
+    "STRUCTURE_FEATURES",
+    "fresh_transfers",
+    "structure_features",
+]
+
+#: how long a laundering structure may take to play out (first to last hop)
+STRUCTURE_WINDOW = "14d"
+
+#: no-label structure signals: the laundering patterns, searched among one-off relationships only
+STRUCTURE_FEATURES: tuple[FeatureSpec, ...] = (
+    FeatureSpec("fresh_cycle_count", "structure",
+                "time-respecting cycles through the account made only of one-off relationships", "count", 1,
+                "part of {value:.0f} cycles of one-off transfers between otherwise unrelated accounts"),
+    FeatureSpec("fresh_sg_role_count", "structure",
+                "scatter-gather structures (any role) made only of one-off relationships", "count", 1,
+                "takes part in {value:.0f} scatter-gather structures of one-off transfers"),
+    FeatureSpec("fresh_gs_count", "structure",
+                "gather-scatter sender-receiver pairs through the account over one-off relationships", "count", 1,
+                "gathers from and scatters to one-off counterparties ({value:.0f} pairs)"),
+    FeatureSpec("fresh_chain_hops", "structure",
+                "pass-through hops forwarding most of an inbound, over one-off relationships", "count", 1,
+                "forwards most of a one-off inbound to a one-off payee {value:.0f} times"),
+    FeatureSpec("fresh_square_share", "structure",
+                "squares closed by one-off relationships (two accounts sharing two one-off counterparties), "
+                "per one-off counterparty", "ratio", 1,
+                "its one-off counterparties are linked to each other ({value:.2f} squares per counterparty)"),
+)
+register(*STRUCTURE_FEATURES)
 
 #: version of the rule set; part of ``model_version`` in scores
 NOLABEL_VERSION = "nolabel-1"
+
+
+def fresh_transfers(p: Prepared) -> pl.DataFrame:
+    """Transfers between two non-hub accounts that exchanged exactly one transfer in the window.
+
+    Legitimate payments mostly follow standing relationships (salary, rent, family, regular
+    merchants); laundering structures are built from new, one-off links between accounts that
+    otherwise have nothing to do with each other. Same columns as ``p.tx``.
+    """
+    hubs = p.hub_idx.implode()
+    nt = p.tx.filter(~pl.col("src").is_in(hubs) & ~pl.col("dst").is_in(hubs))
+    keyed = nt.with_columns(pl.min_horizontal("src", "dst").alias("_lo"), pl.max_horizontal("src", "dst").alias("_hi"))
+    once = keyed.group_by("_lo", "_hi").agg(pl.len().alias("_n")).filter(pl.col("_n") == 1)
+    return keyed.join(once.select("_lo", "_hi"), on=["_lo", "_hi"], how="semi").drop("_lo", "_hi")
+
+
+def _square_share(fresh: pl.DataFrame, n_accounts: int) -> pl.DataFrame:
+    """Per account: 4-cycles of the undirected one-off graph through it, per one-off counterparty."""
+    if fresh.is_empty():
+        return pl.DataFrame(schema={"idx": pl.UInt32, "fresh_square_share": pl.Float64})
+    a = fresh["src"].to_numpy().astype(np.int64)
+    b = fresh["dst"].to_numpy().astype(np.int64)
+    u = sps.coo_matrix((np.ones(a.size), (a, b)), shape=(n_accounts, n_accounts)).tocsr()
+    u = ((u + u.T) > 0).astype(np.float64).tocsr()
+    u.setdiag(0)
+    u.eliminate_zeros()
+    deg = np.asarray(u.sum(axis=1)).ravel()
+    common = (u @ u).tocsr()
+    common.setdiag(0)
+    common.eliminate_zeros()
+    common.data = common.data * (common.data - 1.0) / 2.0
+    squares = np.asarray(common.sum(axis=1)).ravel()
+    idx = np.flatnonzero(deg > 0)
+    return pl.DataFrame(
+        {"idx": idx.astype(np.uint32), "fresh_square_share": squares[idx] / deg[idx]},
+        schema={"idx": pl.UInt32, "fresh_square_share": pl.Float64},
+    )
+
+
+def structure_features(p: Prepared, window: str = STRUCTURE_WINDOW) -> pl.DataFrame:
+    """The ``structure`` signals (:data:`STRUCTURE_FEATURES`) for every account of ``p``.
+
+    The pattern search of :mod:`mulegraph.features.patterns` (cycles, scatter-gather,
+    gather-scatter, pass-through hops), run on :func:`fresh_transfers` only with ``window`` as the
+    pattern window, plus the square share. Returns ``account_id`` and the features; hubs get null.
+    """
+    from .features import patterns
+
+    fresh = fresh_transfers(p)
+    cfg = dataclasses.replace(p.config, cycle_window=window)
+    found = patterns.compute(Prepared(tx=fresh, accounts=p.accounts, config=cfg))
+    names = {"cycle_count": "fresh_cycle_count", "sg_role_count": "fresh_sg_role_count",
+             "gs_count": "fresh_gs_count", "chain_hops": "fresh_chain_hops"}
+    out = (
+        p.accounts.select("idx", "account_id", "is_hub")
+        .join(found.select("idx", *names).rename(names), on="idx", how="left")
+        .join(_square_share(fresh, p.n_accounts), on="idx", how="left")
+    )
+    cols = [s.name for s in STRUCTURE_FEATURES]
+    return out.select(
+        "account_id",
+        *[pl.when(pl.col("is_hub")).then(None).otherwise(pl.col(c).cast(pl.Float64).fill_null(0.0)).alias(c) for c in cols],
+    )
 
 
 @dataclass(frozen=True)
@@ -73,92 +186,115 @@ class Rule:
         return 1 if spec is None or spec.direction == 0 else int(spec.direction)
 
 
-#: The typology rules. Weights: 1.0 for the flow-structure typologies that define laundering
-#: (cycles, layering chains, scatter-gather, gather-scatter, collecting and forwarding); 0.5 for
-#: single-account behaviours that legitimate accounts show more often (fan-in alone, fan-out,
-#: structuring, dormancy then burst, a suspicious neighbourhood).
+#: The typology rules, strongest evidence first. Weights follow one domain ordering, fixed before
+#: any measurement and not fitted: 2.0 for multi-party laundering structures built from one-off
+#: relationships (squares of one-off links, which every scatter-gather, bipartite and layered
+#: scheme closes, and time-respecting scatter-gather itself); 0.5 for the other one-off structures
+#: (gather-scatter, forwarding hops, cycles) and for collecting-and-forwarding (fan-in from
+#: first-time payers plus rapid pass-through); 0.25 for single-account behaviours that many
+#: legitimate accounts show too (fan-in or fan-out alone, pass-through alone, patterns over all
+#: relationships, structuring, dormancy then burst, a fast-forwarding neighbourhood).
 RULES: tuple[Rule, ...] = (
+    Rule(
+        "ONE_OFF_SQUARES",
+        "scatter-gather / bipartite / layering",
+        "Its one-off counterparties are linked to each other by one-off transfers too (closed squares)",
+        2.0,
+        ("fresh_square_share",),
+    ),
+    Rule(
+        "ONE_OFF_SCATTER_GATHER",
+        "scatter-gather",
+        "Source, intermediary or target of a time-respecting scatter-gather over one-off transfers",
+        2.0,
+        ("fresh_sg_role_count",),
+    ),
+    Rule(
+        "ONE_OFF_GATHER_SCATTER",
+        "gather-scatter",
+        "Gathers from several one-off senders, then scatters to several one-off receivers",
+        0.5,
+        ("fresh_gs_count",),
+    ),
+    Rule(
+        "ONE_OFF_FORWARDING",
+        "stack / layering",
+        "Forwards most of a one-off inbound transfer to a one-off payee",
+        0.5,
+        ("fresh_chain_hops",),
+    ),
+    Rule(
+        "ONE_OFF_CYCLE",
+        "cycle",
+        "Money goes round a time-respecting cycle of one-off transfers through the account",
+        0.5,
+        ("fresh_cycle_count",),
+    ),
     Rule(
         "FANIN_FORWARD",
         "fan-in + pass-through",
         "Many senders, mostly first-time payers, in a short window, and the money leaves again soon",
-        1.0,
+        0.5,
         ("fanin_max_72h", "first_time_in_share", "passthrough_share_72h"),
     ),
     Rule(
         "RAPID_PASSTHROUGH",
         "pass-through",
         "Forwards most of what it receives within a day, in amounts matching what came in",
-        1.0,
+        0.25,
         ("passthrough_share_24h", "amount_match_share"),
     ),
     Rule(
         "LAYERING_CHAIN",
         "stack / layering",
         "Sits on a time-respecting chain of accounts that each forward most of what they receive",
-        1.0,
+        0.25,
         ("chain_depth",),
     ),
     Rule(
         "CYCLE",
         "cycle",
         "Money leaves the account and comes back through other accounts within the cycle window",
-        1.0,
+        0.25,
         ("cycle_count",),
     ),
     Rule(
         "SCATTER_GATHER",
         "scatter-gather",
         "Takes part in a scatter-gather structure (one source, several intermediaries, one target)",
-        1.0,
-        ("sg_count", "sg_role_count"),
-        combine="any",
+        0.25,
+        ("sg_role_count",),
     ),
     Rule(
         "GATHER_SCATTER",
         "gather-scatter",
         "Gathers from several senders and then scatters to several receivers",
-        1.0,
-        ("gs_count", "gs_role_count"),
-        combine="any",
+        0.25,
+        ("gs_count",),
     ),
-    Rule(
-        "FAN_IN",
-        "fan-in",
-        "Unusually many distinct senders in a short window",
-        0.5,
-        ("fanin_max_72h",),
-    ),
-    Rule(
-        "FAN_OUT",
-        "fan-out",
-        "Unusually many distinct receivers in a short window",
-        0.5,
-        ("fanout_max_72h",),
-    ),
-    Rule(
-        "STRUCTURING",
-        "structuring",
-        "Many amounts just below a reporting threshold",
-        0.5,
-        ("structuring_share",),
-    ),
+    Rule("FAN_IN", "fan-in", "Unusually many distinct senders in a short window", 0.25, ("fanin_max_72h",)),
+    Rule("FAN_OUT", "fan-out", "Unusually many distinct receivers in a short window", 0.25, ("fanout_max_72h",)),
+    Rule("STRUCTURING", "structuring", "Many amounts just below a reporting threshold", 0.25, ("structuring_share",)),
     Rule(
         "DORMANT_BURST",
         "dormant then burst",
         "A long quiet period followed by a burst of activity",
-        0.5,
+        0.25,
         ("max_dormancy_d", "burst_ratio"),
     ),
     Rule(
         "MULE_NEIGHBOURHOOD",
         "network",
         "Its counterparties themselves pass money through quickly",
-        0.5,
+        0.25,
         ("nbr_max_passthrough_24h", "nbr_mean_passthrough_24h"),
         combine="any",
     ),
 )
+
+#: evidence below this many bits (the top 25% of accounts) does not count, so that many mildly
+#: unusual rules cannot add up to a high score
+MIN_BITS = 2.0
 
 
 def rules_frame(rules: Sequence[Rule] = RULES) -> pl.DataFrame:
@@ -186,6 +322,7 @@ class NoLabelScorer:
     """
 
     rules: Sequence[Rule] = RULES
+    min_bits: float = MIN_BITS
     detector_weight: float = 0.0
     random_state: int = 0
     n_estimators: int = 200
@@ -249,13 +386,14 @@ class NoLabelScorer:
         strengths = self.rule_strengths(features)
         eps = 1.0 / max(n, 2)
         cap = math.log2(1.0 / eps)
+        floor = min(self.min_bits, cap / 2.0)
         total = np.zeros(n)
         wsum = 0.0
         for r in self.rules_used_:
             if r.code in strengths:
                 e = -np.log2(1.0 - strengths[r.code] + eps)
-                total += r.weight * np.clip(e, 0.0, cap)
-                wsum += r.weight * cap
+                total += r.weight * np.clip(e - floor, 0.0, cap - floor)
+                wsum += r.weight * (cap - floor)
         rule_score = total / wsum if wsum > 0 else np.zeros(n)
         score = rule_score
         if self.detector_ is not None:

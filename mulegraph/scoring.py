@@ -34,7 +34,7 @@ from .explain import Signal, explain
 from .features import compute_features, prepare
 from .features.prepare import Prepared
 from .features.registry import REGISTRY
-from .nolabel import NOLABEL_VERSION, NoLabelScorer
+from .nolabel import NOLABEL_VERSION, STRUCTURE_FEATURES, NoLabelScorer, structure_features
 from .schema import SCORE_SCHEMA
 from .window import filter_window, resolve_window
 
@@ -104,8 +104,10 @@ def score_features(
     """Rank accounts from precomputed features (see :func:`score`).
 
     ``features``: ``account_id``, ``is_hub`` and feature columns. ``prepared`` (from
-    :func:`mulegraph.features.prepare`) is needed for the transfer ids behind the reasons and, with
-    ``transfers``, by supervised models that compute label-based features. ``model``: an object
+    :func:`mulegraph.features.prepare`, for the same transfers) is needed for the transfer ids
+    behind the reasons, for the no-label mode's one-off structure signals
+    (:func:`mulegraph.nolabel.structure_features`, computed here when the frame lacks them) and,
+    with ``transfers``, by supervised models that compute label-based features. ``model``: an object
     with ``predict(features, transfers) -> account_id, score`` (and ``feature_importance``); None
     selects the no-label mode.
     """
@@ -119,6 +121,10 @@ def score_features(
         return pl.DataFrame(schema=SCORE_SCHEMA)
 
     if model is None:
+        missing = [f.name for f in STRUCTURE_FEATURES if f.name not in ranked.columns]
+        if prepared is not None and missing:
+            extra = structure_features(prepared).select("account_id", *missing)
+            ranked = ranked.join(extra, on="account_id", how="left")
         scorer = NoLabelScorer(detector_weight=options.detector_weight, random_state=random_state).fit(ranked)
         if not scorer.rules_used_:
             raise FeatureError(

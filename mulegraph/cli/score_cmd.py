@@ -13,8 +13,8 @@ from ._app import app, handle_errors
 @app.command("score")
 @handle_errors
 def score_cmd(
-    store: Path = typer.Option(..., "--store", help="The store directory (made by 'mulegraph ingest')."),
-    out: Path = typer.Option(..., "--out", help="Output file: .parquet, .csv or .json."),
+    store: Path | None = typer.Option(None, "--store", help="The store directory (made by 'mulegraph ingest')."),
+    out: Path | None = typer.Option(None, "--out", help="Output file: .parquet, .csv or .json."),
     model: Path | None = typer.Option(
         None, "--model", help="A model folder from 'mulegraph train'; without it the no-label rules rank accounts."
     ),
@@ -30,13 +30,29 @@ def score_cmd(
     ),
     run_id: str | None = typer.Option(None, "--run-id", help="Run id written into every row."),
     show: int = typer.Option(10, "--show", min=0, help="Print this many top accounts."),
+    list_rules: bool = typer.Option(False, "--list-rules", help="Print the no-label rules and their weights, then exit."),
 ) -> None:
     """Score and rank every account active in the window, with reasons; write them to --out."""
     from rich.console import Console
     from rich.table import Table
 
     from ..config import load_config
+    from ..errors import InputError
     from ..scoring import ScoreOptions, score, write_scores
+
+    if list_rules:
+        from ..nolabel import rules_frame
+
+        frame = rules_frame()
+        table = Table(title="no-label rules")
+        for col in frame.columns:
+            table.add_column(col)
+        for row in frame.rows():
+            table.add_row(*[str(v) for v in row])
+        Console().print(table)
+        return
+    if store is None or out is None:
+        raise InputError("score needs --store DIR and --out FILE (or --list-rules).")
 
     cfg = load_config(config)
     console = Console(stderr=True)

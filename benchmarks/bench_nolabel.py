@@ -1,0 +1,134 @@
+"""No-label mode on the AMLGentex development sets: PR-AUC, P/R at 1%, per rule and per typology.
+
+Protocol (issue 4): blank ``channel``; EXT_SOURCE / EXT_SINK are not ranked; metrics on the test
+accounts of ``split.parquet``. The no-label mode uses no labels at all, so the train accounts are
+simply not evaluated. Also prints the simple unsupervised references (distinct senders alone; an
+IsolationForest over plain aggregates) and timings.
+
+    python benchmarks/bench_nolabel.py --data /work/shared/data/amlgentex-hard-dev
+    python benchmarks/bench_nolabel.py --data /work/shared/data/amlgentex-dev --features-cache /tmp/dev.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from sklearn.metrics import average_precision_score
+
+from mulegraph.config import Config, FeatureConfig
+from mulegraph.features import FAMILIES, compute_features, prepare
+from mulegraph.nolabel import NoLabelScorer, structure_features
+from mulegraph.scoring import ScoreOptions, score_features
+
+
+def _available_families() -> list[str]:
+    import importlib
+
+    out = []
+    for name, mod in FAMILIES.items():
+        try:
+            importlib.import_module(f"mulegraph.features.{mod}")
+            out.append(name)
+        except ImportError:
+            pass
+    return out
+
+
+def at_budget(y: np.ndarray, s: np.ndarray, share: float = 0.01) -> tuple[float, float]:
+    """Precision and recall among the top ``share`` of accounts (ties broken by position)."""
+    k = max(1, int(round(share * len(y))))
+    top = np.argsort(-s, kind="stable")[:k]
+    hits = y[top].sum()
+    return hits / k, hits / max(1, y.sum())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--features-cache", type=Path, help="reuse/write computed features here")
+    ap.add_argument("--detector-weight", type=float, default=0.0)
+    ap.add_argument("--families", default=None, help="comma-separated families (default: all available)")
+    ap.add_argument("--eval-split", default="test", choices=["train", "test"], help="accounts to evaluate on (develop on train)")
+    args = ap.parse_args(argv)
+
+    cfg = Config().replace("features", hub_accounts=("EXT_SOURCE", "EXT_SINK"))
+    fcfg: FeatureConfig = cfg.features
+    t0 = time.perf_counter()
+    tx = pl.read_parquet(args.data / "transactions.parquet").with_columns(pl.lit(None, dtype=pl.String).alias("channel"))
+    labels = pl.read_parquet(args.data / "account_labels.parquet")
+    split = pl.read_parquet(args.data / "split.parquet")
+    t_read = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    p = prepare(tx, fcfg)
+    timings: dict[str, float] = {}
+    if args.features_cache and args.features_cache.exists():
+        feats = pl.read_parquet(args.features_cache)
+        print(f"features from cache {args.features_cache}")
+    else:
+        fams = args.families.split(",") if args.families else _available_families()
+        feats = compute_features(p, fcfg, families=fams, timings=timings)
+        if args.features_cache:
+            feats.write_parquet(args.features_cache)
+    t_feat = time.perf_counter() - t1
+    print(f"transfers {tx.height:,}; accounts {feats.height:,}; read {t_read:.1f}s; features {t_feat:.1f}s")
+    if timings:
+        print("  per family: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+
+    t2 = time.perf_counter()
+    scores = score_features(feats, p, None, run_id="bench", options=ScoreOptions(detector_weight=args.detector_weight))
+    t_score = time.perf_counter() - t2
+    ranked = feats.filter(~pl.col("is_hub")).join(structure_features(p), on="account_id", how="left")
+    scorer = NoLabelScorer(detector_weight=args.detector_weight).fit(ranked)
+    detail = scorer.score(ranked).drop("score").join(scores.select("account_id", "score"), on="account_id", how="left")
+
+    test = (
+        split.filter(pl.col("split") == args.eval_split)
+        .join(labels.select("account_id", "is_mule", "typology"), on="account_id")
+        .join(detail, on="account_id", how="left")
+        .join(ranked.select("account_id", *[c for c in ("in_cp",) if c in ranked.columns]), on="account_id", how="left")
+        .fill_null(0.0)
+    )
+    y = test["is_mule"].to_numpy().astype(int)
+    s = test["score"].to_numpy()
+    prev = y.mean()
+    pr = average_precision_score(y, s)
+    p1, r1 = at_budget(y, s)
+    print(f"\n{args.data.name}: {args.eval_split} accounts {len(y):,}, mules {y.sum()} (prevalence {prev:.3f})")
+    print(f"no-label mode (detector_weight={args.detector_weight}): PR-AUC {pr:.3f}, P@1% {p1:.2f}, R@1% {r1:.2f}")
+    print(f"score+explain time {t_score:.1f}s for {scores.height:,} accounts")
+
+    if "in_cp" in test.columns:
+        print(f"reference: distinct senders alone PR-AUC {average_precision_score(y, test['in_cp'].to_numpy()):.3f}")
+
+    print("\nper rule alone (PR-AUC, P@1%, R@1%):")
+    for c in [c for c in detail.columns if c.startswith("rule_")]:
+        v = test[c].to_numpy()
+        a = average_precision_score(y, v)
+        pp, rr = at_budget(y, v)
+        print(f"  {c[5:]:<20} {a:.3f}  {pp:.2f}  {rr:.2f}")
+
+    print("\nper typology (mules of that typology vs all non-mules; PR-AUC, R@1% of all test accounts):")
+    k = max(1, int(round(0.01 * len(y))))
+    top = set(np.argsort(-s, kind="stable")[:k].tolist())
+    typ = test["typology"].to_list()
+    for t in sorted({x for v in typ if v for x in v.split("|")}):
+        member = np.array([bool(v) and t in v.split("|") for v in typ])
+        keep = member | (y == 0)
+        a = average_precision_score(member[keep].astype(int), s[keep])
+        rec = sum(1 for i in np.flatnonzero(member) if i in top) / max(1, member.sum())
+        print(f"  {t:<16} n={member.sum():>3}  PR-AUC {a:.3f}  R@1% {rec:.2f}")
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS {rss:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -383,7 +383,10 @@ def compute_alerts(
 
     Returns ``(alerts, changes)``: ``alerts`` has ``alert_rank, account_id, rank, score, status,
     previous_rank, previous_score, decision`` (status new | persisting) in rank order, at most
-    ``budget`` rows, scores at least ``threshold``; ``changes`` has :data:`CHANGE_COLUMNS`.
+    ``budget`` rows, scores at least ``threshold``; ``changes`` has :data:`CHANGE_COLUMNS`: the
+    alerts, the cleared accounts that would be among the top ``budget`` without their clearing
+    decision (``suppressed``, whether or not alerted before) and the other previous alerts not
+    alerted now (``dropped``); one row per account.
     """
     if budget < 0:
         raise InputError(f"The alert budget must be zero or more. Got {budget} instead.")
@@ -421,9 +424,9 @@ def compute_alerts(
         .select("alert_rank", "account_id", pl.col("rank").cast(pl.Int64), pl.col("score").cast(pl.Float64), "status",
                 pl.col("previous_rank").cast(pl.Int64), pl.col("previous_score").cast(pl.Float64), "decision")
     )
-    # suppressed accounts that would have been alerted without their clearing decision
+    # suppressed: cleared accounts that would be among the top ``budget`` without their clearing
     would = cand.filter(pl.col("score") >= threshold) if threshold is not None else cand
-    would = would.head(budget + cand["suppressed"].sum())
+    would = would.head(budget)
     suppressed = (
         would.filter(pl.col("suppressed"))
         .join(prev, on="account_id", how="left")
@@ -432,6 +435,7 @@ def compute_alerts(
     )
     dropped = (
         prev.join(alerts.select("account_id"), on="account_id", how="anti")
+        .join(suppressed.select("account_id"), on="account_id", how="anti")
         .join(cand.select("account_id", "rank", "score", "suppressed"), on="account_id", how="left")
         .with_columns(
             pl.lit("dropped").alias("status"),

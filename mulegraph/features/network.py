@@ -34,10 +34,11 @@ import polars as pl
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from .patterns import pattern_edges
 from .prepare import Prepared
 from .registry import FeatureSpec, register
 
-__all__ = ["compute", "pair_values", "pagerank", "core_numbers", "neighbour_stats", "FEATURES", "NEIGHBOUR_SOURCES"]
+__all__ = ["compute", "adjacency", "pagerank", "core_numbers", "neighbour_stats", "FEATURES", "NEIGHBOUR_SOURCES"]
 
 FAMILY = "network"
 
@@ -69,17 +70,19 @@ FEATURES = [
 register(*FEATURES)
 
 
-def pair_values(p: Prepared) -> pl.DataFrame:
-    """Aggregated non-hub edges: ``src``, ``dst`` (UInt32), ``value`` (sum of amounts)."""
-    e = p.tx.filter(pl.col("src") != pl.col("dst"))
-    hubs = p.hub_idx
-    if hubs.len():
-        h = hubs.implode()
-        e = e.filter(~pl.col("src").is_in(h) & ~pl.col("dst").is_in(h))
-    return e.group_by("src", "dst").agg(pl.col("amount").sum().alias("value"))
+def adjacency(p: Prepared) -> sp.csr_matrix:
+    """Value-weighted adjacency of the non-hub graph (rows pay columns), ``n_accounts`` square.
+
+    Built from :func:`mulegraph.features.patterns.pattern_edges`; parallel transfers are summed.
+    """
+    e = pattern_edges(p)
+    n = p.n_accounts
+    a = sp.csr_matrix((e["m"].to_numpy(), (e["s"].to_numpy().astype(np.int64), e["d"].to_numpy().astype(np.int64))), shape=(n, n))
+    a.sum_duplicates()
+    return a
 
 
-def pagerank(a: sp.csr_matrix, nodes: np.ndarray, alpha: float = 0.85, tol: float = 1e-10, max_iter: int = 1000) -> np.ndarray:
+def pagerank(a: sp.csr_matrix, nodes: np.ndarray, alpha: float = 0.85, tol: float = 1e-9, max_iter: int = 200) -> np.ndarray:
     """PageRank over the accounts where ``nodes`` is true, on the weighted adjacency ``a``.
 
     Rows of ``a`` are sources. Dangling accounts (no outbound weight) and the teleport spread evenly
@@ -132,49 +135,60 @@ def core_numbers(s: sp.csr_matrix) -> np.ndarray:
     return core
 
 
-def neighbour_stats(pairs: pl.DataFrame, so_far: pl.DataFrame | None) -> pl.DataFrame:
-    """``idx`` plus the ``NEIGHBOUR_SOURCES`` columns over distinct non-hub counterparties."""
-    names = list(NEIGHBOUR_SOURCES)
+def neighbour_stats(sym: sp.csr_matrix, so_far: pl.DataFrame | None) -> dict[str, np.ndarray]:
+    """The ``NEIGHBOUR_SOURCES`` aggregates over distinct counterparties, as arrays (NaN = none).
+
+    ``sym`` is the symmetric 0/1 neighbour matrix; ``so_far`` the earlier families' output (``idx``
+    plus feature columns). Missing, null and non-finite values are ignored; a missing column gives
+    all-NaN.
+    """
+    n = sym.shape[0]
     cols = set(so_far.columns) if so_far is not None else set()
-    present = {n: src for n, (src, _) in NEIGHBOUR_SOURCES.items() if src in cols}
-    und = pl.concat(
-        [pairs.select(pl.col("src").alias("v"), pl.col("dst").alias("u")),
-         pairs.select(pl.col("dst").alias("v"), pl.col("src").alias("u"))]
-    ).unique()
-    if present:
-        sources = sorted(set(present.values()))
-        vals = so_far.select(
-            pl.col("idx").cast(pl.UInt32).alias("u"),
-            *[pl.when(pl.col(c).cast(pl.Float64).is_finite()).then(pl.col(c).cast(pl.Float64)).alias(c) for c in sources],
-        )
-        agg = und.join(vals, on="u").group_by("v").agg(
-            *[getattr(pl.col(present[n]), NEIGHBOUR_SOURCES[n][1])().alias(n) for n in present]
-        )
-    else:
-        agg = und.select("v").unique()
-    agg = agg.rename({"v": "idx"})
-    return agg.select("idx", *[pl.col(n) if n in present else pl.lit(None, pl.Float64).alias(n) for n in names])
+    out: dict[str, np.ndarray] = {}
+    starts = sym.indptr[:-1]
+    nonempty = np.flatnonzero(np.diff(sym.indptr) > 0)
+    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, (src, how) in NEIGHBOUR_SOURCES.items():
+        res = np.full(n, np.nan)
+        if src in cols:
+            if src not in cache:
+                vals = np.full(n, np.nan)
+                col = so_far[src].cast(pl.Float64).fill_null(np.nan).to_numpy()
+                vals[so_far["idx"].to_numpy().astype(np.int64)] = col
+                cache[src] = (vals, np.isfinite(vals))
+            vals, ok = cache[src]
+            if how == "mean":
+                cnt = sym @ ok.astype(np.float64)
+                tot = sym @ np.where(ok, vals, 0.0)
+                np.divide(tot, cnt, out=res, where=cnt > 0)
+            else:
+                seg = np.where(ok, vals, -np.inf)[sym.indices]
+                if nonempty.size:
+                    res[nonempty] = np.maximum.reduceat(seg, starts[nonempty])
+                res[~np.isfinite(res)] = np.nan
+        out[name] = res
+    return out
 
 
 def compute(p: Prepared) -> pl.DataFrame:
     """Network features for every account (see the module docstring)."""
     n = p.n_accounts
     is_hub = p.accounts.sort("idx")["is_hub"].to_numpy()
-    nodes = ~is_hub
-    pairs = pair_values(p)
-    src = pairs["src"].to_numpy().astype(np.int64)
-    dst = pairs["dst"].to_numpy().astype(np.int64)
-    a = sp.csr_matrix((pairs["value"].to_numpy(), (src, dst)), shape=(n, n))
+    a = adjacency(p)
     _, labels = connected_components(a, directed=True, connection="weak")
     wcc = np.bincount(labels)[labels]
-    pr = pagerank(a, nodes) * nodes.sum()
-    s = sp.csr_matrix((np.ones(2 * src.size, dtype=np.int8), (np.concatenate([src, dst]), np.concatenate([dst, src]))), shape=(n, n))
-    s.data[:] = 1  # duplicates (both directions) were summed
-    core = core_numbers(s)
-    base = pl.DataFrame(
-        {"idx": np.arange(n, dtype=np.uint32), "wcc_size": wcc.astype(np.int64), "pagerank": pr, "kcore": core, "hub": is_hub}
-    )
-    nbr = neighbour_stats(pairs, p.extra.get("so_far"))
-    out = base.join(nbr.with_columns(pl.col("idx").cast(pl.UInt32)), on="idx", how="left")
+    pr = pagerank(a, ~is_hub) * (~is_hub).sum()
+    b = a.copy()
+    b.data[:] = 1.0
+    sym = (b + b.T).tocsr()
+    sym.data[:] = 1.0
+    core = core_numbers(sym)
+    cols = {"wcc_size": wcc.astype(np.int64), "pagerank": pr, "kcore": core}
+    cols.update(neighbour_stats(sym, p.extra.get("so_far")))
+    out = pl.DataFrame({"idx": np.arange(n, dtype=np.uint32), **cols, "hub": is_hub})
     names = [f.name for f in FEATURES]
-    return out.select("idx", *[pl.when(pl.col("hub")).then(None).otherwise(pl.col(c)).alias(c) for c in names])
+    return out.select(
+        "idx",
+        *[pl.when(pl.col("hub")).then(None).otherwise(pl.col(c).fill_nan(None) if out[c].dtype == pl.Float64 else pl.col(c)).alias(c)
+          for c in names],
+    )

@@ -84,47 +84,54 @@ _U32 = pl.UInt32
 
 
 def pattern_edges(p: Prepared) -> pl.DataFrame:
-    """Transfers used for pattern search: no hub at either end, no self-transfer.
+    """Transfers used for graph work: no hub at either end, no self-transfer.
 
     Columns ``r`` (row), ``s``, ``d`` (account indices), ``t`` (seconds since the earliest transfer)
-    and ``m`` (amount).
+    and ``m`` (amount). Kept in ``p.extra["pattern_edges"]`` so that the network family reuses it.
     """
+    cached = p.extra.get("pattern_edges")
+    if cached is not None:
+        return cached
     tx = p.tx
-    e = tx.filter(pl.col("src") != pl.col("dst"))
-    hubs = p.hub_idx
-    if hubs.len():
-        h = hubs.implode()
-        e = e.filter(~pl.col("src").is_in(h) & ~pl.col("dst").is_in(h))
+    hub = p.accounts.sort("idx")["is_hub"].to_numpy()
+    src, dst = tx["src"].to_numpy(), tx["dst"].to_numpy()
+    keep = (src != dst) & ~hub[src] & ~hub[dst]
     t0 = tx["t"].min() if tx.height else 0
-    return e.select(
+    e = tx.filter(pl.Series(keep)).select(
         pl.col("row").cast(_U32).alias("r"),
         pl.col("src").cast(_U32).alias("s"),
         pl.col("dst").cast(_U32).alias("d"),
         (pl.col("t") - t0).alias("t"),
         pl.col("amount").alias("m"),
     )
+    p.extra["pattern_edges"] = e
+    return e
 
 
 def two_paths(e: pl.DataFrame, w: int) -> pl.DataFrame:
     """Time-respecting 2-hop paths ``a -> v -> c``: ``t1 <= t2 <= t1 + w`` (``c == a`` included).
 
-    Columns ``r1, a, v, t1, m1, r2, c, t2, m2``. Joined on (v, bucket) where the bucket is
-    ``t // w``: a second hop within ``w`` lies in the first hop's bucket or the next one, so no pair
-    further apart is ever formed.
+    Columns ``r1, a, v, t1, m1, r2, c, t2, m2``. Joined on one integer key made of the middle
+    account and the time bucket ``t // w``: a second hop within ``w`` lies in the first hop's
+    bucket or the next one, so no pair further apart is ever formed. Transfers into an account
+    that never pays out (or out of one never paid) are dropped before the join.
     """
-    first = e.select(
+    key = lambda acc, b: acc.cast(pl.UInt64) * (1 << 32) + b.cast(pl.UInt64)  # noqa: E731
+    payers = e.select(pl.col("s").unique())["s"].implode()
+    payees = e.select(pl.col("d").unique())["d"].implode()
+    first = e.filter(pl.col("d").is_in(payers)).select(
         pl.col("r").alias("r1"), pl.col("s").alias("a"), pl.col("d").alias("v"), pl.col("t").alias("t1"),
         pl.col("m").alias("m1"), (pl.col("t") // w).alias("b"),
     )
-    first = pl.concat([first, first.with_columns(pl.col("b") + 1)])
-    second = e.select(
-        pl.col("r").alias("r2"), pl.col("s").alias("v"), pl.col("d").alias("c"), pl.col("t").alias("t2"),
-        pl.col("m").alias("m2"), (pl.col("t") // w).alias("b"),
+    first = pl.concat([first, first.with_columns(pl.col("b") + 1)]).with_columns(k=key(pl.col("v"), pl.col("b")))
+    second = e.filter(pl.col("s").is_in(payees)).select(
+        pl.col("r").alias("r2"), pl.col("d").alias("c"), pl.col("t").alias("t2"), pl.col("m").alias("m2"),
+        key(pl.col("s"), pl.col("t") // w).alias("k"),
     )
     return (
-        first.join(second, on=["v", "b"])
+        first.join(second, on="k")
         .filter((pl.col("t2") >= pl.col("t1")) & (pl.col("t2") <= pl.col("t1") + w))
-        .drop("b")
+        .select("r1", "a", "v", "t1", "m1", "r2", "c", "t2", "m2")
     )
 
 

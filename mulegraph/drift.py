@@ -1,7 +1,7 @@
 """Feature drift between two runs: the population stability index (PSI).
 
-For one feature, the previous run's values define the bins (deciles by default, merged where the
-quantiles coincide, so a feature with few distinct values gets fewer bins); missing values form a
+For one feature, the previous run's values define the bins (deciles by default, taken as observed
+values and merged where they coincide, so a feature with few distinct values gets fewer bins); missing values form a
 bin of their own. With ``e_i`` and ``a_i`` the shares of the previous and the current population in
 bin ``i`` (floored at ``eps`` so that an empty bin does not give an infinite value)::
 
@@ -23,12 +23,16 @@ PSI_WARNING = 0.25
 
 
 def _bin_edges(expected: np.ndarray, bins: int) -> np.ndarray:
-    """Interior bin edges: the distinct inner quantiles of the finite expected values."""
-    finite = expected[np.isfinite(expected)]
+    """Interior bin edges: the distinct inner quantiles of the finite expected values.
+
+    The ``i``-th quantile is the sorted value at position ``i * (n - 1) // bins`` (integer
+    arithmetic, so edges are observed values and never depend on floating-point rounding).
+    """
+    finite = np.sort(expected[np.isfinite(expected)])
     if finite.size == 0:
         return np.empty(0)
-    qs = np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1], method="linear")
-    return np.unique(qs)
+    pos = (np.arange(1, bins, dtype=np.int64) * (finite.size - 1)) // bins
+    return np.unique(finite[pos])
 
 
 def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

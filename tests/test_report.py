@@ -1,0 +1,318 @@
+"""Reports: self-contained HTML, Markdown, CSV round trip, JSON schema, pseudonyms, drift (PSI)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from mulegraph.cli import app
+from mulegraph.config import ReportConfig, load_config
+from mulegraph.drift import PSI_WARNING, feature_psi, psi
+from mulegraph.errors import EXIT_BAD_INPUT, ConfigError, InputError
+from mulegraph.pipeline import run
+from mulegraph.pseudonym import Pseudonymiser, pseudonym
+from mulegraph.report import (
+    CSV_COLUMNS,
+    CSV_SCHEMA,
+    REPORT_JSON_SCHEMA,
+    load_run,
+    read_csv_report,
+    render,
+    render_html,
+    report_document,
+    validate_json,
+    write_report,
+)
+from mulegraph.synth import generate
+
+KEY = "test-pseudonym-key-123"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    inbox = root / "inbox"
+    inbox.mkdir()
+    generate(250, 20, seed=11).transfers.write_parquet(inbox / "export.parquet")
+    cfg = load_config(data={"run": {"window": "all", "alert_budget": 12}, "report": {"top": 12}})
+    t0 = datetime(2026, 2, 1, tzinfo=timezone.utc)
+    run(cfg, inbox=inbox, store=root / "store", runs_dir=root / "runs", now=t0)
+    cfg2 = load_config(data={"run": {"window": "all", "alert_budget": 8, "flow_accounts": 2}, "report": {"top": 12}})
+    res = run(cfg2, inbox=inbox, store=root / "store", runs_dir=root / "runs", now=t0 + timedelta(days=1))
+    return res.run_dir
+
+
+@pytest.fixture(scope="module")
+def first_run_dir(run_dir) -> Path:
+    return run_dir.parent / "20260201T000000Z"
+
+
+class _Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs: list[tuple[str, str, str]] = []
+        self.tags: list[str] = []
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href", "srcset", "action", "data", "poster", "background", "xlink:href"):
+                self.refs.append((tag, name, value or ""))
+            if name == "id":
+                self.ids.append(value)
+
+
+def _parse(text: str) -> _Refs:
+    p = _Refs()
+    p.feed(text)
+    p.close()
+    return p
+
+
+# ------------------------------------------------------------------------------------------- HTML
+
+
+def test_html_is_self_contained_and_complete(first_run_dir):
+    text = (first_run_dir / "report.html").read_text(encoding="utf-8")
+    p = _parse(text)
+    assert p.refs, "expected embedded images"
+    for tag, name, value in p.refs:
+        assert value.startswith(("data:image/png;base64,", "#")), (tag, name, value[:40])
+    for tag in ("script", "link", "iframe", "object", "embed"):
+        assert tag not in p.tags
+    assert not re.search(r"url\(|@import|https?://|//[a-z0-9.-]+\.[a-z]{2,}/", re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text))
+    assert "@media print" in text
+    assert {"summary", "quality", "suspects", "signals", "distribution", "flows", "changes", "drift"} <= set(p.ids)
+    alerts = pl.read_parquet(first_run_dir / "alerts.parquet")
+    flows = [v for t, n, v in p.refs if t == "img"]
+    assert len(flows) == 1 + min(10, alerts.height)  # score chart + one flow picture per top suspect
+    assert alerts["account_id"][0] in text and alerts["top_reason"][0].split(";")[0] in text
+    assert "first run" in text
+
+
+def test_second_run_report_shows_changes_and_drift(run_dir):
+    text = (run_dir / "report.html").read_text(encoding="utf-8")
+    doc = report_document(load_run(run_dir))
+    assert doc["run"]["previous_run"] == "20260201T000000Z"
+    statuses = {c["status"] for c in doc["alert_changes"]}
+    assert statuses == {"persisting", "dropped"}
+    assert sum(c["status"] == "dropped" for c in doc["alert_changes"]) == 4
+    assert "dropped" in text and "outside this run" in text
+    # same data in both runs: no drift (tiny values only where a feature's float sums vary in the last bit)
+    assert doc["drift"] and all(d["psi"] < 0.01 and not d["warning"] for d in doc["drift"])
+    assert "Warning" not in text
+    md = (run_dir / "report.md").read_text()
+    assert "## Alert changes since the previous run" in md and "dropped" in md
+    imgs = [v for t, n, v in _parse(text).refs if t == "img"]
+    assert len(imgs) == 1 + 2  # flow_accounts = 2
+
+
+def test_drift_warning_is_shown(run_dir):
+    data = load_run(run_dir)
+    drifted = dataclasses.replace(
+        data,
+        drift=pl.DataFrame({"feature": ["in_cp", "out_value"], "psi": [0.9, 0.01], "warning": [True, False]}),
+    )
+    html_text = render_html(drifted)
+    assert "Warning:" in html_text and "in_cp" in html_text
+    md = render(drifted, "md")
+    assert "**Warning:** 1 feature(s)" in md and "in_cp" in md
+
+
+# --------------------------------------------------------------------------------------- Markdown
+
+
+def test_markdown_has_every_section(first_run_dir):
+    md = render(load_run(first_run_dir), "md", top=5)
+    for heading in ("# mulegraph run", "## Data quality", "## Top suspects", "## Typology signals",
+                    "## Alert changes", "## Feature drift"):
+        assert heading in md
+    table = [line for line in md.splitlines() if re.match(r"^\| \d+ \|", line)]
+    assert len(table) == 5
+    assert "rows read" in md
+
+
+# -------------------------------------------------------------------------------------------- CSV
+
+
+def test_csv_round_trips(first_run_dir):
+    data = load_run(first_run_dir)
+    text = render(data, "csv")
+    assert text.splitlines()[0].split(",") == list(CSV_COLUMNS)
+    back = read_csv_report(text)
+    assert back.schema == pl.Schema(CSV_SCHEMA)
+    want = data.alerts.sort("alert_rank").select(list(CSV_COLUMNS)).cast(CSV_SCHEMA)
+    assert back.equals(want)
+    assert render(data, "csv", top=3).count("\n") == 4
+
+
+# ------------------------------------------------------------------------------------------- JSON
+
+
+def test_json_validates_against_the_schema(first_run_dir, run_dir):
+    for d in (first_run_dir, run_dir):
+        doc = json.loads(render(load_run(d), "json"))
+        assert validate_json(doc) == []
+        jsonschema = pytest.importorskip("jsonschema")
+        jsonschema.validate(doc, REPORT_JSON_SCHEMA)
+    doc = json.loads(render(load_run(first_run_dir), "json", top=4))
+    assert [s["alert_rank"] for s in doc["suspects"]] == [1, 2, 3, 4]
+    s = doc["suspects"][0]
+    assert s["reasons"] and all(r["text"] for r in s["reasons"])
+    assert doc["data_quality"]["this_run"]["rows_read"] == doc["data_quality"]["this_run"]["accepted"] > 0
+    assert sum(sig["first_reason"] for sig in doc["signals"]) == load_run(first_run_dir).alerts.height
+
+
+def test_validator_rejects_broken_documents(first_run_dir):
+    doc = json.loads(render(load_run(first_run_dir), "json"))
+    broken = json.loads(json.dumps(doc))
+    del broken["run"]["run_id"]
+    broken["suspects"][0]["score"] = 1.5
+    broken["suspects"][0]["status"] = "maybe"
+    broken["suspects"][1]["rank"] = "one"
+    broken["extra"] = 1
+    errors = validate_json(broken)
+    assert any("run_id" in e for e in errors)
+    assert any("above 1" in e for e in errors)
+    assert any("maybe" in e for e in errors)
+    assert any("expected integer" in e for e in errors)
+    assert any("unexpected 'extra'" in e for e in errors)
+
+
+# ------------------------------------------------------------------------------------ pseudonyms
+
+
+def test_pseudonymised_reports_hide_every_account_id(first_run_dir):
+    data = load_run(first_run_dir)
+    cfg = ReportConfig(pseudonymise=True, pseudonym_key=KEY)
+    ids = set(data.alerts["account_id"]) | set(data.flows["counterparty"]) | set(data.changes["account_id"])
+    outputs = {fmt: render(data, fmt, config=cfg) for fmt in ("html", "md", "csv", "json")}
+    for fmt, text in outputs.items():
+        leaked = [a for a in ids if a in text]
+        assert not leaked, (fmt, leaked[:3])
+    first = data.alerts.sort("alert_rank")["account_id"][0]
+    p = pseudonym(first, KEY)
+    for fmt, text in outputs.items():
+        assert p in text, fmt
+    assert json.loads(outputs["json"])["pseudonymised"] is True
+    assert validate_json(json.loads(outputs["json"])) == []
+    # another key gives other pseudonyms; no key is an error
+    other = render(data, "csv", config=ReportConfig(pseudonymise=True, pseudonym_key=KEY + "x"))
+    assert p not in other and pseudonym(first, KEY + "x") in other
+    with pytest.raises(ConfigError, match="MULEGRAPH_PSEUDONYM_KEY"):
+        render(data, "md", config=ReportConfig(), pseudonymise=True)
+
+
+def test_pseudonym_key_from_environment(monkeypatch):
+    monkeypatch.setenv("MULEGRAPH_PSEUDONYM_KEY", KEY)
+    assert ReportConfig(pseudonymise=True).resolved_key() == KEY
+    assert ReportConfig(pseudonym_key="other-key-456").resolved_key() == "other-key-456"
+
+
+@given(a=st.text(min_size=1, max_size=20), b=st.text(min_size=1, max_size=20))
+def test_pseudonyms_are_consistent_and_keyed(a, b):
+    p = Pseudonymiser(KEY)
+    assert p(a) == pseudonym(a, KEY) and re.fullmatch(r"P-[0-9a-f]{16}", p(a))
+    assert (p(a) == p(b)) == (a == b)
+    assert pseudonym(a, KEY) != pseudonym(a, KEY + "!")
+    s = p.series(pl.Series([a, b, None, a]))
+    assert s.to_list() == [p(a), p(b), None, p(a)]
+
+
+def test_short_key_is_refused():
+    with pytest.raises(ConfigError, match="at least"):
+        Pseudonymiser("short")
+
+
+# ------------------------------------------------------------------------------------------ drift
+
+
+def _psi_reference(expected, actual, bins=10, eps=1e-4):
+    """A plain-loop PSI with the same bin rule: inner quantiles of expected, missing values apart."""
+    fin = sorted(x for x in expected if not math.isnan(x))
+    edges = []
+    if fin:
+        for i in range(1, bins):
+            v = fin[i * (len(fin) - 1) // bins]  # the "lower" quantile: an observed value
+            if v not in edges:
+                edges.append(v)
+
+    def shares(xs):
+        counts = [0] * (len(edges) + 2)
+        for x in xs:
+            if math.isnan(x):
+                counts[-1] += 1
+            else:
+                k = sum(1 for e in edges if x >= e)
+                counts[k] += 1
+        return [max(c / len(xs), eps) for c in counts]
+
+    e, a = shares(expected), shares(actual)
+    return sum((ai - ei) * math.log(ai / ei) for ai, ei in zip(a, e))
+
+
+_values = st.lists(st.one_of(st.floats(-1e3, 1e3, allow_nan=False), st.just(float("nan")), st.integers(0, 3).map(float)),
+                   min_size=1, max_size=60)
+
+
+@settings(max_examples=60)
+@given(e=_values, a=_values)
+def test_psi_matches_reference(e, a):
+    assert psi(e, a) == pytest.approx(_psi_reference(e, a), rel=1e-9, abs=1e-12)
+
+
+def test_psi_reads_as_expected():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=5000)
+    assert psi(x, x) == 0.0
+    assert psi(x, rng.normal(size=5000)) < 0.02
+    assert psi(x, rng.normal(1.0, 1.0, size=5000)) > PSI_WARNING
+    assert math.isnan(psi([], [1.0]))
+    prev = pl.DataFrame({"account_id": ["a", "b", "c", "d"], "x": [1.0, 2.0, 3.0, 4.0], "flag": [True, False, False, True], "name": ["p", "q", "r", "s"]})
+    cur = prev.with_columns(pl.col("x") + 10)
+    out = feature_psi(prev, cur)
+    assert out["feature"].to_list() == ["x", "flag"]
+    assert out.row(0, named=True)["warning"] and not out.row(1, named=True)["warning"]
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_report_formats(run_dir, tmp_path, monkeypatch):
+    runner = CliRunner()
+    for fmt in ("html", "md", "csv", "json"):
+        out = tmp_path / f"r.{fmt}"
+        r = runner.invoke(app, ["report", str(run_dir), "--format", fmt, "--top", "3", "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        assert out.is_file() and out.stat().st_size > 100
+    assert validate_json(json.loads((tmp_path / "r.json").read_text())) == []
+    r = runner.invoke(app, ["report", str(run_dir.parent), "-f", "csv"])  # a runs folder: its latest run
+    assert r.exit_code == 0 and r.output.splitlines()[0].split(",") == list(CSV_COLUMNS)
+    monkeypatch.setenv("MULEGRAPH_PSEUDONYM_KEY", KEY)
+    r = runner.invoke(app, ["report", str(run_dir), "-f", "md", "--pseudonymise"])
+    assert r.exit_code == 0 and "P-" in r.output
+    r = runner.invoke(app, ["report", str(tmp_path / "nope"), "-f", "md"])
+    assert r.exit_code == EXIT_BAD_INPUT and "mulegraph run" in r.output
+    r = runner.invoke(app, ["report", str(run_dir), "-f", "pdf"])
+    assert r.exit_code == EXIT_BAD_INPUT
+
+
+def test_write_report_is_atomic_and_checks_arguments(run_dir, tmp_path):
+    out = write_report(run_dir, "md", tmp_path / "sub" / "r.md", top=2)
+    assert out.read_text().startswith("# mulegraph run")
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+    with pytest.raises(InputError, match="format"):
+        render(load_run(run_dir), "pdf")

@@ -6,7 +6,9 @@ become JSON text, missing values are left out, and every attribute keeps one typ
 (numbers that are whole in some rows and fractional in others are written as floats). Files are
 written atomically (a temporary file in the same folder, then a rename).
 
-Reload an export with ``nx.read_graphml(path, force_multigraph=True)`` or ``nx.read_gexf(path)``.
+Reload an export with ``nx.read_graphml(path, force_multigraph=True)`` or ``nx.read_gexf(path)``
+(networkx reads GEXF as a DiGraph when no two transfers share a pair of accounts; each edge's ``id``
+attribute is still its ``txn_id``).
 """
 
 from __future__ import annotations

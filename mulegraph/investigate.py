@@ -371,7 +371,10 @@ class Investigation:
         if isinstance(window, TimeWindow):
             return window
         if as_of is None and self._newest is None:
-            self._newest = self._lf.select(pl.col("ts").max()).collect().item()
+            if self.store is not None and hasattr(self.store, "newest_ts"):
+                self._newest = self.store.newest_ts()
+            if self._newest is None:
+                self._newest = self._lf.select(pl.col("ts").max()).collect().item()
         return resolve_window(window, as_of, self._newest)
 
     def _in_window(self, win: TimeWindow) -> pl.LazyFrame:

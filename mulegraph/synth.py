@@ -231,8 +231,8 @@ def _allocate_roles(n: int) -> dict[str, int]:
         "landlord": max(2, round(0.002 * n)),
         "processor": 1,
         "atm": max(2, round(0.001 * n)),
-        "foreign": max(5, round(0.01 * n)),
-        "origin": max(3, round(0.003 * n)),
+        "foreign": max(10, round(0.01 * n)),
+        "origin": max(12, round(0.003 * n)),
     }
     counts["person"] = n - sum(counts.values())
     return counts
@@ -393,7 +393,7 @@ def _background(rng: np.random.Generator, ctx: dict[str, Any], rows: _Rows) -> d
         rem_to = foreign[rng.integers(0, foreign.shape[0], size=remitters.shape[0])]
         j = rng.integers(0, remitters.shape[0], size=k["remit"])
         inbound = rng.random(k["remit"]) < 0.3
-        cur = np.where(inbound, 1 + rng.integers(0, len(_FOREIGN_CURRENCIES), size=k["remit"]), 0)
+        cur = np.where(inbound, 1 + rng.integers(0, ctx["n_foreign_currencies"], size=k["remit"]), 0)
         rows.add(np.where(inbound, rem_to[j], remitters[j]), np.where(inbound, remitters[j], rem_to[j]),
                  _times(rng, k["remit"], T, hour_p), _lognormal_cents(rng, 300.0, 0.7, k["remit"]), _TRANSFER, cur)
 
@@ -499,26 +499,25 @@ class _Planter:
     def pass_through(self, m: tuple[int, ...]) -> None:
         (mule,) = m
         rounds = int(self.rng.integers(2, 7))
-        t0 = self.start(self.spread + 2 * self.hop_max)
-        ts = np.sort(t0 + self.rng.integers(0, self.spread, size=rounds))
-        for t in ts:
+        gap_max = max(1200, self.spread // rounds)
+        t = self.start(rounds * (self.hop_max + 2 * _HOUR + gap_max))
+        for _ in range(rounds):  # one round at a time: in, then out within hours, then a pause
             a = int(_lognormal_cents(self.rng, 4000.0, 0.6, 1, lo=500.0)[0])
-            self.add(self.origin(), mule, int(t), a)
-            self.exit(mule, int(t) + self.hop(), self.keep(a))
+            self.add(self.origin(), mule, t, a)
+            t = self.exit(mule, t + self.hop(), self.keep(a)) + int(self.rng.integers(600, gap_max))
 
     def stack(self, m: tuple[int, ...]) -> None:
         waves = int(self.rng.integers(1, 4))
-        span = self.spread + (len(m) + 2) * self.hop_max
-        t0 = self.start(span)
-        for t in np.sort(t0 + self.rng.integers(0, self.spread, size=waves)):
-            t = int(t)
+        gap_max = max(1200, self.spread // waves)
+        t = self.start(waves * ((len(m) + 1) * self.hop_max + 2 * _HOUR + gap_max))
+        for _ in range(waves):  # one wave at a time down the chain
             a = int(_lognormal_cents(self.rng, 6000.0, 0.5, 1, lo=1000.0)[0])
             self.add(self.origin(), m[0], t, a)
             for prev, nxt in zip(m[:-1], m[1:]):
                 t += self.hop()
                 a = self.keep(a)
                 self.add(prev, nxt, t, a)
-            self.exit(m[-1], t + self.hop(), self.keep(a))
+            t = self.exit(m[-1], t + self.hop(), self.keep(a)) + int(self.rng.integers(600, gap_max))
 
     def fan_out(self, m: tuple[int, ...]) -> None:
         (mule,) = m
@@ -565,10 +564,9 @@ class _Planter:
         parts = np.floor(self.rng.dirichlet(np.full(k_out, 3.0)) * self.keep(int(amounts.sum()))).astype(np.int64)
         f = self.ctx["idx"]["foreign"]
         dsts = f[self.rng.permutation(f.shape[0])[:k_out]]
-        t = int(ts[-1])
-        for d, p in zip(np.resize(dsts, k_out), parts):
-            t += self.hop() // 2 + 1
-            self.add(hub, int(d), t, int(p))
+        outs = np.sort(int(ts[-1]) + 1 + self.rng.integers(600, self.hop_max, size=k_out))
+        for d, p, t in zip(np.resize(dsts, k_out), parts, outs):
+            self.add(hub, int(d), int(t), int(p))
 
     def cycle(self, m: tuple[int, ...]) -> None:
         t = self.start((len(m) + 3) * self.hop_max)
@@ -656,8 +654,8 @@ def _plant(rng: np.random.Generator, ctx: dict[str, Any], mule_share: float, kno
         if typ == "fan_in":
             k_v = int(rng.integers(6, 25))
             mule = m[0]
-            cand = persons[order[P // 2 + rng.permutation(P - P // 2)[: k_v * 2]]]
-            victims = np.array([v for v in cand if int(v) != mule and (int(v), mule) not in victim_pool][:k_v])
+            cand = persons[order[rng.integers(P // 2, P, size=k_v * 3)]]
+            victims = np.array(list(dict.fromkeys(int(v) for v in cand if int(v) != mule and (int(v), mule) not in victim_pool))[:k_v])
             victim_pool.update((int(v), mule) for v in victims)
             pl_.fan_in(m, victims)
         else:
@@ -783,8 +781,9 @@ def generate(
     account_ids = acc["account_id"]
 
     T = days * _DAY
+    foreign_currencies = [c for c in _FOREIGN_CURRENCIES if c != currency][:2]
     ctx = {"idx": idx, "t_end": T, "hour_p": hour_p, "start": start_dt, "activity": float(kn["activity"]),
-           "n_accounts": n_accounts}
+           "n_accounts": n_accounts, "n_foreign_currencies": len(foreign_currencies)}
     rows = _Rows()
     _background(r_background, ctx, rows)
     bg = rows.concat()
@@ -795,12 +794,17 @@ def generate(
     # victims never paid their mule before
     drop = np.zeros(bg["src"].shape[0], dtype=bool)
     if planter.dormant:
-        dm = np.fromiter(planter.dormant, dtype=np.int64)
+        is_dormant = np.zeros(n_accounts, dtype=bool)
+        is_dormant[np.fromiter(planter.dormant, dtype=np.int64)] = True
         early = int(min(3 * _DAY, T // 10))
-        drop |= (np.isin(bg["src"], dm) | np.isin(bg["dst"], dm)) & (bg["t"] >= early)
+        drop |= (is_dormant[bg["src"]] | is_dormant[bg["dst"]]) & (bg["t"] >= early)
     if planter.fan_in_pairs:
         pairs = np.array(planter.fan_in_pairs, dtype=np.int64)
-        drop |= np.isin(bg["src"] * n_accounts + bg["dst"], pairs[:, 0] * n_accounts + pairs[:, 1])
+        is_fan_in_mule = np.zeros(n_accounts, dtype=bool)
+        is_fan_in_mule[pairs[:, 1]] = True
+        cand = np.flatnonzero(is_fan_in_mule[bg["dst"]])
+        hit = np.isin(bg["src"][cand] * n_accounts + bg["dst"][cand], pairs[:, 0] * n_accounts + pairs[:, 1])
+        drop[cand[hit]] = True
     drop |= bg["src"] == bg["dst"]
     drop |= (bg["t"] < 0) | (bg["t"] >= T)
     keep = ~drop
@@ -818,11 +822,12 @@ def generate(
     if (all_["t"] >= T).any() or (all_["t"] < 0).any():  # pragma: no cover - guarded by construction
         raise AssertionError("planted transfer outside the period")
 
-    order = np.lexsort((all_["channel"], all_["cents"], all_["dst"], all_["src"], all_["t"]))
+    # time order; ties keep their (deterministic) construction order
+    order = np.argsort(all_["t"] * n_accounts + all_["src"], kind="stable")
     all_ = {k: v[order] for k, v in all_.items()}
     n = order.shape[0]
     start_us = int(start_dt.timestamp()) * 1_000_000
-    currencies = [currency] + [c for c in _FOREIGN_CURRENCIES if c != currency][: len(_FOREIGN_CURRENCIES)]
+    currencies = [currency] + foreign_currencies
     cur_names = pl.Series(currencies, dtype=pl.String)
     chan_names = pl.Series(CHANNELS, dtype=pl.String)
     txn_id = pl.int_range(0, n, eager=True).cast(pl.String).str.zfill(10)
@@ -861,16 +866,14 @@ def generate(
         pl.Series("i", np.arange(n_accounts, dtype=np.int64)),
         pl.Series("role", ROLES, dtype=pl.String).gather(role_code.astype(np.int64)),
     )
-    labels = (
-        accounts.join(mules, on="i", how="left")
-        .select(
-            "account_id",
-            pl.col("typology").is_not_null().alias("is_mule"),
-            "typology",
-        )
-        .sort("account_id")
+    # both frames in account-number order (the number inside the id)
+    accounts = accounts.sort("num")
+    labels = accounts.join(mules, on="i", how="left", maintain_order="left").select(
+        "account_id",
+        pl.col("typology").is_not_null().alias("is_mule"),
+        "typology",
     )
-    accounts_out = accounts.select("account_id", "role", "country").sort("account_id")
+    accounts_out = accounts.select("account_id", "role", "country")
     params = {"n_accounts": n_accounts, "days": days, "seed": seed, "start": start_dt.isoformat(),
               "mule_share": float(mule_share), "currency": currency, **kn}
     return SynthData(transfers=transfers, labels=labels, txn_labels=txn_labels, accounts=accounts_out, params=params)
@@ -882,14 +885,12 @@ def generate(
 
 
 def mapping_toml() -> str:
-    """The mapping (TOML) that ingests a :func:`write_export` ``transfers.csv``."""
+    """The mapping (TOML, format of :mod:`mulegraph.mapping`) that ingests a :func:`write_export` CSV."""
     return (
         "# Mapping for the synthetic bank export written by `mulegraph synth`.\n"
         "name = \"synth-bank\"\n"
+        "description = \"mulegraph synthetic bank export (semicolon-separated, amounts in cents)\"\n"
         "delimiter = \";\"\n"
-        "timestamp_format = \"%d.%m.%Y %H:%M:%S\"\n"
-        "timezone = \"UTC\"\n"
-        "amount_minor_units = true\n"
         "drop = [\"Remittance Information\"]\n"
         "\n"
         "[columns]\n"
@@ -902,6 +903,14 @@ def mapping_toml() -> str:
         "channel = \"Payment Type\"\n"
         "src_country = \"Debtor Country\"\n"
         "dst_country = \"Creditor Country\"\n"
+        "\n"
+        "[timestamp]\n"
+        f"format = \"{_EXPORT_TS_FORMAT}\"\n"
+        "timezone = \"UTC\"\n"
+        "\n"
+        "[amount]\n"
+        "minor_units = true\n"
+        "decimals = 2\n"
     )
 
 
@@ -957,9 +966,10 @@ def write_export(data: SynthData, out_dir: str | os.PathLike) -> dict[str, Path]
       ``Creditor Country``, ``Remittance Information`` free text with quotes and separators);
     * ``mapping.toml``: the mapping that ingests it;
     * ``labels.csv``: ``account_id, is_mule, typology``;
-    * ``txn_labels.csv``: ``txn_id, is_laundering, typology, pattern_id``.
+    * ``txn_labels.csv``: ``txn_id, is_laundering, typology, pattern_id``;
+    * ``accounts.csv``: ``account_id, role, country``.
 
-    Returns the paths by name (``transfers``, ``mapping``, ``labels``, ``txn_labels``).
+    Returns the paths by name (``transfers``, ``mapping``, ``labels``, ``txn_labels``, ``accounts``).
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -969,12 +979,14 @@ def write_export(data: SynthData, out_dir: str | os.PathLike) -> dict[str, Path]
         "mapping": out / "mapping.toml",
         "labels": out / "labels.csv",
         "txn_labels": out / "txn_labels.csv",
+        "accounts": out / "accounts.csv",
     }
     exp = _export_frame(data)
     _atomic_write(paths["transfers"], lambda p: exp.write_csv(p, separator=_EXPORT_DELIMITER))
     _atomic_write(paths["mapping"], lambda p: Path(p).write_text(mapping_toml(), encoding="utf-8"))
     _atomic_write(paths["labels"], lambda p: data.labels.write_csv(p))
     _atomic_write(paths["txn_labels"], lambda p: data.txn_labels.write_csv(p))
+    _atomic_write(paths["accounts"], lambda p: data.accounts.write_csv(p))
     return paths
 
 

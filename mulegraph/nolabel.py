@@ -59,6 +59,7 @@ from .errors import FeatureError
 from .explain import Signal, _as_float, directional, feature_columns
 from .features.prepare import Prepared
 from .features.registry import REGISTRY, FeatureSpec, register
+from .window import parse_duration
 
 __all__ = [
     "Rule",
@@ -100,24 +101,39 @@ register(*STRUCTURE_FEATURES)
 NOLABEL_VERSION = "nolabel-1"
 
 
-def fresh_transfers(p: Prepared) -> pl.DataFrame:
-    """Transfers between two non-hub accounts that exchanged exactly one transfer in the window.
+def fresh_transfers(p: Prepared, window: str = STRUCTURE_WINDOW, max_transfers: int = 1) -> pl.DataFrame:
+    """Transfers on short-lived relationships between two non-hub accounts.
 
+    A relationship (an unordered pair of accounts) is short-lived when it has at most
+    ``max_transfers`` transfers in the scored window, all within ``window`` of its first one.
     Legitimate payments mostly follow standing relationships (salary, rent, family, regular
-    merchants); laundering structures are built from new, one-off links between accounts that
-    otherwise have nothing to do with each other. Same columns as ``p.tx``.
+    merchants); laundering structures are built from new links between accounts that otherwise
+    have nothing to do with each other. Same columns as ``p.tx``.
     """
+    w = int(parse_duration(window, name="structure window").total_seconds())
     hubs = p.hub_idx.implode()
     nt = p.tx.filter(~pl.col("src").is_in(hubs) & ~pl.col("dst").is_in(hubs))
     keyed = nt.with_columns(pl.min_horizontal("src", "dst").alias("_lo"), pl.max_horizontal("src", "dst").alias("_hi"))
-    once = keyed.group_by("_lo", "_hi").agg(pl.len().alias("_n")).filter(pl.col("_n") == 1)
-    return keyed.join(once.select("_lo", "_hi"), on=["_lo", "_hi"], how="semi").drop("_lo", "_hi")
+    short = (
+        keyed.group_by("_lo", "_hi")
+        .agg(pl.len().alias("_n"), (pl.col("t").max() - pl.col("t").min()).alias("_span"))
+        .filter((pl.col("_n") <= max_transfers) & (pl.col("_span") <= w))
+    )
+    return keyed.join(short.select("_lo", "_hi"), on=["_lo", "_hi"], how="semi").drop("_lo", "_hi")
 
 
 def _square_share(fresh: pl.DataFrame, n_accounts: int) -> pl.DataFrame:
-    """Per account: 4-cycles of the undirected one-off graph through it, per one-off counterparty."""
+    """Per account: degree-discounted squares of the undirected short-lived graph, per counterparty.
+
+    A square ``u - w1 - v - w2 - u`` counts ``1 / sqrt((d(w1) - 1) * (d(w2) - 1))`` (``d`` = degree
+    in that graph): two customers who both paid the same two busy merchants once close a square of
+    little weight, while two accounts linked through two otherwise unconnected intermediaries close
+    one of weight 1. (The square root keeps intermediaries that are busy mule hubs visible; a full
+    1/degree discount hid them.) The sum over squares through ``u`` is divided by ``d(u)``.
+    """
+    schema = {"idx": pl.UInt32, "fresh_square_share": pl.Float64}
     if fresh.is_empty():
-        return pl.DataFrame(schema={"idx": pl.UInt32, "fresh_square_share": pl.Float64})
+        return pl.DataFrame(schema=schema)
     a = fresh["src"].to_numpy().astype(np.int64)
     b = fresh["dst"].to_numpy().astype(np.int64)
     u = sps.coo_matrix((np.ones(a.size), (a, b)), shape=(n_accounts, n_accounts)).tocsr()
@@ -125,15 +141,17 @@ def _square_share(fresh: pl.DataFrame, n_accounts: int) -> pl.DataFrame:
     u.setdiag(0)
     u.eliminate_zeros()
     deg = np.asarray(u.sum(axis=1)).ravel()
-    common = (u @ u).tocsr()
-    common.setdiag(0)
-    common.eliminate_zeros()
-    common.data = common.data * (common.data - 1.0) / 2.0
-    squares = np.asarray(common.sum(axis=1)).ravel()
+    wgt = np.where(deg > 1, 1.0 / np.sqrt(np.maximum(deg - 1.0, 1.0)), 0.0)
+    s1 = (u @ sps.diags(wgt) @ u).tocsr()
+    s2 = (u @ sps.diags(wgt * wgt) @ u).tocsr()
+    s1.setdiag(0)
+    s2.setdiag(0)
+    pair = s1.multiply(s1) - s2  # (sum of weights)^2 - sum of squared weights, over common neighbours
+    squares = np.asarray(pair.sum(axis=1)).ravel() / 2.0
     idx = np.flatnonzero(deg > 0)
     return pl.DataFrame(
-        {"idx": idx.astype(np.uint32), "fresh_square_share": squares[idx] / deg[idx]},
-        schema={"idx": pl.UInt32, "fresh_square_share": pl.Float64},
+        {"idx": idx.astype(np.uint32), "fresh_square_share": np.maximum(squares[idx], 0.0) / deg[idx]},
+        schema=schema,
     )
 
 
@@ -146,7 +164,7 @@ def structure_features(p: Prepared, window: str = STRUCTURE_WINDOW) -> pl.DataFr
     """
     from .features import patterns
 
-    fresh = fresh_transfers(p)
+    fresh = fresh_transfers(p, window)
     cfg = dataclasses.replace(p.config, cycle_window=window)
     found = patterns.compute(Prepared(tx=fresh, accounts=p.accounts, config=cfg))
     names = {"cycle_count": "fresh_cycle_count", "sg_role_count": "fresh_sg_role_count",
@@ -186,27 +204,27 @@ class Rule:
         return 1 if spec is None or spec.direction == 0 else int(spec.direction)
 
 
-#: The typology rules, strongest evidence first. Weights follow one domain ordering, fixed before
-#: any measurement and not fitted: 2.0 for multi-party laundering structures built from one-off
-#: relationships (squares of one-off links, which every scatter-gather, bipartite and layered
-#: scheme closes, and time-respecting scatter-gather itself); 0.5 for the other one-off structures
-#: (gather-scatter, forwarding hops, cycles) and for collecting-and-forwarding (fan-in from
-#: first-time payers plus rapid pass-through); 0.25 for single-account behaviours that many
-#: legitimate accounts show too (fan-in or fan-out alone, pass-through alone, patterns over all
-#: relationships, structuring, dormancy then burst, a fast-forwarding neighbourhood).
+#: The typology rules. Weights follow one domain ordering and are round numbers, not fitted:
+#: 1.0 for the defining mule typologies -- multi-party structures of one-off relationships (closed
+#: squares, which every scatter-gather, bipartite and layered scheme makes; time-respecting
+#: scatter-gather), collecting and forwarding (fan-in from first-time payers then pass-through;
+#: rapid pass-through of matching amounts; layering chains); 0.5 for the other one-off structures
+#: (gather-scatter, forwarding hops, cycles); 0.25 for behaviours that many legitimate accounts show
+#: too (fan-in or fan-out alone, patterns over all relationships, structuring, dormancy then burst,
+#: a fast-forwarding neighbourhood). benchmarks/RESULTS.md records the variants that were compared.
 RULES: tuple[Rule, ...] = (
     Rule(
         "ONE_OFF_SQUARES",
         "scatter-gather / bipartite / layering",
         "Its one-off counterparties are linked to each other by one-off transfers too (closed squares)",
-        2.0,
+        1.0,
         ("fresh_square_share",),
     ),
     Rule(
         "ONE_OFF_SCATTER_GATHER",
         "scatter-gather",
         "Source, intermediary or target of a time-respecting scatter-gather over one-off transfers",
-        2.0,
+        1.0,
         ("fresh_sg_role_count",),
     ),
     Rule(
@@ -234,21 +252,21 @@ RULES: tuple[Rule, ...] = (
         "FANIN_FORWARD",
         "fan-in + pass-through",
         "Many senders, mostly first-time payers, in a short window, and the money leaves again soon",
-        0.5,
+        1.0,
         ("fanin_max_72h", "first_time_in_share", "passthrough_share_72h"),
     ),
     Rule(
         "RAPID_PASSTHROUGH",
         "pass-through",
         "Forwards most of what it receives within a day, in amounts matching what came in",
-        0.25,
+        1.0,
         ("passthrough_share_24h", "amount_match_share"),
     ),
     Rule(
         "LAYERING_CHAIN",
         "stack / layering",
         "Sits on a time-respecting chain of accounts that each forward most of what they receive",
-        0.25,
+        1.0,
         ("chain_depth",),
     ),
     Rule(

@@ -292,3 +292,42 @@ def test_html_is_offline_and_escaped(tmp_path):
     assert "wheel" in page and "data-info" in page
     out = save_picture(g, tmp_path / "view.html")
     assert out.read_text(encoding="utf-8") == to_html(g, title="mulegraph")
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def test_cli_trace_and_show(tmp_path):
+    from typer.testing import CliRunner
+
+    from mulegraph.cli import app
+    from mulegraph.ingest import ingest
+
+    src = tmp_path / "export.parquet"
+    frame(ROWS).write_parquet(src)
+    store = tmp_path / "store"
+    ingest([src], store)
+    run = tmp_path / "run"
+    run.mkdir()
+    scores_frame().write_parquet(run / "scores.parquet")
+    runner = CliRunner()
+    for name in ("t.png", "t.html", "t.graphml", "t.gexf", "t.json"):
+        res = runner.invoke(app, ["trace", "A", "--store", str(store), "--hops", "3", "--run", str(run), "--out", str(tmp_path / name)])
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / name).stat().st_size > 0
+    back = nx.read_graphml(tmp_path / "t.graphml", force_multigraph=True)
+    assert sorted(k for _, _, k in back.edges(keys=True)) == ["t1", "t2", "t3", "t5", "t7"]
+    res = runner.invoke(app, ["trace", "D", "--store", str(store), "--backward", "--alloc", "proportional",
+                              "--within", "1h", "--out", str(tmp_path / "b.json")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert {e["data"]["id"] for e in doc["elements"]["edges"]} == {"t3", "t2", "t1"}
+    res = runner.invoke(app, ["show", "B", "--store", str(store), "--run", str(run), "--last", "3"])
+    assert res.exit_code == 0, res.output
+    assert "PASSTHROUGH_24H" in res.output and "t7" in res.output and "0.900" in res.output
+    res = runner.invoke(app, ["show", "SECRET-1", "--store", str(store)])
+    assert res.exit_code == 2 and "SECRET" not in res.output
+    res = runner.invoke(app, ["trace", "A", "--store", str(store), "--out", str(tmp_path / "t.txt")])
+    assert res.exit_code == 2
+    res = runner.invoke(app, ["trace", "A", "--store", str(tmp_path / "nostore"), "--out", str(tmp_path / "x.png")])
+    assert res.exit_code == 2

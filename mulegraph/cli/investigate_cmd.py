@@ -1,6 +1,139 @@
-"""CLI commands: investigate."""
+"""CLI commands: ``trace`` (a money trail to a picture or graph file) and ``show`` (one account)."""
 
 from __future__ import annotations
 
-from ._app import app, handle_errors  # noqa: F401
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
 
+import typer
+
+from ..errors import InputError
+from ._app import app, handle_errors
+
+__all__ = ["trace_command", "show_command"]
+
+_OUT_SUFFIXES = (".png", ".svg", ".pdf", ".html", ".graphml", ".gexf", ".json")
+
+
+def _console():
+    from rich.console import Console
+
+    # wide enough for the tables when the output goes to a file or a pipe
+    return Console(width=None if sys.stdout.isatty() else 140)
+
+
+class Alloc(str, Enum):
+    fifo = "fifo"
+    proportional = "proportional"
+
+
+@app.command("trace")
+@handle_errors
+def trace_command(
+    account: str = typer.Argument(..., help="Account id as it appears in the store."),
+    store: Path = typer.Option(..., "--store", help="Store folder."),
+    out: Path = typer.Option(..., "--out", help="Output file: .png, .svg, .pdf, .html, .graphml, .gexf or .json."),
+    backward: bool = typer.Option(False, "--backward", help="Follow the money back to where it came from."),
+    hops: int = typer.Option(4, "--hops", min=1, max=12, help="Transfers to follow from the account."),
+    within: str = typer.Option("72h", "--within", help="Follow only transfers within this time of the money's arrival."),
+    alloc: Alloc = typer.Option(Alloc.fifo, "--alloc", help="How outbound transfers draw on inbound money."),
+    run: Optional[Path] = typer.Option(None, "--run", help="Run folder or scores file, to colour accounts by score."),
+    window: str = typer.Option("all", "--window", help="Only transfers in this window (e.g. 30d), or 'all'."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the window (default: newest transfer)."),
+    expand_hubs: bool = typer.Option(False, "--expand-hubs", help="Follow money through hub accounts too."),
+) -> None:
+    """Follow an account's money forwards (or --backward) in time and write it as a picture or graph."""
+    from ..draw import save_picture
+    from ..export import export_graph
+    from ..investigate import open_investigation
+
+    suffix = out.suffix.lower()
+    if suffix not in _OUT_SUFFIXES:
+        raise InputError(f"--out must end in one of {', '.join(_OUT_SUFFIXES)}. Got '{suffix or out.name}' instead.")
+    inv = open_investigation(store, run)
+    trail = inv.trace(
+        account, "backward" if backward else "forward", hops=hops, within=within, alloc=alloc.value,
+        window=window, as_of=as_of, expand_hubs=expand_hubs,
+    )
+    graph = trail.to_graph()
+    direction = "backward" if backward else "forward"
+    if suffix in (".graphml", ".gexf", ".json"):
+        export_graph(graph, out)
+    else:
+        save_picture(graph, out, title=f"{direction} trail, {alloc.value}, within {within}")
+    console = _console()
+    console.print(_summary_table(trail, f"{direction.capitalize()} trail ({alloc.value}, within {within})"))
+    console.print(f"wrote {out} ({graph.number_of_nodes()} accounts, {graph.number_of_edges()} transfers)")
+
+
+def _summary_table(trail, title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col, just in (("hop", "right"), ("transfers", "right"), ("accounts", "right"), ("traced", "right"),
+                      ("median dwell (h)", "right"), ("max dwell (h)", "right")):
+        table.add_column(col, justify=just)
+    for r in trail.summary().to_dicts():
+        table.add_row(
+            str(r["hop"]), str(r["transfers"]), str(r["accounts"]), f"{r['traced']:,.2f}",
+            "-" if r["dwell_median_h"] is None else f"{r['dwell_median_h']:.1f}",
+            "-" if r["dwell_max_h"] is None else f"{r['dwell_max_h']:.1f}",
+        )
+    return table
+
+
+@app.command("show")
+@handle_errors
+def show_command(
+    account: str = typer.Argument(..., help="Account id as it appears in the store."),
+    store: Path = typer.Option(..., "--store", help="Store folder."),
+    run: Optional[Path] = typer.Option(None, "--run", help="Run folder or scores file, for the score and reasons."),
+    last: int = typer.Option(15, "--last", min=1, help="How many of the newest transfers to list."),
+    window: str = typer.Option("all", "--window", help="Only transfers in this window (e.g. 30d), or 'all'."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the window (default: newest transfer)."),
+) -> None:
+    """Print an account's summary, the run's reasons for it and its recent timeline."""
+    from rich.table import Table
+
+    from ..investigate import open_investigation
+
+    inv = open_investigation(store, run)
+    s = inv.account_summary(account, window=window, as_of=as_of)
+    console = _console()
+    summary = Table(title=f"Account {account}", show_header=False)
+    summary.add_column("what")
+    summary.add_column("value", justify="right")
+    if s.score is not None:
+        summary.add_row("score", f"{s.score:.3f}" + (f" (rank {s.rank})" if s.rank is not None else ""))
+    summary.add_row("active", f"{s.first_seen:%Y-%m-%d %H:%M} .. {s.last_seen:%Y-%m-%d %H:%M}")
+    summary.add_row("inbound", f"{s.n_in:,} transfers, {s.total_in:,.2f} from {s.senders:,} senders")
+    summary.add_row("outbound", f"{s.n_out:,} transfers, {s.total_out:,.2f} to {s.recipients:,} recipients")
+    summary.add_row("currencies", ", ".join(s.currencies) or "-")
+    summary.add_row("channels", ", ".join(s.channels) or "-")
+    summary.add_row("hub", "yes (not expanded in subgraphs and trails)" if s.is_hub else "no")
+    if s.decision:
+        summary.add_row("decision", f"{s.decision} on {s.decision_date:%Y-%m-%d}")
+    console.print(summary)
+    if run is not None:
+        try:
+            reasons = inv.explain(account)
+        except InputError as err:
+            console.print(f"reasons: {err}")
+        else:
+            rt = Table(title="Why it was flagged")
+            for col in ("code", "reason", "evidence"):
+                rt.add_column(col)
+            for r in reasons.to_dicts():
+                rt.add_row(r["code"], r["text"] or "", f"{r['n_transfers']} transfers, {r['evidence_total']:,.2f}")
+            console.print(rt)
+    tl = inv.timeline(account, window=window, as_of=as_of, last=last)
+    tt = Table(title=f"Last {tl.height} transfers")
+    for col, just in (("time (UTC)", "left"), ("txn", "left"), ("dir", "left"), ("counterparty", "left"),
+                      ("amount", "right"), ("balance", "right"), ("channel", "left")):
+        tt.add_column(col, justify=just)
+    for r in tl.to_dicts():
+        tt.add_row(f"{r['ts']:%Y-%m-%d %H:%M}", r["txn_id"], r["direction"], r["counterparty"],
+                   f"{r['flow']:+,.2f}", f"{r['balance']:,.2f}", r["channel"] or "")
+    console.print(tt)

@@ -323,11 +323,9 @@ class Store:
         if everything:
             return self.scan(columns).collect()
         win = self.time_window(window, as_of)
-        lf = self._scan_parts(self._parts(win.start, win.end), columns)
-        if columns is not None and "ts" not in columns:
-            lf = self._scan_parts(self._parts(win.start, win.end), list(columns) + ["ts"])
-            return filter_window(lf, win).select(columns).collect()
-        return filter_window(lf, win).collect()
+        read = None if columns is None else list(dict.fromkeys(list(columns) + ["ts"]))
+        lf = filter_window(self._scan_parts(self._parts(win.start, win.end), read), win)
+        return (lf if columns is None else lf.select(list(columns))).collect()
 
     def _ts_bound(self, key: str, pick) -> datetime | None:
         vals = [e[key] for e in self._manifest["ingests"] if e.get(key)]

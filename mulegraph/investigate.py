@@ -568,9 +568,10 @@ class Investigation:
     def explain(self, account: str) -> pl.DataFrame:
         """The run's reasons for the account, each with its evidence.
 
-        Columns: ``code``, ``feature``, ``family``, ``text``, ``value``, ``percentile``, ``txn_ids``
-        (list), ``n_transfers`` and ``evidence_total`` (count and sum of the evidence transfers found
-        in the store), ``score`` and ``rank``. :meth:`evidence` returns the transfers themselves.
+        Columns: ``reason`` (1 = strongest), ``code``, ``feature``, ``family``, ``text``, ``value``,
+        ``percentile``, ``txn_ids`` (list), ``n_transfers`` and ``evidence_total`` (count and sum of
+        the evidence transfers found in the store), ``score`` and ``rank``. A code can appear more
+        than once (two features behind the same typology). :meth:`evidence` returns the transfers.
         """
         if self.scores is None:
             raise InputError("no run is open; open the investigation with a run folder or scores to see reasons.")
@@ -580,7 +581,7 @@ class Investigation:
         r = row.row(0, named=True)
         reasons = _parse_reasons(r.get("reasons"))
         if not reasons:
-            return pl.DataFrame(schema={"code": pl.String, "feature": pl.String, "family": pl.String, "text": pl.String,
+            return pl.DataFrame(schema={"reason": pl.UInt32, "code": pl.String, "feature": pl.String, "family": pl.String, "text": pl.String,
                                         "value": pl.Float64, "percentile": pl.Float64, "txn_ids": pl.List(pl.String),
                                         "n_transfers": pl.UInt32, "evidence_total": pl.Float64, "score": pl.Float64,
                                         "rank": pl.Int64})
@@ -596,25 +597,38 @@ class Investigation:
             },
             schema={"code": pl.String, "feature": pl.String, "family": pl.String, "text": pl.String,
                     "value": pl.Float64, "percentile": pl.Float64, "txn_ids": pl.List(pl.String)},
-        ).with_row_index("order")
+        ).with_row_index("reason", offset=1)
         ev = self.evidence(account, frame=frame)
-        stats = ev.group_by("code").agg(pl.len().cast(pl.UInt32).alias("n_transfers"), pl.col("amount").sum().alias("evidence_total"))
-        out = frame.join(stats, on="code", how="left").with_columns(
+        stats = ev.group_by("reason").agg(pl.len().cast(pl.UInt32).alias("n_transfers"), pl.col("amount").sum().alias("evidence_total"))
+        out = frame.join(stats, on="reason", how="left").with_columns(
             pl.col("n_transfers").fill_null(0), pl.col("evidence_total").fill_null(0.0),
             pl.lit(r.get("score"), pl.Float64).alias("score"), pl.lit(r.get("rank"), pl.Int64).alias("rank"),
         )
-        return out.sort("order").drop("order")
+        return out.sort("reason")
 
-    def evidence(self, account: str, code: str | None = None, *, frame: pl.DataFrame | None = None) -> pl.DataFrame:
-        """The transfers behind the account's reasons (or one reason ``code``), with a ``code`` column."""
+    def evidence(self, account: str, code: str | None = None, *, reason: int | None = None,
+                 frame: pl.DataFrame | None = None) -> pl.DataFrame:
+        """The transfers behind the account's reasons (all, one ``code`` or one ``reason`` number).
+
+        Columns: ``reason``, ``code``, ``txn_id``, ``ts``, ``src_account``, ``dst_account``,
+        ``amount`` and ``direction`` (``in``/``out`` for the account, ``other`` for a transfer of the
+        pattern around it). Ids that are not in the store are left out.
+        """
         if frame is None:
-            frame = self.explain(account).select("code", "txn_ids")
-        pairs = frame.select("code", "txn_ids").explode("txn_ids").rename({"txn_ids": "txn_id"}).drop_nulls("txn_id")
+            frame = self.explain(account)
+        pairs = frame.select("reason", "code", "txn_ids").explode("txn_ids").rename({"txn_ids": "txn_id"}).drop_nulls("txn_id")
         if code is not None:
             pairs = pairs.filter(pl.col("code") == code)
+        if reason is not None:
+            pairs = pairs.filter(pl.col("reason") == reason)
         ids = pairs["txn_id"].unique().to_list()
-        tx = self._lf.filter(pl.col("txn_id").is_in(ids)).select(_TX).collect()
-        return pairs.join(tx, on="txn_id", how="inner").sort(["code", "ts", "txn_id"])
+        tx = self._lf.filter(pl.col("txn_id").is_in(ids)).select(_TX).collect().unique("txn_id", keep="first")
+        out = pairs.join(tx, on="txn_id", how="inner").with_columns(
+            pl.when(pl.col("dst_account") == account).then(pl.lit("in"))
+            .when(pl.col("src_account") == account).then(pl.lit("out"))
+            .otherwise(pl.lit("other")).alias("direction")
+        )
+        return out.sort(["reason", "ts", "txn_id"])
 
     # ---------------------------------------------------------------- decisions
     def record_decision(self, account: str, decision: Literal["confirmed", "cleared"], note: str = "", date: datetime | None = None) -> pl.DataFrame:

@@ -176,6 +176,8 @@ def scores_frame():
          "text": "most of what arrived left within 24h", "value": 0.93, "percentile": 99.1, "txn_ids": ["t1", "t2"]},
         {"code": "FAN_OUT", "feature": "out_cp", "family": "fan", "text": "3 recipients", "value": 3,
          "percentile": 80.0, "txn_ids": ["t7", "missing"]},
+        {"code": "PASSTHROUGH_24H", "feature": "passthrough_share_72h", "family": "passthrough",
+         "text": "all of it left within 72h", "value": 1.0, "percentile": 98.0, "txn_ids": ["t6", "t7", "t3"]},
     ]
     return pl.DataFrame({
         "account_id": ["B", "C"], "score": [0.9, 0.2], "rank": [1, 2],
@@ -186,12 +188,15 @@ def scores_frame():
 def test_explain_with_evidence():
     inv = Investigation(frame(ROWS), scores=scores_frame())
     ex = inv.explain("B")
-    assert ex["code"].to_list() == ["PASSTHROUGH_24H", "FAN_OUT"]
-    assert ex["n_transfers"].to_list() == [2, 1]  # an id missing from the store is not evidence
-    assert ex["evidence_total"].to_list() == pytest.approx([190.0, 35.0])
+    assert ex["code"].to_list() == ["PASSTHROUGH_24H", "FAN_OUT", "PASSTHROUGH_24H"]
+    assert ex["reason"].to_list() == [1, 2, 3]
+    assert ex["n_transfers"].to_list() == [2, 1, 3]  # an id missing from the store is not evidence
+    assert ex["evidence_total"].to_list() == pytest.approx([190.0, 35.0, 155.0])
     assert ex["score"][0] == pytest.approx(0.9) and ex["rank"][0] == 1
     ev = inv.evidence("B", "PASSTHROUGH_24H")
-    assert ev["txn_id"].to_list() == ["t1", "t2"] and set(ev.columns) >= {"code", "ts", "amount"}
+    assert ev["txn_id"].to_list() == ["t1", "t2", "t3", "t6", "t7"]
+    assert ev["direction"].to_list() == ["in", "out", "other", "in", "out"]
+    assert inv.evidence("B", reason=2)["txn_id"].to_list() == ["t7"]
     assert inv.explain("C").height == 0
     with pytest.raises(InputError, match="not in the run"):
         inv.explain("ZZ")

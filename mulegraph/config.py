@@ -84,7 +84,27 @@ class ModelConfig:
     """Settings of training and scoring (see ``mulegraph.model``)."""
 
     random_state: int = 0
+    #: folds for out-of-fold proximity features, settings search and calibration
     cv_folds: int = 5
+    #: gradient boosting: candidate tree sizes (chosen by cross-validation) and fixed settings
+    max_leaf_nodes: tuple[int, ...] = (7, 15, 31)
+    learning_rate: float = 0.05
+    #: most boosting rounds; the number used is chosen by cross-validation (checked every 10)
+    max_iter: int = 300
+    min_samples_leaf: int = 20
+    l2_regularization: float = 1.0
+    #: share of features each split may look at (below 1 adds randomness from random_state)
+    max_features: float = 0.7
+    #: class weighting for the imbalance: "balanced" or "none"
+    class_weight: str = "balanced"
+    #: models averaged, each with its own seed derived from random_state
+    n_models: int = 3
+    #: closeness to known mules: hop cap, PageRank continuation, self-exclusion groups
+    max_hops: int = 4
+    ppr_alpha: float = 0.85
+    ppr_groups: int = 10
+    #: permutation-importance repeats stored in the model card (0 = skip)
+    importance_repeats: int = 3
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,245 @@
+"""Closeness to known mules: guilt by association, computed without self-leakage.
+
+These features need a set of *known* mule accounts (training labels, confirmed decisions). They are
+not part of :func:`mulegraph.features.compute_features`: the model computes them out-of-fold for
+training (each account's features come from the labels of the other folds only) and from all known
+labels at scoring time (see :mod:`mulegraph.model`).
+
+The graph is the aggregated account graph with every edge that touches a hub removed (hubs are
+settlement and external pseudo-accounts; closeness through them means nothing) and self-transfers
+dropped. An account's own label never reaches its own features:
+
+* counts and values only look at *other* accounts (a self-transfer is not an edge);
+* two-hop counts only count known mules other than the account itself, so a path a-b-a does not
+  count a;
+* the hop distance is to the nearest known mule other than the account;
+* personalised PageRank: accounts are split into ``ppr_groups`` groups by a stable hash of their id
+  and an account's value comes from a walk that restarts only at the known mules outside its own
+  group. Flipping one account's label therefore changes none of its own features.
+
+Hub accounts get zeros (and the largest hop distance): they are never expanded.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from .prepare import Prepared
+from .registry import FeatureSpec, register
+
+__all__ = ["compute", "FEATURES", "FAMILY", "account_groups", "non_hub_pairs"]
+
+FAMILY = "proximity"
+
+FEATURES: tuple[FeatureSpec, ...] = (
+    FeatureSpec("known_mule_in", FAMILY, "distinct known mules that sent money to the account", "count",
+                reason="received money from {value:.0f} known mule account(s)"),
+    FeatureSpec("known_mule_out", FAMILY, "distinct known mules the account sent money to", "count",
+                reason="sent money to {value:.0f} known mule account(s)"),
+    FeatureSpec("known_mule_in_value", FAMILY, "value received from known mules", "currency",
+                reason="received {value:,.0f} from known mules"),
+    FeatureSpec("known_mule_out_value", FAMILY, "value sent to known mules", "currency",
+                reason="sent {value:,.0f} to known mules"),
+    FeatureSpec("known_mule_in_value_share", FAMILY, "share of inbound value (hubs excluded) that came from known mules", "share",
+                reason="{value:.0%} of money received (outside hubs) came from known mules"),
+    FeatureSpec("known_mule_out_value_share", FAMILY, "share of outbound value (hubs excluded) that went to known mules", "share",
+                reason="{value:.0%} of money sent (outside hubs) went to known mules"),
+    FeatureSpec("known_mule_nbr_share", FAMILY, "share of distinct counterparties (hubs excluded) that are known mules", "share",
+                reason="{value:.0%} of its counterparties are known mules"),
+    FeatureSpec("known_mule_rate", FAMILY, "known mules among counterparties whose label is known (empty if none is)", "share",
+                reason="{value:.0%} of its counterparties with a known label are mules"),
+    FeatureSpec("known_label_nbrs", FAMILY, "distinct counterparties whose label is known", "count", direction=0),
+    FeatureSpec("known_mule_2hop", FAMILY, "distinct known mules two hops away in either direction (hubs excluded)", "count",
+                reason="{value:.0f} known mule account(s) two steps away"),
+    FeatureSpec("known_mule_2hop_up", FAMILY, "distinct known mules that paid an account which then paid this one", "count",
+                reason="money from {value:.0f} known mule account(s) reached it through one intermediary"),
+    FeatureSpec("known_mule_2hop_down", FAMILY, "distinct known mules paid by an account this one paid", "count",
+                reason="its money reached {value:.0f} known mule account(s) through one intermediary"),
+    FeatureSpec("known_mule_hops", FAMILY, "hops to the nearest other known mule, either direction (max_hops + 1 if none)", "count",
+                direction=-1, reason="{value:.0f} hop(s) from a known mule"),
+    FeatureSpec("known_mule_ppr", FAMILY, "personalised PageRank from known mules (1 = uniform)", "score",
+                reason="closeness to known mules (personalised PageRank) of {value:.1f}x the average"),
+)
+register(*FEATURES)
+
+
+def account_groups(account_ids: pl.Series, n_groups: int) -> np.ndarray:
+    """A stable group number in ``[0, n_groups)`` per account id (CRC-32 of the id)."""
+    return np.fromiter((zlib.crc32(a.encode("utf-8")) % n_groups for a in account_ids.to_list()), dtype=np.int64, count=len(account_ids))
+
+
+def non_hub_pairs(p: Prepared) -> pl.DataFrame:
+    """Aggregated directed edges ``src, dst, n, value`` without hub endpoints and self-transfers."""
+    hubs = p.hub_idx
+    return (
+        p.tx.lazy()
+        .filter((pl.col("src") != pl.col("dst")) & ~pl.col("src").is_in(hubs.implode()) & ~pl.col("dst").is_in(hubs.implode()))
+        .group_by("src", "dst")
+        .agg(pl.len().alias("n"), pl.col("amount").sum().alias("value"))
+        .collect()
+    )
+
+
+def _count(df: pl.DataFrame, key: str, name: str) -> pl.DataFrame:
+    return df.group_by(key).agg(pl.len().cast(pl.Float64).alias(name)).rename({key: "idx"})
+
+
+def _hops(und: pl.DataFrame, seeds: pl.Series, max_hops: int) -> pl.DataFrame:
+    """Hop distance to the nearest seed other than the account itself (null if > max_hops).
+
+    Multi-source BFS keeping, per node, the two nearest distinct sources: enough to know the
+    nearest source other than any single excluded node (the node itself).
+    """
+    state = pl.DataFrame({"node": seeds, "src": seeds, "dist": pl.Series([0] * len(seeds), dtype=pl.Int32)})
+    for level in range(1, max_hops + 1):
+        frontier = state.filter(pl.col("dist") == level - 1).select("node", "src")
+        cand = (
+            frontier.join(und, left_on="node", right_on="a")
+            .select(pl.col("b").alias("node"), "src", pl.lit(level, dtype=pl.Int32).alias("dist"))
+        )
+        if cand.height == 0:
+            break
+        state = (
+            pl.concat([state, cand])
+            .group_by("node", "src")
+            .agg(pl.col("dist").min())
+            .sort("node", "dist", "src")
+            .group_by("node", maintain_order=True)
+            .head(2)
+        )
+    return (
+        state.filter(pl.col("node") != pl.col("src"))
+        .group_by("node")
+        .agg(pl.col("dist").min().cast(pl.Float64).alias("known_mule_hops"))
+        .rename({"node": "idx"})
+    )
+
+
+def _ppr(und: pl.DataFrame, n: int, seeds: np.ndarray, groups: np.ndarray, n_groups: int, alpha: float,
+         tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
+    """Personalised PageRank per account, restarting at the seeds outside the account's group."""
+    out = np.zeros(n)
+    if len(seeds) == 0 or und.height == 0:
+        return out
+    a = und["a"].to_numpy().astype(np.int64)
+    b = und["b"].to_numpy().astype(np.int64)
+    deg = np.bincount(a, minlength=n).astype(np.float64)
+    # column-stochastic transition: from a to each neighbour b with probability 1/deg(a)
+    w = 1.0 / deg[a]
+    trans = sp.csr_matrix((w, (b, a)), shape=(n, n))
+    restart = np.zeros((n, n_groups))
+    for g in range(n_groups):
+        s = seeds[groups[seeds] != g]
+        if len(s):
+            restart[s, g] = 1.0 / len(s)
+    dangling = deg == 0
+    x = restart.copy()
+    for _ in range(max_iter):
+        lost = x[dangling].sum(axis=0)
+        nxt = alpha * (trans @ x) + (1 - alpha + alpha * lost) * restart
+        if np.abs(nxt - x).sum() < tol * n_groups:
+            x = nxt
+            break
+        x = nxt
+    n_active = max(int((deg > 0).sum()), 1)
+    own = x[np.arange(n), groups]
+    out[:] = own * n_active
+    return out
+
+
+def compute(
+    p: Prepared,
+    known_mules: pl.Series,
+    known_labelled: pl.Series | None = None,
+    *,
+    max_hops: int = 4,
+    ppr_alpha: float = 0.85,
+    ppr_groups: int = 10,
+) -> pl.DataFrame:
+    """Closeness features for every account in ``p``.
+
+    Parameters
+    ----------
+    p : Prepared
+        Output of :func:`mulegraph.features.prepare`.
+    known_mules : pl.Series
+        Account indices (``p.accounts.idx``) of the known mules.
+    known_labelled : pl.Series, optional
+        Account indices of every account with a known label (mules and not); enables
+        ``known_label_nbrs`` and ``known_mule_rate`` (null otherwise).
+    max_hops : int
+        Hop distances beyond this are reported as ``max_hops + 1``.
+    ppr_alpha : float
+        Continuation probability of the personalised PageRank walk (restart is ``1 - ppr_alpha``).
+    ppr_groups : int
+        Number of account groups for the self-exclusion of the PageRank restart set.
+
+    Returns
+    -------
+    pl.DataFrame
+        ``idx`` plus one column per feature in :data:`FEATURES`, one row per account.
+    """
+    if max_hops < 1 or ppr_groups < 2 or not 0 < ppr_alpha < 1:
+        raise ValueError("max_hops must be >= 1, ppr_groups >= 2 and 0 < ppr_alpha < 1")
+    n = p.n_accounts
+    mules = known_mules.cast(pl.UInt32).unique().rename("idx")
+    mset = mules.implode()
+    pairs = non_hub_pairs(p)
+    und = (
+        pl.concat([pairs.select(pl.col("src").alias("a"), pl.col("dst").alias("b")), pairs.select(pl.col("dst").alias("a"), pl.col("src").alias("b"))])
+        .unique()
+    )
+    base = p.accounts.select("idx")
+
+    # one hop, directed
+    from_m = pairs.filter(pl.col("src").is_in(mset))
+    to_m = pairs.filter(pl.col("dst").is_in(mset))
+    in1 = from_m.group_by("dst").agg(pl.len().cast(pl.Float64).alias("known_mule_in"), pl.col("value").sum().alias("known_mule_in_value")).rename({"dst": "idx"})
+    out1 = to_m.group_by("src").agg(pl.len().cast(pl.Float64).alias("known_mule_out"), pl.col("value").sum().alias("known_mule_out_value")).rename({"src": "idx"})
+    in_tot = pairs.group_by("dst").agg(pl.col("value").sum().alias("_in_tot")).rename({"dst": "idx"})
+    out_tot = pairs.group_by("src").agg(pl.col("value").sum().alias("_out_tot")).rename({"src": "idx"})
+    nbrs = und.group_by("a").agg(pl.len().cast(pl.Float64).alias("_nbrs"), pl.col("b").is_in(mset).sum().cast(pl.Float64).alias("_m_nbrs")).rename({"a": "idx"})
+    # two hops: distinct known mules c != a on a path a - b - c (b not a hub, b != a, b != c)
+    und_m = und.filter(pl.col("b").is_in(mset)).rename({"a": "mid", "b": "c"})
+    two = und.join(und_m, left_on="b", right_on="mid").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()
+    up_m = pairs.filter(pl.col("src").is_in(mset)).select(pl.col("src").alias("c"), pl.col("dst").alias("mid"))
+    up = pairs.select(pl.col("src").alias("mid"), pl.col("dst").alias("a")).join(up_m, on="mid").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()
+    down_m = pairs.filter(pl.col("dst").is_in(mset)).select(pl.col("src").alias("mid"), pl.col("dst").alias("c"))
+    down = pairs.select(pl.col("src").alias("a"), pl.col("dst").alias("mid")).join(down_m, on="mid").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()
+
+    out = (
+        base.join(in1, on="idx", how="left")
+        .join(out1, on="idx", how="left")
+        .join(in_tot, on="idx", how="left")
+        .join(out_tot, on="idx", how="left")
+        .join(nbrs, on="idx", how="left")
+        .join(_count(two, "a", "known_mule_2hop"), on="idx", how="left")
+        .join(_count(up, "a", "known_mule_2hop_up"), on="idx", how="left")
+        .join(_count(down, "a", "known_mule_2hop_down"), on="idx", how="left")
+        .join(_hops(und, mules, max_hops), on="idx", how="left")
+    )
+    if known_labelled is not None:
+        lset = known_labelled.cast(pl.UInt32).unique().implode()
+        lab = und.filter(pl.col("b").is_in(lset)).group_by("a").agg(pl.len().cast(pl.Float64).alias("known_label_nbrs")).rename({"a": "idx"})
+        out = out.join(lab, on="idx", how="left").with_columns(pl.col("known_label_nbrs").fill_null(0.0))
+        rate = pl.when(pl.col("known_label_nbrs") > 0).then(pl.col("_m_nbrs").fill_null(0.0) / pl.col("known_label_nbrs")).otherwise(None)
+    else:
+        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("known_label_nbrs"))
+        rate = pl.lit(None, dtype=pl.Float64)
+    zero = ["known_mule_in", "known_mule_out", "known_mule_in_value", "known_mule_out_value", "known_mule_2hop", "known_mule_2hop_up", "known_mule_2hop_down"]
+    out = out.with_columns(
+        *[pl.col(c).fill_null(0.0) for c in zero],
+        pl.col("known_mule_hops").fill_null(float(max_hops + 1)),
+        rate.alias("known_mule_rate"),
+        pl.when(pl.col("_in_tot") > 0).then(pl.col("known_mule_in_value").fill_null(0.0) / pl.col("_in_tot")).otherwise(0.0).alias("known_mule_in_value_share"),
+        pl.when(pl.col("_out_tot") > 0).then(pl.col("known_mule_out_value").fill_null(0.0) / pl.col("_out_tot")).otherwise(0.0).alias("known_mule_out_value_share"),
+        pl.when(pl.col("_nbrs") > 0).then(pl.col("_m_nbrs").fill_null(0.0) / pl.col("_nbrs")).otherwise(0.0).alias("known_mule_nbr_share"),
+    )
+    groups = account_groups(p.accounts.sort("idx")["account_id"], ppr_groups)
+    ppr = _ppr(und, n, mules.to_numpy().astype(np.int64), groups, ppr_groups, ppr_alpha)
+    out = out.sort("idx").with_columns(pl.Series("known_mule_ppr", ppr[out.sort("idx")["idx"].to_numpy()]))
+    return out.select("idx", *[s.name for s in FEATURES])

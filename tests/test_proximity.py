@@ -1,0 +1,186 @@
+"""Closeness to known mules: networkx references, self-exclusion, label-flip invariance."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import networkx as nx
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mulegraph.config import FeatureConfig
+from mulegraph.features import prepare
+from mulegraph.features import proximity
+from mulegraph.features.registry import REGISTRY
+
+T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
+def _transfers(edges: list[tuple[int, int, float]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "txn_id": [f"t{i:04d}" for i in range(len(edges))],
+            "ts": [T0 + timedelta(hours=i) for i in range(len(edges))],
+            "src_account": [f"a{s}" for s, _, _ in edges],
+            "dst_account": [f"a{d}" for _, d, _ in edges],
+            "amount": [float(v) for _, _, v in edges],
+            "currency": ["EUR"] * len(edges),
+            "channel": [None] * len(edges),
+        },
+        schema_overrides={"ts": pl.Datetime("us", "UTC"), "channel": pl.String},
+    )
+
+
+def _reference(p, mules: set[int], labelled: set[int] | None, max_hops: int, alpha: float, groups_n: int) -> dict[int, dict[str, float]]:
+    """Plain networkx / loop reference of every proximity feature, keyed by account index."""
+    hubs = set(p.hub_idx.to_list())
+    g = nx.DiGraph()
+    g.add_nodes_from(range(p.n_accounts))
+    for r in p.tx.group_by("src", "dst").agg(pl.col("amount").sum()).to_dicts():
+        s, d = r["src"], r["dst"]
+        if s == d or s in hubs or d in hubs:
+            continue
+        g.add_edge(s, d, value=r["amount"])
+    u = g.to_undirected()
+    ids = p.accounts.sort("idx")["account_id"]
+    grp = proximity.account_groups(ids, groups_n)
+    active = [n for n in u if u.degree(n) > 0]
+    ppr = {}
+    for k in range(groups_n):
+        seeds = [m for m in mules if grp[m] != k]
+        if not seeds or not active:
+            continue
+        pr = nx.pagerank(u, alpha=alpha, personalization={s: 1.0 for s in seeds}, weight=None, tol=1e-12, max_iter=1000)
+        for a in range(p.n_accounts):
+            if grp[a] == k:
+                ppr[a] = pr[a] * len(active)
+    out = {}
+    for a in range(p.n_accounts):
+        preds, succs, nbrs = set(g.predecessors(a)), set(g.successors(a)), set(u[a])
+        in_val = sum(g[s][a]["value"] for s in preds)
+        out_val = sum(g[a][d]["value"] for d in succs)
+        m_in = [s for s in preds if s in mules]
+        m_out = [d for d in succs if d in mules]
+        two = {c for b in nbrs for c in u[b] if c != a and c in mules}
+        up = {c for b in preds for c in g.predecessors(b) if c != a and c in mules}
+        down = {c for b in succs for c in g.successors(b) if c != a and c in mules}
+        dist = nx.single_source_shortest_path_length(u, a, cutoff=max_hops)
+        hops = min((d for c, d in dist.items() if c != a and c in mules), default=max_hops + 1)
+        row = {
+            "known_mule_in": len(m_in),
+            "known_mule_out": len(m_out),
+            "known_mule_in_value": sum(g[s][a]["value"] for s in m_in),
+            "known_mule_out_value": sum(g[a][d]["value"] for d in m_out),
+            "known_mule_in_value_share": sum(g[s][a]["value"] for s in m_in) / in_val if in_val > 0 else 0.0,
+            "known_mule_out_value_share": sum(g[a][d]["value"] for d in m_out) / out_val if out_val > 0 else 0.0,
+            "known_mule_nbr_share": len([b for b in nbrs if b in mules]) / len(nbrs) if nbrs else 0.0,
+            "known_mule_2hop": len(two),
+            "known_mule_2hop_up": len(up),
+            "known_mule_2hop_down": len(down),
+            "known_mule_hops": hops,
+            "known_mule_ppr": ppr.get(a, 0.0),
+        }
+        if labelled is not None:
+            lab_n = [b for b in nbrs if b in labelled]
+            row["known_label_nbrs"] = len(lab_n)
+            row["known_mule_rate"] = len([b for b in nbrs if b in mules]) / len(lab_n) if lab_n else None
+        out[a] = row
+    return out
+
+
+def _check_agrees(p, mules, labelled, max_hops=3, alpha=0.85, groups=3):
+    got = proximity.compute(
+        p,
+        pl.Series(sorted(mules), dtype=pl.UInt32),
+        None if labelled is None else pl.Series(sorted(labelled), dtype=pl.UInt32),
+        max_hops=max_hops,
+        ppr_alpha=alpha,
+        ppr_groups=groups,
+    )
+    assert got.height == p.n_accounts
+    ref = _reference(p, mules, labelled, max_hops, alpha, groups)
+    for row in got.to_dicts():
+        exp = ref[row["idx"]]
+        for k, v in exp.items():
+            if v is None:
+                assert row[k] is None, (k, row)
+            else:
+                assert row[k] == pytest.approx(v, rel=1e-6, abs=1e-7), (k, row["idx"], row[k], v)
+        if labelled is None:
+            assert row["known_label_nbrs"] is None and row["known_mule_rate"] is None
+
+
+edge_lists = st.lists(
+    st.tuples(st.integers(0, 11), st.integers(0, 11), st.floats(1, 1000, allow_nan=False)), min_size=1, max_size=40
+)
+
+
+@given(edges=edge_lists, mule_bits=st.integers(0, 2**12 - 1), lab_bits=st.integers(0, 2**12 - 1), hub_degree=st.sampled_from([3, 5, 1000]))
+def test_agrees_with_networkx_reference(edges, mule_bits, lab_bits, hub_degree):
+    p = prepare(_transfers(edges), FeatureConfig(hub_degree=hub_degree))
+    mules = {i for i in range(p.n_accounts) if mule_bits >> i & 1}
+    labelled = mules | {i for i in range(p.n_accounts) if lab_bits >> i & 1}
+    _check_agrees(p, mules, labelled)
+
+
+@given(edges=edge_lists, mule_bits=st.integers(0, 2**12 - 1), who=st.integers(0, 11))
+def test_flipping_own_label_changes_none_of_own_features(edges, mule_bits, who):
+    p = prepare(_transfers(edges), FeatureConfig(hub_degree=1000))
+    who = who % p.n_accounts
+    mules = {i for i in range(p.n_accounts) if mule_bits >> i & 1}
+    labelled = pl.Series(list(range(p.n_accounts)), dtype=pl.UInt32)
+    with_me = proximity.compute(p, pl.Series(sorted(mules | {who}), dtype=pl.UInt32), labelled, ppr_groups=3)
+    without = proximity.compute(p, pl.Series(sorted(mules - {who}), dtype=pl.UInt32), labelled, ppr_groups=3)
+    a = with_me.filter(pl.col("idx") == who).drop("idx").to_dicts()[0]
+    b = without.filter(pl.col("idx") == who).drop("idx").to_dicts()[0]
+    assert a == pytest.approx(b)
+
+
+def test_golden_chain_and_self_loop():
+    # a0 -> a1 -> a2 -> a3, a1 <-> a1 self-transfer; a1 is the only known mule
+    p = prepare(_transfers([(0, 1, 100), (1, 2, 90), (2, 3, 80), (1, 1, 5)]))
+    f = proximity.compute(p, pl.Series([1], dtype=pl.UInt32), None, max_hops=2).sort("idx")
+    rows = {r["idx"]: r for r in f.to_dicts()}
+    assert rows[0]["known_mule_out"] == 1 and rows[0]["known_mule_out_value"] == 100
+    assert rows[2]["known_mule_in"] == 1 and rows[2]["known_mule_in_value_share"] == 1.0
+    assert rows[3]["known_mule_2hop"] == 1 and rows[3]["known_mule_2hop_up"] == 1 and rows[3]["known_mule_2hop_down"] == 0
+    # the mule itself: its own label and its self-transfer count for nothing
+    assert rows[1]["known_mule_in"] == 0 and rows[1]["known_mule_2hop"] == 0 and rows[1]["known_mule_hops"] == 3
+    assert [rows[i]["known_mule_hops"] for i in (0, 2, 3)] == [1, 1, 2]
+    # a path a0 - a1 - a0 must not count a0 (not a mule) nor reach a mule through itself
+    assert rows[0]["known_mule_2hop"] == 0
+
+
+def test_hubs_are_not_expanded():
+    # a9 pays everybody: with hub_degree 3 it is a hub, so a mule behind it is not "two hops away"
+    edges = [(9, i, 10) for i in range(5)] + [(0, 1, 50)]
+    p = prepare(_transfers(edges), FeatureConfig(hub_degree=3))
+    ids = p.accounts.select("idx", "account_id")
+    idx = dict(zip(ids["account_id"], ids["idx"]))
+    f = proximity.compute(p, pl.Series([idx["a4"]], dtype=pl.UInt32), None)
+    rows = {r["idx"]: r for r in f.to_dicts()}
+    for a in ("a0", "a1", "a2", "a3", "a9"):
+        assert rows[idx[a]]["known_mule_2hop"] == 0
+        assert rows[idx[a]]["known_mule_hops"] == 5
+
+
+def test_registered_under_family_proximity():
+    for s in proximity.FEATURES:
+        assert REGISTRY[s.name].family == "proximity"
+
+
+def test_bad_parameters_rejected():
+    p = prepare(_transfers([(0, 1, 1.0)]))
+    with pytest.raises(ValueError, match="max_hops"):
+        proximity.compute(p, pl.Series([0], dtype=pl.UInt32), max_hops=0)
+
+
+def test_no_known_mules_gives_zeros():
+    p = prepare(_transfers([(0, 1, 1.0), (1, 2, 2.0)]))
+    f = proximity.compute(p, pl.Series([], dtype=pl.UInt32), None, max_hops=2)
+    assert f["known_mule_in"].sum() == 0 and f["known_mule_ppr"].sum() == 0
+    assert (f["known_mule_hops"] == 3).all()
+    assert np.isfinite(f["known_mule_ppr"].to_numpy()).all()

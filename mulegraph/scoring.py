@@ -82,6 +82,9 @@ def _model_version(model: Any) -> str:
         v = getattr(model, attr, None)
         if isinstance(v, str) and v:
             return v
+    digest = getattr(model, "training_hash_", None)
+    if isinstance(digest, str) and digest:
+        return f"model-{digest[:12]}"
     card = getattr(model, "card", None) or getattr(model, "card_", None)
     if isinstance(card, dict):
         for key in ("model_version", "version", "training_data_hash"):
@@ -134,14 +137,20 @@ def score_features(
         signals = scorer.signals()
         version = NOLABEL_VERSION
     else:
-        tx = transfers
-        if tx is None and prepared is not None:
-            tx = prepared
+        tx = prepared if prepared is not None else transfers
+        if tx is None:
+            raise ModelError("scoring with a model needs the transfers too (for closeness to known mules).")
         pred = model.predict(ranked, tx)
         if "account_id" not in pred.columns or "score" not in pred.columns:
             raise ModelError("the model's predictions lack account_id or score; the model is incompatible.")
         scored = ranked.select("account_id").join(pred.select("account_id", "score"), on="account_id", how="left")
         scored = scored.with_columns(pl.col("score").cast(pl.Float64).fill_nan(None).fill_null(0.0).clip(0.0, 1.0))
+        closeness = getattr(model, "closeness", None)
+        if callable(closeness):
+            extra = closeness(tx)
+            new = [c for c in extra.columns if c != "account_id" and c not in ranked.columns]
+            if new:
+                ranked = ranked.join(extra.select("account_id", *new), on="account_id", how="left")
         signals = _model_signals(model, ranked)
         version = _model_version(model)
 

@@ -43,13 +43,8 @@ def score_cmd(
     if list_rules:
         from ..nolabel import rules_frame
 
-        frame = rules_frame()
-        table = Table(title="no-label rules")
-        for col in frame.columns:
-            table.add_column(col)
-        for row in frame.rows():
-            table.add_row(*[str(v) for v in row])
-        Console().print(table)
+        for r in rules_frame().iter_rows(named=True):
+            typer.echo(f"{r['code']:<24} weight {r['weight']:<5} {r['typology']}: {r['description']} [{r['combine']} of {r['features']}]")
         return
     if store is None or out is None:
         raise InputError("score needs --store DIR and --out FILE (or --list-rules).")

@@ -1,0 +1,214 @@
+"""score / score_features / write_scores / the score command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from mulegraph.cli import app
+from mulegraph.config import Config
+from mulegraph.errors import FeatureError, InputError
+from mulegraph.features import compute_features, prepare
+from mulegraph.schema import SCORE_SCHEMA
+from mulegraph.scoring import ScoreOptions, rank_scores, score, score_features, write_scores
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def synth_data():
+    from mulegraph.synth import generate
+
+    return generate(500, 20, 11)
+
+
+@pytest.fixture(scope="module")
+def scored(synth_data):
+    cfg = Config().replace("features", hub_degree=100)
+    scores, feats = score(synth_data.transfers, config=cfg, return_features=True, options=ScoreOptions(evidence_top=40))
+    return scores, feats, cfg
+
+
+def test_schema_ranks_and_range(scored):
+    scores, feats, _ = scored
+    assert scores.schema == pl.Schema(SCORE_SCHEMA)
+    assert scores["rank"].to_list() == list(range(1, scores.height + 1))
+    assert scores["score"].is_between(0.0, 1.0).all()
+    assert scores["score"].is_sorted(descending=True)
+    assert scores["account_id"].n_unique() == scores.height
+    hubs = set(feats.filter(pl.col("is_hub"))["account_id"])
+    assert hubs, "the fixture should have hubs at hub_degree=100"
+    assert not hubs & set(scores["account_id"])
+    assert set(scores["account_id"]) == set(feats["account_id"]) - hubs
+    assert scores["model_version"].unique().to_list() == ["nolabel-1"]
+    assert scores["run_id"].null_count() == 0
+
+
+def test_deterministic(synth_data, scored):
+    scores, _, cfg = scored
+    again = score(synth_data.transfers, config=cfg, options=ScoreOptions(evidence_top=40))
+    assert again.equals(scores)
+
+
+def test_reasons_point_at_real_transfers_of_the_account(synth_data, scored):
+    scores, _, _ = scored
+    tx = synth_data.transfers.select("txn_id", "src_account", "dst_account")
+    owners = {r[0]: (r[1], r[2]) for r in tx.rows()}
+    with_evidence = 0
+    for rank, acc, text in scores.select("rank", "account_id", "reasons").rows():
+        reasons = json.loads(text)
+        assert 3 <= len(reasons) <= 5
+        for r in reasons:
+            assert set(r) == {"code", "feature", "family", "text", "value", "percentile", "txn_ids"}
+            assert r["percentile"] is None or 0.0 <= r["percentile"] <= 1.0
+            assert isinstance(r["text"], str) and r["text"]
+            if rank > 40:
+                assert r["txn_ids"] == []
+            for tid in r["txn_ids"]:
+                assert tid in owners, tid
+                assert acc in owners[tid], (acc, tid)
+            with_evidence += bool(r["txn_ids"])
+    assert with_evidence >= 40  # every top account has evidence for at least one reason
+
+
+def test_percentile_in_reasons_is_share_of_ranked_accounts_below(scored):
+    scores, feats, _ = scored
+    ranked = feats.filter(~pl.col("is_hub"))
+    top = json.loads(scores["reasons"][0])
+    for r in top:
+        if r["value"] is None or r["feature"] not in ranked.columns:
+            continue
+        col = ranked[r["feature"]].cast(pl.Float64).fill_nan(None).drop_nulls().to_numpy()
+        acc_value = ranked.filter(pl.col("account_id") == scores["account_id"][0])[r["feature"]].item()
+        want = float((col < acc_value).sum() / col.size)
+        assert r["percentile"] == pytest.approx(want, abs=1e-5)
+
+
+def test_rank_ties_broken_by_account_id():
+    frame = pl.DataFrame({"account_id": ["b", "a", "c"], "score": [0.5, 0.5, 0.9]})
+    out = rank_scores(frame)
+    assert out["account_id"].to_list() == ["c", "a", "b"]
+    assert out["rank"].to_list() == [1, 2, 3]
+
+
+def test_window_restricts_accounts(synth_data):
+    full = score(synth_data.transfers, options=ScoreOptions(evidence_top=0))
+    newest = synth_data.transfers["ts"].max()
+    short = score(synth_data.transfers, window="2d", as_of=newest, options=ScoreOptions(evidence_top=0))
+    cutoff = newest - pl.duration(days=2)
+    active = synth_data.transfers.filter(pl.col("ts") > pl.select(cutoff).item())
+    ids = set(active["src_account"]) | set(active["dst_account"])
+    assert set(short["account_id"]) <= ids
+    assert short.height < full.height
+
+
+def test_empty_window_is_a_clear_error(synth_data):
+    oldest = synth_data.transfers["ts"].min()
+    with pytest.raises(InputError, match="no transfers in the chosen window"):
+        score(synth_data.transfers, window="1d", as_of=oldest - pl.select(pl.duration(days=5)).item())
+
+
+class _FakeModel:
+    """A model whose score is one feature's rank share (stands in for a trained MuleModel)."""
+
+    feature_importance = {"in_cp": 0.7, "passthrough_share_24h": 0.3}
+    training_hash_ = "abcdef0123456789"
+
+    def predict(self, features, transfers):
+        v = features["in_cp"].cast(pl.Float64).fill_null(0).to_numpy()
+        return pl.DataFrame({"account_id": features["account_id"], "score": v / max(v.max(), 1.0)})
+
+
+def test_supervised_path_uses_the_model(synth_data):
+    p = prepare(synth_data.transfers)
+    feats = compute_features(p)
+    out = score_features(feats, p, _FakeModel(), run_id="r1", options=ScoreOptions(evidence_top=5))
+    assert out["model_version"].unique().to_list() == ["model-abcdef012345"]
+    ranked = feats.filter(~pl.col("is_hub"))
+    best = ranked.sort(["in_cp", "account_id"], descending=[True, False])["account_id"][0]
+    assert out["account_id"][0] == best
+    first = json.loads(out["reasons"][0])
+    assert first[0]["feature"] == "in_cp" and first[0]["code"] == "VOLUME"
+    assert out["run_id"].unique().to_list() == ["r1"]
+
+
+def test_no_usable_features_is_an_error():
+    feats = pl.DataFrame({"account_id": ["a", "b"], "is_hub": [False, False], "zz_unknown": [1.0, 2.0]})
+    with pytest.raises(FeatureError, match="no-label rules"):
+        score_features(feats)
+
+
+@pytest.mark.parametrize("ext", [".parquet", ".csv", ".json"])
+def test_write_scores_formats(tmp_path, scored, ext):
+    scores, _, _ = scored
+    path = write_scores(scores.head(20), tmp_path / f"scores{ext}")
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+    if ext == ".parquet":
+        assert pl.read_parquet(path).equals(scores.head(20))
+    elif ext == ".csv":
+        back = pl.read_csv(path, schema=SCORE_SCHEMA)
+        assert back["account_id"].to_list() == scores.head(20)["account_id"].to_list()
+    else:
+        rows = json.loads(path.read_text())
+        assert rows[0]["account_id"] == scores["account_id"][0]
+        assert isinstance(rows[0]["reasons"], list) and rows[0]["reasons"]
+
+
+def test_write_scores_rejects_unknown_extension(tmp_path, scored):
+    with pytest.raises(InputError, match="must end in"):
+        write_scores(scored[0], tmp_path / "scores.xlsx")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    from mulegraph.ingest import ingest
+    from mulegraph.store import Store
+
+    d = tmp_path_factory.mktemp("store") / "s"
+    ingest([REPO / "sample_data" / "transfers.csv"], Store.open(d, create=True), mapping=REPO / "sample_data" / "mapping.toml")
+    return d
+
+
+def test_cli_score_writes_file_and_prints_top(tmp_path, store_dir):
+    out = tmp_path / "scores.parquet"
+    res = CliRunner().invoke(app, ["score", "--store", str(store_dir), "--out", str(out), "--top-reasons", "4"])
+    assert res.exit_code == 0, res.output
+    frame = pl.read_parquet(out)
+    assert frame.schema == pl.Schema(SCORE_SCHEMA)
+    assert all(3 <= len(json.loads(t)) <= 4 for t in frame["reasons"])
+    assert "scored" in res.output and frame["account_id"][0] in res.output
+
+
+def test_cli_errors(tmp_path, store_dir):
+    runner = CliRunner()
+    res = runner.invoke(app, ["score", "--store", str(tmp_path / "missing"), "--out", str(tmp_path / "x.parquet")])
+    assert res.exit_code == 2 and "error:" in res.output
+    res = runner.invoke(app, ["score", "--store", str(store_dir), "--out", str(tmp_path / "x.txt")])
+    assert res.exit_code == 2 and "must end in" in res.output
+    res = runner.invoke(app, ["score", "--store", str(store_dir)])
+    assert res.exit_code == 2 and "--out" in res.output
+    res = runner.invoke(app, ["score", "--list-rules"])
+    assert res.exit_code == 0 and "ONE_OFF_SQUARES" in res.output
+
+
+def test_installed_command_runs(tmp_path, store_dir):
+    exe = Path(sys.executable).parent / "mulegraph"
+    out = tmp_path / "scores.json"
+    proc = subprocess.run(
+        [str(exe), "score", "--store", str(store_dir), "--out", str(out), "--window", "14d", "--show", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())
+    assert rows and rows[0]["rank"] == 1
+    assert np.all(np.diff([r["rank"] for r in rows]) == 1)

@@ -20,7 +20,7 @@ import polars as pl
 
 from .errors import InputError
 
-__all__ = ["aggregate_edges", "to_networkx", "neighbourhood", "subgraph_edges", "drop_accounts"]
+__all__ = ["aggregate_edges", "to_networkx", "neighbourhood", "subgraph_edges", "drop_accounts", "shard_with_halo"]
 
 
 def _columns(frame: pl.DataFrame | pl.LazyFrame) -> tuple[str, str, str]:
@@ -131,3 +131,21 @@ def subgraph_edges(edges: pl.DataFrame, seeds: Iterable, hops: int = 1, exclude:
     keep = neighbourhood(edges, seeds, hops, exclude).implode()
     src, dst = edges.columns[0], edges.columns[1]
     return edges.filter(pl.col(src).is_in(keep) & pl.col(dst).is_in(keep))
+
+
+def shard_with_halo(transfers: pl.DataFrame, accounts: Iterable, hops: int = 2, hubs: Iterable = ()) -> pl.DataFrame:
+    """The transfers a shard of ``accounts`` needs: those touching the shard's accounts or any
+    account within ``hops`` undirected non-hub hops of them.
+
+    Pattern features of the shard's accounts computed from these transfers equal the whole-graph
+    values when ``hops >= max(2, chain_cap)`` (``hops = 2`` is enough for cycles up to 5 accounts,
+    scatter-gather and gather-scatter) and the hub list is decided on the whole graph and passed in
+    (``FeatureConfig.hub_accounts``): a hub must not be expanded, and within a shard it may not
+    reach the degree that marks it.
+    """
+    hubs, accounts = list(hubs), list(accounts)
+    edges = aggregate_edges(transfers, exclude=hubs)
+    src, dst, _ = _columns(transfers)
+    own = pl.Series("account", accounts, dtype=transfers.schema[src])
+    keep = pl.concat([neighbourhood(edges, accounts, hops, exclude=hubs), own]).unique().implode()
+    return transfers.filter(pl.col(src).is_in(keep) | pl.col(dst).is_in(keep))

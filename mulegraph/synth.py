@@ -822,8 +822,9 @@ def generate(
     if (all_["t"] >= T).any() or (all_["t"] < 0).any():  # pragma: no cover - guarded by construction
         raise AssertionError("planted transfer outside the period")
 
-    # time order; ties keep their (deterministic) construction order
-    order = np.argsort(all_["t"] * n_accounts + all_["src"], kind="stable")
+    # time order; ties keep their (deterministic) construction order: the key is unique
+    n_all = all_["t"].shape[0]
+    order = np.argsort(all_["t"] * max(n_all, 1) + np.arange(n_all, dtype=np.int64))
     all_ = {k: v[order] for k, v in all_.items()}
     n = order.shape[0]
     start_us = int(start_dt.timestamp()) * 1_000_000
@@ -916,29 +917,31 @@ def mapping_toml() -> str:
 
 def _export_frame(data: SynthData) -> pl.DataFrame:
     tr = data.transfers
-    country = data.accounts.select("account_id", "country")
-    memo = (
-        pl.when(pl.col("channel") == "SALARY").then(pl.format("Salary {}", pl.col("ts").dt.to_string("%m/%Y")))
-        .when(pl.col("channel") == "DIRECT_DEBIT").then(pl.format("Direct debit; mandate {}", pl.col("txn_id").str.slice(-6)))
-        .when(pl.col("channel") == "CARD").then(pl.lit("Card payment, POS"))
-        .when(pl.col("channel") == "CASH").then(pl.lit("ATM withdrawal"))
-        .otherwise(pl.format("Ref \"{}\"", pl.col("txn_id").str.slice(-5)))
+    # free text a mapping must drop: with the separator and quotes, so CSV quoting is exercised
+    memo = pl.col("channel").replace_strict(
+        {
+            "SALARY": "Salary; monthly pay",
+            "DIRECT_DEBIT": "Direct debit; mandate",
+            "CARD": "Card payment, POS",
+            "CASH": "ATM withdrawal",
+            "TRANSFER": 'Payment "ref"; thank you',
+            "INSTANT": 'Instant payment "ref"',
+        },
+        default="",
+        return_dtype=pl.String,
     )
-    return (
-        tr.join(country.rename({"account_id": "src_account", "country": "Debtor Country"}), on="src_account", how="left")
-        .join(country.rename({"account_id": "dst_account", "country": "Creditor Country"}), on="dst_account", how="left")
-        .select(
-            pl.col("txn_id").alias("Transaction Reference"),
-            pl.col("ts").dt.to_string(_EXPORT_TS_FORMAT).alias("Booking Date"),
-            pl.col("src_account").alias("Debtor IBAN"),
-            pl.col("dst_account").alias("Creditor IBAN"),
-            (pl.col("amount") * 100).round(0).cast(pl.Int64).alias("Amount (minor units)"),
-            pl.col("currency").alias("Currency"),
-            pl.col("channel").alias("Payment Type"),
-            pl.col("Debtor Country"),
-            pl.col("Creditor Country"),
-            memo.alias("Remittance Information"),
-        )
+    # account ids start with their country code (IBAN style)
+    return tr.select(
+        pl.col("txn_id").alias("Transaction Reference"),
+        pl.col("ts").dt.to_string(_EXPORT_TS_FORMAT).alias("Booking Date"),
+        pl.col("src_account").alias("Debtor IBAN"),
+        pl.col("dst_account").alias("Creditor IBAN"),
+        (pl.col("amount") * 100).round(0).cast(pl.Int64).alias("Amount (minor units)"),
+        pl.col("currency").alias("Currency"),
+        pl.col("channel").alias("Payment Type"),
+        pl.col("src_account").str.slice(0, 2).alias("Debtor Country"),
+        pl.col("dst_account").str.slice(0, 2).alias("Creditor Country"),
+        memo.alias("Remittance Information"),
     )
 
 

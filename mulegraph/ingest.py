@@ -41,6 +41,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import shutil
 import zlib
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from .errors import InputError, NothingNewError
+from .errors import InputError, MappingError, NothingNewError
 from .mapping import Mapping, dedupe_header, load_mapping
 from .schema import OPTIONAL_SCHEMA, TRANSFER_COLUMNS
 from .store import STORE_SCHEMA, Store, write_parquet_atomic
@@ -208,6 +209,10 @@ def _kind(path: Path, shown: Path) -> str:
         return "parquet"
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
+    if shown.name.lower().endswith((".parquet", ".pq")):
+        raise InputError(f"'{shown}' is named like a Parquet file but is not one; export it again.")
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        raise InputError(f"'{shown}' is an HTML page, not an export (a failed download?); fetch the export again.")
     if head.startswith(b"PK\x03\x04"):
         raise InputError(f"'{shown}' is a ZIP or Excel file, not CSV or Parquet; save it as CSV and retry.")
     if b"\x00" in head:
@@ -565,7 +570,15 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
     ingest_id = store.next_ingest_id(sha)
     staged = store.staging_dir(ingest_id)
     exp = read_export(path, mapping, staged)
-    m = mapping.resolve(exp.header, str(path))
+    try:
+        m = mapping.resolve(exp.header, str(path))
+    except MappingError:
+        if exp.kind == "csv" and _looks_like_data(exp.header):
+            raise MappingError(
+                f"'{path}' seems to have no header row (its first line looks like data); add a header "
+                "naming the columns and retry."
+            ) from None
+        raise
     _report_progress(progress, "read", path)
     try:
         parsed = canonicalize(exp, m).collect(engine="streaming")
@@ -648,6 +661,11 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
     store.commit(entry, staged, hook=_stage)
     labels = _labels_frame(good, m) if m.labels else None
     return entry, accounts.to_frame("a"), labels
+
+
+def _looks_like_data(header: list[str]) -> bool:
+    """True when a 'header' holds dates or numbers, i.e. the file probably starts with data."""
+    return any(re.fullmatch(r"\d{4}-\d{2}-\d{2}.*|[-+]?\d+([.,]\d+)?", h) for h in header)
 
 
 def _report_progress(progress, stage: str, path: Path) -> None:

@@ -138,8 +138,9 @@ def shard_with_halo(transfers: pl.DataFrame, accounts: Iterable, hops: int = 2, 
     account within ``hops`` undirected non-hub hops of them.
 
     Pattern features of the shard's accounts computed from these transfers equal the whole-graph
-    values when ``hops >= max(2, chain_cap)`` (``hops = 2`` is enough for cycles up to 5 accounts,
-    scatter-gather and gather-scatter) and the hub list is decided on the whole graph and passed in
+    values when ``hops >= max(2, chain_cap - 1)``: transfers touching every account within ``h``
+    hops include every transfer between accounts within ``h + 1`` hops, so ``hops = 2`` covers cycles
+    of up to 5 accounts, scatter-gather and gather-scatter, and ``chain_cap - 1`` covers chains and the hub list is decided on the whole graph and passed in
     (``FeatureConfig.hub_accounts``): a hub must not be expanded, and within a shard it may not
     reach the degree that marks it.
     """

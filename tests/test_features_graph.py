@@ -259,7 +259,7 @@ def test_shard_with_halo_gives_whole_graph_pattern_values(rows, shard):
     from mulegraph.features import compute_features
     from mulegraph.graph import shard_with_halo
 
-    cfg = FeatureConfig(cycle_window="2d", chain_cap=2, hub_accounts=("G",))
+    cfg = FeatureConfig(cycle_window="2d", chain_cap=3, hub_accounts=("G",))
     tx = frame(rows)
     whole = compute_features(tx, cfg, families=["patterns"])
     part_tx = shard_with_halo(tx, shard, hops=2, hubs=["G"])
@@ -267,3 +267,14 @@ def test_shard_with_halo_gives_whole_graph_pattern_values(rows, shard):
     part = compute_features(part_tx, cfg, families=["patterns"], accounts=present)
     want = whole.filter(pl.col("account_id").is_in(present)).sort("account_id")
     assert part.sort("account_id").equals(want)
+
+
+def test_halo_of_one_hop_misses_a_five_cycle():
+    from mulegraph.features import compute_features
+    from mulegraph.graph import shard_with_halo
+
+    ring = frame([("A", "B", 0, 100), ("B", "C", 10, 99), ("C", "D", 20, 98), ("D", "E", 30, 97), ("E", "A", 40, 96)])
+    cfg = FeatureConfig()
+    near = compute_features(shard_with_halo(ring, ["A"], hops=1), cfg, families=["patterns"], accounts=["A"])
+    full = compute_features(shard_with_halo(ring, ["A"], hops=2), cfg, families=["patterns"], accounts=["A"])
+    assert near["cycle_count"].to_list() == [0] and full["cycle_count"].to_list() == [1]

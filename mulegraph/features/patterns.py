@@ -36,10 +36,13 @@ bucket apart. 3- and 4-cycles close the 2-path table with one more join on both 
 middle); 5-cycles join a 3-hop prefix with a 2-hop suffix, partitioned by start account so memory
 stays bounded.
 
-Shards: every pattern through an account lies within two undirected non-hub hops of it (a chain
-up to ``chain_cap`` hops), so a shard gives the whole-graph values when it is computed from the
-transfers touching the shard's accounts and their 2-hop non-hub halo (``chain_cap`` hops for
-chains), with the hub list decided globally; outputs are then kept for the shard's own accounts.
+Shards: every account of a cycle (<= 5 accounts), scatter-gather or gather-scatter through an
+account lies within two undirected non-hub hops of it, and a chain counted up to ``chain_cap``
+transfers on each side within ``chain_cap`` hops. A shard therefore gives the whole-graph values
+when it is computed from the transfers touching its accounts and their non-hub halo of
+``max(2, chain_cap - 1)`` hops (:func:`mulegraph.graph.shard_with_halo`), with the hub list decided
+on the whole graph and passed in; outputs are then kept for the shard's own accounts. A test checks
+this equality.
 """
 
 from __future__ import annotations

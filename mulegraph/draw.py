@@ -199,7 +199,7 @@ def draw_graph(graph: nx.Graph, *, ax=None, title: str | None = None, seed: int 
         Line2D([], [], marker="o", ls="", color="white", markeredgecolor="black", markeredgewidth=2.5, label="investigated account"),
         Line2D([], [], color="#4a6fa5", lw=3, label="transfers (width ~ value)"),
     ]
-    ax.legend(handles=handles, loc="lower left", fontsize=7, frameon=False)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=7, frameon=False)
     return fig
 
 

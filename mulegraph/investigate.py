@@ -351,14 +351,22 @@ class Investigation:
         run: str | os.PathLike | pl.DataFrame | None = None,
         *,
         config: FeatureConfig | Config | None = None,
+        in_memory: bool = False,
     ) -> "Investigation":
-        """Open a store (a path or a ``Store``) and optionally a run folder or scores file."""
+        """Open a store (a path or a ``Store``) and optionally a run folder or scores file.
+
+        Each question scans the store's Parquet files with a filter; ``in_memory=True`` reads the
+        transfers once instead (faster for many questions, at the cost of the memory they take).
+        """
         if isinstance(store, (str, os.PathLike)):
             from .store import Store  # imported here: the store module is optional for frame-only use
 
             store = Store.open(store)
         if hasattr(store, "scan"):
             lf = store.scan()
+            if in_memory:
+                keep = [c for c in (*_TX, "currency", "channel") if c in lf.collect_schema().names()]
+                lf = lf.select(keep).collect().lazy()
         elif hasattr(store, "transfers"):
             lf = store.transfers().lazy()
         else:
@@ -701,6 +709,7 @@ class Investigation:
         rows = [prev.with_columns(pl.lit(1, pl.Int32).alias("hop"))]
         link_rows: list[pl.DataFrame] = []
         cache: dict[str, tuple[int, pl.DataFrame]] = {}
+        seen: list[pl.DataFrame] = []  # the transfers read for the ledgers; the next hop's come from here
         expanded: set[str] = {account}
         for k in range(2, hops + 1):
             if prev.height == 0:
@@ -716,7 +725,7 @@ class Investigation:
                 (pl.col("tmax") + w_us) if fwd else pl.col("tmax")
             ).rename({"tmax": "bound"})
             expanded.update(keep)
-            links = self._links(lf, at, w, alloc, cache)
+            links = self._links(lf, at, w, alloc, cache, seen)
             if fwd:
                 step = prev.select(pl.col("txn_id").alias("in_txn"), (pl.col("traced") / pl.col("amount")).alias("f")).join(
                     links, on="in_txn", how="inner")
@@ -733,7 +742,7 @@ class Investigation:
             if agg.height == 0:
                 break
             tids = agg[tgt].to_list()
-            tx = lf.filter(pl.col("txn_id").is_in(tids)).select(_TX).collect().unique("txn_id", keep="first")
+            tx = pl.concat(seen).filter(pl.col("txn_id").is_in(tids)).select(_TX).unique("txn_id", keep="first")
             nxt = tx.join(agg.rename({tgt: "txn_id"}), on="txn_id", how="inner").with_columns(
                 pl.col("ts").dt.epoch("us").alias("t")
             )
@@ -755,7 +764,7 @@ class Investigation:
                      transfers=transfers.sort(["hop", "ts", "txn_id"]), links=links_df, accounts=accounts, window=win)
 
     def _links(self, lf: pl.LazyFrame, at: pl.DataFrame, within: timedelta, alloc: str,
-               cache: dict[str, tuple[int, pl.DataFrame]]) -> pl.DataFrame:
+               cache: dict[str, tuple[int, pl.DataFrame]], seen: list[pl.DataFrame]) -> pl.DataFrame:
         """Ledger links of the accounts in ``at`` (``acc``, ``bound``), from the window start to
         their bound (epoch us), reusing cached ledgers that already reach far enough."""
         todo = [
@@ -767,8 +776,9 @@ class Investigation:
             top = need["bound"].max()
             sel = lf.filter(
                 (pl.col("src_account").is_in(accs) | pl.col("dst_account").is_in(accs))
-                & (pl.col("ts").dt.epoch("us") <= top)
-            ).select("txn_id", pl.col("ts").dt.epoch("us").alias("t"), "src_account", "dst_account", "amount").collect()
+                & (pl.col("ts") <= pl.lit(top, pl.Int64).cast(pl.Datetime("us", "UTC")))
+            ).select(*_TX, pl.col("ts").dt.epoch("us").alias("t")).collect()
+            seen.append(sel.select(_TX))
             ev = pl.concat([
                 sel.select(pl.col("dst_account").alias("acc"), "txn_id", "t", "amount", pl.lit(True).alias("is_in")),
                 sel.select(pl.col("src_account").alias("acc"), "txn_id", "t", "amount", pl.lit(False).alias("is_in")),
@@ -831,6 +841,7 @@ def _parse_reasons(text: Any) -> list[dict]:
 
 
 def open_investigation(store: Any, run: str | os.PathLike | pl.DataFrame | None = None, *,
-                       config: FeatureConfig | Config | None = None) -> Investigation:
-    """Open a store (path or ``Store``) and optionally a run folder or scores file for investigation."""
-    return Investigation.open(store, run, config=config)
+                       config: FeatureConfig | Config | None = None, in_memory: bool = False) -> Investigation:
+    """Open a store (path or ``Store``) and optionally a run folder or scores file for investigation
+    (see :meth:`Investigation.open`)."""
+    return Investigation.open(store, run, config=config, in_memory=in_memory)

@@ -244,8 +244,11 @@ def test_open_store_and_record_decision(tmp_path):
     sf.write_parquet(tmp_path / "scores.parquet")
     inv = open_investigation(tmp_path / "store", run=tmp_path / "scores.parquet")
     assert inv.account_summary("B").n_out == 3
-    tr = inv.trace("A", hops=2)
+    tr = inv.trace("A", hops=3)
     assert tr.traced_by_hop()[1] == pytest.approx(100.0)
+    mem = open_investigation(tmp_path / "store", in_memory=True)
+    assert mem.trace("A", hops=3).to_frame().equals(tr.to_frame())
+    assert mem.timeline("B").equals(inv.timeline("B"))
     inv.record_decision("B", "confirmed", note="seen the chain")
     dec = Store.open(tmp_path / "store").decisions()
     assert dec["account_id"].to_list() == ["B"] and dec["decision"].to_list() == ["confirmed"]

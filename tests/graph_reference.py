@@ -42,7 +42,7 @@ def ref_cycles(p, w, max_len, low):
     for r in tx:
         on_pair[(r[1], r[2])].append(r)
     g = nx.DiGraph(list(on_pair))
-    count, value, consistent = defaultdict(int), defaultdict(float), defaultdict(int)
+    count, value, consistent, long = defaultdict(int), defaultdict(float), defaultdict(int), defaultdict(int)
     for nodes in nx.simple_cycles(g, length_bound=max_len):
         k = len(nodes)
         hops = [on_pair[(nodes[i], nodes[(i + 1) % k])] for i in range(k)]
@@ -62,7 +62,9 @@ def ref_cycles(p, w, max_len, low):
                 count[n] += 1
                 value[n] += min(amounts)
                 consistent[n] += ok
-    return dict(count), dict(value), {k: v for k, v in consistent.items() if v}
+                long[n] += k >= 3
+    nonzero = lambda d: {a: b for a, b in d.items() if b}  # noqa: E731
+    return dict(count), dict(value), nonzero(consistent), nonzero(long)
 
 
 def _two_paths(tx, w):

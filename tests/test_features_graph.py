@@ -71,6 +71,7 @@ def test_three_cycle_with_increasing_times_is_found():
     assert by_account(p, out, "cycle_count") == {"A": 1, "B": 1, "C": 1}
     assert by_account(p, out, "cycle_value") == {"A": 90.0, "B": 90.0, "C": 90.0}
     assert by_account(p, out, "cycle_count_consistent") == {"A": 1, "B": 1, "C": 1}
+    assert by_account(p, out, "cycle_long_count") == {"A": 1, "B": 1, "C": 1}
 
 
 def test_three_cycle_whose_times_do_not_increase_is_not_found():
@@ -104,6 +105,9 @@ def test_five_cycle_and_parallel_transfers():
     ring = [("A", "B", 0, 100), ("B", "C", 10, 99), ("C", "D", 20, 98), ("D", "E", 30, 97), ("E", "A", 40, 96)]
     p = prep(ring + [("C", "D", 25, 98)])  # a parallel hop gives a second cycle
     assert by_account(p, patterns.compute(p), "cycle_count") == {k: 2 for k in "ABCDE"}
+    p = prep([("A", "B", 0, 100), ("B", "A", 10, 99)])
+    out = patterns.compute(p)
+    assert by_account(p, out, "cycle_count") == {"A": 1, "B": 1} and by_account(p, out, "cycle_long_count") == {}
     p = prep(ring, max_cycle_length=4)
     assert by_account(p, patterns.compute(p), "cycle_count") == {}
 
@@ -160,12 +164,13 @@ def test_patterns_match_reference(rows, with_hub):
     p = prep(rows, **cfg)
     out = patterns.compute(p)
     w = 2 * DAY
-    count, value, consistent = ref_cycles(p, w, 5, 0.8)
+    count, value, consistent, long = ref_cycles(p, w, 5, 0.8)
     assert by_account(p, out, "cycle_count") == named(p, count)
     got = by_account(p, out, "cycle_value")
     want = named(p, value)
     assert got.keys() == want.keys() and all(math.isclose(got[k], want[k]) for k in got)
     assert by_account(p, out, "cycle_count_consistent") == named(p, consistent)
+    assert by_account(p, out, "cycle_long_count") == named(p, long)
     src, mid, tgt = ref_scatter_gather(p, w)
     assert by_account(p, out, "sg_count") == named(p, src)
     assert by_account(p, out, "sg_mid_count") == named(p, mid)

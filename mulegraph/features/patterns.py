@@ -15,7 +15,9 @@ Features (per account; ``null`` for hubs, ``0`` for an account that is in no pat
   drop in time around the cycle; when all its times are equal, the one with the lowest row). The
   value of a cycle is its smallest transfer amount (what went all the way round);
   ``cycle_count_consistent`` counts cycles in which every hop carries between
-  ``pattern_keep_low`` and 1.0 times the previous hop's amount (money passed on less a fee).
+  ``pattern_keep_low`` and 1.0 times the previous hop's amount (money passed on less a fee), and
+  ``cycle_long_count`` those through three or more accounts (two-account cycles are common among
+  people who pay each other back).
 * ``sg_count`` (as the source), ``sg_mid_count`` (as an intermediary), ``sg_target_count`` (as
   the target), ``sg_role_count`` (their sum): scatter-gather, a pair ``(s, d)`` joined by
   time-respecting 2-hop paths ``s -> m -> d`` (each within ``W``) through at least two distinct
@@ -66,6 +68,8 @@ FEATURES = [
                 "{value:,.0f} moved round time-respecting cycles"),
     FeatureSpec("cycle_count_consistent", FAMILY, "cycles in which each hop passes on 80-100% of the previous amount", "count", 1,
                 "part of {value:.0f} cycles that pass the same money on, less a fee"),
+    FeatureSpec("cycle_long_count", FAMILY, "time-respecting cycles of 3 or more accounts through the account", "count", 1,
+                "part of {value:.0f} time-respecting cycles through three or more accounts"),
     FeatureSpec("sg_count", FAMILY, "scatter-gather pairs where the account is the source (>=2 intermediaries to one target)", "count", 1,
                 "scatters money through intermediaries that gather it again ({value:.0f} times)"),
     FeatureSpec("sg_mid_count", FAMILY, "scatter-gather pairs where the account is an intermediary", "count", 1,
@@ -152,20 +156,22 @@ def _consistent(amounts: list[str], low: float) -> pl.Expr:
 
 
 def _cycle_rows(df: pl.DataFrame, nodes: list[str], amounts: list[str], low: float) -> pl.DataFrame:
-    """One row per (cycle, account): ``node``, ``value`` (smallest amount), ``consistent``."""
+    """One row per (cycle, account): ``node``, ``value`` (smallest amount), ``consistent``, ``k``."""
     if df.height == 0:
-        return pl.DataFrame(schema={"node": _U32, "value": pl.Float64, "consistent": pl.Boolean})
+        return pl.DataFrame(schema={"node": _U32, "value": pl.Float64, "consistent": pl.Boolean, "k": pl.Int8})
     cyc = df.select(
         *nodes,
         pl.min_horizontal(*amounts).alias("value"),
         _consistent(amounts, low).alias("consistent"),
+        pl.lit(len(nodes), pl.Int8).alias("k"),
     )
-    return pl.concat([cyc.select(pl.col(n).alias("node"), "value", "consistent") for n in nodes])
+    return pl.concat([cyc.select(pl.col(n).alias("node"), "value", "consistent", "k") for n in nodes])
 
 
 def enumerate_cycles(e: pl.DataFrame, p2: pl.DataFrame, w: int, max_len: int, low: float,
                      max_rows: int = 20_000_000) -> pl.DataFrame:
-    """Per-account cycle totals: ``idx``, ``cycle_count``, ``cycle_value``, ``cycle_count_consistent``.
+    """Per-account cycle totals: ``idx``, ``cycle_count``, ``cycle_value``, ``cycle_count_consistent``,
+    ``cycle_long_count``.
 
     ``e`` are the pattern edges and ``p2`` their 2-hop paths (:func:`two_paths`). ``max_rows``
     bounds the intermediate 3-hop table of the 5-cycle step (it is split by start account).
@@ -199,6 +205,7 @@ def enumerate_cycles(e: pl.DataFrame, p2: pl.DataFrame, w: int, max_len: int, lo
         pl.len().cast(pl.Int64).alias("cycle_count"),
         pl.col("value").sum().alias("cycle_value"),
         pl.col("consistent").sum().cast(pl.Int64).alias("cycle_count_consistent"),
+        (pl.col("k") >= 3).sum().cast(pl.Int64).alias("cycle_long_count"),
     ).rename({"node": "idx"})
 
 

@@ -41,6 +41,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-inv-"))
     store_dir = args.store or work / "store"
+    store_dir.parent.mkdir(parents=True, exist_ok=True)
     labels_path = store_dir.parent / f"{store_dir.name}-labels.parquet"
     if not (store_dir / "manifest.json").exists():
         t = time.perf_counter()

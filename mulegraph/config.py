@@ -77,6 +77,10 @@ class FeatureConfig:
     pattern_keep_low: float = 0.8
     chain_keep_low: float = 0.7
     chain_cap: int = 8
+    #: an account through which more 2-hop paths would pass than this (estimated from counts
+    #: before any join) is left out of pattern search like a hub, so one busy account cannot make
+    #: the search quadratic
+    pattern_max_paths: int = 200_000
 
 
 @dataclass(frozen=True)
@@ -87,10 +91,10 @@ class ModelConfig:
     #: folds for out-of-fold proximity features, settings search and calibration
     cv_folds: int = 5
     #: gradient boosting: candidate tree sizes (chosen by cross-validation) and fixed settings
-    max_leaf_nodes: tuple[int, ...] = (7, 15, 31)
-    learning_rate: float = 0.05
+    max_leaf_nodes: tuple[int, ...] = (7, 15)
+    learning_rate: float = 0.1
     #: most boosting rounds; the number used is chosen by cross-validation (checked every 10)
-    max_iter: int = 300
+    max_iter: int = 200
     min_samples_leaf: int = 20
     l2_regularization: float = 1.0
     #: share of features each split may look at (below 1 adds randomness from random_state)

@@ -283,3 +283,21 @@ def test_halo_of_one_hop_misses_a_five_cycle():
     near = compute_features(shard_with_halo(ring, ["A"], hops=1), cfg, families=["patterns"], accounts=["A"])
     full = compute_features(shard_with_halo(ring, ["A"], hops=2), cfg, families=["patterns"], accounts=["A"])
     assert near["cycle_count"].to_list() == [0] and full["cycle_count"].to_list() == [1]
+
+
+def test_busy_account_is_left_out_like_a_hub():
+    # M is paid by five accounts and pays five others within a day: 25 two-hop pairs through it
+    rows = [(f"I{i}", "M", i, 100) for i in range(5)] + [("M", f"O{i}", 10 + i, 90) for i in range(5)]
+    rows += [("A", "B", 0, 100), ("B", "C", 5, 95), ("C", "A", 9, 90), ("I0", "A", 1, 50), ("A", "I0", 2, 45)]
+    capped = prep(rows, pattern_max_paths=20)
+    out = patterns.compute(capped)
+    as_hub = prep(rows, hub_accounts=("M",))
+    ref = patterns.compute(as_hub)
+    assert out.equals(ref)
+    assert by_account(capped, out, "gs_count") == {}  # only M had a gather-scatter
+    assert by_account(capped, out, "cycle_count") == {"A": 2, "B": 1, "C": 1, "I0": 1}
+    uncapped = prep(rows)
+    assert by_account(uncapped, patterns.compute(uncapped), "gs_count") == {"M": 25}
+    assert patterns.busy_accounts(patterns.pattern_edges(capped), 7 * DAY, 20).to_list() == [
+        capped.accounts.filter(pl.col("account_id") == "M")["idx"].item()
+    ]

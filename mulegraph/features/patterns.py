@@ -6,7 +6,7 @@ transfer ``v -> w`` at ``t2`` with ``t1 <= t2 <= t1 + W`` (``W`` = ``FeatureConf
 because some exports carry whole days only; the transfer order (``row``) is only a tie-break that
 keeps each cycle counted once.
 
-Features (per account; ``null`` for hubs, ``0`` for an account that is in no pattern):
+Features (per account; ``null`` for hubs and busy accounts, ``0`` for an account in no pattern):
 
 * ``cycle_count``, ``cycle_value``: simple cycles of 2..``max_cycle_length`` distinct accounts
   through the account whose transfers are non-decreasing in time, all within ``W`` of the first
@@ -31,8 +31,10 @@ Features (per account; ``null`` for hubs, ``0`` for an account that is in no pat
   each side counted up to ``chain_cap`` transfers; ``0`` when the account makes no such hop).
 
 Hubs (``Prepared.accounts.is_hub``): every transfer touching a hub is left out of pattern search,
-so a hub is never a node of a pattern and cannot make the search quadratic; the largest middle
-node has at most ``hub_degree`` counterparties. The 2-hop path table is built by one equi-join on
+so a hub is never a node of a pattern. A non-hub account through which more than
+``pattern_max_paths`` 2-hop pairs would be formed (counted per time bucket before any join, see
+:func:`busy_accounts`) is treated the same way and also gets ``null``: the 2-path work per account
+is bounded, so no single account makes the search quadratic. The 2-hop path table is built by one equi-join on
 (middle account, time bucket of width ``W``), which never forms the pairs that are more than one
 bucket apart. 3- and 4-cycles close the 2-path table with one more join on both ends (meet in the
 middle); 5-cycles join a 3-hop prefix with a 2-hop suffix, partitioned by start account so memory
@@ -57,7 +59,7 @@ from ..window import parse_duration
 from .prepare import Prepared
 from .registry import FeatureSpec, register
 
-__all__ = ["compute", "pattern_edges", "two_paths", "enumerate_cycles", "chain_depths", "FEATURES"]
+__all__ = ["compute", "pattern_edges", "busy_accounts", "two_paths", "enumerate_cycles", "chain_depths", "FEATURES"]
 
 FAMILY = "patterns"
 
@@ -113,6 +115,22 @@ def pattern_edges(p: Prepared) -> pl.DataFrame:
     )
     p.extra["pattern_edges"] = e
     return e
+
+
+def busy_accounts(e: pl.DataFrame, w: int, cap: int) -> pl.Series:
+    """Accounts through which more than ``cap`` time-bucketed 2-hop pairs would pass.
+
+    For each account, sums over time buckets ``b`` (width ``w``) of outbound(b) x (inbound(b) +
+    inbound(b - 1)): exactly the pairs the 2-path join forms before its time filter, so it bounds
+    the join's work per account. Computed from counts only.
+    """
+    if e.height == 0:
+        return pl.Series("idx", [], dtype=_U32)
+    inb = e.group_by(pl.col("d").alias("v"), (pl.col("t") // w).alias("b")).agg(pl.len().cast(pl.Int64).alias("n_in"))
+    both = pl.concat([inb, inb.with_columns(pl.col("b") + 1)]).group_by("v", "b").agg(pl.col("n_in").sum())
+    out = e.group_by(pl.col("s").alias("v"), (pl.col("t") // w).alias("b")).agg(pl.len().cast(pl.Int64).alias("n_out"))
+    est = out.join(both, on=["v", "b"]).group_by("v").agg((pl.col("n_out") * pl.col("n_in")).sum().alias("pairs"))
+    return est.filter(pl.col("pairs") > cap)["v"].rename("idx").sort()
 
 
 def two_paths(e: pl.DataFrame, w: int) -> pl.DataFrame:
@@ -310,6 +328,10 @@ def compute(p: Prepared) -> pl.DataFrame:
     cfg = p.config
     w = int(parse_duration(cfg.cycle_window, name="cycle_window").total_seconds())
     e = pattern_edges(p)
+    busy = busy_accounts(e, w, cfg.pattern_max_paths)
+    if busy.len():
+        b = busy.implode()
+        e = e.filter(~pl.col("s").is_in(b) & ~pl.col("d").is_in(b))
     p2 = two_paths(e, w)
     cycles = enumerate_cycles(e, p2, w, cfg.max_cycle_length, cfg.pattern_keep_low)
     p3 = p2.filter(pl.col("c") != pl.col("a"))
@@ -324,6 +346,7 @@ def compute(p: Prepared) -> pl.DataFrame:
         (pl.col("sg_count").fill_null(0) + pl.col("sg_mid_count").fill_null(0) + pl.col("sg_target_count").fill_null(0)).alias("sg_role_count")
     )
     zero = {"cycle_value": 0.0}
+    out = out.with_columns(pl.col("is_hub") | pl.col("idx").is_in(busy.implode()))
     return out.select(
         "idx",
         *[

@@ -339,3 +339,24 @@ def test_cli_trace_and_show(tmp_path):
     assert res.exit_code == 2
     res = runner.invoke(app, ["trace", "A", "--store", str(tmp_path / "nostore"), "--out", str(tmp_path / "x.png")])
     assert res.exit_code == 2
+
+
+def test_installed_command_runs(tmp_path):
+    import subprocess
+    import sys
+
+    from mulegraph.ingest import ingest
+
+    src = tmp_path / "export.parquet"
+    frame(ROWS).write_parquet(src)
+    ingest([src], tmp_path / "store")
+    out = tmp_path / "trail.gexf"
+    res = subprocess.run(
+        [sys.executable, "-m", "mulegraph", "trace", "A", "--store", str(tmp_path / "store"), "--hops", "2", "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "wrote" in res.stdout and out.is_file()
+    res = subprocess.run([sys.executable, "-m", "mulegraph", "show", "NOT-THERE", "--store", str(tmp_path / "store")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "NOT-THERE" not in res.stderr and res.stderr.startswith("error:")

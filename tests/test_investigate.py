@@ -341,6 +341,7 @@ def test_cli_trace_and_show(tmp_path):
     assert res.exit_code == 2
 
 
+@pytest.mark.slow
 def test_installed_command_runs(tmp_path):
     import subprocess
     import sys

@@ -301,3 +301,18 @@ def test_busy_account_is_left_out_like_a_hub():
     assert patterns.busy_accounts(patterns.pattern_edges(capped), 7 * DAY, 20).to_list() == [
         capped.accounts.filter(pl.col("account_id") == "M")["idx"].item()
     ]
+
+
+@pytest.mark.parametrize(
+    "rows, hubs",
+    [([], ()), ([("A", "A", 0, 5)], ()), ([("A", "B", 0, 5), ("B", "A", 1, 5)], ("A", "B"))],
+)
+def test_graph_families_on_empty_self_only_and_all_hub_input(rows, hubs):
+    from mulegraph.features import compute_features
+
+    out = compute_features(frame(rows), FeatureConfig(hub_accounts=hubs), families=["patterns", "network"])
+    assert out.height == len({r[0] for r in rows} | {r[1] for r in rows})
+    names = [s.name for s in patterns.FEATURES + network.FEATURES]
+    assert set(names) <= set(out.columns)
+    if hubs:
+        assert out.select(names).null_count().row(0) == (out.height,) * len(names)

@@ -151,6 +151,27 @@ def _direction(feature: str) -> int:
     return 1 if spec is None else int(spec.direction)
 
 
+def _choose_long(
+    strength: np.ndarray, unusual: np.ndarray, n_reasons: int, min_reasons: int, min_unusual: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised reason choice: (row, signal) index pairs, rows ascending, strongest first."""
+    n, k = strength.shape
+    if k == 0 or n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    s = np.where(np.isnan(strength), -np.inf, strength)
+    order = np.argsort(-s, axis=1, kind="stable")
+    rows = np.arange(n)[:, None]
+    has = np.isfinite(s[rows, order])
+    good = has & (np.nan_to_num(unusual[rows, order], nan=-1.0) >= min_unusual)
+    take_good = good & (np.cumsum(good, axis=1) <= n_reasons)
+    n_good = take_good.sum(axis=1)
+    need = np.maximum(min_reasons - n_good, 0)
+    filler = has & ~good
+    take_fill = filler & (np.cumsum(filler, axis=1) <= need[:, None])
+    r, pos = np.nonzero(take_good | take_fill)
+    return r.astype(np.int64), order[r, pos].astype(np.int64)
+
+
 def choose_reasons(
     strength: np.ndarray, unusual: np.ndarray, *, n_reasons: int = 5, min_reasons: int = 3, min_unusual: float = 0.5
 ) -> list[list[int]]:
@@ -160,26 +181,10 @@ def choose_reasons(
     ``n_reasons`` qualifying ones are taken, and when fewer than ``min_reasons`` qualify the list is
     filled up with the next strongest signals that have a value.
     """
-    n, k = strength.shape
-    if k == 0:
-        return [[] for _ in range(n)]
-    s = np.where(np.isnan(strength), -np.inf, strength)
-    order = np.argsort(-s, axis=1, kind="stable")
-    top = min(k, max(n_reasons, min_reasons))
-    order = order[:, :top]
-    rows = np.arange(n)[:, None]
-    has = np.isfinite(s[rows, order])
-    good = has & (np.nan_to_num(unusual[rows, order], nan=-1.0) >= min_unusual)
-    # qualifying first (stable), then filler with a value
-    out: list[list[int]] = []
-    for i in range(n):
-        chosen = [int(j) for j, g in zip(order[i], good[i]) if g][:n_reasons]
-        if len(chosen) < min_reasons:
-            extra = [int(j) for j, h, g in zip(order[i], has[i], good[i]) if h and not g]
-            chosen += extra[: min_reasons - len(chosen)]
-            pos = {j: p for p, j in enumerate(order[i])}
-            chosen.sort(key=lambda j: pos[j])
-        out.append(chosen)
+    rows, sig = _choose_long(strength, unusual, n_reasons, min_reasons, min_unusual)
+    out: list[list[int]] = [[] for _ in range(strength.shape[0])]
+    for r, j in zip(rows.tolist(), sig.tolist()):
+        out[r].append(j)
     return out
 
 
@@ -415,10 +420,30 @@ def _evidence_many(
     return out
 
 
-def _json_num(v: float | None) -> float | None:
-    if v is None or not math.isfinite(v):
-        return None
-    return float(f"{v:.6g}")
+def _texts(feature: str, values: np.ndarray, unusual: np.ndarray) -> list[str]:
+    """:func:`reason_text` for many values of one feature (the template is looked up once).
+
+    Templates are formatted with ``value`` only; one that needs more falls back to the description.
+    """
+    spec = REGISTRY.get(feature)
+    word = "lower" if spec is not None and spec.direction < 0 else "higher"
+    template = spec.reason if spec is not None else None
+    desc = spec.description if spec is not None else feature.replace("_", " ")
+    unit = spec.unit if spec is not None else ""
+    out = []
+    for v, u in zip(values.tolist(), unusual.tolist()):
+        head = None
+        if template is not None and math.isfinite(v):
+            try:
+                head = template.format(value=v)
+            except (KeyError, ValueError, IndexError, TypeError):
+                head = None
+        if head is None:
+            head = f"{desc}: {_fmt_value(v if math.isfinite(v) else None, unit)}"
+        if math.isfinite(u):
+            head = f"{head}; {word} than {_floor_pct(u)} of accounts"
+        out.append(head)
+    return out
 
 
 def explain(
@@ -445,45 +470,79 @@ def explain(
             seen[s.feature] = s
     sigs = list(seen.values())
     cols = [s.feature for s in sigs]
+    n = features.height
     raw = _as_float(features, cols)
     pct = np.column_stack([_column_percentile(raw[:, j]) for j in range(len(cols))]) if cols else raw
-    unusual = (
-        np.column_stack([directional(raw[:, j], _direction(c)) for j, c in enumerate(cols)]) if cols else raw
-    )
+    unusual = np.column_stack([directional(raw[:, j], _direction(c)) for j, c in enumerate(cols)]) if cols else raw
     weights = np.array([s.weight for s in sigs], dtype=np.float64)
     strength = unusual * weights[None, :] if cols else unusual
-    chosen = choose_reasons(strength, unusual, n_reasons=n_reasons, min_reasons=min_reasons)
+    rows, sig = _choose_long(strength, unusual, n_reasons, min_reasons, 0.5)
 
-    ids = features["account_id"].to_list()
-    ev: dict[str, dict[str, list[str]]] = {}
-    if prepared is not None and evidence_top > 0 and order is not None:
+    texts = np.empty(rows.size, dtype=object)
+    for j, c in enumerate(cols):
+        m = sig == j
+        if m.any():
+            r = rows[m]
+            texts[m] = _texts(c, raw[r, j], unusual[r, j])
+
+    ids = features["account_id"]
+    long = pl.DataFrame(
+        {
+            "row": rows,
+            "code": [sigs[j].code for j in sig.tolist()],
+            "feature": [cols[j] for j in sig.tolist()],
+            "text": texts.tolist(),
+            "value": raw[rows, sig] if rows.size else np.zeros(0),
+            "percentile": pct[rows, sig] if rows.size else np.zeros(0),
+        },
+        schema={"row": pl.Int64, "code": pl.String, "feature": pl.String, "text": pl.String, "value": pl.Float64, "percentile": pl.Float64},
+    )
+    family = pl.DataFrame(
+        {"feature": cols, "family": [REGISTRY[c].family if c in REGISTRY else None for c in cols]},
+        schema={"feature": pl.String, "family": pl.String},
+    )
+    long = long.with_row_index("_pos").join(family, on="feature", how="left")
+
+    ev_frame = pl.DataFrame(schema={"row": pl.Int64, "feature": pl.String, "txn_ids": pl.List(pl.String)})
+    if prepared is not None and evidence_top > 0 and order is not None and rows.size:
         top = list(order)[:evidence_top]
-        pos = {a: i for i, a in enumerate(ids)}
-        needed = sorted({cols[j] for a in top if a in pos for j in chosen[pos[a]]})
-        if top and needed:
+        pos = pl.DataFrame({"account_id": ids}).with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+        top_rows = pos.filter(pl.col("account_id").is_in(top))
+        wanted = long.join(top_rows.select("row"), on="row", how="semi")
+        needed = sorted(set(wanted["feature"].to_list()))
+        if needed:
             ev = _evidence_many(prepared, top, needed, features=features, max_txn_ids=max_txn_ids, config=prepared.config)
-        top_set = set(top)
-    else:
-        top_set = set()
-
-    texts = []
-    for i, acc in enumerate(ids):
-        reasons = []
-        context = {c: raw[i, j] for j, c in enumerate(cols)}
-        for j in chosen[i]:
-            f = cols[j]
-            spec = REGISTRY.get(f)
-            value = raw[i, j]
-            reasons.append(
-                {
-                    "code": sigs[j].code,
-                    "feature": f,
-                    "family": spec.family if spec else None,
-                    "text": reason_text(f, None if math.isnan(value) else float(value), unusual[i, j], context),
-                    "value": _json_num(float(value)),
-                    "percentile": _json_num(float(pct[i, j])),
-                    "txn_ids": list(ev.get(f, {}).get(acc, [])) if acc in top_set else [],
-                }
-            )
-        texts.append(json.dumps(reasons, separators=(",", ":"), ensure_ascii=False))
-    return pl.Series("reasons", texts, dtype=pl.String)
+            parts = [
+                pl.DataFrame(
+                    {"account_id": list(m.keys()), "feature": [f] * len(m), "txn_ids": list(m.values())},
+                    schema={"account_id": pl.String, "feature": pl.String, "txn_ids": pl.List(pl.String)},
+                )
+                for f, m in ev.items()
+                if m
+            ]
+            if parts:
+                ev_frame = pl.concat(parts).join(top_rows, on="account_id").select("row", "feature", "txn_ids")
+    long = long.join(ev_frame, on=["row", "feature"], how="left").with_columns(
+        pl.col("txn_ids").fill_null(pl.lit([], dtype=pl.List(pl.String)))
+    )
+    encoded = (
+        long.sort("_pos")
+        .select(
+            "row",
+            pl.struct(
+                "code", "feature", "family", "text",
+                pl.col("value").fill_nan(None).round_sig_figs(6),
+                pl.col("percentile").fill_nan(None).round_sig_figs(6),
+                "txn_ids",
+            ).struct.json_encode().alias("j"),
+        )
+        .group_by("row", maintain_order=True)
+        .agg(pl.col("j").str.join(","))
+    )
+    out = (
+        pl.DataFrame({"row": np.arange(n, dtype=np.int64)})
+        .join(encoded, on="row", how="left")
+        .sort("row")
+        .select(pl.concat_str(pl.lit("["), pl.col("j").fill_null(""), pl.lit("]")).alias("reasons"))
+    )
+    return out["reasons"]

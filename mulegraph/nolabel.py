@@ -68,6 +68,7 @@ __all__ = [
     "rules_frame",
     "NOLABEL_VERSION",
     "STRUCTURE_WINDOW",
+    "SQUARE_MAX_DEGREE",
     "STRUCTURE_FEATURES",
     "fresh_transfers",
     "structure_features",
@@ -75,6 +76,11 @@ __all__ = [
 
 #: how long a laundering structure may take to play out (first to last hop)
 STRUCTURE_WINDOW = "14d"
+
+#: an account with more one-off counterparties than this (a biller, a marketplace seller, a
+#: processor below the hub degree) does not count as the corner of a one-off square; it also keeps
+#: the square computation linear in the number of one-off links
+SQUARE_MAX_DEGREE = 100
 
 #: no-label structure signals: the laundering patterns, searched among one-off relationships only
 STRUCTURE_FEATURES: tuple[FeatureSpec, ...] = (
@@ -129,7 +135,8 @@ def _square_share(fresh: pl.DataFrame, n_accounts: int) -> pl.DataFrame:
     in that graph): two customers who both paid the same two busy merchants once close a square of
     little weight, while two accounts linked through two otherwise unconnected intermediaries close
     one of weight 1. (The square root keeps intermediaries that are busy mule hubs visible; a full
-    1/degree discount hid them.) The sum over squares through ``u`` is divided by ``d(u)``.
+    1/degree discount hid them.) Corners ``w`` with more than :data:`SQUARE_MAX_DEGREE` one-off
+    counterparties count 0. The sum over squares through ``u`` is divided by ``d(u)``.
     """
     schema = {"idx": pl.UInt32, "fresh_square_share": pl.Float64}
     if fresh.is_empty():
@@ -141,7 +148,7 @@ def _square_share(fresh: pl.DataFrame, n_accounts: int) -> pl.DataFrame:
     u.setdiag(0)
     u.eliminate_zeros()
     deg = np.asarray(u.sum(axis=1)).ravel()
-    wgt = np.where(deg > 1, 1.0 / np.sqrt(np.maximum(deg - 1.0, 1.0)), 0.0)
+    wgt = np.where((deg > 1) & (deg <= SQUARE_MAX_DEGREE), 1.0 / np.sqrt(np.maximum(deg - 1.0, 1.0)), 0.0)
     s1 = (u @ sps.diags(wgt) @ u).tocsr()
     s2 = (u @ sps.diags(wgt * wgt) @ u).tocsr()
     s1.setdiag(0)

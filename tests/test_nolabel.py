@@ -18,6 +18,7 @@ from mulegraph.features import prepare
 from mulegraph.nolabel import (
     MIN_BITS,
     RULES,
+    SQUARE_MAX_DEGREE,
     STRUCTURE_FEATURES,
     NoLabelScorer,
     Rule,
@@ -99,7 +100,7 @@ def squares_reference(edges: set[tuple[int, int]], n: int) -> dict[int, float]:
     deg = {i: len(nbr[i]) for i in range(n)}
 
     def w(x):
-        return 1.0 / math.sqrt(deg[x] - 1) if deg[x] > 1 else 0.0
+        return 1.0 / math.sqrt(deg[x] - 1) if 1 < deg[x] <= SQUARE_MAX_DEGREE else 0.0
 
     out = {}
     for u in range(n):

@@ -316,3 +316,18 @@ def test_graph_families_on_empty_self_only_and_all_hub_input(rows, hubs):
     assert set(names) <= set(out.columns)
     if hubs:
         assert out.select(names).null_count().row(0) == (out.height,) * len(names)
+
+
+@pytest.mark.parametrize("bad", [dict(max_cycle_length=6), dict(max_cycle_length=1), dict(chain_cap=0), dict(chain_keep_low=1.5)])
+def test_invalid_pattern_settings_are_a_clear_error(bad):
+    from mulegraph.errors import FeatureError
+
+    with pytest.raises(FeatureError, match="must be"):
+        patterns.compute(prep([("A", "B", 0, 1)], **bad))
+
+
+def test_invalid_cycle_window_is_an_input_error():
+    from mulegraph.errors import InputError
+
+    with pytest.raises(InputError, match="cycle_window"):
+        patterns.compute(prep([("A", "B", 0, 1)], cycle_window="-3h"))

@@ -55,6 +55,7 @@ import math
 
 import polars as pl
 
+from ..errors import FeatureError
 from ..window import parse_duration
 from .prepare import Prepared
 from .registry import FeatureSpec, register
@@ -327,6 +328,12 @@ def compute(p: Prepared) -> pl.DataFrame:
     """Pattern features for every account (see the module docstring)."""
     cfg = p.config
     w = int(parse_duration(cfg.cycle_window, name="cycle_window").total_seconds())
+    if not 2 <= cfg.max_cycle_length <= 5:
+        raise FeatureError(f"max_cycle_length must be between 2 and 5. Got {cfg.max_cycle_length} instead.")
+    if cfg.chain_cap < 1 or cfg.pattern_max_paths < 1:
+        raise FeatureError("chain_cap and pattern_max_paths must be positive; fix the [features] section.")
+    if not (0 < cfg.pattern_keep_low <= 1 and 0 < cfg.chain_keep_low <= 1):
+        raise FeatureError("pattern_keep_low and chain_keep_low must be shares in (0, 1]; fix the [features] section.")
     e = pattern_edges(p)
     busy = busy_accounts(e, w, cfg.pattern_max_paths)
     if busy.len():

@@ -65,6 +65,7 @@ __all__ = [
     "resolve_inputs",
     "read_export",
     "canonicalize",
+    "validate",
     "content_hash",
     "EXPORT_SUFFIXES",
 ]
@@ -85,6 +86,7 @@ EXPORT_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt"
 _CONTENT = ("ts", "src_account", "dst_account", "amount", "currency", "channel")
 _ROW = "__row"
 _RULE = "__rule"
+_TS_TEXT = "__ts_text"
 
 #: Test hook: called with the stage name ("read", "validated", "written", "staged", "moved",
 #: "committed") while a file is ingested. Tests replace it to kill the process at a stage.
@@ -237,14 +239,14 @@ def _sniff(text: str, forced: str | None) -> tuple[str, list[str]]:
 
 @dataclass
 class _Export:
-    lf: pl.LazyFrame  # export columns (deduplicated names) + __row (1-based)
+    lf: pl.LazyFrame  # export columns (deduplicated names), in file order
     header: list[str]
     schema: dict[str, pl.DataType]
     kind: str
 
 
 def read_export(path: Path, mapping: Mapping, workdir: Path) -> _Export:
-    """Open one export lazily: header checked, every CSV column as text, a 1-based ``__row``."""
+    """Open one export lazily: header checked, every CSV column as text."""
     shown = path
     kind = _kind(path, shown)
     if kind == "gzip":
@@ -259,7 +261,7 @@ def read_export(path: Path, mapping: Mapping, workdir: Path) -> _Export:
         except (pl.exceptions.PolarsError, OSError):
             raise InputError(f"'{shown}' is not a readable Parquet file (truncated or corrupt); export it again.") from None
         header = list(schema)
-        return _Export(lf.with_row_index(_ROW, offset=1), header, schema, kind)
+        return _Export(lf, header, schema, kind)
     with open(path, "rb") as fh:
         raw = fh.read(1 << 16)
     try:
@@ -283,7 +285,7 @@ def read_export(path: Path, mapping: Mapping, workdir: Path) -> _Export:
         raise_if_empty=False,
     )
     schema = {h: pl.String() for h in header}
-    return _Export(lf.with_row_index(_ROW, offset=1), header, schema, "csv")
+    return _Export(lf, header, schema, "csv")
 
 
 def _csv_error(shown: Path, err: Exception) -> InputError:
@@ -298,27 +300,18 @@ def _csv_error(shown: Path, err: Exception) -> InputError:
 
 
 # ---------------------------------------------------------------------------------------- parsing
-def _text(col: str, dtype: pl.DataType) -> pl.Expr:
-    t = pl.col(col).cast(pl.String).str.strip_chars()
-    return pl.when(t.str.len_bytes() > 0).then(t)
-
-
-def _column_text(m: Mapping, canon: str, schema) -> pl.Expr:
-    parts = [_text(c, schema[c]) for c in m.columns[canon]]
-    return parts[0] if len(parts) == 1 else pl.concat_str(parts, separator=m.account_join)
-
-
 def _naive_to_utc(e: pl.Expr, tz: str) -> pl.Expr:
     return e.dt.replace_time_zone(tz, ambiguous="null", non_existent="null").dt.convert_time_zone("UTC")
 
 
-def _parse_ts(m: Mapping, text: pl.Expr, dtype: pl.DataType | None) -> pl.Expr:
+def _parse_ts(m: Mapping, text: pl.Expr, dtype: pl.DataType | None, raw: pl.Expr | None = None) -> pl.Expr:
+    """Timestamp expression: ``raw`` is the typed column when the export's column is a date/time."""
     utc = pl.Datetime("us", "UTC")
     if isinstance(dtype, pl.Datetime):
-        col = pl.col(m.columns["ts"][0]).cast(pl.Datetime("us", dtype.time_zone))
+        col = raw.cast(pl.Datetime("us", dtype.time_zone))
         return (col.dt.convert_time_zone("UTC") if dtype.time_zone else _naive_to_utc(col, m.timezone)).cast(utc)
     if isinstance(dtype, pl.Date):
-        return _naive_to_utc(pl.col(m.columns["ts"][0]).cast(pl.Datetime("us")), m.timezone).cast(utc)
+        return _naive_to_utc(raw.cast(pl.Datetime("us")), m.timezone).cast(utc)
     fmt = m.ts_format
     if fmt == "day_number":
         day = text.cast(pl.Float64, strict=False)
@@ -332,25 +325,61 @@ def _parse_ts(m: Mapping, text: pl.Expr, dtype: pl.DataType | None) -> pl.Expr:
         num = pl.when(num.is_finite() & (num.abs() < 1e17)).then(num).cast(pl.Int64)
         return pl.from_epoch(num, time_unit="us").dt.replace_time_zone("UTC").cast(utc)
     if fmt == "auto":
-        t = text.str.replace(r"[zZ]$", "+00:00").str.replace(r"^(\d{4}-\d{2}-\d{2})[T ]", "${1} ")
-        aware = [
-            t.str.to_datetime(f, strict=False, time_unit="us").dt.convert_time_zone("UTC")
-            for f in ("%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M%z")
-        ]
-        naive = [
-            _naive_to_utc(t.str.to_datetime(f, strict=False, time_unit="us"), m.timezone)
-            for f in ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d")
-        ]
-        return pl.coalesce([e.cast(utc) for e in aware + naive])
+        return _parse_auto(text, m.timezone)
     parsed = text.str.to_datetime(fmt, strict=False, time_unit="us")
     if "%z" in fmt or "%:z" in fmt or "%#z" in fmt:
         return parsed.dt.convert_time_zone("UTC").cast(utc)
     return _naive_to_utc(parsed, m.timezone).cast(utc)
 
 
-def _parse_amount(m: Mapping, col: str, text: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    if dtype.is_numeric():
-        num = pl.col(col).cast(pl.Float64)
+#: ISO 8601 forms tried by ``format = "auto"``: (strftime, how to read the result).
+_AUTO_FORMATS: tuple[tuple[str, str], ...] = (
+    ("%Y-%m-%dT%H:%M:%S%.fZ", "utc"),
+    ("%Y-%m-%dT%H:%M:%S%.f%z", "aware"),
+    ("%Y-%m-%d %H:%M:%S%.f%z", "aware"),
+    ("%Y-%m-%d %H:%M:%S%.f", "naive"),
+    ("%Y-%m-%dT%H:%M:%S%.f", "naive"),
+    ("%Y-%m-%d %H:%M", "naive"),
+    ("%Y-%m-%dT%H:%M", "naive"),
+    ("%Y-%m-%d", "naive"),
+)
+
+
+def _parse_one(text: pl.Expr, fmt: str, how: str, tz: str) -> pl.Expr:
+    parsed = text.str.to_datetime(fmt, strict=False, time_unit="us")
+    if how == "aware":
+        return parsed.dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC"))
+    if how == "utc":
+        return parsed.dt.replace_time_zone("UTC")
+    return _naive_to_utc(parsed, tz).cast(pl.Datetime("us", "UTC"))
+
+
+def _parse_auto(text: pl.Expr, tz: str) -> pl.Expr:
+    """Every ISO 8601 form at once (slow: each form is tried on every value)."""
+    t = text.str.replace(r"[zZ]$", "+00:00").str.replace(r"^(\d{4}-\d{2}-\d{2})[T ]", "${1} ")
+    forms = [("%Y-%m-%d %H:%M:%S%.f%z", "aware"), ("%Y-%m-%d %H:%M%z", "aware"),
+             ("%Y-%m-%d %H:%M:%S%.f", "naive"), ("%Y-%m-%d %H:%M", "naive"), ("%Y-%m-%d", "naive")]
+    return pl.coalesce([_parse_one(t, f, how, tz) for f, how in forms])
+
+
+def _fast_auto_format(sample: pl.Series, tz: str) -> tuple[str, str] | None:
+    """The single ISO form that parses most of a sample of timestamps (None: no sample)."""
+    sample = sample.drop_nulls()
+    if sample.is_empty():
+        return None
+    frame = sample.to_frame("t")
+    best, best_n = None, 0
+    for f, how in _AUTO_FORMATS:
+        n = frame.select(_parse_one(pl.col("t"), f, how, tz).is_not_null().sum()).item()
+        if n > best_n:
+            best, best_n = (f, how), n
+    return best
+
+
+def _parse_amount(m: Mapping, text: pl.Expr, raw: pl.Expr | None = None) -> pl.Expr:
+    """Amount expression from text, or from ``raw`` when the export's column is numeric."""
+    if raw is not None:
+        num = raw.cast(pl.Float64)
     else:
         t = text
         if m.thousands_separator:
@@ -364,62 +393,101 @@ def _parse_amount(m: Mapping, col: str, text: pl.Expr, dtype: pl.DataType) -> pl
 
 
 def canonicalize(exp: _Export, m: Mapping) -> pl.LazyFrame:
-    """Parse a resolved export into canonical columns plus ``__row`` and ``__rule`` (null = valid).
+    """Parse a resolved export into canonical columns, ``__missing`` and label columns.
 
-    Label columns are kept under ``__label_<name>`` (text).
+    Two steps: every export column the mapping reads is stripped once (as text), then the
+    canonical columns are parsed from those. Label columns are kept as ``__label_<name>`` (text).
+    Rules are applied by :func:`validate` after collecting.
     """
     s = exp.schema
     cols = m.columns
-    exprs: dict[str, pl.Expr] = {}
-    required_text: list[pl.Expr] = []
+    used = list(dict.fromkeys([c for spec in cols.values() for c in spec] + list(m.labels.values())))
+    x = {c: f"__x{i}" for i, c in enumerate(used)}
+    stage1: dict[str, pl.Expr] = {x[c]: pl.col(c).cast(pl.String).str.strip_chars() for c in used}
+
+    def typed(canon: str, check) -> pl.DataType | None:
+        spec = cols.get(canon, ())
+        return s[spec[0]] if len(spec) == 1 and check(s[spec[0]]) else None
+
+    ts_dtype = typed("ts", lambda d: isinstance(d, (pl.Datetime, pl.Date)))
+    if ts_dtype is not None:
+        stage1["__ts_raw"] = pl.col(cols["ts"][0])
+    numeric = {c: typed(c, lambda d: d.is_numeric()) for c in ("amount", "amount_base")}
+    for c, d in numeric.items():
+        if d is not None:
+            stage1[f"__{c}_raw"] = pl.col(cols[c][0])
+    lf = exp.lf.select(**stage1)
+
+    def blank(canon: str) -> pl.Expr:
+        return pl.any_horizontal([pl.col(x[c]).is_null() | (pl.col(x[c]) == "") for c in cols[canon]])
+
+    def text(canon: str) -> pl.Expr:
+        parts = [pl.col(x[c]) for c in cols[canon]]
+        return parts[0] if len(parts) == 1 else pl.concat_str(parts, separator=m.account_join)
+
+    def nullable(canon: str) -> pl.Expr:
+        return pl.when(~blank(canon)).then(text(canon))
 
     def acct(canon: str) -> pl.Expr:
-        e = _column_text(m, canon, s)
-        return e.replace(m.account_aliases) if m.account_aliases else e
+        return text(canon).replace(m.account_aliases) if m.account_aliases else text(canon)
 
-    src, dst = acct("src_account"), acct("dst_account")
-    ts_text = _column_text(m, "ts", s)
-    amt_text = _column_text(m, "amount", s)
-    required_text += [src, dst, ts_text, amt_text]
+    required = ["ts", "src_account", "dst_account", "amount"] + (["txn_id"] if "txn_id" in cols else [])
+    exprs: dict[str, pl.Expr] = {}
     if "txn_id" in cols:
-        txn = _column_text(m, "txn_id", s)
-        required_text.append(txn)
-        exprs["txn_id"] = txn
-    ts_dtype = s[cols["ts"][0]] if len(cols["ts"]) == 1 and not isinstance(s[cols["ts"][0]], pl.String) else None
-    exprs["ts"] = _parse_ts(m, ts_text, ts_dtype)
-    exprs["src_account"] = src
-    exprs["dst_account"] = dst
-    amt_col = cols["amount"][0]
-    amt_dtype = s[amt_col] if len(cols["amount"]) == 1 else pl.String()
-    exprs["amount"] = _parse_amount(m, amt_col, amt_text, amt_dtype)
+        exprs["txn_id"] = text("txn_id")
+    if m.ts_format == "auto" and ts_dtype is None:
+        sample = lf.select(t=text("ts")).head(2000).collect()["t"]
+        fast = _fast_auto_format(sample.filter(sample != ""), m.timezone)
+        ts = _parse_one(text("ts"), *fast, m.timezone) if fast else pl.lit(None, dtype=pl.Datetime("us", "UTC"))
+        exprs["ts"] = ts
+        exprs[_TS_TEXT] = pl.when(ts.is_null()).then(text("ts"))  # second chance in validate()
+    else:
+        raw = pl.col("__ts_raw") if ts_dtype is not None else None
+        exprs["ts"] = _parse_ts(m, text("ts"), ts_dtype, raw)
+    exprs["src_account"] = acct("src_account")
+    exprs["dst_account"] = acct("dst_account")
+    exprs["amount"] = _parse_amount(m, text("amount"), pl.col("__amount_raw") if numeric["amount"] else None)
     if "currency" in cols:
-        cur = _column_text(m, "currency", s)
+        cur = text("currency")
         if m.currency_aliases:
             cur = cur.replace(m.currency_aliases)
         cur = cur.str.to_uppercase()
         if m.default_currency:
-            cur = cur.fill_null(pl.lit(m.default_currency))
+            cur = pl.when(blank("currency")).then(pl.lit(m.default_currency)).otherwise(cur)
         else:
-            required_text.append(cur)
+            required.append("currency")
     else:
         cur = pl.lit(m.default_currency, dtype=pl.String)
     exprs["currency"] = cur
-    exprs["channel"] = _column_text(m, "channel", s) if "channel" in cols else pl.lit(None, dtype=pl.String)
+    exprs["channel"] = nullable("channel") if "channel" in cols else pl.lit(None, dtype=pl.String)
     for opt, dtype in OPTIONAL_SCHEMA.items():
         if opt not in cols:
             continue
         if dtype == pl.Float64:
-            c0 = cols[opt][0]
-            exprs[opt] = _parse_amount(m, c0, _column_text(m, opt, s), s[c0] if len(cols[opt]) == 1 else pl.String())
+            raw = pl.col(f"__{opt}_raw") if numeric.get(opt) else None
+            exprs[opt] = pl.when(~blank(opt)).then(_parse_amount(m, text(opt), raw))
         else:
-            exprs[opt] = _column_text(m, opt, s)
+            exprs[opt] = nullable(opt)
     for label, col in m.labels.items():
-        exprs[f"__label_{label}"] = _text(col, s[col])
+        v = pl.col(x[col])
+        exprs[f"__label_{label}"] = pl.when(v != "").then(v)
+    missing = pl.any_horizontal([blank(c) for c in required])
+    return lf.select(__missing=missing, **exprs)
 
-    raw_missing = pl.any_horizontal([e.is_null() for e in required_text])
-    lf = exp.lf.select(pl.col(_ROW), __missing=raw_missing, **exprs)
+
+def validate(parsed: pl.DataFrame, m: Mapping) -> pl.DataFrame:
+    """Collected :func:`canonicalize` output -> add ``__row`` (1-based) and ``__rule``."""
+    parsed = parsed.with_row_index(_ROW, offset=1)
+    if _TS_TEXT in parsed.columns:
+        retry = parsed.filter(pl.col(_TS_TEXT).is_not_null())
+        if retry.height:
+            fixed = retry.select(_ROW, __ts_fixed=_parse_auto(pl.col(_TS_TEXT), m.timezone))
+            parsed = parsed.join(fixed, on=_ROW, how="left", maintain_order="left").with_columns(
+                ts=pl.coalesce("ts", "__ts_fixed")
+            ).drop("__ts_fixed")
+        parsed = parsed.drop(_TS_TEXT)
     rule = pl.when(pl.col("__missing")).then(pl.lit("missing_field")).otherwise(_rule_after_missing())
-    return lf.with_columns(rule.alias(_RULE)).drop("__missing")
+    return parsed.with_columns(rule.alias(_RULE)).drop("__missing")
 
 
 def _rule_after_missing() -> pl.Expr:
@@ -511,7 +579,9 @@ def _eq_all(cols: list[str], suffix: str) -> pl.Expr:
 def _classify(good: pl.DataFrame, store: Store) -> pl.DataFrame:
     """Add ``__status`` (accepted | duplicate | txn_id_conflict) to the valid rows."""
     content = list(_CONTENT)
-    in_batch = good.filter(pl.col("txn_id").is_duplicated())
+    # cheap pre-filter on 64-bit hashes (in-process only), then the exact check on the few left
+    maybe = good.filter(pl.col("txn_id").hash(7).is_duplicated())
+    in_batch = maybe.filter(pl.col("txn_id").is_duplicated())
     existing = pl.DataFrame(schema={"txn_id": pl.String(), **{c: STORE_SCHEMA[c] for c in content}})
     if store.manifest():
         ids = good.select("txn_id").lazy()
@@ -520,7 +590,6 @@ def _classify(good: pl.DataFrame, store: Store) -> pl.DataFrame:
         return good.with_columns(__status=pl.lit("accepted"))
     touched_ids = pl.concat([in_batch.select("txn_id"), existing.select("txn_id")]).unique()
     sub = good.join(touched_ids, on="txn_id", how="semi")
-    rest = good.join(touched_ids, on="txn_id", how="anti").with_columns(__status=pl.lit("accepted"))
     first = (
         sub.sort(_ROW)
         .unique("txn_id", keep="first", maintain_order=True)
@@ -536,15 +605,21 @@ def _classify(good: pl.DataFrame, store: Store) -> pl.DataFrame:
         __status=pl.when(pl.col(_ROW) == pl.col("__first")).then(pl.lit("accepted"))
         .when(_eq_all(content, "__ref")).then(pl.lit("duplicate"))
         .otherwise(pl.lit("txn_id_conflict"))
-    ).select(rest.columns)
-    return pl.concat([rest, sub], how="vertical").sort(_ROW)
+    )
+    dup_rows = sub.filter(pl.col("__status") == "duplicate")[_ROW]
+    conflict_rows = sub.filter(pl.col("__status") == "txn_id_conflict")[_ROW]
+    return good.with_columns(
+        __status=pl.when(pl.col(_ROW).is_in(dup_rows.implode())).then(pl.lit("duplicate"))
+        .when(pl.col(_ROW).is_in(conflict_rows.implode())).then(pl.lit("txn_id_conflict"))
+        .otherwise(pl.lit("accepted"))
+    )
 
 
 # ---------------------------------------------------------------------------------------- ingest
 def _originals(exp: _Export, m: Mapping, rows: pl.DataFrame) -> pl.DataFrame:
     """The original values (JSON text) of the given rows, read again from the export."""
     keep = [c for c in exp.header if c not in m.drop]
-    lf = exp.lf.join(rows.lazy(), on=_ROW, how="semi")
+    lf = exp.lf.with_row_index(_ROW, offset=1).join(rows.lazy(), on=_ROW, how="semi")
     return lf.select(
         pl.col(_ROW), original=pl.struct([pl.col(c).cast(pl.String) for c in keep]).struct.json_encode()
     ).collect()
@@ -581,7 +656,7 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
         raise
     _report_progress(progress, "read", path)
     try:
-        parsed = canonicalize(exp, m).collect(engine="streaming")
+        parsed = validate(canonicalize(exp, m).collect(engine="streaming"), m)
     except pl.exceptions.PolarsError as err:
         if exp.kind == "csv":
             raise _csv_error(path, err) from None
@@ -613,13 +688,13 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
 
     # transfer parts, one per UTC day
     store_cols = [pl.col(c) if c in accepted.columns else pl.lit(None, dtype=t).alias(c) for c, t in STORE_SCHEMA.items()]
-    parts_frame = accepted.sort(["ts", _ROW]).select(store_cols).with_columns(__day=pl.col("ts").dt.date())
+    parts_frame = accepted.select(store_cols).with_columns(__day=pl.col("ts").dt.date())
     parts: list[str] = []
     for (day,), frame in parts_frame.partition_by("__day", as_dict=True, maintain_order=True).items():
         rel = f"transfers/day={day.isoformat()}/{ingest_id}-0.parquet"
         out = staged / rel
         out.parent.mkdir(parents=True, exist_ok=True)
-        frame.drop("__day").write_parquet(out)
+        frame.drop("__day").write_parquet(out, compression="lz4")
         parts.append(rel)
     quarantine_rel = None
     if bad.height:
@@ -717,8 +792,9 @@ def ingest(
                 continue
             try:
                 entry, accts, labels = _ingest_file(f, sha, st, m, progress)
-            finally:
+            except BaseException:
                 st._cleanup()
+                raise
             known[sha] = entry["ingest_id"]
             account_sets.append(accts)
             if labels is not None:

@@ -215,12 +215,14 @@ class Store:
             root = self.path / sub
             if not root.is_dir():
                 continue
+            emptied = set()
             for f in root.rglob("*"):
                 if f.is_file() and f.relative_to(self.path).as_posix() not in committed:
                     f.unlink()
-            for d in sorted((x for x in root.rglob("*") if x.is_dir()), reverse=True):
+                    emptied.add(f.parent)
+            for d in emptied - {root}:
                 with contextlib.suppress(OSError):
-                    d.rmdir()  # only empty ones
+                    d.rmdir()  # only when nothing else is in it
         for f in self.path.glob(f".{MANIFEST_NAME}.tmp-*"):
             f.unlink()
         for f in self.path.glob(".decisions.parquet.tmp-*"):

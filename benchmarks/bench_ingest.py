@@ -1,0 +1,134 @@
+"""Benchmark ingest against a bare Polars CSV -> Parquet pass over the same file.
+
+Writes a random canonical CSV (numpy; Zipf-like account activity, ISO timestamps with a ``Z``,
+two decimals, a few bad and duplicate rows), then runs, each in its own process so that each peak
+RSS is its own:
+
+1. ``bare``: ``pl.scan_csv(schema=...) -> sink_parquet`` (7 columns, schema given);
+2. ``ingest``: ``mulegraph.ingest.ingest`` into a fresh store (validation, dedupe, day
+   partitions, quarantine, atomic commit).
+
+Usage::
+
+    python benchmarks/bench_ingest.py                # 5M rows
+    python benchmarks/bench_ingest.py --rows 1000000 --keep
+
+Prints rows/s, seconds and peak RSS for both, and the ratio (target: ingest >= 60% of bare, peak
+RSS <= 3 GB). Work files go to ``benchmarks/_work/`` (git-ignored) and are removed unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+WORK = Path(__file__).parent / "_work"
+
+
+def make_csv(path: Path, rows: int, seed: int = 0) -> None:
+    """A random canonical export: 7 columns, 0.1% bad rows, 0.1% exact duplicates."""
+    rng = np.random.default_rng(seed)
+    n_acc = max(1000, rows // 10)
+    weights = 1.0 / np.arange(1, n_acc + 1) ** 1.1
+    weights /= weights.sum()
+    src = rng.choice(n_acc, rows, p=weights)
+    dst = rng.choice(n_acc, rows, p=weights)
+    dst = np.where(dst == src, (dst + 1) % n_acc, dst)
+    secs = np.sort(rng.integers(0, 60 * 86400, rows))
+    base = np.datetime64("2024-01-01T00:00:00", "s")
+    frame = pl.DataFrame(
+        {
+            "txn_id": pl.int_range(0, rows, eager=True).cast(pl.String).str.zfill(10),
+            "ts": pl.Series((base + secs.astype("timedelta64[s]")).astype("datetime64[us]")),
+            "src_account": pl.Series(src).cast(pl.String),
+            "dst_account": pl.Series(dst).cast(pl.String),
+            "amount": np.round(rng.lognormal(4.0, 1.2, rows) + 0.01, 2),
+            "currency": "EUR",
+            "channel": pl.Series(rng.choice(["CARD", "SEPA", "INSTANT", "CASH"], rows)),
+        }
+    ).with_columns(
+        ("T" + pl.col("txn_id")).alias("txn_id"),
+        pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    bad = rng.choice(rows, rows // 1000, replace=False)
+    frame = frame.with_columns(
+        amount=pl.when(pl.int_range(0, rows).is_in(bad)).then(-1.0).otherwise(pl.col("amount"))
+    )
+    dup = frame.sample(rows // 1000, seed=seed)
+    frame = pl.concat([frame.slice(0, rows - dup.height), dup])
+    frame.write_csv(path)
+
+
+def step_bare(csv: Path, out: Path) -> dict:
+    schema = {
+        "txn_id": pl.String, "ts": pl.String, "src_account": pl.String, "dst_account": pl.String,
+        "amount": pl.Float64, "currency": pl.String, "channel": pl.String,
+    }
+    t0 = time.perf_counter()
+    pl.scan_csv(csv, schema=schema).sink_parquet(out)
+    secs = time.perf_counter() - t0
+    rows = pl.scan_parquet(out).select(pl.len()).collect().item()
+    return {"seconds": secs, "rows": rows}
+
+
+def step_ingest(csv: Path, store: Path) -> dict:
+    from mulegraph.ingest import ingest
+
+    t0 = time.perf_counter()
+    rep = ingest([csv], store).to_dict()
+    secs = time.perf_counter() - t0
+    return {"seconds": secs, "rows": rep["rows_read"], "accepted": rep["accepted"],
+            "quarantined": rep["quarantined"], "duplicates": rep["duplicates"]}
+
+
+def run_child(step: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--step", step, *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=5_000_000)
+    ap.add_argument("--keep", action="store_true", help="keep the work files")
+    ap.add_argument("--step", help=argparse.SUPPRESS)
+    ap.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.step:
+        res = step_bare(Path(a.args[0]), Path(a.args[1])) if a.step == "bare" else step_ingest(Path(a.args[0]), Path(a.args[1]))
+        res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(res))
+        return
+    WORK.mkdir(exist_ok=True)
+    csv = WORK / f"ingest_{a.rows}.csv"
+    if not csv.exists():
+        t0 = time.perf_counter()
+        make_csv(csv, a.rows)
+        print(f"generated {a.rows:,} rows ({csv.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
+    bare_out = WORK / "bare.parquet"
+    store = WORK / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    bare = run_child("bare", str(csv), str(bare_out))
+    ing = run_child("ingest", str(csv), str(store))
+    for name, r in (("bare scan_csv->sink_parquet", bare), ("mulegraph ingest", ing)):
+        print(f"{name:30s} {r['rows']:>10,} rows {r['seconds']:7.2f} s {r['rows'] / r['seconds'] / 1e6:6.3f} M rows/s "
+              f"peak RSS {r['peak_rss_mb']:7.0f} MB")
+    print(f"ingest accepted {ing['accepted']:,}, quarantined {ing['quarantined']:,}, duplicates {ing['duplicates']:,}")
+    print(f"ratio ingest/bare rate: {bare['seconds'] / ing['seconds']:.2f} (target >= 0.60); "
+          f"ingest peak RSS {ing['peak_rss_mb'] / 1024:.2f} GB (target <= 3 GB)")
+    if not a.keep:
+        shutil.rmtree(WORK / "store", ignore_errors=True)
+        bare_out.unlink(missing_ok=True)
+        csv.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()

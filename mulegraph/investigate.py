@@ -64,7 +64,6 @@ their senders that those were drawn from, and so on.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -72,6 +71,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 
 import networkx as nx
+import numpy as np
 import polars as pl
 
 from .config import Config, FeatureConfig
@@ -159,6 +159,8 @@ def ledger_links(events: pl.DataFrame, within: str | timedelta, alloc: str = "fi
     ids = ev["txn_id"].to_list()
     amounts = ev["amount"].to_list()
     is_in = ev["is_in"].to_list()
+    if alloc == "proportional":
+        return _proportional_links(ts, ids, amounts, is_in, w_us)
     lots: list[list] = []  # [t, txn_id, remaining]
     head = 0
     out_in: list[str] = []
@@ -172,34 +174,58 @@ def ledger_links(events: pl.DataFrame, within: str | timedelta, alloc: str = "fi
         lo = t - w_us
         while head < len(lots) and (lots[head][0] < lo or lots[head][2] <= _EPS):
             head += 1
-        if alloc == "fifo":
-            need = float(amt)
-            i = head
-            while need > _EPS and i < len(lots):
-                lot = lots[i]
-                if lot[0] >= lo and lot[2] > _EPS:
-                    take = min(lot[2], need)
-                    lot[2] -= take
-                    need -= take
-                    out_in.append(lot[1])
-                    out_out.append(txn)
-                    out_val.append(take)
-                    out_dw.append((t - lot[0]) / _US)
-                i += 1
-        else:
-            pool = [lot for lot in lots[head:] if lot[0] >= lo and lot[2] > _EPS]
-            total = math.fsum(lot[2] for lot in pool)
-            if total <= _EPS:
-                continue
-            frac = min(float(amt), total) / total
-            for lot in pool:
-                take = lot[2] * frac
+        need = float(amt)
+        i = head
+        while need > _EPS and i < len(lots):
+            lot = lots[i]
+            if lot[0] >= lo and lot[2] > _EPS:
+                take = min(lot[2], need)
                 lot[2] -= take
+                need -= take
                 out_in.append(lot[1])
                 out_out.append(txn)
                 out_val.append(take)
                 out_dw.append((t - lot[0]) / _US)
+            i += 1
     return pl.DataFrame({"in_txn": out_in, "out_txn": out_out, "value": out_val, "dwell_s": out_dw}, schema=_LINKS_SCHEMA)
+
+
+def _proportional_links(ts: list, ids: list, amounts: list, is_in: list, w_us: int) -> pl.DataFrame:
+    """The proportional ledger with numpy: each outbound transfer takes the same share of every
+    eligible lot (one vector operation per outbound transfer)."""
+    t = np.asarray(ts, dtype=np.int64)
+    amt = np.asarray(amounts, dtype=np.float64)
+    inb = np.asarray(is_in, dtype=bool)
+    txn = np.asarray(ids, dtype=object)
+    lot_t = t[inb]
+    rem = amt[inb].copy()
+    lot_id = txn[inb]
+    arrived = np.cumsum(inb)  # lots that arrived up to each event (inbound sort first at ties)
+    parts_lot: list[np.ndarray] = []
+    parts_out: list[np.ndarray] = []
+    parts_val: list[np.ndarray] = []
+    for k in np.flatnonzero(~inb):
+        hi = int(arrived[k])
+        lo = int(np.searchsorted(lot_t[:hi], t[k] - w_us, side="left"))
+        seg = rem[lo:hi]
+        total = float(seg.sum())
+        if total <= _EPS:
+            continue
+        take = seg * (min(float(amt[k]), total) / total)
+        rem[lo:hi] = seg - take
+        nz = np.flatnonzero(take > 0)
+        parts_lot.append(nz + lo)
+        parts_out.append(np.full(nz.size, k))
+        parts_val.append(take[nz])
+    if not parts_lot:
+        return pl.DataFrame(schema=_LINKS_SCHEMA)
+    li = np.concatenate(parts_lot)
+    oi = np.concatenate(parts_out)
+    return pl.DataFrame(
+        {"in_txn": lot_id[li].tolist(), "out_txn": txn[oi].tolist(), "value": np.concatenate(parts_val),
+         "dwell_s": (t[oi] - lot_t[li]) / _US},
+        schema=_LINKS_SCHEMA,
+    )
 
 
 # ------------------------------------------------------------------------------------------ results

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mulegraph.cli import app
-from mulegraph.config import Config, load_config
+from mulegraph.config import Config, ModelConfig, load_config
 from mulegraph.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_NOTHING_NEW, InputError, NothingNewError
 from mulegraph.pipeline import (
     ALERT_COLUMNS,
@@ -431,3 +431,59 @@ def test_key_figures_and_flows_match_loops(rows, accounts):
         mine = fl.filter(pl.col("account_id") == a)
         got = {(r["direction"], r["counterparty"]): (r["value"], r["count"]) for r in mine.to_dicts()}
         assert got == {k2: (float(v[0]), v[1]) for k2, v in want.items()}
+
+
+# ------------------------------------------------------------------------- sample_data, model mode
+
+
+def test_end_to_end_on_sample_data(sample_dir, tmp_path, monkeypatch):
+    """The README's quick start: `mulegraph run sample_data/transfers.csv --config sample_data/mulegraph.toml`."""
+    if not (sample_dir / "transfers.csv").is_file():
+        pytest.skip("sample_data/ is not there")
+    shutil.copytree(sample_dir, tmp_path / "sample_data")
+    monkeypatch.chdir(tmp_path)
+    # fewer flow pictures than the default keeps the test quick
+    cfg_text = (sample_dir / "mulegraph.toml").read_text().replace("[run]\n", "[run]\nflow_accounts = 2\n")
+    (tmp_path / "sample_data" / "mulegraph.toml").write_text(cfg_text)
+    r = CliRunner().invoke(app, ["run", "sample_data/transfers.csv", "--config", "sample_data/mulegraph.toml", "--quiet"])
+    assert r.exit_code == 0, r.output
+    latest = latest_run(tmp_path / "runs")
+    assert latest is not None and (latest / "report.html").is_file()
+    m = json.loads((latest / "manifest.json").read_text())
+    ing = m["ingest"]
+    assert ing["rows_read"] == ing["accepted"] + ing["quarantined"] + ing["duplicates"] > 5000
+    alerts = pl.read_parquet(latest / "alerts.parquet")
+    labels = pl.read_csv(sample_dir / "labels.csv", schema_overrides={"account_id": pl.String})
+    mules = set(labels.filter(pl.col("is_mule").cast(pl.String).str.to_lowercase().is_in(["true", "1"]))["account_id"])
+    prevalence = len(mules) / labels.height
+    hits = sum(a in mules for a in alerts["account_id"])
+    # the alerts are much richer in planted mules than the population (not a tuned number: 5x prevalence)
+    assert hits / alerts.height > 5 * prevalence, (hits, alerts.height, prevalence)
+    r = CliRunner().invoke(app, ["run", "sample_data/transfers.csv", "--config", "sample_data/mulegraph.toml", "--quiet"])
+    assert r.exit_code == EXIT_NOTHING_NEW
+
+
+@pytest.mark.slow
+def test_run_with_a_trained_model(ws):
+    model_mod = pytest.importorskip("mulegraph.model")
+    from mulegraph.features import compute_features, prepare
+
+    w, res, _ = ws
+    data = generate(250, 20, seed=7)
+    tx = Store.open(w / "store").transfers()
+    p = prepare(tx)
+    feats = compute_features(p)
+    fast = ModelConfig(random_state=3, cv_folds=3, max_leaf_nodes=(7,), max_iter=30, n_models=1, importance_repeats=0)
+    mdl = model_mod.train(feats, data.labels, p, fast)
+    model_mod.save_model(mdl, w / "model")
+    out = _run(w, model=w / "model")
+    m = out.manifest
+    assert m["model"]["mode"] == "supervised" and len(m["model"]["sha256"]) == 64
+    scores = pl.read_parquet(out.run_dir / "scores.parquet")
+    assert scores["model_version"][0] == m["model"]["version"] != "nolabel-1"
+    doc = json.loads((out.run_dir / "manifest.json").read_text())
+    assert doc["previous_run"] == res.run_id
+    with pytest.raises(NothingNewError):
+        _run(w, model=w / "model")
+    with pytest.raises(InputError, match="model folder"):
+        _run(w, model=w / "no-model")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +22,7 @@ import polars as pl
 
 from .errors import InputError
 
-__all__ = ["evaluate", "format_table", "to_json", "DEFAULT_BUDGETS"]
+__all__ = ["evaluate", "format_table", "to_json", "read_scores", "read_split", "DEFAULT_BUDGETS"]
 
 DEFAULT_BUDGETS: tuple[float, ...] = (0.005, 0.01, 0.02)
 
@@ -39,6 +41,38 @@ def _roc_auc(y: np.ndarray, s: np.ndarray) -> float | None:
     if not y.any() or y.all():
         return None
     return float(roc_auc_score(y, s))
+
+
+def _read(path: str | os.PathLike, what: str) -> pl.DataFrame:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{what} file '{p}' does not exist; pass an existing file.")
+    ext = p.suffix.lower()
+    try:
+        if ext in (".parquet", ".pq"):
+            return pl.read_parquet(p)
+        if ext == ".csv":
+            return pl.read_csv(p, schema_overrides={"account_id": pl.String})
+        if ext == ".json":
+            return pl.read_json(p)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        raise InputError(f"{what} file '{p.name}' cannot be read ({type(err).__name__}); check its format.") from None
+    raise InputError(f"{what} file '{p.name}' must end in .parquet, .csv or .json. Got '{ext}' instead.")
+
+
+def read_scores(path: str | os.PathLike) -> pl.DataFrame:
+    """Read a scores file (.parquet, .csv, .json) into ``account_id, score``."""
+    df = _check(_read(path, "scores"), ("account_id", "score"), "scores")
+    try:
+        return df.select(pl.col("account_id").cast(pl.String), pl.col("score").cast(pl.Float64))
+    except pl.exceptions.PolarsError:
+        raise InputError("scores: the score column must be numeric.") from None
+
+
+def read_split(path: str | os.PathLike) -> pl.DataFrame:
+    """Read a split file (.parquet, .csv) into ``account_id, split``."""
+    df = _check(_read(path, "split"), ("account_id", "split"), "split")
+    return df.select(pl.col("account_id").cast(pl.String), pl.col("split").cast(pl.String))
 
 
 def _check(frame: Any, cols: tuple[str, ...], what: str) -> pl.DataFrame:

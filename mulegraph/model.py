@@ -15,7 +15,8 @@ Training, in order:
    :mod:`~mulegraph.features.proximity` features from the labels of the other folds only, so no
    account's label reaches its own features, directly or through a neighbour that was trained on it.
 3. **Settings by cross-validation** on the same folds: each candidate tree size is fitted per fold
-   and scored (average precision) every 10 boosting rounds; the best size and round count win.
+   (one ensemble, to keep it cheap) and scored (average precision) every 10 boosting rounds; the
+   best size and round count win.
 4. **Calibration.** A logistic (Platt) map from the out-of-fold raw scores to probabilities: it is
    monotone, so it keeps the ranking, and gives scores in 0..1 that track the mule rate.
 5. **Final fit** on every labelled account (``n_models`` boosted ensembles with derived seeds,
@@ -57,6 +58,7 @@ from .features.registry import REGISTRY
 __all__ = [
     "MuleModel",
     "train",
+    "train_from_store",
     "save_model",
     "load_model",
     "make_folds",
@@ -295,11 +297,11 @@ class MuleModel:
             for k in range(cfg.cv_folds):
                 tr, te = folds != k, folds == k
                 staged = np.zeros((len(checkpoints), int(te.sum())))
-                for est in self._estimators(params, cfg.max_iter, cfg.n_models):
-                    est.fit(X[tr], y[tr])
-                    for j, proba in enumerate(est.staged_predict_proba(X[te])):
-                        if (j + 1) % _EVAL_EVERY == 0:
-                            staged[(j + 1) // _EVAL_EVERY - 1] += _logit(proba[:, 1]) / cfg.n_models
+                est = self._estimators(params, cfg.max_iter, 1)[0]
+                est.fit(X[tr], y[tr])
+                for j, proba in enumerate(est.staged_predict_proba(X[te])):
+                    if (j + 1) % _EVAL_EVERY == 0:
+                        staged[(j + 1) // _EVAL_EVERY - 1] = _logit(proba[:, 1])
                 raw[:, te] = staged
                 for c in range(len(checkpoints)):
                     ap[k, c] = _average_precision(y[te], staged[c])
@@ -413,6 +415,42 @@ def train(
 ) -> MuleModel:
     """Train a :class:`MuleModel` (see the module docs for the procedure)."""
     return MuleModel(config, feature_config).fit(features, labels, transfers)
+
+
+def train_from_store(
+    store: Any,
+    labels: pl.DataFrame,
+    *,
+    window: str = "all",
+    as_of: Any = None,
+    config: Any = None,
+    progress: Any = None,
+) -> tuple[MuleModel, dict[str, Any]]:
+    """Read a window of a store (or canonical transfers), compute features, train.
+
+    ``store``: a store directory, a :class:`~mulegraph.store.Store` or canonical transfers.
+    ``labels``: a label table (:func:`mulegraph.labels.load_labels`). ``config``: a
+    :class:`~mulegraph.config.Config` (``features`` and ``model`` sections). Returns the model and
+    a dict with ``transfers``, ``accounts`` and ``window``.
+    """
+    from .config import Config
+    from .features import compute_features
+    from .scoring import read_transfers
+
+    config = config or Config()
+    if progress:
+        progress("reading transfers")
+    transfers, desc = read_transfers(store, window=window, as_of=as_of)
+    if transfers.is_empty():
+        raise InputError("there are no transfers in the chosen window; widen --window or check --as-of.")
+    if progress:
+        progress("computing features")
+    p = prepare(transfers, config.features)
+    features = compute_features(p, config.features)
+    if progress:
+        progress("training")
+    model = MuleModel(config.model, config.features).fit(features, labels, p)
+    return model, {"transfers": transfers.height, "accounts": features.height, "window": desc}
 
 
 # -- persistence -------------------------------------------------------------------------------

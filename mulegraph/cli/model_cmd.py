@@ -1,6 +1,79 @@
-"""CLI commands: model."""
+"""CLI commands: ``train`` (labels + store -> model folder) and ``evaluate`` (scores vs labels)."""
 
 from __future__ import annotations
 
-from ._app import app, handle_errors  # noqa: F401
+from pathlib import Path
+from typing import Optional
 
+import typer
+
+from ._app import app, handle_errors
+
+__all__ = ["train_command", "evaluate_command"]
+
+
+@app.command("train")
+@handle_errors
+def train_command(
+    store: Path = typer.Option(..., "--store", help="Store folder made by 'mulegraph ingest'."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Labels file (CSV or Parquet): account_id, is_mule[, typology]."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write (created if needed)."),
+    decisions: Optional[Path] = typer.Option(
+        None, "--decisions", help="Investigator decisions (CSV or Parquet): account_id, decision=confirmed|cleared, date, note."
+    ),
+    window: str = typer.Option("all", "--window", help="Window length such as 30d or 72h, or 'all' (the whole store)."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the window (ISO 8601); default: newest transfer."),
+    config: Optional[Path] = typer.Option(None, "--config", help="mulegraph TOML config ([features] and [model] sections)."),
+) -> None:
+    """Train the supervised model on labelled accounts and write it with its model card."""
+    from rich.console import Console
+
+    from ..config import load_config
+    from ..errors import InputError
+    from ..labels import load_labels
+    from ..model import save_model, train_from_store
+
+    if labels is None and decisions is None:
+        raise InputError("train needs --labels FILE and/or --decisions FILE.")
+    cfg = load_config(config)
+    table = load_labels(labels, decisions)
+    console = Console(stderr=True)
+    with console.status("training") as status:
+        model, stats = train_from_store(
+            store, table, window=window, as_of=as_of, config=cfg, progress=lambda stage: status.update(stage)
+        )
+        card = save_model(model, out)
+    cv = model.cv_metrics_
+    counts = model.label_counts_
+    typer.echo(
+        f"trained on {counts['mule']:,} mules and {counts['not_mule']:,} other accounts "
+        f"({stats['transfers']:,} transfers, {stats['window']}); {counts['unmatched']:,} labels unused"
+    )
+    typer.echo(
+        f"cross-validated ({cv['folds']} {cv['fold_scheme']} folds): PR-AUC {cv['pr_auc']:.3f} ± {cv['pr_auc_std']:.3f}, "
+        f"ROC-AUC {cv['roc_auc_pooled']:.3f}; settings {model.best_params_}"
+    )
+    top = ", ".join(f"{k} {v:.2f}" for k, v in list(model.feature_importance.items())[:5])
+    typer.echo(f"strongest features: {top}")
+    typer.echo(f"model -> {card.parent} (card: {card.name}, model_card.md)")
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate_command(
+    scores: Path = typer.Option(..., "--scores", help="Scores file (.parquet, .csv or .json) with account_id and score."),
+    labels: Path = typer.Option(..., "--labels", help="Labels file (CSV or Parquet): account_id, is_mule[, typology]."),
+    split: Optional[Path] = typer.Option(None, "--split", help="Split file (account_id, split = train|test): evaluate the test accounts only."),
+    budget: Optional[list[float]] = typer.Option(
+        None, "--budget", help="Alert budget as a fraction of accounts (repeatable); default 0.005, 0.01, 0.02."
+    ),
+    json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """PR-AUC, ROC-AUC, precision and recall at alert budgets, and recall per typology."""
+    from ..evaluate import DEFAULT_BUDGETS, evaluate, format_table, read_scores, read_split, to_json
+    from ..labels import read_labels
+
+    result = evaluate(
+        read_scores(scores), read_labels(labels), read_split(split) if split else None, tuple(budget) if budget else DEFAULT_BUDGETS
+    )
+    typer.echo(to_json(result) if json_ else format_table(result))

@@ -1,0 +1,142 @@
+"""Supervised model accuracy on an AMLGentex development set (protocol of issue 4).
+
+Blank ``channel``; train on the labels of the ``train`` accounts of ``split.parquet`` only (all
+settings are chosen by cross-validation on them inside ``MuleModel.fit``); score every account; report
+PR-AUC, ROC-AUC, precision/recall at 0.5/1/2% and recall per typology on the ``test`` accounts.
+``EXT_SOURCE`` / ``EXT_SINK`` are pseudo-accounts: configured as hubs, so they are never ranked.
+Also prints permutation importance per feature family on the test accounts (for the report only;
+nothing is chosen from it), timings and peak RSS.
+
+    python benchmarks/bench_accuracy.py --data /work/shared/data/amlgentex-hard-dev
+    python benchmarks/bench_accuracy.py --data /work/shared/data/amlgentex-dev --features-cache /tmp/dev_feats.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from mulegraph.config import FeatureConfig, ModelConfig
+from mulegraph.evaluate import evaluate, format_table
+from mulegraph.features import FAMILIES, compute_features, prepare
+from mulegraph.features import proximity
+from mulegraph.features.registry import REGISTRY
+from mulegraph.model import MuleModel, _average_precision, _to_matrix
+
+PSEUDO = ("EXT_SOURCE", "EXT_SINK")
+
+
+def _rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def family_importance(model: MuleModel, features: pl.DataFrame, p, test: pl.DataFrame, repeats: int, seed: int) -> dict[str, float]:
+    """Drop in test PR-AUC when all columns of one family are shuffled together (mean of repeats)."""
+    frame = test.select("account_id", "is_mule").join(features, on="account_id", how="left").join(model.closeness(p), on="account_id", how="left")
+    X = _to_matrix(frame, model.feature_names_)
+    y = frame["is_mule"].to_numpy().astype(int)
+    base = _average_precision(y, model._raw(X))
+    fams: dict[str, list[int]] = {}
+    for j, name in enumerate(model.feature_names_):
+        spec = REGISTRY.get(name)
+        fams.setdefault(spec.family if spec else "other", []).append(j)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for fam, cols in fams.items():
+        drops = []
+        for _ in range(repeats):
+            Xp = X.copy()
+            perm = rng.permutation(len(X))
+            Xp[:, cols] = X[perm][:, cols]
+            drops.append(base - _average_precision(y, model._raw(Xp)))
+        out[fam] = float(np.mean(drops))
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, type=Path, help="folder with transactions.parquet, account_labels.parquet, split.parquet")
+    ap.add_argument("--seed", type=int, default=0, help="ModelConfig.random_state")
+    ap.add_argument("--features-cache", type=Path, help="reuse/write the label-free features here")
+    ap.add_argument("--families", nargs="*", help="label-free families to compute (default: all)")
+    ap.add_argument("--no-proximity", action="store_true", help="leave out closeness to known mules (ablation)")
+    ap.add_argument("--importance-repeats", type=int, default=3)
+    ap.add_argument("--json-out", type=Path, help="write the metrics as JSON here")
+    ap.add_argument("--set", nargs="*", default=[], help="ModelConfig overrides, e.g. n_models=1 max_iter=100")
+    args = ap.parse_args(argv)
+
+    t_all = time.perf_counter()
+    tx = pl.read_parquet(args.data / "transactions.parquet").with_columns(pl.lit(None, dtype=pl.String).alias("channel"))
+    labels = pl.read_parquet(args.data / "account_labels.parquet")
+    split = pl.read_parquet(args.data / "split.parquet")
+    fcfg = FeatureConfig(hub_accounts=PSEUDO)
+    overrides = {}
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        overrides[k] = json.loads(v) if not v.isidentifier() else v
+        if isinstance(overrides[k], list):
+            overrides[k] = tuple(overrides[k])
+    mcfg = dataclasses.replace(ModelConfig(random_state=args.seed, importance_repeats=0), **overrides)
+
+    t0 = time.perf_counter()
+    p = prepare(tx, fcfg)
+    if args.features_cache and args.features_cache.exists():
+        feats = pl.read_parquet(args.features_cache)
+        t_feat = float("nan")
+    else:
+        names = args.families or list(FAMILIES)
+        timings: dict[str, float] = {}
+        feats = compute_features(p, fcfg, families=names, timings=timings)
+        t_feat = time.perf_counter() - t0
+        print("feature seconds per family:", {k: round(v, 1) for k, v in timings.items()})
+        if args.features_cache:
+            feats.write_parquet(args.features_cache)
+    print(f"label-free features: {feats.width - 2} columns, {feats.height:,} accounts, {t_feat:.1f} s")
+
+    train_labels = labels.join(split.filter(pl.col("split") == "train"), on="account_id").select("account_id", "is_mule")
+    model = MuleModel(mcfg, fcfg)
+    if args.no_proximity:
+        import mulegraph.model as mm
+
+        orig = mm.proximity.compute
+
+        def zero(p_, known, labelled=None, **kw):
+            out = orig(p_, known[:0], None, **kw)
+            return out.with_columns([pl.lit(0.0).alias(s.name) for s in proximity.FEATURES])
+
+        mm.proximity.compute = zero
+    t0 = time.perf_counter()
+    model.fit(feats, train_labels, p)
+    t_train = time.perf_counter() - t0
+    print(f"train: {t_train:.1f} s; settings {model.best_params_}; CV {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in model.cv_metrics_.items()})}")
+
+    t0 = time.perf_counter()
+    scores = model.predict(feats, p)
+    t_pred = time.perf_counter() - t0
+    test = labels.join(split.filter(pl.col("split") == "test"), on="account_id")
+    res = evaluate(scores, labels, split, budgets=(0.005, 0.01, 0.02))
+    print(f"\n== test accounts ({args.data.name}) ==")
+    print(format_table(res))
+    imp = family_importance(model, feats, p, test, args.importance_repeats, args.seed) if args.importance_repeats else {}
+    if imp:
+        print("\npermutation importance by family (test PR-AUC drop):")
+        for k, v in imp.items():
+            print(f"  {k:<12} {v:+.3f}")
+    total = time.perf_counter() - t_all
+    print(f"\nseconds: features {t_feat:.1f}, train {t_train:.1f}, predict {t_pred:.1f}, total {total:.1f}; peak RSS {_rss_gb():.2f} GB")
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"data": str(args.data), "metrics": res, "cv": model.cv_metrics_, "best": model.best_params_,
+                                             "family_importance": imp, "seconds": {"features": t_feat, "train": t_train, "predict": t_pred, "total": total}}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""The supervised model: estimator contract, out-of-fold features, persistence, labels, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from mulegraph.cli import app
+from mulegraph.config import FeatureConfig, ModelConfig
+from mulegraph.errors import InputError, ModelError
+from mulegraph.evaluate import evaluate
+from mulegraph.features import compute_features, prepare
+from mulegraph.features import proximity
+from mulegraph.labels import combine_labels, load_labels, read_decisions, read_labels
+from mulegraph.model import MuleModel, load_model, make_folds, oof_proximity, save_model, train
+from mulegraph.synth import generate
+
+FAST = ModelConfig(random_state=3, cv_folds=3, max_leaf_nodes=(7,), max_iter=40, n_models=2, importance_repeats=1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Synthetic bank with planted mules; half of the accounts' labels are 'known' (training)."""
+    syn = generate(1200, days=30, seed=7, mule_share=0.05)
+    fcfg = FeatureConfig()
+    p = prepare(syn.transfers, fcfg)
+    feats = compute_features(p, fcfg)
+    rng = np.random.default_rng(0)
+    ids = syn.labels["account_id"].to_numpy()
+    train_ids = set(rng.choice(ids, size=len(ids) // 2, replace=False).tolist())
+    split = pl.DataFrame({"account_id": ids, "split": ["train" if a in train_ids else "test" for a in ids]})
+    train_labels = syn.labels.join(split.filter(pl.col("split") == "train"), on="account_id").select("account_id", "is_mule")
+    return {"syn": syn, "p": p, "features": feats, "split": split, "train_labels": train_labels, "fcfg": fcfg}
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return MuleModel(FAST, data["fcfg"]).fit(data["features"], data["train_labels"], data["p"])
+
+
+# -- estimator contract ------------------------------------------------------------------------
+def test_fit_returns_self_and_sets_trailing_underscore_state(data):
+    m = MuleModel(FAST, data["fcfg"])
+    assert not [k for k in vars(m) if k.endswith("_")]
+    assert m.fit(data["features"], data["train_labels"], data["p"]) is m
+    for attr in ("estimators_", "calibration_", "feature_names_", "known_", "cv_metrics_", "best_params_"):
+        assert hasattr(m, attr)
+    assert m.config is FAST  # settings are stored untouched
+
+
+def test_unfitted_model_refuses_to_predict(data):
+    with pytest.raises(ModelError, match="not trained"):
+        MuleModel(FAST).predict(data["features"], data["p"])
+
+
+def test_same_seed_same_scores_other_seed_differs(data, fitted):
+    again = train(data["features"], data["train_labels"], data["p"], FAST, data["fcfg"])
+    a = fitted.predict(data["features"], data["p"])
+    b = again.predict(data["features"], data["p"])
+    assert a.equals(b)
+    other = train(data["features"], data["train_labels"], data["p"], dataclasses.replace(FAST, random_state=4), data["fcfg"])
+    c = other.predict(data["features"], data["p"])
+    assert not np.allclose(a["score"].to_numpy(), c["score"].to_numpy())
+
+
+def test_scores_are_probabilities_and_hubs_are_left_out(data, fitted):
+    s = fitted.predict(data["features"], data["p"])
+    assert s.columns == ["account_id", "score"]
+    assert ((s["score"] >= 0) & (s["score"] <= 1)).all()
+    hubs = set(data["p"].accounts.filter(pl.col("is_hub"))["account_id"].to_list())
+    assert not hubs & set(s["account_id"].to_list())
+    assert s.height == data["features"].height - len(hubs)
+
+
+def test_planted_mules_rank_at_the_top(data, fitted):
+    s = fitted.predict(data["features"], data["p"])
+    res = evaluate(s, data["syn"].labels, data["split"], budgets=(0.02,))
+    prev = res["prevalence"]
+    assert res["mules"] >= 10
+    # far above a random ranking on accounts whose labels the model never saw
+    assert res["pr_auc"] > max(0.5, 8 * prev)
+    assert res["budgets"][0]["precision"] >= 0.6
+
+
+def test_calibration_tracks_mule_rate(data, fitted):
+    s = fitted.predict(data["features"], data["p"]).join(data["syn"].labels, on="account_id")
+    # mean calibrated score and mule share agree within a factor of two over all accounts
+    ratio = s["score"].mean() / s["is_mule"].mean()
+    assert 0.5 < ratio < 2.0
+
+
+def test_wrong_inputs_are_clear_errors(data):
+    m = MuleModel(FAST, data["fcfg"])
+    with pytest.raises(InputError, match="account_id"):
+        m.fit(data["features"].drop("account_id"), data["train_labels"], data["p"])
+    with pytest.raises(InputError, match="DataFrame"):
+        m.fit(data["features"].to_pandas() if False else {"a": 1}, data["train_labels"], data["p"])
+    with pytest.raises(InputError, match="is_mule"):
+        m.fit(data["features"], data["train_labels"].drop("is_mule"), data["p"])
+    with pytest.raises(InputError, match="transfers"):
+        m.fit(data["features"], data["train_labels"], "not transfers")
+    few = data["train_labels"].with_columns(pl.lit(False).alias("is_mule"))
+    with pytest.raises(ModelError, match="too few labels"):
+        m.fit(data["features"], few, data["p"])
+    with pytest.raises(ModelError, match="class_weight"):
+        MuleModel(dataclasses.replace(FAST, class_weight="heavy")).fit(data["features"], data["train_labels"], data["p"])
+
+
+def test_missing_feature_column_at_predict(data, fitted):
+    col = next(c for c in fitted.feature_names_ if c not in {s.name for s in proximity.FEATURES})
+    with pytest.raises(ModelError, match="lack 1 column"):
+        fitted.predict(data["features"].drop(col), data["p"])
+
+
+def test_feature_importance_is_a_distribution_over_features(fitted):
+    imp = fitted.feature_importance
+    assert set(imp) <= set(fitted.feature_names_)
+    assert sum(imp.values()) == pytest.approx(1.0)
+    assert all(v >= 0 for v in imp.values())
+
+
+# -- out-of-fold closeness -----------------------------------------------------------------------
+def test_oof_features_ignore_own_label(data):
+    p = data["p"]
+    lab = data["train_labels"].join(p.accounts.select("idx", "account_id"), on="account_id")
+    idx = lab["idx"].to_numpy().astype(np.int64)
+    y = lab["is_mule"].to_numpy().astype(np.int64)
+    folds, _ = make_folds(y, None, 3, 0)
+    base = oof_proximity(p, idx, y, folds, FAST)
+    for who in (int(np.flatnonzero(y == 1)[0]), int(np.flatnonzero(y == 0)[0])):
+        flipped = y.copy()
+        flipped[who] = 1 - flipped[who]
+        other = oof_proximity(p, idx, flipped, folds, FAST)
+        assert base.row(who) == pytest.approx(other.row(who))
+        # ... while the flip is visible to accounts in other folds that are its neighbours
+    assert not base.equals(oof_proximity(p, idx, 1 - y, folds, FAST))
+
+
+def test_folds_grouped_by_component_when_possible():
+    y = np.array([1, 0, 0, 0] * 10)
+    groups = np.repeat(np.arange(20), 2)
+    folds, scheme = make_folds(y, groups, 4, 0)
+    assert scheme == "grouped"
+    for g in np.unique(groups):
+        assert len(set(folds[groups == g])) == 1
+    folds, scheme = make_folds(y, np.zeros(40, dtype=int), 4, 0)  # one giant component
+    assert scheme == "stratified"
+    assert all(y[folds == k].sum() >= 2 for k in range(4))
+
+
+# -- persistence ---------------------------------------------------------------------------------
+def test_save_load_round_trip_gives_identical_scores(tmp_path, data, fitted):
+    save_model(fitted, tmp_path / "m")
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert card["labels"]["mule"] == int(data["train_labels"]["is_mule"].sum())
+    assert {"scikit-learn", "polars", "mulegraph"} <= set(card["versions"])
+    assert card["training_data_sha256"] == fitted.training_hash_
+    assert "PR-AUC" in (tmp_path / "m" / "model_card.md").read_text()
+    loaded = load_model(tmp_path / "m")
+    assert loaded.predict(data["features"], data["p"]).equals(fitted.predict(data["features"], data["p"]))
+    assert loaded.feature_importance == pytest.approx(fitted.feature_importance)
+
+
+@pytest.mark.parametrize("name", ["estimator.skops", "known.parquet"])
+def test_tampered_file_is_refused(tmp_path, fitted, name):
+    d = tmp_path / "m"
+    save_model(fitted, d)
+    raw = bytearray((d / name).read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (d / name).write_bytes(bytes(raw))
+    with pytest.raises(ModelError, match="sha256"):
+        load_model(d)
+
+
+class _Gadget:
+    def __init__(self):
+        self.x = 1
+
+
+def test_untrusted_type_is_refused_even_with_matching_hash(tmp_path, fitted):
+    import hashlib
+
+    import skops.io as sio
+
+    d = tmp_path / "m"
+    save_model(fitted, d)
+    (d / "estimator.skops").write_bytes(sio.dumps({"estimators": [_Gadget()]}))
+    card = json.loads((d / "model_card.json").read_text())
+    card["files"]["estimator.skops"] = hashlib.sha256((d / "estimator.skops").read_bytes()).hexdigest()
+    (d / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="cannot be loaded safely"):
+        load_model(d)
+
+
+def test_other_feature_set_or_format_is_refused(tmp_path, fitted):
+    d = tmp_path / "m"
+    save_model(fitted, d)
+    card = json.loads((d / "model_card.json").read_text())
+    bad = json.loads(json.dumps(card))
+    bad["features"][0]["version"] = 99
+    (d / "model_card.json").write_text(json.dumps(bad))
+    with pytest.raises(ModelError, match="another feature set"):
+        load_model(d)
+    bad = json.loads(json.dumps(card))
+    bad["features"].append({"name": "feature_from_the_future", "family": "x", "version": 1})
+    (d / "model_card.json").write_text(json.dumps(bad))
+    with pytest.raises(ModelError, match="unknown to this version"):
+        load_model(d)
+    bad = dict(card, format="2.0")
+    (d / "model_card.json").write_text(json.dumps(bad))
+    with pytest.raises(ModelError, match="format"):
+        load_model(d)
+    (d / "model_card.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        load_model(d)
+    shutil.rmtree(d)
+    with pytest.raises(ModelError, match="not a mulegraph model"):
+        load_model(d)
+
+
+# -- labels and decisions ----------------------------------------------------------------------
+def test_read_labels_accepts_common_boolean_forms(tmp_path):
+    f = tmp_path / "l.csv"
+    f.write_text("account_id,is_mule,typology\na,1,\nb,no,\nc,TRUE,fan_in|cycle\nc,true,\n")
+    lab = read_labels(f)
+    assert lab.to_dicts() == [
+        {"account_id": "a", "is_mule": True, "typology": None},
+        {"account_id": "b", "is_mule": False, "typology": None},
+        {"account_id": "c", "is_mule": True, "typology": "fan_in|cycle"},
+    ]
+    pq = tmp_path / "l.parquet"
+    pl.DataFrame({"account_id": ["x"], "is_mule": [False]}).write_parquet(pq)
+    assert read_labels(pq)["is_mule"].to_list() == [False]
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("account_id,label\na,1\n", "lack column"),
+        ("account_id,is_mule\na,maybe\n", "true/false"),
+        ("account_id,is_mule\na,1\na,0\n", "both mule and not mule"),
+        ("account_id,is_mule\n,1\n", "account_id is empty"),
+        ("account_id,is_mule\na,\n", "is_mule is empty"),
+    ],
+)
+def test_bad_labels_are_clear_errors(tmp_path, text, match):
+    f = tmp_path / "l.csv"
+    f.write_text(text)
+    with pytest.raises(InputError, match=match):
+        read_labels(f)
+
+
+def test_label_file_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_labels(tmp_path / "none.csv")
+    (tmp_path / "l.xlsx").write_text("x")
+    with pytest.raises(InputError, match="unknown type"):
+        read_labels(tmp_path / "l.xlsx")
+
+
+def test_latest_decision_overrides_label(tmp_path):
+    lab = tmp_path / "l.csv"
+    lab.write_text("account_id,is_mule,typology\na,1,stack\nb,0,\nc,1,fan_in\n")
+    dec = tmp_path / "d.csv"
+    dec.write_text(
+        "account_id,decision,date,note\n"
+        "a,confirmed,2025-01-01,first look\na,cleared,2025-02-01,false alarm\n"
+        "b,Confirmed,2025-03-01T10:00:00,\nd,confirmed,2025-01-05,new\n"
+    )
+    t = load_labels(lab, dec)
+    got = {r["account_id"]: (r["is_mule"], r["source"]) for r in t.to_dicts()}
+    assert got == {"a": (False, "decision"), "b": (True, "decision"), "c": (True, "label"), "d": (True, "decision")}
+    assert t.filter(pl.col("account_id") == "c")["typology"].item() == "fan_in"
+    only = combine_labels(None, read_decisions(dec))
+    assert only.height == 3
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("account_id,decision,date\na,escalated,2025-01-01\n", "confirmed"),
+        ("account_id,decision,date\na,cleared,yesterday\n", "ISO date"),
+        ("account_id,decision\na,cleared\n", "lack column"),
+    ],
+)
+def test_bad_decisions_are_clear_errors(tmp_path, text, match):
+    f = tmp_path / "d.csv"
+    f.write_text(text)
+    with pytest.raises(InputError, match=match):
+        read_decisions(f)
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+def test_cli_train_then_evaluate(tmp_path, data):
+    from mulegraph.ingest import ingest
+
+    syn = data["syn"]
+    export = tmp_path / "export.parquet"
+    syn.transfers.write_parquet(export)
+    ingest([export], tmp_path / "store")
+    labels = tmp_path / "labels.csv"
+    data["train_labels"].write_csv(labels)
+    cfg = tmp_path / "mulegraph.toml"
+    cfg.write_text(
+        "[model]\nrandom_state = 3\ncv_folds = 3\nmax_leaf_nodes = [7]\nmax_iter = 30\nn_models = 1\nimportance_repeats = 0\n"
+    )
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--store", str(tmp_path / "store"), "--labels", str(labels), "--config", str(cfg), "--out", str(tmp_path / "model")])
+    assert res.exit_code == 0, res.output
+    assert "cross-validated" in res.output
+    model = load_model(tmp_path / "model")
+    scores = model.predict(data["features"], data["p"])
+    scores.write_parquet(tmp_path / "scores.parquet")
+    all_labels = tmp_path / "all.parquet"
+    syn.labels.write_parquet(all_labels)
+    split = tmp_path / "split.parquet"
+    data["split"].write_parquet(split)
+    res = runner.invoke(app, ["evaluate", "--scores", str(tmp_path / "scores.parquet"), "--labels", str(all_labels), "--split", str(split), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["pr_auc"] > 0.3 and out["n"] == data["split"].filter(pl.col("split") == "test").height
+    res = runner.invoke(app, ["train", "--store", str(tmp_path / "store"), "--labels", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "m2")])
+    assert res.exit_code == 2 and "does not exist" in res.output

@@ -316,3 +316,30 @@ def test_write_report_is_atomic_and_checks_arguments(run_dir, tmp_path):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
     with pytest.raises(InputError, match="format"):
         render(load_run(run_dir), "pdf")
+
+
+def test_a_run_without_alerts_renders_in_every_format(first_run_dir):
+    data = load_run(first_run_dir)
+    empty = dataclasses.replace(data, alerts=data.alerts.head(0), flows=data.flows.head(0),
+                                changes=data.changes.head(0), drift=data.drift.head(0))
+    for fmt in ("html", "md", "csv", "json"):
+        text = render(empty, fmt)
+        assert text
+    assert "No alerts in this run." in render(empty, "md")
+    assert validate_json(json.loads(render(empty, "json"))) == []
+    assert read_csv_report(render(empty, "csv")).height == 0
+
+
+def test_installed_command_writes_a_report(run_dir, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("mulegraph") or str(Path(sys.executable).with_name("mulegraph"))
+    if not Path(exe).exists():
+        pytest.skip("the mulegraph command is not installed")
+    out = tmp_path / "r.json"
+    proc = subprocess.run([exe, "report", str(run_dir), "--format", "json", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert validate_json(json.loads(out.read_text())) == []

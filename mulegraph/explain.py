@@ -31,6 +31,8 @@ transfers of the account itself (it is the sender or the receiver), chosen by th
 * graph patterns (family ``patterns`` or ``network``): the account's transfers with counterparties
   that show the same pattern feature themselves (the other members of its cycles, chains and
   scatter-gather structures);
+* one-off structures (family ``structure``, :mod:`mulegraph.nolabel`): the same, among the account's
+  transfers on one-off relationships only;
 * anything else: the account's largest transfers with counterparties that are not hubs.
 
 Evidence lists are capped (``max_txn_ids``) and sorted by transfer id.
@@ -265,6 +267,8 @@ def _evidence_kind(feature: str) -> str:
         return "cash"
     if feature.startswith("night"):
         return "night"
+    if family == "structure" or feature.startswith("fresh_"):
+        return "structure"
     if family in ("patterns", "network") or feature.startswith("nbr_"):
         return "pattern"
     if feature.startswith("in_"):
@@ -274,10 +278,10 @@ def _evidence_kind(feature: str) -> str:
     return "largest"
 
 
-def _account_tx(p: Prepared, idx: pl.Series) -> pl.DataFrame:
+def _account_tx(p: Prepared, idx: pl.Series, tx: pl.DataFrame | None = None) -> pl.DataFrame:
     """Transfers touching the accounts, one row per (account, transfer) with its side."""
     hubs = p.hub_idx.implode()
-    tx = p.tx
+    tx = p.tx if tx is None else tx
     ins = tx.filter(pl.col("dst").is_in(idx.implode())).select(
         pl.col("dst").alias("acc"), pl.col("src").alias("cp"), "t", "txn_id", "amount", "channel", pl.lit("in").alias("side")
     )
@@ -385,6 +389,7 @@ def _evidence_many(
     if features is not None:
         feats = features.join(idmap, on="account_id", how="inner")
     out: dict[str, dict[str, list[str]]] = {}
+    at_fresh = None
     for feature in dict.fromkeys(feature_names):
         kind = _evidence_kind(feature)
         if kind == "passthrough":
@@ -410,6 +415,12 @@ def _evidence_many(
             ev = _cap(at.filter((hour >= lo) & (hour < hi)), max_txn_ids)
         elif kind == "pattern":
             ev = _ev_pattern(at, feature, feats if feats is not None else pl.DataFrame({"idx": []}), max_txn_ids)
+        elif kind == "structure":
+            if at_fresh is None:
+                from .nolabel import fresh_transfers
+
+                at_fresh = _account_tx(p, sel["idx"], fresh_transfers(p))
+            ev = _ev_pattern(at_fresh, feature, feats if feats is not None else pl.DataFrame({"idx": []}), max_txn_ids)
         elif kind in ("inbound", "outbound"):
             side = "in" if kind == "inbound" else "out"
             ev = _cap(at.filter((pl.col("side") == side) & ~pl.col("cp_hub")), max_txn_ids)

@@ -133,6 +133,8 @@ FEATURES = [
     "cash_out_share",
     "night_share",
     "cycle_count",
+    "fresh_sg_role_count",
+    "fresh_square_share",
     "in_value",
     "out_value",
     "velocity",
@@ -229,3 +231,30 @@ def test_explain_json_shape_and_evidence_only_for_top():
         assert pcts == sorted(pcts, reverse=True)
     assert any(json.loads(t)[0]["txn_ids"] for a, t in zip(accounts, reasons.to_list()) if a in order[:4])
     assert "not_a_column" not in REGISTRY
+
+
+def test_structure_evidence_uses_one_off_transfers_only():
+    import mulegraph.nolabel  # noqa: F401  (registers the structure features)
+
+    t0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    rows = [
+        ("T1", 0, "S", "M1"), ("T2", 1, "S", "M2"), ("T3", 30, "M1", "D"), ("T4", 40, "M2", "D"),
+        *[(f"Q{i}", 24 * 7 * i + 2, "Y", "D") for i in range(4)],  # a standing relationship
+    ]
+    tx = pl.DataFrame(
+        {
+            "txn_id": [r[0] for r in rows],
+            "ts": [t0 + timedelta(hours=r[1]) for r in rows],
+            "src_account": [r[2] for r in rows],
+            "dst_account": [r[3] for r in rows],
+            "amount": [100.0] * len(rows),
+            "currency": ["EUR"] * len(rows),
+            "channel": [None] * len(rows),
+        },
+        schema=TRANSFER_SCHEMA,
+    )
+    p = prepare(tx)
+    feats = pl.DataFrame({"account_id": ["D", "M1", "M2", "S", "Y"], "fresh_sg_role_count": [1.0, 1.0, 1.0, 1.0, 0.0]})
+    ev = evidence(p, ["D", "S"], "fresh_sg_role_count", features=feats)
+    assert ev["D"] == ["T3", "T4"]
+    assert ev["S"] == ["T1", "T2"]

@@ -761,9 +761,9 @@ def render_html(run: RunData, *, top: int | None = None, pseudonymiser: Pseudony
             rows.append([
                 str(s["alert_rank"]), e(s["account_id"]), f"{s['score']:.3f}", f"<span class=\"{e(s['status'])}\">{e(status)}</span>",
                 f"<ul class=\"reasons\">{reasons}</ul>" if reasons else "-",
-                f"{_fmt_num(k['in_value'], 2)} in {k['in_count']} from {k['in_counterparties']}<br>"
-                f"{_fmt_num(k['out_value'], 2)} out {k['out_count']} to {k['out_counterparties']}<br>"
-                f"<span class=\"small\">{e(k['first_ts'] or '-')} to {e(k['last_ts'] or '-')}</span>",
+                f"in: {_fmt_num(k['in_value'], 2)} ({k['in_count']} transfers from {k['in_counterparties']} payers)<br>"
+                f"out: {_fmt_num(k['out_value'], 2)} ({k['out_count']} transfers to {k['out_counterparties']} payees)<br>"
+                f"<span class=\"small\">active {e(k['first_ts'] or '-')} to {e(k['last_ts'] or '-')}</span>",
             ])
         parts.append(_table(["#", "account", "score", "status", "reasons", "key figures"], rows, {0, 2}))
     else:

@@ -100,8 +100,17 @@ def graph_layout(graph: nx.Graph, *, seed: int = 0) -> dict[Any, tuple[float, fl
         pos = {}
         hops = sorted(layers)
         span = max(hops) - min(hops) or 1
+        und = nx.Graph()
+        und.add_edges_from((u, v) for u, v in graph.edges())
         for h in hops:
             col = sorted(layers[h], key=str)
+            if pos:
+                # order each layer by the mean height of its already placed neighbours (fewer crossings)
+                def _bary(node, col_len=len(col)):
+                    ys = [pos[m][1] for m in und.neighbors(node) if m in pos] if node in und else []
+                    return sum(ys) / len(ys) if ys else 0.5
+
+                col = sorted(col, key=lambda node: (-_bary(node), str(node)))
             x = (h - min(hops)) / span
             if sign < 0:
                 x = 1 - x

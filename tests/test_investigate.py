@@ -298,6 +298,11 @@ def test_html_is_offline_and_escaped(tmp_path):
     assert page.count("<circle") + page.count("<rect") == g.number_of_nodes()
     assert page.count('class="e"') == len(pair_edges(g))
     assert "wheel" in page and "data-info" in page
+    import xml.etree.ElementTree as ET
+
+    svg = page[page.index("<svg"): page.index("</svg>") + len("</svg>")]
+    root = ET.fromstring(svg.replace("&middot;", "&#183;"))  # the SVG part is well-formed XML
+    assert root.tag == "svg"
     out = save_picture(g, tmp_path / "view.html")
     assert out.read_text(encoding="utf-8") == to_html(g, title="mulegraph")
 
@@ -330,6 +335,10 @@ def test_cli_trace_and_show(tmp_path):
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "b.json").read_text())
     assert {e["data"]["id"] for e in doc["elements"]["edges"]} == {"t3", "t2", "t1"}
+    res = runner.invoke(app, ["trace", "B", "--store", str(store), "--txn", "t7", "--hops", "3", "--out", str(tmp_path / "one.json")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "one.json").read_text())
+    assert [e["data"]["id"] for e in doc["elements"]["edges"]] == ["t7"]
     res = runner.invoke(app, ["show", "B", "--store", str(store), "--run", str(run), "--last", "3"])
     assert res.exit_code == 0, res.output
     assert "PASSTHROUGH_24H" in res.output and "t7" in res.output and "0.900" in res.output

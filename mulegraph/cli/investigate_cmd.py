@@ -43,6 +43,9 @@ def trace_command(
     window: str = typer.Option("all", "--window", help="Only transfers in this window (e.g. 30d), or 'all'."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the window (default: newest transfer)."),
     expand_hubs: bool = typer.Option(False, "--expand-hubs", help="Follow money through hub accounts too."),
+    txn: Optional[list[str]] = typer.Option(
+        None, "--txn", help="Start from these transfers of the account only (repeatable): outbound ones, or inbound with --backward."
+    ),
 ) -> None:
     """Follow an account's money forwards (or --backward) in time and write it as a picture or graph."""
     from ..draw import save_picture
@@ -55,7 +58,7 @@ def trace_command(
     inv = open_investigation(store, run)
     trail = inv.trace(
         account, "backward" if backward else "forward", hops=hops, within=within, alloc=alloc.value,
-        window=window, as_of=as_of, expand_hubs=expand_hubs,
+        window=window, as_of=as_of, expand_hubs=expand_hubs, txn_ids=txn or None,
     )
     graph = trail.to_graph()
     direction = "backward" if backward else "forward"

@@ -15,6 +15,7 @@ restricts the run (e.g. ``patterns,network`` to profile the graph families alone
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import resource
 import sys
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--hubs", default="EXT_SOURCE,EXT_SINK", help="comma-separated hub accounts")
     for p in (s, f):
         p.add_argument("--families", default=None, help="comma-separated families (default all)")
+        p.add_argument("--cycle-window", default=None, help="pattern window (FeatureConfig.cycle_window)")
     args = ap.parse_args(argv)
     families = args.families.split(",") if args.families else None
     config = FeatureConfig()
@@ -87,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
         tx = pl.read_parquet(args.path)
         config = FeatureConfig(hub_accounts=tuple(h for h in args.hubs.split(",") if h))
         label = f"file: {args.path.name}"
+    if args.cycle_window:
+        config = dataclasses.replace(config, cycle_window=args.cycle_window)
+        label += f", cycle_window {args.cycle_window}"
     run(tx, label, families, config)
 
 

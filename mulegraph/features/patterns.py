@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import polars as pl
 
 from ..errors import FeatureError
@@ -93,6 +94,11 @@ register(*FEATURES)
 _U32 = pl.UInt32
 
 
+def _pair(x: str, y: str) -> pl.Expr:
+    """Two account indices packed into one UInt64 key (joins on one integer key are faster)."""
+    return pl.col(x).cast(pl.UInt64) * (1 << 32) + pl.col(y).cast(pl.UInt64)
+
+
 def pattern_edges(p: Prepared) -> pl.DataFrame:
     """Transfers used for graph work: no hub at either end, no self-transfer.
 
@@ -127,11 +133,19 @@ def busy_accounts(e: pl.DataFrame, w: int, cap: int) -> pl.Series:
     """
     if e.height == 0:
         return pl.Series("idx", [], dtype=_U32)
-    inb = e.group_by(pl.col("d").alias("v"), (pl.col("t") // w).alias("b")).agg(pl.len().cast(pl.Int64).alias("n_in"))
-    both = pl.concat([inb, inb.with_columns(pl.col("b") + 1)]).group_by("v", "b").agg(pl.col("n_in").sum())
-    out = e.group_by(pl.col("s").alias("v"), (pl.col("t") // w).alias("b")).agg(pl.len().cast(pl.Int64).alias("n_out"))
-    est = out.join(both, on=["v", "b"]).group_by("v").agg((pl.col("n_out") * pl.col("n_in")).sum().alias("pairs"))
-    return est.filter(pl.col("pairs") > cap)["v"].rename("idx").sort()
+    bucket = (e["t"].to_numpy() // w).astype(np.uint64)
+    nb = np.uint64(int(bucket.max()) + 2)
+    in_keys, in_n = np.unique(e["d"].to_numpy().astype(np.uint64) * nb + bucket, return_counts=True)
+    # inbound in bucket b counts for outbound in b and b + 1
+    keys, inv = np.unique(np.concatenate([in_keys, in_keys + np.uint64(1)]), return_inverse=True)
+    n_in = np.bincount(inv, weights=np.concatenate([in_n, in_n]).astype(np.float64))
+    out_keys, out_n = np.unique(e["s"].to_numpy().astype(np.uint64) * nb + bucket, return_counts=True)
+    pos = np.searchsorted(keys, out_keys).clip(max=keys.size - 1)
+    matched = keys[pos] == out_keys
+    pairs = np.where(matched, n_in[pos], 0.0) * out_n
+    acc = (out_keys // nb).astype(np.int64)
+    per_acc = np.bincount(acc, weights=pairs)
+    return pl.Series("idx", np.flatnonzero(per_acc > cap).astype(np.uint32))
 
 
 def two_paths(e: pl.DataFrame, w: int) -> pl.DataFrame:
@@ -204,7 +218,9 @@ def enumerate_cycles(e: pl.DataFrame, p2: pl.DataFrame, w: int, max_len: int, lo
     if max_len >= 3:
         closing = e.select(pl.col("r").alias("r3"), pl.col("s").alias("c"), pl.col("d").alias("a"),
                            pl.col("t").alias("t3"), pl.col("m").alias("m3"))
-        c3 = p3.join(closing, on=["c", "a"]).filter(
+        c3 = p3.with_columns(_pair("c", "a").alias("k")).join(
+            closing.select(_pair("c", "a").alias("k"), "r3", "t3", "m3"), on="k"
+        ).filter(
             (pl.col("t3") >= pl.col("t2")) & (pl.col("t3") <= end) & _anchored("t1", "t3", "r1", ["r2", "r3"])
         )
         parts.append(_cycle_rows(c3, ["a", "v", "c"], ["m1", "m2", "m3"], low))
@@ -212,7 +228,9 @@ def enumerate_cycles(e: pl.DataFrame, p2: pl.DataFrame, w: int, max_len: int, lo
         back = p3.select(pl.col("r1").alias("r3"), pl.col("a").alias("c"), pl.col("v").alias("x"),
                          pl.col("c").alias("a"), pl.col("t1").alias("t3"), pl.col("m1").alias("m3"),
                          pl.col("r2").alias("r4"), pl.col("t2").alias("t4"), pl.col("m2").alias("m4"))
-        c4 = p3.join(back, on=["c", "a"]).filter(
+        c4 = p3.with_columns(_pair("c", "a").alias("k")).join(
+            back.select(_pair("c", "a").alias("k"), pl.exclude("c", "a")), on="k"
+        ).filter(
             (pl.col("t3") >= pl.col("t2")) & (pl.col("t4") <= end) & (pl.col("x") != pl.col("v"))
             & _anchored("t1", "t4", "r1", ["r2", "r3", "r4"])
         )
@@ -254,7 +272,9 @@ def _five_cycles(e: pl.DataFrame, p3: pl.DataFrame, w: int, low: float, max_rows
             (pl.col("t3") >= pl.col("t2")) & (pl.col("t3") <= end) & (pl.col("d") != pl.col("a"))
             & (pl.col("d") != pl.col("v"))
         )
-        c5 = q.join(bk, on=["d", "a"]).filter(
+        c5 = q.with_columns(_pair("d", "a").alias("k")).join(
+            bk.select(_pair("d", "a").alias("k"), pl.exclude("d", "a")), on="k"
+        ).filter(
             (pl.col("t4") >= pl.col("t3")) & (pl.col("t5") <= end) & (pl.col("x") != pl.col("v"))
             & (pl.col("x") != pl.col("c")) & _anchored("t1", "t5", "r1", ["r2", "r3", "r4", "r5"])
         )
@@ -264,17 +284,20 @@ def _five_cycles(e: pl.DataFrame, p3: pl.DataFrame, w: int, low: float, max_rows
 
 def _scatter_gather(p3: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Scatter-gather counts per role, and gather-scatter counts, from the 2-hop paths (a != c)."""
-    triples = p3.select("a", "v", "c").unique()
-    pairs = triples.group_by("a", "c").agg(pl.len().alias("n_mid")).filter(pl.col("n_mid") >= 2)
+    triples = p3.select(_pair("a", "c").alias("ac"), "v").unique()
+    pairs = triples.group_by("ac").agg(pl.len().alias("n_mid")).filter(pl.col("n_mid") >= 2).select(
+        "ac", (pl.col("ac") // (1 << 32)).cast(_U32).alias("a"), (pl.col("ac") % (1 << 32)).cast(_U32).alias("c")
+    )
     src = pairs.group_by("a").agg(pl.len().cast(pl.Int64).alias("sg_count")).rename({"a": "idx"})
     tgt = pairs.group_by("c").agg(pl.len().cast(pl.Int64).alias("sg_target_count")).rename({"c": "idx"})
     mid = (
-        triples.join(pairs.select("a", "c"), on=["a", "c"], how="semi")
+        triples.join(pairs.select("ac"), on="ac", how="semi")
         .group_by("v").agg(pl.len().cast(pl.Int64).alias("sg_mid_count")).rename({"v": "idx"})
     )
     sg = src.join(tgt, on="idx", how="full", coalesce=True).join(mid, on="idx", how="full", coalesce=True)
     gs = (
-        triples.group_by("v")
+        triples.with_columns((pl.col("ac") // (1 << 32)).alias("a"), (pl.col("ac") % (1 << 32)).alias("c"))
+        .group_by("v")
         .agg(pl.len().alias("n"), pl.col("a").n_unique().alias("ns"), pl.col("c").n_unique().alias("nr"))
         .filter((pl.col("ns") >= 2) & (pl.col("nr") >= 2))
         .select(pl.col("v").alias("idx"), pl.col("n").cast(pl.Int64).alias("gs_count"))
@@ -308,7 +331,7 @@ def chain_depths(hops: pl.DataFrame, cap: int) -> pl.DataFrame:
             new = lengths.join(best, on="r", how="left").select(
                 "r", pl.max_horizontal("n", pl.col("cand").clip(upper_bound=cap)).alias("n")
             )
-            if new.join(lengths, on="r").filter(pl.col("n") != pl.col("n_right")).height == 0:
+            if new["n"].sum() == lengths["n"].sum():  # lengths never shrink: equal sums, no change
                 break
             lengths = new
         return lengths

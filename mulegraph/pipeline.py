@@ -81,8 +81,8 @@ __all__ = [
 #: the stages of a run, in order (also the names accepted by ``fail_at``)
 STAGES: tuple[str, ...] = ("ingest", "features", "score", "report", "finalise")
 
-#: file name endings picked up from the inbox
-EXPORT_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".parquet")
+#: file name endings picked up from the inbox (those ingest reads)
+EXPORT_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz", ".parquet", ".pq")
 
 #: columns of ``alerts.csv`` / ``alerts.parquet`` (and the keys of each object in ``alerts.json``)
 ALERT_COLUMNS: dict[str, pl.DataType] = {
@@ -684,10 +684,9 @@ def run(
     if model_path is not None and not model_path.exists():
         raise InputError(f"the model folder '{model_path}' does not exist; train one with 'mulegraph train' or leave out --model.")
     if paths is not None:
-        exports = [Path(p) for p in paths]
-        for p in exports:
-            if not p.exists():
-                raise InputError(f"the export '{p}' does not exist; check the path.")
+        from .ingest import resolve_inputs
+
+        exports = resolve_inputs(list(paths))  # files, folders and globs; InputError when missing
     else:
         exports = find_exports(cfg.run.inbox)
 
@@ -747,8 +746,7 @@ def _run_stages(cfg, exports, model_path, as_of, force, tmp, root, run_id, start
     # 1. ingest --------------------------------------------------------------------------
     begin("ingest", f"{len(exports)} export file(s)")
     st = Store.open(cfg.store.path, create=True)
-    inputs = [{"path": str(p), "sha256": _sha256_file(p) if p.is_file() else _hash_tree(p),
-               "bytes": p.stat().st_size if p.is_file() else None} for p in exports]
+    inputs = [{"path": str(p), "sha256": _sha256_file(p), "bytes": p.stat().st_size} for p in exports]
     ingest_report = _ingest(exports, st, cfg.store.mapping, (lambda stage, f: say("ingest", f"{stage} {Path(f).name}")))
     store_manifest = st.manifest()
     if not store_manifest:

@@ -165,6 +165,10 @@ def test_rerun_without_new_data_is_nothing_new_and_writes_nothing(ws):
     with pytest.raises(NothingNewError, match="nothing new") as err:
         _run(w)
     assert err.value.exit_code == EXIT_NOTHING_NEW
+    # the same exports given as a folder or a glob: still nothing new
+    for given_paths in ([w / "inbox"], [str(w / "inbox" / "*.parquet")]):
+        with pytest.raises(NothingNewError):
+            run(_config(), paths=given_paths, store=w / "store", runs_dir=w / "runs")
     assert _tree(w / "runs") == before
 
 

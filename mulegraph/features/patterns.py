@@ -95,7 +95,8 @@ _U32 = pl.UInt32
 
 
 def _pair(x: str, y: str) -> pl.Expr:
-    """Two account indices packed into one UInt64 key (joins on one integer key are faster)."""
+    """Two indices (accounts or time buckets, below 2**32) packed into one UInt64 key: joins and
+    group-bys on one integer key are faster."""
     return pl.col(x).cast(pl.UInt64) * (1 << 32) + pl.col(y).cast(pl.UInt64)
 
 
@@ -156,18 +157,17 @@ def two_paths(e: pl.DataFrame, w: int) -> pl.DataFrame:
     bucket or the next one, so no pair further apart is ever formed. Transfers into an account
     that never pays out (or out of one never paid) are dropped before the join.
     """
-    key = lambda acc, b: acc.cast(pl.UInt64) * (1 << 32) + b.cast(pl.UInt64)  # noqa: E731
     payers = e.select(pl.col("s").unique())["s"].implode()
     payees = e.select(pl.col("d").unique())["d"].implode()
     first = e.filter(pl.col("d").is_in(payers)).select(
         pl.col("r").alias("r1"), pl.col("s").alias("a"), pl.col("d").alias("v"), pl.col("t").alias("t1"),
         pl.col("m").alias("m1"), (pl.col("t") // w).alias("b"),
     )
-    first = pl.concat([first, first.with_columns(pl.col("b") + 1)]).with_columns(k=key(pl.col("v"), pl.col("b")))
+    first = pl.concat([first, first.with_columns(pl.col("b") + 1)]).with_columns(k=_pair("v", "b"))
     second = e.filter(pl.col("s").is_in(payees)).select(
         pl.col("r").alias("r2"), pl.col("d").alias("c"), pl.col("t").alias("t2"), pl.col("m").alias("m2"),
-        key(pl.col("s"), pl.col("t") // w).alias("k"),
-    )
+        pl.col("s").alias("v"), (pl.col("t") // w).alias("b"),
+    ).select(pl.exclude("v", "b"), _pair("v", "b").alias("k"))
     return (
         first.join(second, on="k")
         .filter((pl.col("t2") >= pl.col("t1")) & (pl.col("t2") <= pl.col("t1") + w))

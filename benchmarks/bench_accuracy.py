@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", nargs="*", help="label-free families to compute (default: all)")
     ap.add_argument("--no-proximity", action="store_true", help="leave out closeness to known mules (ablation)")
     ap.add_argument("--importance-repeats", type=int, default=3)
+    ap.add_argument("--cv-only", action="store_true", help="stop after training: print cross-validated metrics only (for development; no test labels read)")
     ap.add_argument("--json-out", type=Path, help="write the metrics as JSON here")
     ap.add_argument("--set", nargs="*", default=[], help="ModelConfig overrides, e.g. n_models=1 max_iter=100")
     args = ap.parse_args(argv)
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     t_train = time.perf_counter() - t0
     print(f"train: {t_train:.1f} s; settings {model.best_params_}; CV {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in model.cv_metrics_.items()})}")
 
+    if args.cv_only:
+        print("top features (training permutation importance):" if model.importance_ else "", list(model.feature_importance.items())[:10] if model.importance_ else "")
+        return 0
     t0 = time.perf_counter()
     scores = model.predict(feats, p)
     t_pred = time.perf_counter() - t0

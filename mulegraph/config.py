@@ -88,7 +88,7 @@ class ModelConfig:
     """Settings of training and scoring (see ``mulegraph.model``)."""
 
     random_state: int = 0
-    #: folds for out-of-fold proximity features, settings search and calibration
+    #: folds for the settings search and calibration
     cv_folds: int = 5
     #: gradient boosting: candidate tree sizes (chosen by cross-validation) and fixed settings
     max_leaf_nodes: tuple[int, ...] = (7, 15)
@@ -103,6 +103,9 @@ class ModelConfig:
     class_weight: str = "none"
     #: models averaged, each with its own seed derived from random_state
     n_models: int = 3
+    #: folds for the out-of-fold closeness features of training accounts (more folds: training
+    #: features closer to scoring time, when every training label is known)
+    proximity_folds: int = 10
     #: closeness to known mules: hop cap, PageRank continuation, self-exclusion groups
     max_hops: int = 4
     ppr_alpha: float = 0.85

@@ -11,10 +11,12 @@ Training, in order:
    (no component holds more than half of the labelled accounts), the folds are grouped by
    component, so that one pattern never sits on both sides of a fold; otherwise (one giant
    component, common in real exports) the folds are stratified only. The model card records which.
-2. **Closeness to known mules, out-of-fold.** Accounts of fold *k* get their
+2. **Closeness to known mules, out-of-fold.** The labelled accounts are split again into
+   ``proximity_folds`` stratified folds; accounts of fold *k* get their
    :mod:`~mulegraph.features.proximity` features from the labels of the other folds only, so no
-   account's label reaches its own features, directly or through a neighbour that was trained on it.
-3. **Settings by cross-validation** on the same folds: each candidate tree size is fitted per fold
+   account's label reaches its own features. More folds make the training features closer to
+   scoring time, when every training label is known.
+3. **Settings by cross-validation** on the folds of step 1: each candidate tree size is fitted per fold
    (one ensemble, to keep it cheap) and scored (average precision) every 10 boosting rounds; the
    best size and round count win.
 4. **Calibration.** A logistic (Platt) map from the out-of-fold raw scores to probabilities: it is
@@ -281,7 +283,10 @@ class MuleModel:
         comp = _components(p)[idx]
         folds, scheme = make_folds(y, comp, cfg.cv_folds, cfg.random_state)
 
-        prox = oof_proximity(p, idx, y, folds, cfg)
+        if cfg.proximity_folds < 2:
+            raise ModelError("model.proximity_folds must be at least 2.")
+        pfolds, _ = make_folds(y, None, cfg.proximity_folds, cfg.random_state + 1)
+        prox = oof_proximity(p, idx, y, pfolds, cfg)
         base = lab.select("account_id").join(features, on="account_id", how="left")
         all_columns = columns + [s.name for s in proximity.FEATURES]
         X = np.hstack([_to_matrix(base, columns), _to_matrix(prox, [s.name for s in proximity.FEATURES])])

@@ -47,16 +47,29 @@ def _reference(p, mules: set[int], labelled: set[int] | None, max_hops: int, alp
     u = g.to_undirected()
     ids = p.accounts.sort("idx")["account_id"]
     grp = proximity.account_groups(ids, groups_n)
-    active = [n for n in u if u.degree(n) > 0]
-    ppr = {}
-    for k in range(groups_n):
-        seeds = [m for m in mules if grp[m] != k]
-        if not seeds or not active:
-            continue
-        pr = nx.pagerank(u, alpha=alpha, personalization={s: 1.0 for s in seeds}, weight=None, tol=1e-12, max_iter=1000)
-        for a in range(p.n_accounts):
-            if grp[a] == k:
-                ppr[a] = pr[a] * len(active)
+    ntx = {}
+    for r in p.tx.select("src", "dst").to_dicts():
+        if r["src"] != r["dst"] and r["src"] not in hubs and r["dst"] not in hubs:
+            key = frozenset((r["src"], r["dst"]))
+            ntx[key] = ntx.get(key, 0) + 1
+    one = nx.Graph()
+    one.add_nodes_from(range(p.n_accounts))
+    one.add_edges_from(tuple(k) for k, c in ntx.items() if c == 1)
+
+    def ppr_of(graph):
+        active = [n for n in graph if graph.degree(n) > 0]
+        ppr = {}
+        for k in range(groups_n):
+            seeds = [m for m in mules if grp[m] != k]
+            if not seeds or not active:
+                continue
+            pr = nx.pagerank(graph, alpha=alpha, personalization={s: 1.0 for s in seeds}, weight=None, tol=1e-12, max_iter=1000)
+            for a in range(p.n_accounts):
+                if grp[a] == k:
+                    ppr[a] = pr[a] * len(active)
+        return ppr
+
+    ppr, ppr_one = ppr_of(u), ppr_of(one)
     out = {}
     for a in range(p.n_accounts):
         preds, succs, nbrs = set(g.predecessors(a)), set(g.successors(a)), set(u[a])
@@ -82,6 +95,8 @@ def _reference(p, mules: set[int], labelled: set[int] | None, max_hops: int, alp
             "known_mule_2hop_down": len(down),
             "known_mule_hops": hops,
             "known_mule_ppr": ppr.get(a, 0.0),
+            "known_mule_oneoff": len([b for b in one[a] if b in mules]),
+            "known_mule_ppr_oneoff": ppr_one.get(a, 0.0),
         }
         if labelled is not None:
             lab_n = [b for b in nbrs if b in labelled]

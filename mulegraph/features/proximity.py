@@ -13,7 +13,8 @@ dropped. An account's own label never reaches its own features:
 * two-hop counts only count known mules other than the account itself, so a path a-b-a does not
   count a;
 * the hop distance is to the nearest known mule other than the account;
-* personalised PageRank: accounts are split into ``ppr_groups`` groups by a stable hash of their id
+* personalised PageRank (over all relationships, and over one-off ones: pairs with a single
+  transfer, which is what most laundering hops look like): accounts are split into ``ppr_groups`` groups by a stable hash of their id
   and an account's value comes from a walk that restarts only at the known mules outside its own
   group. Flipping one account's label therefore changes none of its own features.
 
@@ -63,6 +64,11 @@ FEATURES: tuple[FeatureSpec, ...] = (
                 direction=-1, reason="{value:.0f} hop(s) from a known mule"),
     FeatureSpec("known_mule_ppr", FAMILY, "personalised PageRank from known mules (1 = uniform)", "score",
                 reason="closeness to known mules (personalised PageRank) of {value:.1f}x the average"),
+    FeatureSpec("known_mule_oneoff", FAMILY, "distinct known mules with exactly one transfer between them and the account", "count",
+                reason="a single transfer each with {value:.0f} known mule account(s)"),
+    FeatureSpec("known_mule_ppr_oneoff", FAMILY,
+                "personalised PageRank from known mules over one-off relationships only (pairs with one transfer; 1 = uniform)",
+                "score", reason="closeness to known mules through one-off payments of {value:.1f}x the average"),
 )
 register(*FEATURES)
 
@@ -189,10 +195,11 @@ def compute(
     mules = known_mules.cast(pl.UInt32).unique().rename("idx")
     mset = mules.implode()
     pairs = non_hub_pairs(p)
-    und = (
-        pl.concat([pairs.select(pl.col("src").alias("a"), pl.col("dst").alias("b")), pairs.select(pl.col("dst").alias("a"), pl.col("src").alias("b"))])
-        .unique()
-    )
+    both = pl.concat(
+        [pairs.select(pl.col("src").alias("a"), pl.col("dst").alias("b"), "n"), pairs.select(pl.col("dst").alias("a"), pl.col("src").alias("b"), "n")]
+    ).group_by("a", "b").agg(pl.col("n").sum())
+    und = both.select("a", "b")
+    oneoff = both.filter(pl.col("n") == 1).select("a", "b")
     base = p.accounts.select("idx")
 
     # one hop, directed
@@ -221,6 +228,7 @@ def compute(
         .join(_count(up, "a", "known_mule_2hop_up"), on="idx", how="left")
         .join(_count(down, "a", "known_mule_2hop_down"), on="idx", how="left")
         .join(_hops(und, mules, max_hops), on="idx", how="left")
+        .join(_count(oneoff.filter(pl.col("b").is_in(mset)), "a", "known_mule_oneoff"), on="idx", how="left")
     )
     if known_labelled is not None:
         lset = known_labelled.cast(pl.UInt32).unique().implode()
@@ -230,7 +238,7 @@ def compute(
     else:
         out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("known_label_nbrs"))
         rate = pl.lit(None, dtype=pl.Float64)
-    zero = ["known_mule_in", "known_mule_out", "known_mule_in_value", "known_mule_out_value", "known_mule_2hop", "known_mule_2hop_up", "known_mule_2hop_down"]
+    zero = ["known_mule_oneoff", "known_mule_in", "known_mule_out", "known_mule_in_value", "known_mule_out_value", "known_mule_2hop", "known_mule_2hop_up", "known_mule_2hop_down"]
     out = out.with_columns(
         *[pl.col(c).fill_null(0.0) for c in zero],
         pl.col("known_mule_hops").fill_null(float(max_hops + 1)),
@@ -240,6 +248,11 @@ def compute(
         pl.when(pl.col("_nbrs") > 0).then(pl.col("_m_nbrs").fill_null(0.0) / pl.col("_nbrs")).otherwise(0.0).alias("known_mule_nbr_share"),
     )
     groups = account_groups(p.accounts.sort("idx")["account_id"], ppr_groups)
-    ppr = _ppr(und, n, mules.to_numpy().astype(np.int64), groups, ppr_groups, ppr_alpha)
-    out = out.sort("idx").with_columns(pl.Series("known_mule_ppr", ppr[out.sort("idx")["idx"].to_numpy()]))
+    seeds = mules.to_numpy().astype(np.int64)
+    out = out.sort("idx")
+    order = out["idx"].to_numpy()
+    out = out.with_columns(
+        pl.Series("known_mule_ppr", _ppr(und, n, seeds, groups, ppr_groups, ppr_alpha)[order]),
+        pl.Series("known_mule_ppr_oneoff", _ppr(oneoff, n, seeds, groups, ppr_groups, ppr_alpha)[order]),
+    )
     return out.select("idx", *[s.name for s in FEATURES])

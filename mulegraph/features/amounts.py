@@ -27,7 +27,7 @@ import polars as pl
 
 from .prepare import Prepared
 from .registry import FeatureSpec, register
-from .volume import account_events
+from .volume import TIME_BITS, account_events
 
 __all__ = ["compute", "MATCH_LOW", "MATCH_WINDOW", "REL_TOL", "is_round", "is_structuring"]
 
@@ -72,46 +72,42 @@ def compute(p: Prepared) -> pl.DataFrame:
             "structuring_share"
         ),
     )
-    return shares.join(_amount_match(ev), on="acc", how="left").select(
+    return shares.join(_amount_match(ev, p.extra["flow_t_min"]), on="acc", how="left").select(
         pl.col("acc").alias("idx"), "round_share", "structuring_share", "amount_match_share"
     )
 
 
-def _amount_match(ev: pl.DataFrame) -> pl.DataFrame:
+def _amount_match(ev: pl.DataFrame, t_min: int) -> pl.DataFrame:
     ratio = 1.0 / MATCH_LOW
-    bucket = (pl.col("amount").log() / math.log(ratio)).floor().cast(pl.Int64)
+    # bucket of ratio 1.25, kept in [-120, 120] (amounts between about 1e-12 and 4e11)
+    bucket = (pl.col("amount").log() / math.log(ratio)).floor().clip(-120, 120).cast(pl.Int64) + 128
     ev = ev.with_columns(bucket.alias("b"))
-    inb = ev.filter(pl.col("kind") == 0).select("acc", "t", "b", "amount", pl.lit(None, pl.Int64).alias("q"))
-    outb = ev.filter(pl.col("kind") == 1).with_row_index("q").select(
-        "acc", "t", "b", pl.lit(None, pl.Float64).alias("amount"), pl.col("q").cast(pl.Int64)
-    )
+    inb = ev.filter(pl.col("kind") == 0)
+    outb = ev.filter(pl.col("kind") == 1).with_row_index("q")
     win = f"{MATCH_WINDOW}i"
-    # same bucket: some recent inbound >= a (all of that bucket are <= 1.25 a)
-    same = (
-        pl.concat([inb, outb])
-        .sort(["acc", "b", "t"])
-        .with_columns(pl.col("amount").rolling_max_by("t", window_size=win, closed="both").over("acc", "b").alias("m"))
-        .filter(pl.col("q").is_not_null())
-        .select("q", "m")
-    )
+    gv = pl.col("acc").cast(pl.Int64) * 256 + pl.col("b")
+
+    def rolled(shift: int, how: str) -> pl.Series:
+        # one sortable key per (account, bucket, time), so the rolling window needs no per-group
+        # pass; (account, bucket) pairs are ranked densely so the key fits Int64 for any size
+        rows = pl.concat([
+            inb.select(gv.alias("g"), "t", "amount", pl.lit(None, pl.UInt32).alias("q")),
+            outb.select((gv + shift).alias("g"), "t", pl.lit(None, pl.Float64).alias("amount"), "q"),
+        ])
+        key = pl.col("g").rank("dense").cast(pl.Int64) * (1 << TIME_BITS) + (pl.col("t") - t_min)
+        rows = rows.select(key.alias("key"), "amount", "q").sort("key")
+        expr = pl.col("amount").rolling_max_by if how == "max" else pl.col("amount").rolling_min_by
+        return (
+            rows.with_columns(expr("key", window_size=win, closed="both").alias("m"))
+            .filter(pl.col("q").is_not_null())
+            .sort("q")["m"]
+        )
+
+    # same bucket: some recent inbound >= a (all of that bucket are <= 1.25 a);
     # next bucket up: some recent inbound <= 1.25 a (all of that bucket are > a)
-    up = (
-        pl.concat([inb, outb.with_columns(pl.col("b") + 1)])
-        .sort(["acc", "b", "t"])
-        .with_columns(pl.col("amount").rolling_min_by("t", window_size=win, closed="both").over("acc", "b").alias("m"))
-        .filter(pl.col("q").is_not_null())
-        .select("q", pl.col("m").alias("m_up"))
-    )
     a = pl.col("amount")
+    outb = outb.with_columns(rolled(0, "max").alias("m"), rolled(1, "min").alias("m_up"))
     hit = (pl.col("m") * (1 + REL_TOL) >= a).fill_null(False) | (
         pl.col("m_up") * MATCH_LOW * (1 - REL_TOL) <= a
     ).fill_null(False)
-    return (
-        ev.filter(pl.col("kind") == 1)
-        .with_row_index("q")
-        .with_columns(pl.col("q").cast(pl.Int64))
-        .join(same, on="q", how="left")
-        .join(up, on="q", how="left")
-        .group_by("acc")
-        .agg(hit.mean().alias("amount_match_share"))
-    )
+    return outb.group_by("acc").agg(hit.mean().alias("amount_match_share"))

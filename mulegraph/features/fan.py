@@ -24,9 +24,9 @@ import polars as pl
 from ..window import parse_duration
 from .prepare import Prepared
 from .registry import FeatureSpec, register
-from .volume import account_events
+from .volume import account_events, time_key
 
-__all__ = ["compute", "window_specs", "max_distinct_in_window"]
+__all__ = ["compute", "window_specs", "max_distinct_in_window", "pair_order"]
 
 
 def window_specs(windows) -> list[FeatureSpec]:
@@ -60,29 +60,29 @@ register(
 def max_distinct_in_window(ev: pl.DataFrame, width: int) -> pl.DataFrame:
     """Per ``acc``: most distinct ``cp`` among rows whose ``t`` lie in any ``[s, s + width)``.
 
-    ``ev`` needs integer ``acc``, ``cp`` and ``t`` (seconds); returns ``acc`` and ``n`` (Int64).
+    ``ev`` needs integer ``acc``, ``cp`` and ``t`` (seconds) and must be sorted by ``acc``, ``cp``,
+    ``t`` (see :func:`pair_order`); returns ``acc`` and ``n`` (Int64).
     """
-    s = ev.select("acc", "cp", "t").sort(["acc", "cp", "t"])
-    new = (
-        (pl.col("acc") != pl.col("acc").shift(1))
-        | (pl.col("cp") != pl.col("cp").shift(1))
-        | ((pl.col("t") - pl.col("t").shift(1)) >= width)
-    ).fill_null(True)
-    segs = (
-        s.with_columns(new.cum_sum().alias("seg"))
-        .group_by("seg")
-        .agg(pl.col("acc").first(), pl.col("t").min().alias("lo"), pl.col("t").max().alias("hi"))
-    )
-    # window starts s covering a transfer at t: integer s in [t - width + 1, t]; half-open [lo, hi + 1)
+    prev_same = (pl.col("acc") == pl.col("acc").shift(1)) & (pl.col("cp") == pl.col("cp").shift(1))
+    next_same = (pl.col("acc") == pl.col("acc").shift(-1)) & (pl.col("cp") == pl.col("cp").shift(-1))
+    starts = ~(prev_same & ((pl.col("t") - pl.col("t").shift(1)) < width)).fill_null(False)
+    ends = ~(next_same & ((pl.col("t").shift(-1) - pl.col("t")) < width)).fill_null(False)
+    flags = ev.select("acc", "t", starts.alias("s"), ends.alias("e"))
+    t_min = int(flags["t"].min() or 0) - width
+    # window starts s covering a transfer at t: integer s in [t - width + 1, t]; a merged run of one
+    # pair covers [first - width + 1, last + 1). At one position ends (-1) sort before starts (+1).
     marks = pl.concat([
-        segs.select("acc", (pl.col("lo") - width + 1).alias("pos"), pl.lit(1, pl.Int32).alias("d")),
-        segs.select("acc", (pl.col("hi") + 1).alias("pos"), pl.lit(-1, pl.Int32).alias("d")),
-    ]).sort(["acc", "pos", "d"])  # at one position, ends (-1) before starts (+1)
-    return (
-        marks.with_columns(pl.col("d").cum_sum().over("acc").alias("open"))
-        .group_by("acc")
-        .agg(pl.col("open").max().cast(pl.Int64).alias("n"))
-    )
+        flags.filter("s").select("acc", (time_key("acc", pl.col("t") - width + 1, t_min) * 2 + 1).alias("key")),
+        flags.filter("e").select("acc", (time_key("acc", pl.col("t") + 1, t_min) * 2).alias("key")),
+    ]).sort("key")
+    # every account's marks sum to zero, so a running sum over all accounts is each account's own
+    open_ = (pl.col("key") % 2 * 2 - 1).cast(pl.Int32).cum_sum()
+    return marks.select("acc", open_.alias("open")).group_by("acc").agg(pl.col("open").max().cast(pl.Int64).alias("n"))
+
+
+def pair_order(ev: pl.DataFrame) -> pl.DataFrame:
+    """``acc``, ``cp``, ``t``, ``amount`` sorted by account, counterparty, time."""
+    return ev.select("acc", "cp", "t", "amount").sort(["acc", "cp", "t"])
 
 
 def compute(p: Prepared) -> pl.DataFrame:
@@ -93,19 +93,22 @@ def compute(p: Prepared) -> pl.DataFrame:
     out = ev.select(pl.col("acc").unique())
     inb = ev.filter(pl.col("kind") == 0)
     outb = ev.filter(pl.col("kind") == 1)
+    inb_pairs, outb_pairs = pair_order(inb), pair_order(outb)
     for w in windows:
         width = int(parse_duration(w, name="fan_windows").total_seconds())
-        fi = max_distinct_in_window(inb, width).rename({"n": f"fanin_max_{w}"})
-        fo = max_distinct_in_window(outb, width).rename({"n": f"fanout_max_{w}"})
+        fi = max_distinct_in_window(inb_pairs, width).rename({"n": f"fanin_max_{w}"})
+        fo = max_distinct_in_window(outb_pairs, width).rename({"n": f"fanout_max_{w}"})
         out = out.join(fi, on="acc", how="left").join(fo, on="acc", how="left")
         out = out.with_columns(pl.col(f"fanin_max_{w}", f"fanout_max_{w}").fill_null(0))
+    new_pair = ((pl.col("acc") != pl.col("acc").shift(1)) | (pl.col("cp") != pl.col("cp").shift(1))).fill_null(True)
+    pair_first_t = pl.when(new_pair).then(pl.col("t")).forward_fill()
     first = (
-        inb.with_columns((pl.col("t") == pl.col("t").min().over("acc", "cp")).alias("first"))
+        inb_pairs.with_columns((pl.col("t") == pair_first_t).alias("first"))
         .group_by("acc")
         .agg((pl.col("amount").filter(pl.col("first")).sum() / pl.col("amount").sum()).alias("first_time_in_share"))
     )
     hhi = (
-        outb.group_by("acc", "cp")
+        outb_pairs.group_by("acc", "cp")
         .agg(pl.col("amount").sum().alias("v"))
         .group_by("acc")
         .agg(((pl.col("v") / pl.col("v").sum()) ** 2).sum().alias("out_hhi"))

@@ -40,7 +40,7 @@ import polars as pl
 from ..window import parse_duration
 from .prepare import Prepared
 from .registry import FeatureSpec, register
-from .volume import account_events
+from .volume import TIME_BITS, account_events
 
 __all__ = ["compute", "window_specs", "fifo_state", "REL_TOL"]
 
@@ -82,23 +82,17 @@ def fifo_state(ev: pl.DataFrame) -> pl.DataFrame:
     """Add ``cin``, ``cout``, ``C`` (queue consumed up to) and ``C_prev`` to sorted account events."""
     amt_in = pl.when(pl.col("kind") == 0).then(pl.col("amount")).otherwise(0.0)
     amt_out = pl.when(pl.col("kind") == 1).then(pl.col("amount")).otherwise(0.0)
-    s = ev.select("acc", "t", "kind", "row", "amount").with_columns(
+    s = ev.select("acc", "t", "k", "kind", "amount").with_columns(
         amt_in.cum_sum().over("acc").alias("cin"), amt_out.cum_sum().over("acc").alias("cout")
     )
-    s = s.with_columns(
-        (pl.col("cout") - pl.max_horizontal((pl.col("cout") - pl.col("cin")).cum_max().over("acc"), pl.lit(0.0))).alias("C")
-    )
-    return s.with_columns(pl.col("C").shift(1, fill_value=0.0).over("acc").alias("C_prev"))
+    lost = pl.max_horizontal((pl.col("cout") - pl.col("cin")).cum_max().over("acc"), pl.lit(0.0))
+    s = s.with_columns((pl.col("cout") - lost).alias("C"))
+    first = (pl.col("acc") != pl.col("acc").shift(1)).fill_null(True)
+    return s.with_columns(pl.when(first).then(0.0).otherwise(pl.col("C").shift(1)).alias("C_prev"))
 
 
-def _weighted_quantiles(pieces: pl.DataFrame, qs: dict[str, float]) -> pl.DataFrame:
-    """Per ``acc``: smallest ``dwell`` with cumulative ``w`` >= q * total, for each named q."""
-    agg = pieces.group_by("acc", "dwell").agg(pl.col("w").sum()).sort(["acc", "dwell"])
-    agg = agg.with_columns(pl.col("w").cum_sum().over("acc").alias("cw"), pl.col("w").sum().over("acc").alias("tot"))
-    return agg.group_by("acc").agg(
-        (pl.col("dwell").filter(pl.col("cw") >= q * pl.col("tot")).first() / 3600.0).alias(name)
-        for name, q in qs.items()
-    )
+def _last_per_key(key: str) -> pl.Expr:
+    return (pl.col(key) != pl.col(key).shift(-1)).fill_null(True)
 
 
 def compute(p: Prepared) -> pl.DataFrame:
@@ -109,49 +103,30 @@ def compute(p: Prepared) -> pl.DataFrame:
     horizons = {w: int(parse_duration(w, name="passthrough_windows").total_seconds()) for w in windows}
     ev = account_events(p)
     st = fifo_state(ev)
+    last_of_acc = (pl.col("acc") != pl.col("acc").shift(-1)).fill_null(True)
+    totals = st.filter(last_of_acc).select(
+        "acc", pl.col("cin").alias("in_value"), pl.col("cout").alias("out_value"), pl.col("C").alias("C_end")
+    )
     inb = st.filter(pl.col("kind") == 0).select(
-        "acc", "t", "row", "amount", (pl.col("cin") - pl.col("amount")).alias("before"), "cin"
+        "acc", "t", "k", "amount", (pl.col("cin") - pl.col("amount")).alias("before"), "cin"
     )
-    totals = st.group_by("acc").agg(
-        pl.col("cin").last().alias("in_value"), pl.col("cout").last().alias("out_value"), pl.col("C").last().alias("C_end")
-    )
-    # C at each (account, time): the last event at that time holds the largest C
-    c_at = st.group_by("acc", "t").agg(pl.col("C").max()).sort("t")
-    shares = inb.select("acc", "t", "before", "amount")
+    # C at each (account, time): the last event of that key holds the largest C. Keys are sorted and
+    # k + h stays inside the account's key range, which holds the inbound itself: no grouping needed.
+    c_at = st.filter(_last_per_key("k")).select("k", "C")
+    fwd = inb.select("acc", "before", "amount", "k")
     for w, h in horizons.items():
-        look = shares.select("acc", (pl.col("t") + h).alias("tq"), "before", "amount").sort("tq")
-        got = look.join_asof(
-            c_at.rename({"t": "tq"}), on="tq", by="acc", strategy="backward", check_sortedness=False
+        got = fwd.select((pl.col("k") + h).alias("k")).join_asof(c_at, on="k", strategy="backward", check_sortedness=False)
+        fwd = fwd.with_columns(
+            (got["C"] - pl.col("before")).clip(0.0, pl.col("amount")).alias(f"fwd_{w}")
         )
-        part = got.group_by("acc").agg(
-            (pl.col("C") - pl.col("before")).clip(0.0, pl.col("amount")).sum().alias(f"fwd_{w}")
-        )
-        totals = totals.join(part, on="acc", how="left")
+    sums = fwd.group_by("acc").agg(pl.col(f"fwd_{w}").sum() for w in windows)
+    totals = totals.join(sums, on="acc", how="left")
 
-    # dwell pieces: boundaries of inbound ends and outbound consumption ends, up to C_end
-    outc = st.filter((pl.col("kind") == 1) & (pl.col("C") > pl.col("C_prev"))).select("acc", pl.col("t").alias("t_out"), "C")
-    bounds = pl.concat([inb.select("acc", pl.col("cin").alias("y")), outc.select("acc", pl.col("C").alias("y"))])
-    bounds = (
-        bounds.join(totals.select("acc", "C_end"), on="acc")
-        .filter(pl.col("y") <= pl.col("C_end"))
-        .unique(["acc", "y"])
-        .sort(["acc", "y"])
-        .with_columns(pl.col("y").shift(1, fill_value=0.0).over("acc").alias("x"))
-        .filter(pl.col("y") > pl.col("x"))
-    )
-    pieces = (
-        bounds.join_asof(inb.select("acc", pl.col("cin").alias("y"), pl.col("t").alias("t_in")).sort(["acc", "y"]),
-                         on="y", by="acc", strategy="forward", check_sortedness=False)
-        .join_asof(outc.rename({"C": "y"}).sort(["acc", "y"]), on="y", by="acc", strategy="forward",
-                   check_sortedness=False)
-        .select("acc", (pl.col("t_out") - pl.col("t_in")).alias("dwell"), (pl.col("y") - pl.col("x")).alias("w"))
-    )
-    dwell = _weighted_quantiles(pieces, {"dwell_median_h": 0.5, "dwell_p10_h": 0.1})
-
-    split = _split_signature(ev, inb, cfg.split_low, cfg.split_high, max(horizons.values()))
+    dwell = _weighted_quantiles(_dwell_pieces(st, inb), {"dwell_median_h": 0.5, "dwell_p10_h": 0.1})
+    split = _split_signature(st, inb, cfg.split_low, cfg.split_high, max(horizons.values()))
 
     inv = pl.col("in_value")
-    out = (
+    return (
         totals.join(dwell, on="acc", how="left")
         .join(split, on="acc", how="left")
         .select(
@@ -165,34 +140,76 @@ def compute(p: Prepared) -> pl.DataFrame:
             pl.when(inv > 0).then(pl.col("split_value").fill_null(0.0) / inv).alias("split_share"),
         )
     )
-    return out
 
 
-def _split_signature(ev: pl.DataFrame, inb: pl.DataFrame, low: float, high: float, horizon: int) -> pl.DataFrame:
+def _dwell_pieces(st: pl.DataFrame, inb: pl.DataFrame) -> pl.DataFrame:
+    """Where inbound and outbound intervals overlap in cumulative-inbound space: acc, dwell, w.
+
+    Boundaries are the inbound ends (``cin``) and the outbound consumption ends (``C``). Sorted by
+    (acc, boundary), the inbound covering the segment that ends at a boundary is the next inbound
+    end at or after it, and likewise the outbound: two backward fills. A boundary beyond the
+    account's last consumption finds the next account's outbound and is dropped.
+    """
+    outc = st.filter((pl.col("kind") == 1) & (pl.col("C") > pl.col("C_prev"))).select(
+        "acc", pl.col("C").alias("y"), pl.lit(None, pl.Int64).alias("t_in"), pl.col("t").alias("t_out"),
+        pl.lit(None, pl.UInt32).alias("acc_in"), pl.col("acc").alias("acc_out"),
+    )
+    ends = inb.select(
+        "acc", pl.col("cin").alias("y"), pl.col("t").alias("t_in"), pl.lit(None, pl.Int64).alias("t_out"),
+        pl.col("acc").alias("acc_in"), pl.lit(None, pl.UInt32).alias("acc_out"),
+    )
+    b = pl.concat([ends, outc]).sort(["acc", "y"]).with_columns(
+        pl.col("t_in", "t_out", "acc_in", "acc_out").backward_fill()
+    )
+    new_acc = (pl.col("acc") != pl.col("acc").shift(1)).fill_null(True)
+    b = b.filter(new_acc | (pl.col("y") != pl.col("y").shift(1)))  # first row of each tie group
+    x = pl.when(new_acc).then(0.0).otherwise(pl.col("y").shift(1))
+    return b.with_columns(x.alias("x")).filter(
+        (pl.col("acc_out") == pl.col("acc")) & (pl.col("acc_in") == pl.col("acc"))
+    ).select("acc", (pl.col("t_out") - pl.col("t_in")).alias("dwell"), (pl.col("y") - pl.col("x")).alias("w"))
+
+
+def _weighted_quantiles(pieces: pl.DataFrame, qs: dict[str, float]) -> pl.DataFrame:
+    """Per ``acc``: smallest ``dwell`` with cumulative ``w`` >= q * total, for each named q.
+
+    Pieces with equal dwell need no merging: the first row whose running sum reaches the level has
+    the same dwell as when equal dwells are summed first.
+    """
+    s = pieces.sort(pl.col("acc").cast(pl.Int64) * (1 << TIME_BITS) + pl.col("dwell"))
+    s = s.with_columns(pl.col("w").cum_sum().over("acc").alias("cw"), pl.col("w").sum().over("acc").alias("tot"))
+    return s.group_by("acc").agg(
+        (pl.col("dwell").filter(pl.col("cw") >= q * pl.col("tot")).first() / 3600.0).alias(name)
+        for name, q in qs.items()
+    )
+
+
+def _split_signature(st: pl.DataFrame, inb: pl.DataFrame, low: float, high: float, horizon: int) -> pl.DataFrame:
     """Per account: count and value of inbounds split into >= 2 consecutive outbounds (see module doc)."""
-    outs = (
-        ev.filter(pl.col("kind") == 1)
-        .select("acc", "t", "amount")
-        .with_columns(
-            pl.col("amount").cum_sum().over("acc").alias("cum"),
-            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("acc").alias("rank"),
-        )
+    outs = st.filter(pl.col("kind") == 1).select("acc", "t", "k", "amount", pl.col("cout").alias("cum")).with_row_index("gi")
+    outs = outs.with_columns(pl.col("gi").cast(pl.Int64))
+    # the first outbound at or after each inbound's time (equal times count as after)
+    q = inb.select("acc", "t", "k", "amount").join_asof(
+        outs.select("k", pl.col("gi").alias("g1"), pl.col("acc").alias("acc1"), (pl.col("cum") - pl.col("amount")).alias("base")),
+        on="k", strategy="forward", check_sortedness=False,
+    ).filter(pl.col("acc1") == pl.col("acc"))
+    q = q.with_columns((pl.col("base") + low * pl.col("amount") * (1 - REL_TOL)).alias("need"))
+    # the first outbound whose running sum reaches ``need``: sums grow, so one merge finds it
+    merged = pl.concat([
+        q.select("acc", pl.col("need").alias("v"), pl.lit(0, pl.Int8).alias("typ"), pl.col("g1"), pl.col("t"),
+                 pl.col("amount"), pl.col("base"), pl.lit(None, pl.Int64).alias("gj"), pl.lit(None, pl.UInt32).alias("accj")),
+        outs.select("acc", pl.col("cum").alias("v"), pl.lit(1, pl.Int8).alias("typ"), pl.lit(None, pl.Int64).alias("g1"),
+                    pl.lit(None, pl.Int64).alias("t"), pl.lit(None, pl.Float64).alias("amount"),
+                    pl.lit(None, pl.Float64).alias("base"), pl.col("gi").alias("gj"), pl.col("acc").alias("accj")),
+    ]).sort(["acc", "v", "typ"]).with_columns(pl.col("gj", "accj").backward_fill())
+    found = merged.filter((pl.col("typ") == 0) & (pl.col("accj") == pl.col("acc")))
+    found = found.with_columns(pl.max_horizontal("gj", pl.col("g1") + 1).alias("gi"))
+    found = found.join(outs.select("gi", pl.col("acc").alias("accx"), pl.col("t").alias("tx"), pl.col("cum").alias("cx")),
+                       on="gi", how="inner")
+    hit = (
+        (pl.col("accx") == pl.col("acc"))
+        & (pl.col("tx") <= pl.col("t") + horizon)
+        & ((pl.col("cx") - pl.col("base")) <= high * pl.col("amount") * (1 + REL_TOL))
     )
-    # cumulative outbound strictly before each inbound's time (equal times count as after)
-    before = outs.group_by("acc", "t").agg(pl.col("cum").max(), pl.col("rank").max()).sort("t")
-    q = inb.select("acc", "t", "amount", (pl.col("t") - 1).alias("tb")).sort("tb")
-    q = q.join_asof(before.rename({"t": "tb", "cum": "base", "rank": "r0"}), on="tb", by="acc",
-                    strategy="backward", check_sortedness=False)
-    q = q.with_columns(pl.col("base").fill_null(0.0), pl.col("r0").fill_null(0))
-    # first outbound whose cumulative sum reaches the low bound (sums grow: one search suffices)
-    q = q.with_columns((pl.col("base") + low * pl.col("amount") * (1 - REL_TOL)).alias("need")).sort(["acc", "need"])
-    q = q.join_asof(outs.select("acc", pl.col("cum").alias("need"), pl.col("rank").alias("rj")).sort(["acc", "need"]),
-                    on="need", by="acc", strategy="forward", check_sortedness=False)
-    q = q.with_columns(pl.max_horizontal("rj", pl.col("r0") + 2).alias("rank")).filter(pl.col("rj").is_not_null())
-    q = q.join(outs.select("acc", "rank", pl.col("t").alias("tj"), "cum"), on=["acc", "rank"], how="inner")
-    hit = (pl.col("tj") <= pl.col("t") + horizon) & (
-        (pl.col("cum") - pl.col("base")) <= high * pl.col("amount") * (1 + REL_TOL)
-    )
-    return q.filter(hit).group_by("acc").agg(
+    return found.filter(hit).group_by("acc").agg(
         pl.len().cast(pl.Int64).alias("split_count"), pl.col("amount").sum().alias("split_value")
     )

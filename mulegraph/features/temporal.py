@@ -51,9 +51,19 @@ def compute(p: Prepared) -> pl.DataFrame:
         ((pl.col("t").filter(pl.col("kind") == 0).min() - pl.col("t").min()) / DAY).alias("age_at_first_in_d"),
         pl.when((pl.col("t") % DAY != 0).any()).then(night.mean()).alias("night_share"),
     )
-    per_day = ev.group_by("acc", "day").agg(pl.len().alias("n"))
+    # transfers per (account, day): events are sorted by account then time, so the runs of one
+    # (account, day) key are consecutive and a run-length encoding counts them without hashing
+    d0 = p.extra["flow_t_min"] // DAY
+    day_key = (pl.col("acc").cast(pl.Int64) * (1 << 24) + (pl.col("day") - d0)).alias("dk")
+    runs = ev.select(day_key)["dk"].rle().struct.unnest()
+    per_day = runs.select(
+        (pl.col("value") // (1 << 24)).cast(pl.UInt32).alias("acc"), (pl.col("value") % (1 << 24)).alias("day"),
+        pl.col("len").alias("n"),
+    )
+    same = pl.col("acc") == pl.col("acc").shift(1)
+    per_day = per_day.with_columns(pl.when(same).then(pl.col("day") - pl.col("day").shift(1) - 1).alias("gap"))
     days = per_day.group_by("acc").agg(
-        (pl.col("day").sort().diff().max().fill_null(1) - 1).cast(pl.Int64).alias("max_dormancy_d"),
+        pl.col("gap").max().fill_null(0).cast(pl.Int64).alias("max_dormancy_d"),
         (pl.col("n").max() / pl.col("n").median()).alias("burst_ratio"),
         (pl.col("n").sum() / pl.len()).alias("velocity"),
     )

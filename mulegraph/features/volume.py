@@ -17,7 +17,7 @@ import polars as pl
 from .prepare import Prepared
 from .registry import FeatureSpec, register
 
-__all__ = ["compute", "account_events", "DAY"]
+__all__ = ["compute", "account_events", "time_key", "TIME_BITS", "DAY"]
 
 #: seconds in a day; days are UTC calendar days (``t // DAY``)
 DAY = 86_400
@@ -40,12 +40,14 @@ register(
 
 
 def account_events(p: Prepared) -> pl.DataFrame:
-    """Transfers seen from each account: ``acc``, ``cp``, ``t``, ``amount``, ``kind``, ``row`` (+ extras).
+    """Transfers seen from each account: ``acc``, ``cp``, ``t``, ``k``, ``amount``, ``kind``, ``row`` (+ extras).
 
     ``kind`` is 0 for inbound and 1 for outbound. Rows are sorted by ``acc``, ``t``, ``kind``,
     ``row``: at equal times inbound comes first, so that an outbound at the same instant may forward
-    it (exports with whole days only make equal times common). When ``p.targets`` is set only the
-    target accounts' events are kept. The frame is cached in ``p.extra``.
+    it (exports with whole days only make equal times common). ``k`` is the single sortable Int64
+    key ``acc * 2**33 + (t - t_min)`` (see :func:`time_key`): searches and rolling windows on it
+    need no per-account grouping. When ``p.targets`` is set only the target accounts' events are
+    kept. The frame is cached in ``p.extra``.
     """
     cached = p.extra.get("flow_events")
     if cached is not None:
@@ -57,9 +59,23 @@ def account_events(p: Prepared) -> pl.DataFrame:
     ev = pl.concat([inb, outb])
     if p.targets is not None:
         ev = ev.filter(pl.col("acc").is_in(p.targets.implode()))
-    ev = ev.sort(["acc", "t", "kind", "row"])
+    t_min = int(p.tx["t"].min() or 0)
+    p.extra["flow_t_min"] = t_min
+    ev = ev.with_columns(time_key("acc", pl.col("t"), t_min).alias("k"))
+    # one Int64 sort key (acc, t, kind); the stable sort keeps row order (tx is sorted by t, txn_id)
+    ev = ev.sort(pl.col("k") * 2 + pl.col("kind"), maintain_order=True)
     p.extra["flow_events"] = ev
     return ev
+
+
+#: bits of the time part of :func:`time_key` (2**33 s is about 272 years)
+TIME_BITS = 33
+
+
+def time_key(acc: str | pl.Expr, t: pl.Expr, t_min: int) -> pl.Expr:
+    """``acc * 2**33 + (t - t_min)`` as Int64: sorts by account then time in one integer column."""
+    a = pl.col(acc) if isinstance(acc, str) else acc
+    return a.cast(pl.Int64) * (1 << TIME_BITS) + (t - t_min)
 
 
 def compute(p: Prepared) -> pl.DataFrame:

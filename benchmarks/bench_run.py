@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         size = (res.run_dir / "report.html").stat().st_size / 1e6
         print(f"{label}: {wall:.1f} s wall, {c['transfers_in_window']:,} transfers in window "
               f"({c['transfers_in_window'] / wall:,.0f}/s), {c['scored']:,} ranked, {c['alerts']} alerts; "
-              f"stages: {stages}; report.html {size:.2f} MB")
+              f"stages: {stages} (score: {res.manifest['score_seconds']}); report.html {size:.2f} MB")
 
     timed("night 1")
     tx.filter(pl.col("ts") > last_day).write_parquet(inbox / "night-2.parquet")

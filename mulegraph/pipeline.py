@@ -799,8 +799,10 @@ def _run_stages(cfg, exports, model_path, as_of, force, tmp, root, run_id, start
         from .model import load_model
 
         mdl = load_model(model_path)
+    t_score = time.perf_counter()
     scores = _score(features, prepared, mdl, run_id, cfg)
     scores.write_parquet(tmp / "scores.parquet")
+    t_alerts = time.perf_counter()
 
     latest_dec = _latest_decisions(decisions)
     cleared = latest_dec.filter(pl.col("decision") == "cleared")
@@ -834,6 +836,7 @@ def _run_stages(cfg, exports, model_path, as_of, force, tmp, root, run_id, start
     else:
         drift = feature_psi(features.head(0), features.head(0), features=[], warn_above=cfg.report.psi_warning)
     drift.write_parquet(tmp / "drift.parquet")
+    score_seconds = {"scoring": round(t_alerts - t_score, 4), "alerts_flows_drift": round(time.perf_counter() - t_alerts, 4)}
     status_counts = {s: int(n) for s, n in changes.group_by("status").len().iter_rows()}
     counts = {
         "transfers_in_window": transfers.height,
@@ -868,6 +871,7 @@ def _run_stages(cfg, exports, model_path, as_of, force, tmp, root, run_id, start
         "libraries": _libraries(),
         "seconds": seconds,
         "feature_seconds": {k: round(v, 4) for k, v in feature_seconds.items()},
+        "score_seconds": score_seconds,
         "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)),
     }
     _write_json(manifest, tmp / "manifest.json")

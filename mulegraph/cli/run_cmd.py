@@ -30,7 +30,7 @@ def resolve_config(path: Path | None):
 @handle_errors
 def run_command(
     paths: list[Path] | None = typer.Argument(
-        None, help="Export files or folders to ingest instead of the inbox.", show_default=False
+        None, help="Export files, folders or glob patterns to ingest instead of the inbox.", show_default=False
     ),
     config: Path | None = typer.Option(
         None, "--config", help="Settings file (TOML). Default: ./mulegraph.toml when it exists."

@@ -290,7 +290,7 @@ svg {{ width: 100%; height: 82vh; cursor: grab; background: #fff; }}
 <br><small>{meta}</small></header>
 <div id="info">hover over an account or an arrow</div>
 <svg id="view" viewBox="0 0 {size} {size}" preserveAspectRatio="xMidYMid meet">
-<defs><marker id="arr" viewBox="0 0 10 10" refX="22" refY="5" markerWidth="5" markerHeight="5" orient="auto-start-reverse">
+<defs><marker id="arr" viewBox="0 0 10 10" refX="21.7" refY="5" markerUnits="userSpaceOnUse" markerWidth="12" markerHeight="12" orient="auto">
 <path d="M0,0 L10,5 L0,10 z" fill="#4a6fa5"/></marker></defs>
 <g id="scene">
 {body}

@@ -342,6 +342,14 @@ def test_cli_trace_and_show(tmp_path):
     res = runner.invoke(app, ["show", "B", "--store", str(store), "--run", str(run), "--last", "3"])
     assert res.exit_code == 0, res.output
     assert "PASSTHROUGH_24H" in res.output and "t7" in res.output and "0.900" in res.output
+    cfg = tmp_path / "mulegraph.toml"
+    cfg.write_text('[features]\nhub_accounts = ["B"]\n', encoding="utf-8")
+    res = runner.invoke(app, ["trace", "A", "--store", str(store), "--config", str(cfg), "--out", str(tmp_path / "hub.json")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "hub.json").read_text())
+    assert [e["data"]["id"] for e in doc["elements"]["edges"]] == ["t1"]  # B is a hub: not expanded
+    res = runner.invoke(app, ["show", "B", "--store", str(store), "--config", str(cfg)])
+    assert res.exit_code == 0 and "yes (not expanded" in res.output
     res = runner.invoke(app, ["show", "SECRET-1", "--store", str(store)])
     assert res.exit_code == 2 and "SECRET" not in res.output
     res = runner.invoke(app, ["trace", "A", "--store", str(store), "--out", str(tmp_path / "t.txt")])

@@ -17,6 +17,12 @@ __all__ = ["trace_command", "show_command"]
 _OUT_SUFFIXES = (".png", ".svg", ".pdf", ".html", ".graphml", ".gexf", ".json")
 
 
+def _load(config: Path | None):
+    from ..config import load_config
+
+    return load_config(config) if config is not None else None
+
+
 def _console():
     from rich.console import Console
 
@@ -43,6 +49,7 @@ def trace_command(
     window: str = typer.Option("all", "--window", help="Only transfers in this window (e.g. 30d), or 'all'."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the window (default: newest transfer)."),
     expand_hubs: bool = typer.Option(False, "--expand-hubs", help="Follow money through hub accounts too."),
+    config: Optional[Path] = typer.Option(None, "--config", help="mulegraph TOML config ([features] hub settings)."),
     txn: Optional[list[str]] = typer.Option(
         None, "--txn", help="Start from these transfers of the account only (repeatable): outbound ones, or inbound with --backward."
     ),
@@ -55,7 +62,7 @@ def trace_command(
     suffix = out.suffix.lower()
     if suffix not in _OUT_SUFFIXES:
         raise InputError(f"--out must end in one of {', '.join(_OUT_SUFFIXES)}. Got '{suffix or out.name}' instead.")
-    inv = open_investigation(store, run)
+    inv = open_investigation(store, run, config=_load(config))
     trail = inv.trace(
         account, "backward" if backward else "forward", hops=hops, within=within, alloc=alloc.value,
         window=window, as_of=as_of, expand_hubs=expand_hubs, txn_ids=txn or None,
@@ -96,13 +103,14 @@ def show_command(
     last: int = typer.Option(15, "--last", min=1, help="How many of the newest transfers to list."),
     window: str = typer.Option("all", "--window", help="Only transfers in this window (e.g. 30d), or 'all'."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the window (default: newest transfer)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="mulegraph TOML config ([features] hub settings)."),
 ) -> None:
     """Print an account's summary, the run's reasons for it and its recent timeline."""
     from rich.table import Table
 
     from ..investigate import open_investigation
 
-    inv = open_investigation(store, run)
+    inv = open_investigation(store, run, config=_load(config))
     s = inv.account_summary(account, window=window, as_of=as_of)
     console = _console()
     summary = Table(title=f"Account {account}", show_header=False)

@@ -294,3 +294,41 @@ def test_trace_matches_reference_on_seeded_cases():
                     assert got[key] == pytest.approx(float(v), rel=1e-9, abs=1e-9), (case, direction, alloc, key)
                 checked_deep += any(h >= 3 for h, _ in want)
     assert checked_deep > 40  # the batch really exercises multi-hop trails
+
+
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 20), st.booleans(), st.integers(1, 50)), min_size=1, max_size=25),
+    within_h=st.sampled_from([1, 5, 100]),
+    alloc=st.sampled_from(["fifo", "proportional"]),
+)
+def test_ledger_links_invariants(rows, within_h, alloc):
+    ev = pl.DataFrame(
+        {"txn_id": [f"x{i:02d}" for i in range(len(rows))], "t": [h * 3_600_000_000 for h, _, _ in rows],
+         "amount": [float(a) for _, _, a in rows], "is_in": [b for _, b, _ in rows]}
+    )
+    links = ledger_links(ev, f"{within_h}h", alloc)
+    info = {r["txn_id"]: r for r in ev.to_dicts()}
+    for r in links.to_dicts():
+        i, o = info[r["in_txn"]], info[r["out_txn"]]
+        assert i["is_in"] and not o["is_in"]
+        assert 0 <= o["t"] - i["t"] <= within_h * 3_600_000_000  # never from money that came later or too early
+        assert r["dwell_s"] == pytest.approx((o["t"] - i["t"]) / 1e6)
+        assert r["value"] > 0
+    by_out = links.group_by("out_txn").agg(pl.col("value").sum())
+    by_in = links.group_by("in_txn").agg(pl.col("value").sum())
+    for txn, v in zip(by_out["out_txn"], by_out["value"]):
+        assert v <= info[txn]["amount"] + 1e-9
+    for txn, v in zip(by_in["in_txn"], by_in["value"]):
+        assert v <= info[txn]["amount"] + 1e-9
+    # with no expiry an outbound transfer draws everything available up to its amount
+    if within_h == 100:
+        order = sorted(info.values(), key=lambda r: (r["t"], not r["is_in"], r["txn_id"]))
+        pool = 0.0
+        drawn = dict(zip(by_out["out_txn"], by_out["value"]))
+        for r in order:
+            if r["is_in"]:
+                pool += r["amount"]
+            else:
+                take = min(pool, r["amount"])
+                assert drawn.get(r["txn_id"], 0.0) == pytest.approx(take, abs=1e-9)
+                pool -= take

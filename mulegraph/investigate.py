@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -279,7 +279,6 @@ class Trail:
     links: pl.DataFrame
     accounts: pl.DataFrame
     window: TimeWindow | None = None
-    meta: dict = field(default_factory=dict)
 
     def to_frame(self) -> pl.DataFrame:
         """One row per (hop, transfer), sorted by hop then time."""

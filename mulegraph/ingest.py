@@ -87,6 +87,7 @@ _CONTENT = ("ts", "src_account", "dst_account", "amount", "currency", "channel")
 _ROW = "__row"
 _RULE = "__rule"
 _TS_TEXT = "__ts_text"
+_ORIG = "__orig__"  # prefix of the kept original CSV text columns
 
 #: Test hook: called with the stage name ("read", "validated", "written", "staged", "moved",
 #: "committed") while a file is ingested. Tests replace it to kill the process at a stage.
@@ -416,6 +417,8 @@ def canonicalize(exp: _Export, m: Mapping) -> pl.LazyFrame:
     for c, d in numeric.items():
         if d is not None:
             stage1[f"__{c}_raw"] = pl.col(cols[c][0])
+    if exp.kind == "csv":  # keep the original text for quarantined rows (Parquet is re-read instead)
+        stage1.update({f"{_ORIG}{c}": pl.col(c) for c in exp.header if c not in m.drop})
     lf = exp.lf.select(**stage1)
 
     def blank(canon: str) -> pl.Expr:
@@ -472,7 +475,7 @@ def canonicalize(exp: _Export, m: Mapping) -> pl.LazyFrame:
         v = pl.col(x[col])
         exprs[f"__label_{label}"] = pl.when(v != "").then(v)
     missing = pl.any_horizontal([blank(c) for c in required])
-    return lf.select(__missing=missing, **exprs)
+    return lf.select(pl.col(f"^{_ORIG}.*$"), __missing=missing, **exprs)
 
 
 def validate(parsed: pl.DataFrame, m: Mapping) -> pl.DataFrame:
@@ -576,57 +579,81 @@ def _eq_all(cols: list[str], suffix: str) -> pl.Expr:
     return pl.all_horizontal([pl.col(c).eq_missing(pl.col(c + suffix)) for c in cols])
 
 
-def _classify(good: pl.DataFrame, store: Store) -> pl.DataFrame:
-    """Add ``__status`` (accepted | duplicate | txn_id_conflict) to the valid rows."""
+def _duplicated_ids(ids: pl.Series) -> pl.Series:
+    """The txn_ids that occur more than once (sort-based; much faster than is_duplicated)."""
+    h = ids.hash(7).to_numpy()  # in-process pre-filter only; the exact check follows
+    srt = np.sort(h)
+    dup_h = np.unique(srt[1:][srt[1:] == srt[:-1]])
+    if not len(dup_h):
+        return pl.Series("txn_id", [], pl.String)
+    maybe = ids.filter(ids.hash(7).is_in(pl.Series(dup_h).implode()))
+    return maybe.filter(maybe.is_duplicated()).unique()
+
+
+def _classify(parsed: pl.DataFrame, store: Store) -> pl.Series:
+    """Status of every row: accepted | duplicate | txn_id_conflict, null for rows a rule rejected.
+
+    Only rows whose txn_id repeats in the file or already exists in the store are compared.
+    """
     content = list(_CONTENT)
-    # cheap pre-filter on 64-bit hashes (in-process only), then the exact check on the few left
-    maybe = good.filter(pl.col("txn_id").hash(7).is_duplicated())
-    in_batch = maybe.filter(pl.col("txn_id").is_duplicated())
+    valid = pl.col(_RULE).is_null()
+    ids = parsed.filter(valid)["txn_id"]
+    in_batch = _duplicated_ids(ids)
     existing = pl.DataFrame(schema={"txn_id": pl.String(), **{c: STORE_SCHEMA[c] for c in content}})
     if store.manifest():
-        ids = good.select("txn_id").lazy()
-        existing = store.scan(["txn_id"] + content).join(ids, on="txn_id", how="semi").collect()
+        existing = (
+            store.scan(["txn_id"] + content)
+            .join(ids.to_frame().lazy(), on="txn_id", how="semi")
+            .unique("txn_id", keep="first")
+            .collect()
+        )
+    accepted = pl.when(valid).then(pl.lit("accepted"))
     if in_batch.is_empty() and existing.is_empty():
-        return good.with_columns(__status=pl.lit("accepted"))
-    touched_ids = pl.concat([in_batch.select("txn_id"), existing.select("txn_id")]).unique()
-    sub = good.join(touched_ids, on="txn_id", how="semi")
+        return parsed.select(accepted.alias("__status")).to_series()
+    touched = pl.concat([in_batch, existing["txn_id"]]).unique()
+    sub = parsed.filter(valid & pl.col("txn_id").is_in(touched.implode())).select(_ROW, "txn_id", *content)
     first = (
-        sub.sort(_ROW)
-        .unique("txn_id", keep="first", maintain_order=True)
+        sub.unique("txn_id", keep="first", maintain_order=True)
         .join(existing.select("txn_id"), on="txn_id", how="anti")
         .select("txn_id", *content, __first=pl.col(_ROW))
     )
-    ref = pl.concat(
-        [existing.unique("txn_id", keep="first").with_columns(__first=pl.lit(None, dtype=first["__first"].dtype)), first],
-        how="vertical",
-    )
-    sub = sub.join(ref, on="txn_id", how="left", suffix="__ref")
-    sub = sub.with_columns(
+    ref = pl.concat([existing.with_columns(__first=pl.lit(None, dtype=first["__first"].dtype)), first], how="vertical")
+    sub = sub.join(ref, on="txn_id", how="left", suffix="__ref").with_columns(
         __status=pl.when(pl.col(_ROW) == pl.col("__first")).then(pl.lit("accepted"))
         .when(_eq_all(content, "__ref")).then(pl.lit("duplicate"))
         .otherwise(pl.lit("txn_id_conflict"))
     )
     dup_rows = sub.filter(pl.col("__status") == "duplicate")[_ROW]
     conflict_rows = sub.filter(pl.col("__status") == "txn_id_conflict")[_ROW]
-    return good.with_columns(
-        __status=pl.when(pl.col(_ROW).is_in(dup_rows.implode())).then(pl.lit("duplicate"))
+    return parsed.select(
+        pl.when(pl.col(_ROW).is_in(dup_rows.implode())).then(pl.lit("duplicate"))
         .when(pl.col(_ROW).is_in(conflict_rows.implode())).then(pl.lit("txn_id_conflict"))
-        .otherwise(pl.lit("accepted"))
-    )
+        .otherwise(accepted)
+        .alias("__status")
+    ).to_series()
 
 
 # ---------------------------------------------------------------------------------------- ingest
-def _originals(exp: _Export, m: Mapping, rows: pl.DataFrame) -> pl.DataFrame:
-    """The original values (JSON text) of the given rows, read again from the export."""
+def _originals(exp: _Export, m: Mapping, parsed: pl.DataFrame, rows: pl.Series) -> pl.DataFrame:
+    """``__row`` and ``original`` (JSON text of the export's values) of the given rows.
+
+    CSV values were kept from the first read (``__orig__*`` columns); Parquet is read again
+    (cheap: columnar, and only when some rows were rejected).
+    """
     keep = [c for c in exp.header if c not in m.drop]
-    lf = exp.lf.with_row_index(_ROW, offset=1).join(rows.lazy(), on=_ROW, how="semi")
+    if f"{_ORIG}{keep[0]}" in parsed.columns if keep else False:
+        lf = parsed.lazy().filter(pl.col(_ROW).is_in(rows.implode())).select(
+            _ROW, *[pl.col(f"{_ORIG}{c}").alias(c) for c in keep]
+        )
+    else:
+        lf = exp.lf.with_row_index(_ROW, offset=1).filter(pl.col(_ROW).is_in(rows.implode()))
     return lf.select(
         pl.col(_ROW), original=pl.struct([pl.col(c).cast(pl.String) for c in keep]).struct.json_encode()
     ).collect()
 
 
-def _labels_frame(good: pl.DataFrame, m: Mapping) -> pl.DataFrame:
-    lab = good.filter(pl.col("__status") != "txn_id_conflict").unique("txn_id", keep="first", maintain_order=True)
+def _labels_frame(frame: pl.DataFrame, m: Mapping) -> pl.DataFrame:
+    lab = frame.unique("txn_id", keep="first", maintain_order=True)
     exprs = []
     for label in m.labels:
         c = pl.col(f"__label_{label}")
@@ -639,6 +666,20 @@ def _labels_frame(good: pl.DataFrame, m: Mapping) -> pl.DataFrame:
             )
         exprs.append(c.alias(label))
     return lab.select("txn_id", "ts", "src_account", "dst_account", *exprs)
+
+
+def _day_slices(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    """Split rows by UTC day of ``ts``; zero-copy slices when the rows are already in day order."""
+    frame = frame.with_columns(pl.col("ts").dt.date().alias("__day"))
+    if not frame["__day"].is_sorted():
+        frame = frame.sort("__day", maintain_order=True)
+    runs = frame["__day"].rle()
+    frame = frame.drop("__day")
+    out, start = [], 0
+    for day, n in zip(runs.struct.field("value").to_list(), runs.struct.field("len").to_list()):
+        out.append((day.isoformat(), frame.slice(start, n)))
+        start += n
+    return out
 
 
 def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress) -> tuple[dict, pl.DataFrame, pl.DataFrame | None]:
@@ -664,51 +705,51 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
     _stage("read")
     rows_read = parsed.height
     if "txn_id" not in m.columns:
-        good_mask = pl.col(_RULE).is_null()
-        ids = content_hash(parsed.filter(good_mask))
-        parsed = parsed.with_columns(txn_id=pl.lit(None, dtype=pl.String))
-        parsed = pl.concat(
-            [parsed.filter(good_mask).with_columns(txn_id=ids), parsed.filter(~good_mask)], how="vertical"
+        parsed = parsed.with_columns(
+            txn_id=pl.when(pl.col(_RULE).is_null()).then(content_hash(parsed.select(list(_CONTENT))))
         )
-    good = _classify(parsed.filter(pl.col(_RULE).is_null()), store)
+    parsed = parsed.with_columns(_classify(parsed, store))
     _report_progress(progress, "validated", path)
     _stage("validated")
-    accepted = good.filter(pl.col("__status") == "accepted")
-    bad = pl.concat(
-        [
-            parsed.filter(pl.col(_RULE).is_not_null()).select(_ROW, _RULE),
-            good.filter(pl.col("__status") == "txn_id_conflict").select(_ROW, pl.col("__status").alias(_RULE)),
-        ],
-        how="vertical",
-    ).sort(_ROW)
-    duplicates = good.filter(pl.col("__status") == "duplicate").height
+
+    status = pl.col("__status")
+    bad = parsed.filter(pl.col(_RULE).is_not_null() | (status == "txn_id_conflict")).select(
+        _ROW, pl.coalesce(_RULE, status).alias(_RULE)
+    )
+    duplicates = parsed.select((status == "duplicate").sum()).item()
     by_rule = {r: 0 for r in RULES}
     counts = bad.group_by(_RULE).len()
     by_rule.update({r: int(n) for r, n in zip(counts[_RULE].to_list(), counts["len"].to_list())})
-
-    # transfer parts, one per UTC day
-    store_cols = [pl.col(c) if c in accepted.columns else pl.lit(None, dtype=t).alias(c) for c, t in STORE_SCHEMA.items()]
-    parts_frame = accepted.select(store_cols).with_columns(__day=pl.col("ts").dt.date())
-    parts: list[str] = []
-    for (day,), frame in parts_frame.partition_by("__day", as_dict=True, maintain_order=True).items():
-        rel = f"transfers/day={day.isoformat()}/{ingest_id}-0.parquet"
-        out = staged / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame.drop("__day").write_parquet(out, compression="lz4")
-        parts.append(rel)
-    quarantine_rel = None
+    quarantine = None
     if bad.height:
-        orig = _originals(exp, m, bad.select(_ROW))
-        q = bad.join(orig, on=_ROW, how="left").select(
+        orig = _originals(exp, m, parsed, bad[_ROW])
+        quarantine = bad.join(orig, on=_ROW, how="left").sort(_ROW).select(
             ingest_id=pl.lit(ingest_id),
             source_file=pl.lit(str(path)),
             line=pl.col(_ROW).cast(pl.Int64),
             rule=pl.col(_RULE),
             original=pl.col("original"),
         )
+    labels = None
+    if m.labels:
+        labels = _labels_frame(parsed.filter(status.is_in(["accepted", "duplicate"])), m)
+    store_cols = [pl.col(c) if c in parsed.columns else pl.lit(None, dtype=t).alias(c) for c, t in STORE_SCHEMA.items()]
+    accepted = parsed.filter(status == "accepted").select(store_cols)
+    del parsed  # free the parsed rows (and kept originals) before writing
+
+    # transfer parts, one per UTC day
+    parts: list[str] = []
+    for day, frame in _day_slices(accepted):
+        rel = f"transfers/day={day}/{ingest_id}-0.parquet"
+        out = staged / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(out, compression="lz4")
+        parts.append(rel)
+    quarantine_rel = None
+    if quarantine is not None:
         quarantine_rel = f"quarantine/{ingest_id}.parquet"
         (staged / "quarantine").mkdir(exist_ok=True)
-        q.write_parquet(staged / quarantine_rel)
+        quarantine.write_parquet(staged / quarantine_rel)
     _stage("written")
     ts_min = accepted["ts"].min() if accepted.height else None
     ts_max = accepted["ts"].max() if accepted.height else None
@@ -722,7 +763,7 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
         "accepted": accepted.height,
         "quarantined": bad.height,
         "quarantined_by_rule": by_rule,
-        "duplicates": duplicates,
+        "duplicates": int(duplicates),
         "ingested_at": datetime.now(timezone.utc).isoformat(),
         "mapping": m.to_dict(),
         "optional_columns": [c for c in OPTIONAL_SCHEMA if c in m.columns],
@@ -732,9 +773,9 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
         "parts": parts,
         "quarantine": quarantine_rel,
     }
-    assert rows_read == entry["accepted"] + entry["quarantined"] + duplicates, "ingest counts do not add up"
+    if rows_read != entry["accepted"] + entry["quarantined"] + entry["duplicates"]:
+        raise RuntimeError("ingest counts do not add up")  # a bug, never a user error
     store.commit(entry, staged, hook=_stage)
-    labels = _labels_frame(good, m) if m.labels else None
     return entry, accounts.to_frame("a"), labels
 
 

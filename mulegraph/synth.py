@@ -274,7 +274,7 @@ def _background(rng: np.random.Generator, ctx: dict[str, Any], rows: _Rows) -> d
     payhour = {int(e): int(rng.integers(1, 6)) for e in employers}
     pay_dom = np.array([payday[int(e)] for e in employers])[np.searchsorted(employers, emp_of)]
     pay_hr = np.array([payhour[int(e)] for e in employers])[np.searchsorted(employers, emp_of)]
-    salary = _lognormal_cents(rng, 2600.0, 0.45, employed.shape[0], lo=400.0)
+    salary = _lognormal_cents(rng, 2600.0, 0.6, employed.shape[0], lo=400.0)
     sal_src, sal_dst, sal_t, sal_c = [], [], [], []
     for off in months:
         t = off + pay_dom * _DAY + pay_hr * _HOUR + rng.integers(0, 1800, size=employed.shape[0])
@@ -289,7 +289,7 @@ def _background(rng: np.random.Generator, ctx: dict[str, Any], rows: _Rows) -> d
     n_fixed += sal_src.shape[0]
 
     # --- salary sweeps: some employed move most of the salary to a savings account within minutes
-    sweep_people = employed[rng.random(employed.shape[0]) < 0.05]
+    sweep_people = employed[rng.random(employed.shape[0]) < 0.12]
     if sweep_people.shape[0]:
         saving_of = persons[(np.searchsorted(persons, sweep_people) + 1 + rng.integers(0, P - 1, size=sweep_people.shape[0])) % P]
         sweeper = np.isin(sal_dst, sweep_people)
@@ -321,7 +321,7 @@ def _background(rng: np.random.Generator, ctx: dict[str, Any], rows: _Rows) -> d
     r_to = landlords[rng.integers(0, landlords.shape[0], size=renters.shape[0])]
     r_dom = rng.integers(0, 3, size=renters.shape[0])
     r_amt = _lognormal_cents(rng, 900.0, 0.35, renters.shape[0], lo=200.0)
-    family = rng.random(renters.shape[0]) < 0.04
+    family = rng.random(renters.shape[0]) < 0.08
     n_rel = rng.integers(2, 4, size=renters.shape[0])
     relatives = persons[
         (np.searchsorted(persons, renters)[:, None] + 1 + rng.integers(0, P - 1, size=(renters.shape[0], 3))) % P
@@ -341,6 +341,74 @@ def _background(rng: np.random.Generator, ctx: dict[str, Any], rows: _Rows) -> d
             rows.add(relatives[g, j][keep], renters[g][keep], tt[keep], share[keep], _TRANSFER)
             n_fixed += int(keep.sum())
 
+    n_days = -(-T // _DAY)
+    suppliers_pool = np.concatenate([merchants, foreign[: max(1, foreign.shape[0] // 2)]])
+
+    # --- sole traders: many customers pay them (mostly first-time), and on about half of the days
+    #     with takings they pay most of it on to a supplier within hours (legitimate pass-through)
+    traders = persons[rng.random(P) < 0.015]
+    if traders.shape[0]:
+        nt = traders.shape[0]
+        n_rec = rng.poisson(rng.lognormal(0.0, 0.7, size=nt) * T / _DAY)
+        who = np.repeat(np.arange(nt), n_rec)
+        payer = persons[rng.integers(0, P, size=who.shape[0])]
+        ok = payer != traders[who]
+        who, payer = who[ok], payer[ok]
+        rt = _times(rng, who.shape[0], T, hour_p)
+        ra = _lognormal_cents(rng, 150.0, 0.9, who.shape[0])
+        rows.add(payer, traders[who], rt, ra, np.where(rng.random(who.shape[0]) < 0.6, _TRANSFER, _INSTANT))
+        n_fixed += who.shape[0]
+        key = who * n_days + rt // _DAY
+        ukey, inv = np.unique(key, return_inverse=True)
+        takings = np.bincount(inv, weights=ra.astype(float))
+        last = np.zeros(ukey.shape[0], dtype=np.int64)
+        np.maximum.at(last, inv, rt)
+        supplier = suppliers_pool[rng.integers(0, suppliers_pool.shape[0], size=(nt, 3))]
+        pt = last + rng.integers(1800, 12 * _HOUR, size=ukey.shape[0])
+        pay = (rng.random(ukey.shape[0]) < 0.5) & (pt < T)
+        tw = ukey // n_days
+        rows.add(traders[tw[pay]], supplier[tw[pay], rng.integers(0, 3, size=int(pay.sum()))], pt[pay],
+                 np.round(takings[pay] * rng.uniform(0.6, 0.95, size=int(pay.sum()))).astype(np.int64), _TRANSFER)
+        n_fixed += int(pay.sum())
+
+    # --- big-ticket purchases funded by relatives or a loan: a large inbound passed on whole
+    #     (to a car dealer or a landlord) within hours
+    n_big = int(rng.poisson(0.004 * P * T / (30 * _DAY)))
+    if n_big:
+        buyer = persons[rng.integers(0, P, size=n_big)]
+        funder = np.where(rng.random(n_big) < 0.8, persons[rng.integers(0, P, size=n_big)], foreign[rng.integers(0, foreign.shape[0], size=n_big)])
+        seller = np.where(rng.random(n_big) < 0.6, merchants[rng.integers(0, merchants.shape[0], size=n_big)], landlords[rng.integers(0, landlords.shape[0], size=n_big)])
+        amt = _lognormal_cents(rng, 15000.0, 0.8, n_big, lo=3000.0)
+        t_in = _times(rng, n_big, T, hour_p)
+        t_out = t_in + rng.integers(1800, 6 * _HOUR, size=n_big)
+        ok = (t_out < T) & (buyer != funder)
+        rows.add(funder[ok], buyer[ok], t_in[ok], amt[ok], _TRANSFER)
+        rows.add(buyer[ok], seller[ok], t_out[ok], amt[ok], _TRANSFER)
+        n_fixed += 2 * int(ok.sum())
+
+    # --- flatmates settling shared costs in a ring (A pays B, B pays C, C pays A within days,
+    #     similar amounts: a legitimate time-respecting cycle), and family allowances passed down
+    #     a generation within hours (a legitimate chain)
+    for kind, share in (("ring", 0.005), ("chain", 0.005)):
+        g = int(share * P)
+        if g == 0:
+            continue
+        members = persons[rng.permutation(P)[: 3 * g].reshape(g, 3)] if 3 * g <= P else None
+        if members is None:
+            continue
+        for off in months:
+            t = off + rng.integers(0, 28, size=g) * _DAY + rng.choice(24, size=g, p=hour_p) * _HOUR + rng.integers(0, _HOUR, size=g)
+            a = _lognormal_cents(rng, 250.0 if kind == "ring" else 400.0, 0.5, g, lo=20.0)
+            for hop in range(3 if kind == "ring" else 2):
+                ok = (t >= 0) & (t < T)
+                rows.add(members[ok, hop], members[ok, (hop + 1) % 3], t[ok], a[ok], _TRANSFER if kind == "ring" else _INSTANT)
+                n_fixed += int(ok.sum())
+                if kind == "ring":
+                    t = t + rng.integers(_HOUR, 3 * _DAY, size=g)
+                    a = np.round(a * rng.uniform(0.9, 1.0, size=g)).astype(np.int64)
+                else:
+                    t = t + rng.integers(600, 4 * _HOUR, size=g)
+
     # --- the rest of the budget: card, p2p, cash, marketplace sales, remittances, large payments
     budget = int(round(ctx["activity"] * ctx["n_accounts"] * T / _DAY))
     rest = max(0, budget - n_fixed)
@@ -355,7 +423,6 @@ def _background(rng: np.random.Generator, ctx: dict[str, Any], rows: _Rows) -> d
     via = rng.random(k["card"]) < 0.25
     rows.add(src, np.where(via, processor, mer), t, amt, _CARD)
     # nightly settlement by the processor to each merchant of the day's payments, less 1.5%
-    n_days = -(-T // _DAY)
     key = mer[via] * n_days + t[via] // _DAY
     ukey, inv = np.unique(key, return_inverse=True)
     tot = np.bincount(inv, weights=amt[via].astype(float))

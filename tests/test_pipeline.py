@@ -491,3 +491,26 @@ def test_run_with_a_trained_model(ws):
         _run(w, model=w / "model")
     with pytest.raises(InputError, match="model folder"):
         _run(w, model=w / "no-model")
+
+
+def test_window_and_as_of_choose_the_transfers(ws):
+    w, res, _ = ws
+    tx = Store.open(w / "store").transfers()
+    as_of = tx["ts"].min() + timedelta(days=6)
+    out = _run(w, config=_config(window="3d"), as_of=as_of.isoformat())
+    want = tx.filter((pl.col("ts") > as_of - timedelta(days=3)) & (pl.col("ts") <= as_of)).height
+    assert out.counts["transfers_in_window"] == want < tx.height
+    assert out.manifest["window"]["end"] == as_of.isoformat()
+
+
+def test_one_run_at_a_time(ws):
+    import fcntl
+
+    from mulegraph.pipeline import RunBusyError
+
+    w, res, _ = ws
+    with open(w / "runs" / ".lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunBusyError, match="another run"):
+            _run(w, force=True)
+    assert latest_run(w / "runs") == w / "runs" / res.run_id

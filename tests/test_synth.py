@@ -307,6 +307,23 @@ def test_background_has_legitimate_lookalikes(data):
             forwarders.add(a)
     assert len(forwarders) >= 10
 
+    # legitimate time-respecting 3-cycles among ordinary people (flatmates settling costs)
+    out_by = defaultdict(list)
+    p2p_legit = legit.filter(pl.col("src_account").is_in(list(normal)) & pl.col("dst_account").is_in(list(normal)))
+    for r in p2p_legit.select("src_account", "dst_account", "ts").to_dicts():
+        out_by[r["src_account"]].append((r["ts"], r["dst_account"]))
+    week = dt.timedelta(days=7)
+    rings = {
+        frozenset((a, b, c))
+        for a, edges in out_by.items()
+        for t1, b in edges
+        for t2, c in out_by.get(b, ())
+        if t1 < t2 <= t1 + week and c != a
+        for t3, back in out_by.get(c, ())
+        if back == a and t2 < t3 <= t1 + week
+    }
+    assert len(rings) >= 3
+
     # legitimate fan-in from first-time payers: marketplace sellers
     per_pair = legit.group_by("src_account", "dst_account").len()
     one_off = per_pair.filter(pl.col("len") == 1).group_by("dst_account").len().filter(pl.col("dst_account").is_in(list(normal)))

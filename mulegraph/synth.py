@@ -7,10 +7,13 @@
   card purchases at merchants (Zipf popularity), a payment processor that collects card payments
   and settles to its merchants every night, person-to-person transfers inside small circles of
   contacts, cash withdrawals at ATMs (by everybody, so cash is not a label leak), marketplace
-  sellers paid by many first-time buyers, remittances to and from foreign accounts in foreign
-  currencies, occasional large legitimate payments (some just below 10,000), and legitimate
-  fast-forwarders: family accounts that collect rent shares and pass them on within hours, and
-  salary sweeps to a savings account minutes after payday;
+  sellers and sole traders paid by many first-time payers, remittances to and from foreign
+  accounts in foreign currencies, occasional large legitimate payments (some just below 10,000),
+  and legitimate look-alikes of mule structure: family accounts that collect rent shares and pass
+  them on within hours, salary sweeps to a savings account minutes after payday, sole traders
+  paying their takings on to suppliers, big-ticket purchases funded by relatives and passed on
+  whole, family allowances passed down a chain, and flatmates settling costs in a
+  time-respecting ring;
 * planted mule patterns (:data:`TYPOLOGIES`): victims paying a mule (fan-in from first-time
   payers), rapid pass-through, layering chains (stack), fan-out, scatter-gather, gather-scatter,
   time-respecting cycles, structuring just below a threshold, and dormant accounts that burst.

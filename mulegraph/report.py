@@ -5,7 +5,8 @@ wrote (``manifest.json``, ``alerts.parquet``, ``alert_changes.parquet``, ``score
 ``drift.parquet``, ``flows.parquet``); this module only selects, formats and draws them.
 
 * **HTML** (:func:`render_html`): one self-contained file -- styles inline, charts embedded as
-  base64 PNG, no external link, font, script or image -- that reads well on screen and on paper. It
+  base64 SVG (vector, text kept as text), no external link, font, script or image -- that reads
+  well on screen and on paper. It
   holds the run summary, data quality, the top suspects with score, reasons and key figures, the
   count of alerts per typology signal (reason family), the score distribution, a flow picture for
   each of the first ten suspects, the alert changes since the previous run, and the feature drift
@@ -29,6 +30,7 @@ import io
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -614,10 +616,19 @@ def render_markdown(run: RunData, *, top: int | None = None, pseudonymiser: Pseu
 # HTML
 
 
-def _png(fig, tight: bool = True) -> str:
+_SVG_METADATA = {"Creator": None, "Date": None, "Format": None, "Type": None}
+
+
+def _svg(fig, tight: bool = True) -> str:
+    """The figure as a base64 SVG data URI: vector (sharp on paper), text kept as text, no metadata
+    block and no DOCTYPE, so the only URLs inside are the SVG namespace declarations."""
+    import matplotlib
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight" if tight else None, metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "mulegraph"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight" if tight else None, metadata=_SVG_METADATA)
+    text = re.sub(r"<!DOCTYPE[^>]*>\s*", "", buf.getvalue().decode("utf-8"))
+    return "data:image/svg+xml;base64," + base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
 def _score_chart(scores: pl.DataFrame, cutoff: float | None) -> str | None:
@@ -636,7 +647,7 @@ def _score_chart(scores: pl.DataFrame, cutoff: float | None) -> str | None:
         ax.axvline(cutoff, color="#c0392b", linestyle="--", linewidth=1)
         ax.text(cutoff, ax.get_ylim()[1], " lowest alert", color="#c0392b", va="top", fontsize=8)
     ax.spines[["top", "right"]].set_visible(False)
-    return _png(fig)
+    return _svg(fig)
 
 
 def _short(label: str, n: int = 20) -> str:
@@ -680,7 +691,7 @@ def _flow_chart(account: str, flows: pl.DataFrame, ps: Pseudonymiser, max_side: 
             bbox={"boxstyle": "round,pad=0.3", "fc": "#fdebd0", "ec": "#7f6000"})
     ax.text(-1.1, rows - 0.35, "paid in by", ha="right", fontsize=7, color="#555555")
     ax.text(1.1, rows - 0.35, "paid out to", ha="left", fontsize=7, color="#555555")
-    return _png(fig, tight=False)
+    return _svg(fig, tight=False)
 
 
 _CSS = """

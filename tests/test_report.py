@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import math
@@ -75,6 +76,11 @@ class _Refs(HTMLParser):
                 self.ids.append(value)
 
 
+def _svgs(text: str) -> list[str]:
+    """The embedded pictures, decoded."""
+    return [base64.b64decode(b).decode("utf-8") for b in re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', text)]
+
+
 def _parse(text: str) -> _Refs:
     p = _Refs()
     p.feed(text)
@@ -90,10 +96,15 @@ def test_html_is_self_contained_and_complete(first_run_dir):
     p = _parse(text)
     assert p.refs, "expected embedded images"
     for tag, name, value in p.refs:
-        assert value.startswith(("data:image/png;base64,", "#")), (tag, name, value[:40])
+        assert value.startswith(("data:image/svg+xml;base64,", "#")), (tag, name, value[:40])
     for tag in ("script", "link", "iframe", "object", "embed"):
         assert tag not in p.tags
-    assert not re.search(r"url\(|@import|https?://|//[a-z0-9.-]+\.[a-z]{2,}/", re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text))
+    assert not re.search(r"url\(|@import|https?://|//[a-z0-9.-]+\.[a-z]{2,}/", re.sub(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+", "", text))
+    # inside the embedded pictures: only the SVG namespace names, and links within the picture
+    for svg in _svgs(text):
+        assert set(re.findall(r"https?://[^\"\s>]+", svg)) <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+        assert all(v.startswith("#") for v in re.findall(r'(?:href|src)="([^"]*)"', svg))
+        assert "<!DOCTYPE" not in svg and "<script" not in svg and "url(" not in svg.replace("url(#", "")
     assert "@media print" in text
     assert {"summary", "quality", "suspects", "signals", "distribution", "flows", "changes", "drift"} <= set(p.ids)
     alerts = pl.read_parquet(first_run_dir / "alerts.parquet")
@@ -200,6 +211,8 @@ def test_pseudonymised_reports_hide_every_account_id(first_run_dir):
     cfg = ReportConfig(pseudonymise=True, pseudonym_key=KEY)
     ids = set(data.alerts["account_id"]) | set(data.flows["counterparty"]) | set(data.changes["account_id"])
     outputs = {fmt: render(data, fmt, config=cfg) for fmt in ("html", "md", "csv", "json")}
+    outputs["pictures"] = "".join(_svgs(outputs["html"]))
+    assert outputs["pictures"].count("P-") > 10  # the flow pictures label accounts by pseudonym
     for fmt, text in outputs.items():
         leaked = [a for a in ids if a in text]
         assert not leaked, (fmt, leaked[:3])

@@ -26,7 +26,7 @@ import polars as pl
 
 from mulegraph.config import FeatureConfig, ModelConfig
 from mulegraph.evaluate import evaluate, format_table
-from mulegraph.features import FAMILIES, compute_features, prepare
+from mulegraph.features import FAMILIES, compute_features, load_families, prepare
 from mulegraph.features import proximity
 from mulegraph.features.registry import REGISTRY
 from mulegraph.model import MuleModel, _average_precision, _to_matrix
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides[k] = tuple(overrides[k])
     mcfg = dataclasses.replace(ModelConfig(random_state=args.seed, importance_repeats=0), **overrides)
 
+    load_families()  # registers every feature (also when the features come from the cache)
     t0 = time.perf_counter()
     p = prepare(tx, fcfg)
     if args.features_cache and args.features_cache.exists():

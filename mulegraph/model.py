@@ -378,6 +378,12 @@ class MuleModel:
             return {k: 1.0 / len(self.feature_names_) for k in self.feature_names_}
         return {k: v / total for k, v in sorted(pos.items(), key=lambda kv: -kv[1])}
 
+    @property
+    def model_version(self) -> str:
+        """A short id of the trained model: ``mulegraph-`` and 12 hex digits of its training-data hash."""
+        self._check_fitted()
+        return f"mulegraph-{self.training_hash_[:12]}"
+
     # -- scoring -------------------------------------------------------------------------------
     def closeness(self, transfers: Prepared | pl.DataFrame) -> pl.DataFrame:
         """Closeness-to-known-mules features of every account from the known labels in the model."""

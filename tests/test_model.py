@@ -101,7 +101,7 @@ def test_wrong_inputs_are_clear_errors(data):
     with pytest.raises(InputError, match="account_id"):
         m.fit(data["features"].drop("account_id"), data["train_labels"], data["p"])
     with pytest.raises(InputError, match="DataFrame"):
-        m.fit(data["features"].to_pandas() if False else {"a": 1}, data["train_labels"], data["p"])
+        m.fit({"account_id": ["a"]}, data["train_labels"], data["p"])
     with pytest.raises(InputError, match="is_mule"):
         m.fit(data["features"], data["train_labels"].drop("is_mule"), data["p"])
     with pytest.raises(InputError, match="transfers"):
@@ -166,6 +166,7 @@ def test_save_load_round_trip_gives_identical_scores(tmp_path, data, fitted):
     loaded = load_model(tmp_path / "m")
     assert loaded.predict(data["features"], data["p"]).equals(fitted.predict(data["features"], data["p"]))
     assert loaded.feature_importance == pytest.approx(fitted.feature_importance)
+    assert loaded.model_version == fitted.model_version and fitted.model_version.startswith("mulegraph-")
 
 
 @pytest.mark.parametrize("name", ["estimator.skops", "known.parquet"])

@@ -390,7 +390,7 @@ class Investigation:
         if hasattr(store, "scan"):
             lf = store.scan()
             if in_memory:
-                keep = [c for c in (*_TX, "currency", "channel") if c in lf.collect_schema().names()]
+                keep = [c for c in (*_TX, "currency", "channel", "amount_base") if c in lf.collect_schema().names()]
                 lf = lf.select(keep).collect().lazy()
         elif hasattr(store, "transfers"):
             lf = store.transfers().lazy()
@@ -694,6 +694,7 @@ class Investigation:
         txn_ids: Iterable[str] | None = None,
         expand_hubs: bool = False,
         min_value: float = 0.01,
+        value: Literal["amount", "amount_base"] = "amount",
     ) -> Trail:
         """Follow the money from ``account`` forwards or backwards in time.
 
@@ -705,6 +706,11 @@ class Investigation:
         followed, under the ``alloc`` model of the module docstring; each account's ledger starts
         at the window start. Traced values below ``min_value`` are dropped. Hubs are not expanded
         unless ``expand_hubs``.
+
+        Amounts are added up as they are, so a trail through several currencies mixes them; with
+        ``value="amount_base"`` (when the store carries amounts converted to one reporting currency)
+        the trail uses those instead, falling back to ``amount`` where ``amount_base`` is missing.
+        The trail's ``amount`` column then holds the value used.
         """
         if direction not in DIRECTIONS:
             raise InputError(f"the direction must be 'forward' or 'backward'. Got '{direction}' instead.")
@@ -714,9 +720,15 @@ class Investigation:
             raise InputError(f"hops must be 1 or more. Got '{hops}' instead.")
         w = parse_duration(within, name="within")
         w_us = int(w.total_seconds() * _US)
+        if value not in ("amount", "amount_base"):
+            raise InputError(f"the value must be 'amount' or 'amount_base'. Got '{value}' instead.")
         win = self._window(window, as_of)
         lf = self._in_window(win)
         self._require(account, lf)
+        if value == "amount_base":
+            if "amount_base" not in self._names:
+                raise InputError("the transfers carry no amount_base column; trace with value='amount'.")
+            lf = lf.with_columns(pl.coalesce("amount_base", "amount").alias("amount"))
         fwd = direction == "forward"
         near, far = ("dst_account", "src_account") if fwd else ("src_account", "dst_account")
         # near: the account the money is at before the next hop (forward: receiver; backward: sender)

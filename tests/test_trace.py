@@ -332,3 +332,15 @@ def test_ledger_links_invariants(rows, within_h, alloc):
                 take = min(pool, r["amount"])
                 assert drawn.get(r["txn_id"], 0.0) == pytest.approx(take, abs=1e-9)
                 pool -= take
+
+
+def test_trace_in_base_currency():
+    df = frame([("a", 1, "A", "M", 100), ("m", 2, "M", "B", 100)]).with_columns(
+        pl.Series("amount_base", [110.0, None]), pl.Series("currency", ["USD", "EUR"])
+    )
+    inv = Investigation(df)
+    tr = inv.trace("A", hops=2, value="amount_base")
+    assert traced(tr) == pytest.approx({"a": 110.0, "m": 100.0})  # m has no base amount: its own amount
+    assert traced(inv.trace("A", hops=2)) == pytest.approx({"a": 100.0, "m": 100.0})
+    with pytest.raises(InputError, match="amount_base"):
+        Investigation(frame(WORKED)).trace("A", value="amount_base")

@@ -50,6 +50,9 @@ def trace_command(
     as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the window (default: newest transfer)."),
     expand_hubs: bool = typer.Option(False, "--expand-hubs", help="Follow money through hub accounts too."),
     config: Optional[Path] = typer.Option(None, "--config", help="mulegraph TOML config ([features] hub settings)."),
+    base_amounts: bool = typer.Option(
+        False, "--base-amounts", help="Trace amount_base (amounts in one reporting currency) where the store has it."
+    ),
     txn: Optional[list[str]] = typer.Option(
         None, "--txn", help="Start from these transfers of the account only (repeatable): outbound ones, or inbound with --backward."
     ),
@@ -66,6 +69,7 @@ def trace_command(
     trail = inv.trace(
         account, "backward" if backward else "forward", hops=hops, within=within, alloc=alloc.value,
         window=window, as_of=as_of, expand_hubs=expand_hubs, txn_ids=txn or None,
+        value="amount_base" if base_amounts else "amount",
     )
     graph = trail.to_graph()
     direction = "backward" if backward else "forward"

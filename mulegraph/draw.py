@@ -133,7 +133,8 @@ def draw_graph(graph: nx.Graph, *, ax=None, title: str | None = None, seed: int 
     """Draw a subgraph or trail with matplotlib and return the figure.
 
     Legible up to about 50 accounts: the figure grows with the node count, labels are short, and
-    edge labels are left out above 80 account pairs unless ``edge_labels=True``.
+    edge labels are left out above 80 account pairs unless ``edge_labels=True``. Above 120 accounts
+    only the investigated account, hubs and the 25 highest scores are labelled.
     """
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
@@ -195,7 +196,14 @@ def draw_graph(graph: nx.Graph, *, ax=None, title: str | None = None, seed: int 
         edge = ["black" if graph.nodes[v].get("focus") else "#555555" for v in nodes]
         lw = [3.0 if graph.nodes[v].get("focus") else 0.8 for v in nodes]
         ax.scatter(xs, ys, s=420 if n <= 25 else 260, c=colours, marker=shape, edgecolors=edge, linewidths=lw, zorder=2)
+    labelled = set(pos)
+    if n > 120:
+        # too many to label legibly: the account under investigation, hubs and the 25 highest scores
+        scored = sorted((d.get("score") or 0.0, str(v), v) for v, d in graph.nodes(data=True))
+        labelled = {v for *_, v in scored[-25:]} | {v for v, d in graph.nodes(data=True) if d.get("focus") or d.get("is_hub")}
     for v, (x, y) in pos.items():
+        if v not in labelled:
+            continue
         ax.text(x, y - (0.045 if n <= 25 else 0.032), _short(v), fontsize=font, ha="center", va="top", zorder=4,
                 fontweight="bold" if graph.nodes[v].get("focus") else "normal")
     ax.set_xlim(-0.08, 1.08)

@@ -218,9 +218,12 @@ def test_invariants_on_default_size(data):
     seed=st.integers(0, 2**32 - 1),
     mule_share=st.sampled_from([0.0, 0.01, 0.05, 0.1]),
     start=st.dates(dt.date(2020, 1, 1), dt.date(2030, 12, 31)),
+    activity=st.sampled_from([0.05, 0.17, 0.4]),
+    reuse_share=st.sampled_from([0.0, 0.15, 0.6]),
 )
-def test_invariants_on_random_logs(n, days, seed, mule_share, start):
-    d = generate(n, days=days, seed=seed, mule_share=mule_share, start=start.isoformat())
+def test_invariants_on_random_logs(n, days, seed, mule_share, start, activity, reuse_share):
+    d = generate(n, days=days, seed=seed, mule_share=mule_share, start=start.isoformat(), activity=activity,
+                 reuse_share=reuse_share)
     check_all(d)
     if mule_share == 0:
         assert not d.labels["is_mule"].any() and not d.txn_labels["is_laundering"].any()
@@ -426,6 +429,21 @@ def test_sample_data_regenerates_identically(tmp_path):
     assert sum((SAMPLE / n).stat().st_size for n in SAMPLE_FILES) < 5_000_000
     readme = (SAMPLE / "README.md").read_text()
     assert "mulegraph " + " ".join(SAMPLE_ARGS) + " --out sample_data" in readme
+
+
+def test_installed_command_writes_the_sample(tmp_path):
+    """A real process (another hash seed) writes the same bytes as the committed sample."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    proc = subprocess.run([sys.executable, "-m", "mulegraph", *SAMPLE_ARGS, "--out", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "1,500 accounts" in proc.stdout
+    for name in SAMPLE_FILES:
+        assert file_sha256(tmp_path / name) == file_sha256(SAMPLE / name), name
 
 
 def test_sample_run_config_loads():

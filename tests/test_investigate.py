@@ -378,3 +378,14 @@ def test_installed_command_runs(tmp_path):
     res = subprocess.run([sys.executable, "-m", "mulegraph", "show", "NOT-THERE", "--store", str(tmp_path / "store")],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "NOT-THERE" not in res.stderr and res.stderr.startswith("error:")
+
+
+def test_large_drawings_label_a_subset():
+    rows = [(f"s{i}", i % 24, f"P{i:03d}", "HUBLESS", 1 + i) for i in range(130)]
+    scores = pl.DataFrame({"account_id": [f"P{i:03d}" for i in range(130)], "score": [i / 130 for i in range(130)]})
+    g = Investigation(frame(rows), scores=scores).ego_graph("HUBLESS", hops=1)
+    fig = draw_graph(g)
+    labels = [t.get_text() for t in fig.axes[0].texts if t.get_text()]  # arrows are empty annotations
+    assert len(labels) == 26 and "HUBLESS" in labels and "P129" in labels and "P000" not in labels
+    small = draw_graph(Investigation(frame(rows[:30])).ego_graph("HUBLESS", hops=1))
+    assert len([t for t in small.axes[0].texts if t.get_text().startswith("P")]) == 30

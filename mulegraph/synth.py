@@ -202,12 +202,11 @@ class _Rows:
         return {k: np.concatenate([b[k] for b in self.blocks]) for k in keys}
 
 
-def _times(rng: np.random.Generator, n: int, t_end: int, hour_p: np.ndarray, lo: int = 0) -> np.ndarray:
-    """``n`` timestamps (seconds from the start) in ``[lo, t_end)`` with a day/night profile."""
-    first_day, n_days = lo // _DAY, max(1, -(-t_end // _DAY) - lo // _DAY)
-    day = first_day + rng.integers(0, n_days, size=n)
+def _times(rng: np.random.Generator, n: int, t_end: int, hour_p: np.ndarray) -> np.ndarray:
+    """``n`` timestamps (seconds from the start) in ``[0, t_end)``: uniform day, profiled hour."""
+    day = rng.integers(0, max(1, t_end // _DAY), size=n)
     t = day * _DAY + rng.choice(24, size=n, p=hour_p) * _HOUR + rng.integers(0, _HOUR, size=n)
-    return np.clip(t, lo, t_end - 1)
+    return np.minimum(t, t_end - 1)
 
 
 def _zipf_p(n: int, a: float = 1.1) -> np.ndarray:
@@ -246,8 +245,8 @@ def _allocate_roles(n: int) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _background(rng: np.random.Generator, ctx: dict[str, Any], rows: _Rows) -> dict[str, np.ndarray]:
-    """Legitimate activity; returns arrays the planting step needs (sellers etc.)."""
+def _background(rng: np.random.Generator, ctx: dict[str, Any], rows: _Rows) -> None:
+    """Legitimate activity, added to ``rows``."""
     idx = ctx["idx"]
     persons, employers, merchants = idx["person"], idx["employer"], idx["merchant"]
     billers, landlords, atms, foreign = idx["biller"], idx["landlord"], idx["atm"], idx["foreign"]
@@ -272,11 +271,10 @@ def _background(rng: np.random.Generator, ctx: dict[str, Any], rows: _Rows) -> d
 
     # --- salaries: employed persons, monthly, from a Zipf-sized employer, in a night batch
     employed = persons[rng.random(P) < 0.75]
-    emp_of = employers[rng.choice(employers.shape[0], size=employed.shape[0], p=_zipf_p(employers.shape[0]))]
-    payday = {int(e): int(rng.integers(24, 28)) for e in employers}  # day-of-month index (0-based)
-    payhour = {int(e): int(rng.integers(1, 6)) for e in employers}
-    pay_dom = np.array([payday[int(e)] for e in employers])[np.searchsorted(employers, emp_of)]
-    pay_hr = np.array([payhour[int(e)] for e in employers])[np.searchsorted(employers, emp_of)]
+    emp = rng.choice(employers.shape[0], size=employed.shape[0], p=_zipf_p(employers.shape[0]))
+    emp_of = employers[emp]
+    pay_dom = rng.integers(24, 28, size=employers.shape[0])[emp]  # each employer's payday (0-based)
+    pay_hr = rng.integers(1, 6, size=employers.shape[0])[emp]  # and the hour of its batch
     salary = _lognormal_cents(rng, 2600.0, 0.6, employed.shape[0], lo=400.0)
     sal_src, sal_dst, sal_t, sal_c = [], [], [], []
     for off in months:
@@ -476,7 +474,6 @@ def _background(rng: np.random.Generator, ctx: dict[str, Any], rows: _Rows) -> d
     amt = np.where(below, rng.integers(int(STRUCTURING_THRESHOLD * 90), int(STRUCTURING_THRESHOLD * 100), size=k["large"]), amt)
     ok = s != d
     rows.add(s[ok], d[ok], _times(rng, int(ok.sum()), T, hour_p), amt[ok], _TRANSFER)
-    return {"sellers": sellers}
 
 
 # --------------------------------------------------------------------------------------------------

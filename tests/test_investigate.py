@@ -389,3 +389,43 @@ def test_large_drawings_label_a_subset():
     assert len(labels) == 26 and "HUBLESS" in labels and "P129" in labels and "P000" not in labels
     small = draw_graph(Investigation(frame(rows[:30])).ego_graph("HUBLESS", hops=1))
     assert len([t for t in small.axes[0].texts if t.get_text().startswith("P")]) == 30
+
+
+_NODE_HARNESS = """
+const handlers = {};
+const svg = { attrs: {}, style: {}, setAttribute(k, v) { this.attrs[k] = v; },
+  getBoundingClientRect() { return { left: 0, top: 0, width: 1000, height: 1000 }; },
+  addEventListener(t, f) { handlers['svg:' + t] = f; } };
+const info = { textContent: '' };
+global.document = { getElementById: (id) => (id === 'view' ? svg : info) };
+global.window = { addEventListener(t, f) { handlers['win:' + t] = f; } };
+require(process.argv[2]);
+handlers['svg:wheel']({ preventDefault() {}, deltaY: -1, clientX: 500, clientY: 500 });
+const zoomed = svg.attrs.viewBox;
+handlers['svg:mousedown']({ clientX: 100, clientY: 100 });
+handlers['win:mousemove']({ clientX: 150, clientY: 120 });
+handlers['win:mouseup']();
+handlers['svg:mouseover']({ target: { closest: () => ({ getAttribute: () => 'A | score 0.5' }) } });
+console.log(JSON.stringify({ zoomed, panned: svg.attrs.viewBox, info: info.textContent }));
+"""
+
+
+def test_html_script_zooms_pans_and_shows_details(tmp_path):
+    """The view's inline script, run under node with a stub DOM (skipped where node is missing)."""
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    page = to_html(Investigation(frame(ROWS)).ego_graph("B", hops=1))
+    (tmp_path / "view.js").write_text(page[page.index("<script>") + 8: page.index("</script>")], encoding="utf-8")
+    (tmp_path / "harness.js").write_text(_NODE_HARNESS, encoding="utf-8")
+    res = subprocess.run([node, str(tmp_path / "harness.js"), str(tmp_path / "view.js")], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    zoomed = [float(x) for x in out["zoomed"].split()]
+    panned = [float(x) for x in out["panned"].split()]
+    assert zoomed[2] < 1000 and zoomed[0] > 0  # zoomed in around the pointer
+    assert panned[2] == zoomed[2] and panned[0] < zoomed[0]  # dragging right moves the view left
+    assert out["info"] == "A\nscore 0.5"

@@ -44,6 +44,7 @@ __all__ = [
     "MANIFEST_NAME",
     "write_parquet_atomic",
     "write_text_atomic",
+    "fsync_file",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -78,7 +79,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """Flush a file's content to disk."""
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
 
@@ -100,7 +102,7 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     frame.write_parquet(tmp)
-    _fsync_file(tmp)
+    fsync_file(tmp)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -239,16 +241,17 @@ class Store:
         """The id the next committed ingest gets: a sequence number and the file hash's prefix."""
         return f"i{len(self._manifest['ingests']) + 1:06d}-{sha256[:10]}"
 
-    def commit(self, entry: dict[str, Any], staged: Path, hook=None) -> None:
+    def commit(self, entry: dict[str, Any], staged: Path, hook=None, synced: bool = False) -> None:
         """Move staged files into place and record ``entry`` in the manifest (caller holds the lock).
 
         ``staged`` mirrors the store layout (``transfers/...``, ``quarantine/...``); the entry's
-        ``parts`` and ``quarantine`` name those relative paths.
+        ``parts`` and ``quarantine`` name those relative paths. ``synced``: the caller has already
+        fsynced those files.
         """
         rel_files = list(entry.get("parts", [])) + ([entry["quarantine"]] if entry.get("quarantine") else [])
         dirs = set()
-        for rel in rel_files:
-            _fsync_file(staged / rel)
+        for rel in rel_files if not synced else ():
+            fsync_file(staged / rel)
         if hook:
             hook("staged")
         for rel in rel_files:

@@ -258,3 +258,34 @@ def test_structure_evidence_uses_one_off_transfers_only():
     ev = evidence(p, ["D", "S"], "fresh_sg_role_count", features=feats)
     assert ev["D"] == ["T3", "T4"]
     assert ev["S"] == ["T1", "T2"]
+
+
+def choose_reference(strength, unusual, n_reasons, min_reasons, min_unusual):
+    """Reason choice by plain loops: qualifying signals by strength, then fill-up to the minimum."""
+    out = []
+    for srow, urow in zip(strength.tolist(), unusual.tolist()):
+        idx = [j for j in range(len(srow)) if not math.isnan(srow[j])]
+        idx.sort(key=lambda j: (-srow[j], j))
+        good = [j for j in idx if not math.isnan(urow[j]) and urow[j] >= min_unusual][:n_reasons]
+        if len(good) < min_reasons:
+            rest = [j for j in idx if j not in good and not (not math.isnan(urow[j]) and urow[j] >= min_unusual)]
+            good = good + rest[: min_reasons - len(good)]
+            good.sort(key=lambda j: (-srow[j], j))
+        out.append(good)
+    return out
+
+
+@given(
+    st.lists(
+        st.lists(st.one_of(st.just(float("nan")), st.sampled_from([0.0, 0.2, 0.5, 0.7, 0.9, 1.0])), min_size=6, max_size=6),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(3, 5),
+)
+def test_choose_reasons_matches_reference(matrix, n_reasons):
+    unusual = np.array(matrix, dtype=float)
+    weights = np.array([1.0, 0.5, 1.0, 0.25, 2.0, 1.0])
+    strength = unusual * weights
+    got = choose_reasons(strength, unusual, n_reasons=n_reasons, min_reasons=3, min_unusual=0.5)
+    assert got == choose_reference(strength, unusual, n_reasons, 3, 0.5)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import polars as pl
 
 from .prepare import Prepared
@@ -36,6 +37,8 @@ MATCH_LOW = 0.8
 #: ... and the inbound arrived at most this many seconds before it
 MATCH_WINDOW = 72 * 3600
 REL_TOL = 1e-9
+#: bits an Int64 sort key may use; beyond, (account, bucket) pairs are ranked first
+KEY_BITS = 62
 
 register(
     FeatureSpec("round_share", "amounts", "Share of transfers with a round amount.", "share", 1,
@@ -79,35 +82,40 @@ def compute(p: Prepared) -> pl.DataFrame:
 
 def _amount_match(ev: pl.DataFrame, t_min: int) -> pl.DataFrame:
     ratio = 1.0 / MATCH_LOW
-    # bucket of ratio 1.25, kept in [-120, 120] (amounts between about 1e-12 and 4e11)
-    bucket = (pl.col("amount").log() / math.log(ratio)).floor().clip(-120, 120).cast(pl.Int64) + 128
+    # bucket of ratio 1.25, kept in [1, 254] (amounts between about 1e-12 and 1e12)
+    bucket = (pl.col("amount").log() / math.log(ratio)).floor().clip(-126, 126).cast(pl.Int64) + 128
     ev = ev.with_columns(bucket.alias("b"))
     inb = ev.filter(pl.col("kind") == 0)
     outb = ev.filter(pl.col("kind") == 1).with_row_index("q")
+    # One sorted column holds, per (account, bucket), the inbound amounts and two kinds of query rows
+    # for each outbound: "same" rows in its own bucket (some recent inbound >= a? all of that bucket
+    # are <= 1.25 a) and "up" rows in the next bucket (some recent inbound <= 1.25 a? all of that
+    # bucket are > a). The key (account, bucket, time) makes rolling windows need no per-group pass.
+    span = int(ev["t"].max() or t_min) - t_min + 1 + MATCH_WINDOW  # groups must lie a window apart
+    n_acc = int(ev["acc"].max() or 0) + 1
+    if (n_acc * 256).bit_length() + span.bit_length() <= KEY_BITS:
+        group, tb = pl.col("acc").cast(pl.Int64) * 256 + pl.col("b"), span.bit_length()
+    else:  # rank the (account, bucket) pairs densely so that the key fits Int64
+        group, tb = (pl.col("acc").cast(pl.Int64) * 256 + pl.col("b")).rank("dense").cast(pl.Int64), TIME_BITS
+    rows = pl.concat([
+        inb.select(pl.col("acc"), "b", "t", "amount", pl.lit(None, pl.UInt32).alias("q"), pl.lit(0, pl.Int8).alias("r")),
+        outb.select(pl.col("acc"), "b", "t", "amount", "q", pl.lit(1, pl.Int8).alias("r")),
+        outb.select(pl.col("acc"), pl.col("b") + 1, "t", "amount", "q", pl.lit(2, pl.Int8).alias("r")),
+    ])
+    rows = rows.select((group * (1 << tb) + (pl.col("t") - t_min)).alias("key"), "amount", "q", "r").sort("key")
+    inbound_amount = pl.when(pl.col("r") == 0).then(pl.col("amount"))
     win = f"{MATCH_WINDOW}i"
-    gv = pl.col("acc").cast(pl.Int64) * 256 + pl.col("b")
-
-    def rolled(shift: int, how: str) -> pl.Series:
-        # one sortable key per (account, bucket, time), so the rolling window needs no per-group
-        # pass; (account, bucket) pairs are ranked densely so the key fits Int64 for any size
-        rows = pl.concat([
-            inb.select(gv.alias("g"), "t", "amount", pl.lit(None, pl.UInt32).alias("q")),
-            outb.select((gv + shift).alias("g"), "t", pl.lit(None, pl.Float64).alias("amount"), "q"),
-        ])
-        key = pl.col("g").rank("dense").cast(pl.Int64) * (1 << TIME_BITS) + (pl.col("t") - t_min)
-        rows = rows.select(key.alias("key"), "amount", "q").sort("key")
-        expr = pl.col("amount").rolling_max_by if how == "max" else pl.col("amount").rolling_min_by
-        return (
-            rows.with_columns(expr("key", window_size=win, closed="both").alias("m"))
-            .filter(pl.col("q").is_not_null())
-            .sort("q")["m"]
-        )
-
-    # same bucket: some recent inbound >= a (all of that bucket are <= 1.25 a);
-    # next bucket up: some recent inbound <= 1.25 a (all of that bucket are > a)
+    rows = rows.with_columns(
+        inbound_amount.rolling_max_by("key", window_size=win, closed="both").alias("mx"),
+        inbound_amount.rolling_min_by("key", window_size=win, closed="both").alias("mn"),
+    )
     a = pl.col("amount")
-    outb = outb.with_columns(rolled(0, "max").alias("m"), rolled(1, "min").alias("m_up"))
-    hit = (pl.col("m") * (1 + REL_TOL) >= a).fill_null(False) | (
-        pl.col("m_up") * MATCH_LOW * (1 - REL_TOL) <= a
+    hit = pl.when(pl.col("r") == 1).then(pl.col("mx") * (1 + REL_TOL) >= a).otherwise(
+        pl.col("mn") * MATCH_LOW * (1 - REL_TOL) <= a
     ).fill_null(False)
-    return outb.group_by("acc").agg(hit.mean().alias("amount_match_share"))
+    hits = rows.filter((pl.col("r") > 0) & hit)["q"].to_numpy()
+    matched = np.zeros(outb.height, dtype=bool)
+    matched[hits] = True  # either query row of an outbound may hit
+    return outb.with_columns(pl.Series("hit", matched)).group_by("acc").agg(
+        pl.col("hit").mean().alias("amount_match_share")
+    )

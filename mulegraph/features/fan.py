@@ -19,6 +19,7 @@ All values depend only on the transfers touching the account: shards combine by 
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from ..window import parse_duration
@@ -57,32 +58,60 @@ register(
 )
 
 
-def max_distinct_in_window(ev: pl.DataFrame, width: int) -> pl.DataFrame:
+def max_distinct_in_window(by_pair: pl.DataFrame, widths: dict[str, int]) -> dict[str, pl.DataFrame]:
     """Per ``acc``: most distinct ``cp`` among rows whose ``t`` lie in any ``[s, s + width)``.
 
-    ``ev`` needs integer ``acc``, ``cp`` and ``t`` (seconds) and must be sorted by ``acc``, ``cp``,
-    ``t`` (see :func:`pair_order`); returns ``acc`` and ``n`` (Int64).
+    ``by_pair`` is :func:`pair_order` of events sorted by ``acc`` then ``t``. Returns, per name in
+    ``widths``, a frame of ``acc`` and ``n`` (Int64).
+
+    One stable sort by (account, counterparty) finds, for each width, where a counterparty's run
+    of transfers (gaps < width) starts and ends. A run from ``first`` to ``last`` covers the window
+    starts ``[first - width + 1, last + 1)``. Back in time order the run starts and the run ends
+    are each already sorted, so one linear merge gives the +1/-1 marks of an account in order
+    (ends before starts at one position), and their running sum peaks at the answer.
     """
-    prev_same = (pl.col("acc") == pl.col("acc").shift(1)) & (pl.col("cp") == pl.col("cp").shift(1))
-    next_same = (pl.col("acc") == pl.col("acc").shift(-1)) & (pl.col("cp") == pl.col("cp").shift(-1))
-    starts = ~(prev_same & ((pl.col("t") - pl.col("t").shift(1)) < width)).fill_null(False)
-    ends = ~(next_same & ((pl.col("t").shift(-1) - pl.col("t")) < width)).fill_null(False)
-    flags = ev.select("acc", "t", starts.alias("s"), ends.alias("e"))
-    t_min = int(flags["t"].min() or 0) - width
-    # window starts s covering a transfer at t: integer s in [t - width + 1, t]; a merged run of one
-    # pair covers [first - width + 1, last + 1). At one position ends (-1) sort before starts (+1).
-    marks = pl.concat([
-        flags.filter("s").select("acc", (time_key("acc", pl.col("t") - width + 1, t_min) * 2 + 1).alias("key")),
-        flags.filter("e").select("acc", (time_key("acc", pl.col("t") + 1, t_min) * 2).alias("key")),
-    ]).sort("key")
-    # every account's marks sum to zero, so a running sum over all accounts is each account's own
-    open_ = (pl.col("key") % 2 * 2 - 1).cast(pl.Int32).cum_sum()
-    return marks.select("acc", open_.alias("open")).group_by("acc").agg(pl.col("open").max().cast(pl.Int64).alias("n"))
+    same_prev = (pl.col("acc") == pl.col("acc").shift(1)) & (pl.col("cp") == pl.col("cp").shift(1))
+    same_next = (pl.col("acc") == pl.col("acc").shift(-1)) & (pl.col("cp") == pl.col("cp").shift(-1))
+    flags = by_pair.select(
+        "i",
+        *[(~(same_prev & ((pl.col("t") - pl.col("t").shift(1)) < w)).fill_null(False)).alias(f"s_{n}")
+          for n, w in widths.items()],
+        *[(~(same_next & ((pl.col("t").shift(-1) - pl.col("t")) < w)).fill_null(False)).alias(f"e_{n}")
+          for n, w in widths.items()],
+    )
+    order = flags["i"].to_numpy()
+    cols = {}
+    for c, src in (("acc", by_pair), ("t", by_pair), *((c, flags) for c in flags.columns[1:])):
+        vals = src[c].to_numpy()
+        back = np.empty_like(vals)
+        back[order] = vals  # back to time order: a scatter, not a sort
+        cols[c] = back
+    timeline = pl.DataFrame(cols)
+    out = {}
+    t_min = int(by_pair["t"].min() or 0) - max(widths.values(), default=0)
+    for n, w in widths.items():
+        starts = timeline.filter(f"s_{n}").select("acc", (time_key("acc", pl.col("t") - w + 1, t_min) * 2 + 1).alias("key"))
+        ends = timeline.filter(f"e_{n}").select("acc", (time_key("acc", pl.col("t") + 1, t_min) * 2).alias("key"))
+        marks = starts.merge_sorted(ends, "key")
+        # every account's marks sum to zero, so a running sum over all accounts is each account's own
+        open_ = (pl.col("key") % 2 * 2 - 1).cast(pl.Int32).cum_sum()
+        out[n] = marks.select("acc", open_.alias("open")).group_by("acc").agg(
+            pl.col("open").max().cast(pl.Int64).alias("n")
+        )
+    return out
 
 
 def pair_order(ev: pl.DataFrame) -> pl.DataFrame:
-    """``acc``, ``cp``, ``t``, ``amount`` sorted by account, counterparty, time."""
-    return ev.select("acc", "cp", "t", "amount").sort(["acc", "cp", "t"])
+    """``i`` (position in ``ev``), ``acc``, ``cp``, ``t``, ``amount`` sorted by account, counterparty, time.
+
+    ``ev`` must be sorted by account then time: a stable sort on one (account, counterparty) key
+    then keeps time order within each pair.
+    """
+    return (
+        ev.select("acc", "cp", "t", "amount")
+        .with_row_index("i")
+        .sort(pl.col("acc").cast(pl.UInt64) * (1 << 32) + pl.col("cp"), maintain_order=True)
+    )
 
 
 def compute(p: Prepared) -> pl.DataFrame:
@@ -93,12 +122,12 @@ def compute(p: Prepared) -> pl.DataFrame:
     out = ev.select(pl.col("acc").unique())
     inb = ev.filter(pl.col("kind") == 0)
     outb = ev.filter(pl.col("kind") == 1)
+    widths = {w: int(parse_duration(w, name="fan_windows").total_seconds()) for w in windows}
     inb_pairs, outb_pairs = pair_order(inb), pair_order(outb)
+    fin, fout = max_distinct_in_window(inb_pairs, widths), max_distinct_in_window(outb_pairs, widths)
     for w in windows:
-        width = int(parse_duration(w, name="fan_windows").total_seconds())
-        fi = max_distinct_in_window(inb_pairs, width).rename({"n": f"fanin_max_{w}"})
-        fo = max_distinct_in_window(outb_pairs, width).rename({"n": f"fanout_max_{w}"})
-        out = out.join(fi, on="acc", how="left").join(fo, on="acc", how="left")
+        out = out.join(fin[w].rename({"n": f"fanin_max_{w}"}), on="acc", how="left")
+        out = out.join(fout[w].rename({"n": f"fanout_max_{w}"}), on="acc", how="left")
         out = out.with_columns(pl.col(f"fanin_max_{w}", f"fanout_max_{w}").fill_null(0))
     new_pair = ((pl.col("acc") != pl.col("acc").shift(1)) | (pl.col("cp") != pl.col("cp").shift(1))).fill_null(True)
     pair_first_t = pl.when(new_pair).then(pl.col("t")).forward_fill()

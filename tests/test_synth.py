@@ -419,6 +419,9 @@ def test_cli_synth(tmp_path):
     bad = runner.invoke(app, ["synth", "--accounts", "300", "--start", "not-a-date", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "start must be an ISO date" in bad.output
     assert "Traceback" not in bad.output
+    (tmp_path / "afile").write_text("x")
+    clash = runner.invoke(app, ["synth", "--accounts", "300", "--out", str(tmp_path / "afile")])
+    assert clash.exit_code == 2 and "Traceback" not in clash.output
 
 
 def test_sample_data_regenerates_identically(tmp_path):

@@ -1025,7 +1025,7 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def write_export(data: SynthData, out_dir: str | os.PathLike) -> dict[str, Path]:
+def write_export(data: SynthData, out_dir: str | os.PathLike, *, daily: bool = False) -> dict[str, Path]:
     """Write ``data`` as a bank-like export with its mapping and labels.
 
     Files written in ``out_dir`` (each atomically):
@@ -1039,20 +1039,31 @@ def write_export(data: SynthData, out_dir: str | os.PathLike) -> dict[str, Path]
     * ``txn_labels.csv``: ``txn_id, is_laundering, typology, pattern_id``;
     * ``accounts.csv``: ``account_id, role, country``.
 
+    With ``daily=True`` the transfers go to one file per booking day instead, as a bank's nightly
+    exports would: ``exports/transfers_YYYYMMDD.csv`` (same columns, each with its header), and
+    ``transfers`` in the returned dict is that folder (``mulegraph ingest`` accepts a folder).
+
     Returns the paths by name (``transfers``, ``mapping``, ``labels``, ``txn_labels``, ``accounts``).
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"output path '{out}' exists and is not a folder; choose another --out.")
     paths = {
-        "transfers": out / "transfers.csv",
+        "transfers": out / ("exports" if daily else "transfers.csv"),
         "mapping": out / "mapping.toml",
         "labels": out / "labels.csv",
         "txn_labels": out / "txn_labels.csv",
         "accounts": out / "accounts.csv",
     }
     exp = _export_frame(data)
-    _atomic_write(paths["transfers"], lambda p: exp.write_csv(p, separator=_EXPORT_DELIMITER))
+    if daily:
+        day = data.transfers["ts"].dt.strftime("%Y%m%d").alias("__day")
+        for part in exp.with_columns(day).partition_by("__day", maintain_order=True, as_dict=False):
+            name = f"transfers_{part['__day'][0]}.csv"
+            frame = part.drop("__day")
+            _atomic_write(paths["transfers"] / name, lambda p, f=frame: f.write_csv(p, separator=_EXPORT_DELIMITER))
+    else:
+        _atomic_write(paths["transfers"], lambda p: exp.write_csv(p, separator=_EXPORT_DELIMITER))
     _atomic_write(paths["mapping"], lambda p: Path(p).write_text(mapping_toml(), encoding="utf-8"))
     _atomic_write(paths["labels"], lambda p: data.labels.write_csv(p))
     _atomic_write(paths["txn_labels"], lambda p: data.txn_labels.write_csv(p))

@@ -407,6 +407,27 @@ def test_export_reads_back_with_its_mapping(tmp_path):
     assert mapping_toml() == paths["mapping"].read_text()
 
 
+def test_daily_exports_ingest_as_a_folder(tmp_path):
+    pytest.importorskip("mulegraph.ingest")
+    from mulegraph.store import Store
+
+    res = CliRunner().invoke(app, ["synth", "--accounts", "300", "--days", "5", "--seed", "2", "--daily", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    files = sorted((tmp_path / "o" / "exports").glob("transfers_*.csv"))
+    assert [f.name for f in files] == [f"transfers_202501{d:02d}.csv" for d in range(1, 6)]
+    whole = write_export(generate(300, days=5, seed=2), tmp_path / "whole")["transfers"].read_text().splitlines()
+    parts = [f.read_text().splitlines() for f in files]
+    assert all(p[0] == whole[0] for p in parts)  # each file has the header
+    assert [line for p in parts for line in p[1:]] == whole[1:]
+    for f in files:  # every row of a file is booked on that file's day
+        day = f.stem.split("_")[1]
+        assert all(line.split(";")[1][:10] == f"{day[6:]}.{day[4:6]}.{day[:4]}" for line in f.read_text().splitlines()[1:])
+    res = CliRunner().invoke(app, ["ingest", str(tmp_path / "o" / "exports"), "--store", str(tmp_path / "S"),
+                                   "--mapping", str(tmp_path / "o" / "mapping.toml"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert Store.open(tmp_path / "S").transfers().height == len(whole) - 1
+
+
 def test_cli_synth(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["synth", "--accounts", "300", "--days", "7", "--seed", "1", "--out", str(tmp_path / "o"), "--json"])

@@ -23,13 +23,14 @@ def synth(
     mule_share: float = typer.Option(0.02, "--mule-share", min=0.0, max=0.2, help="Share of accounts recruited as mules."),
     currency: str = typer.Option("EUR", "--currency", help="Domestic currency (ISO 4217)."),
     activity: float = typer.Option(0.17, "--activity", min=0.0, help="Mean transfers per account per day."),
+    daily: bool = typer.Option(False, "--daily", help="One export file per booking day (exports/transfers_YYYYMMDD.csv)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Write a synthetic bank export with planted mule typologies, its mapping and labels."""
     from ..synth import generate, write_export
 
     data = generate(accounts, days, seed, start=start, mule_share=mule_share, currency=currency, activity=activity)
-    paths = write_export(data, out)
+    paths = write_export(data, out, daily=daily)
     summary = {
         "transfers": data.transfers.height,
         "accounts": data.labels.height,

@@ -16,10 +16,11 @@ times), with cumulative inbound ``cin`` and outbound ``cout``, the money lost to
 is ``L = max(0, running max of (cout - cin))`` and the queue has been consumed up to ``C = cout - L``
 (in units of cumulative inbound value). Inbound ``i`` occupies ``[cin_i - a_i, cin_i)``, so by time
 ``tau`` it has been forwarded by ``clip(C(tau) - (cin_i - a_i), 0, a_i)``; ``C(t_i + H)`` comes from
-one ``join_asof``. The dwell times come from the pieces where inbound and outbound intervals
-overlap in that cumulative space (at most ``n_in + n_out`` pieces per account), found with two more
-``join_asof`` lookups. Everything is sorting and searching: ``O(n log n)``, no join of every
-inbound with every outbound, so hubs cost no more than their transfer count.
+one ``join_asof`` on a single (account, time) integer key. The dwell times come from the pieces
+where inbound and outbound intervals overlap in that cumulative space (at most ``n_in + n_out``
+pieces per account), found by sorting the interval ends and filling backwards. Everything is
+sorting, running sums and searching: ``O(n log n)``, no join of every inbound with every outbound,
+so a hub costs no more than its transfer count.
 
 Features: ``forward_ratio`` (out value / in value), ``passthrough_share_<H>`` for each
 ``FeatureConfig.passthrough_windows`` (share of inbound value forwarded within ``H``, inclusive),

@@ -336,6 +336,12 @@ def _parse_ts(m: Mapping, text: pl.Expr, dtype: pl.DataType | None, raw: pl.Expr
 
 #: ISO 8601 forms tried by ``format = "auto"``: (strftime, how to read the result).
 _AUTO_FORMATS: tuple[tuple[str, str], ...] = (
+    # whole seconds first: Polars parses these several times faster than the %.f forms
+    ("%Y-%m-%dT%H:%M:%SZ", "utc"),
+    ("%Y-%m-%d %H:%M:%S", "naive"),
+    ("%Y-%m-%dT%H:%M:%S", "naive"),
+    ("%Y-%m-%dT%H:%M:%S%z", "aware"),
+    ("%Y-%m-%d %H:%M:%S%z", "aware"),
     ("%Y-%m-%dT%H:%M:%S%.fZ", "utc"),
     ("%Y-%m-%dT%H:%M:%S%.f%z", "aware"),
     ("%Y-%m-%d %H:%M:%S%.f%z", "aware"),

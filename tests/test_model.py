@@ -22,7 +22,8 @@ from mulegraph.labels import combine_labels, load_labels, read_decisions, read_l
 from mulegraph.model import MuleModel, load_model, make_folds, oof_proximity, save_model, train
 from mulegraph.synth import generate
 
-FAST = ModelConfig(random_state=3, cv_folds=3, max_leaf_nodes=(7,), max_iter=40, n_models=2, importance_repeats=1)
+FAST = ModelConfig(random_state=3, cv_folds=3, proximity_folds=4, max_leaf_nodes=(7,), max_iter=40, n_models=2, importance_repeats=1)
+TINY = dataclasses.replace(FAST, max_iter=10, n_models=2, importance_repeats=0)
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +48,12 @@ def fitted(data):
 
 # -- estimator contract ------------------------------------------------------------------------
 def test_fit_returns_self_and_sets_trailing_underscore_state(data):
-    m = MuleModel(FAST, data["fcfg"])
+    m = MuleModel(TINY, data["fcfg"])
     assert not [k for k in vars(m) if k.endswith("_")]
     assert m.fit(data["features"], data["train_labels"], data["p"]) is m
     for attr in ("estimators_", "calibration_", "feature_names_", "known_", "cv_metrics_", "best_params_"):
         assert hasattr(m, attr)
-    assert m.config is FAST  # settings are stored untouched
+    assert m.config is TINY  # settings are stored untouched
 
 
 def test_unfitted_model_refuses_to_predict(data):
@@ -60,12 +61,13 @@ def test_unfitted_model_refuses_to_predict(data):
         MuleModel(FAST).predict(data["features"], data["p"])
 
 
-def test_same_seed_same_scores_other_seed_differs(data, fitted):
-    again = train(data["features"], data["train_labels"], data["p"], FAST, data["fcfg"])
-    a = fitted.predict(data["features"], data["p"])
+def test_same_seed_same_scores_other_seed_differs(data):
+    first = train(data["features"], data["train_labels"], data["p"], TINY, data["fcfg"])
+    again = train(data["features"], data["train_labels"], data["p"], TINY, data["fcfg"])
+    a = first.predict(data["features"], data["p"])
     b = again.predict(data["features"], data["p"])
     assert a.equals(b)
-    other = train(data["features"], data["train_labels"], data["p"], dataclasses.replace(FAST, random_state=4), data["fcfg"])
+    other = train(data["features"], data["train_labels"], data["p"], dataclasses.replace(TINY, random_state=4), data["fcfg"])
     c = other.predict(data["features"], data["p"])
     assert not np.allclose(a["score"].to_numpy(), c["score"].to_numpy())
 
@@ -97,7 +99,7 @@ def test_calibration_tracks_mule_rate(data, fitted):
 
 
 def test_wrong_inputs_are_clear_errors(data):
-    m = MuleModel(FAST, data["fcfg"])
+    m = MuleModel(TINY, data["fcfg"])
     with pytest.raises(InputError, match="account_id"):
         m.fit(data["features"].drop("account_id"), data["train_labels"], data["p"])
     with pytest.raises(InputError, match="DataFrame"):
@@ -110,7 +112,7 @@ def test_wrong_inputs_are_clear_errors(data):
     with pytest.raises(ModelError, match="too few labels"):
         m.fit(data["features"], few, data["p"])
     with pytest.raises(ModelError, match="class_weight"):
-        MuleModel(dataclasses.replace(FAST, class_weight="heavy")).fit(data["features"], data["train_labels"], data["p"])
+        MuleModel(dataclasses.replace(TINY, class_weight="heavy")).fit(data["features"], data["train_labels"], data["p"])
 
 
 def test_missing_feature_column_at_predict(data, fitted):
@@ -310,7 +312,7 @@ def test_cli_train_then_evaluate(tmp_path, data):
     data["train_labels"].write_csv(labels)
     cfg = tmp_path / "mulegraph.toml"
     cfg.write_text(
-        "[model]\nrandom_state = 3\ncv_folds = 3\nmax_leaf_nodes = [7]\nmax_iter = 30\nn_models = 1\nimportance_repeats = 0\n"
+        "[model]\nrandom_state = 3\ncv_folds = 3\nproximity_folds = 3\nmax_leaf_nodes = [7]\nmax_iter = 30\nn_models = 1\nimportance_repeats = 0\n"
     )
     runner = CliRunner()
     res = runner.invoke(app, ["train", "--store", str(tmp_path / "store"), "--labels", str(labels), "--config", str(cfg), "--out", str(tmp_path / "model")])

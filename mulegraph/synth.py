@@ -135,7 +135,8 @@ class SynthData:
         One row per transfer: ``txn_id``, ``is_laundering`` (bool), ``typology`` (null for
         background), ``pattern_id`` (Int64, null for background).
     accounts:
-        One row per account: ``account_id``, ``role`` (see :data:`ROLES`), ``country``.
+        One row per account: ``account_id``, ``role`` (see :data:`ROLES`), ``country``, ``opened``
+        (when the account was opened, null when before the period; nothing happens on it before).
     params:
         The arguments the data was generated with.
     """
@@ -158,6 +159,10 @@ _DEFAULT_KNOBS: dict[str, Any] = {
     "min_per_typology": 1,
     # hour-of-day shares of personal activity: None means the built-in day/night profile
     "hour_profile": None,
+    # share of ordinary people whose account is opened during the period (no activity before)
+    "new_account_share": 0.03,
+    # share of mules (not dormant ones) whose account is opened shortly before their first use
+    "new_mule_share": 0.25,
 }
 
 
@@ -744,6 +749,25 @@ def _plant(rng: np.random.Generator, ctx: dict[str, Any], mule_share: float, kno
 # --------------------------------------------------------------------------------------------------
 
 
+def _opening_times(rng: np.random.Generator, ctx: dict[str, Any], planter: _Planter, kn: dict[str, Any]) -> np.ndarray:
+    """Seconds from the start at which each account is opened; -1 for accounts opened before."""
+    n, T = ctx["n_accounts"], ctx["t_end"]
+    opened = np.full(n, -1, dtype=np.int64)
+    first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    if planter.src:
+        t = np.asarray(planter.t, dtype=np.int64)
+        np.minimum.at(first, np.asarray(planter.src, dtype=np.int64), t)
+        np.minimum.at(first, np.asarray(planter.dst, dtype=np.int64), t)
+    persons = ctx["idx"]["person"]
+    new = persons[(rng.random(persons.shape[0]) < float(kn["new_account_share"])) & (first[persons] == np.iinfo(np.int64).max)]
+    opened[new] = rng.integers(0, T, size=new.shape[0])
+    cand = np.array([m for m in planter.members if m not in planter.dormant], dtype=np.int64)
+    if cand.shape[0]:
+        fresh = cand[rng.random(cand.shape[0]) < float(kn["new_mule_share"])]
+        opened[fresh] = np.maximum(0, first[fresh] - rng.integers(_HOUR, 3 * _DAY, size=fresh.shape[0]))
+    return opened
+
+
 def _parse_start(start) -> _dt.datetime:
     if isinstance(start, _dt.datetime):
         s = start if start.tzinfo else start.replace(tzinfo=_dt.timezone.utc)
@@ -785,7 +809,9 @@ def generate(
     **knobs:
         ``activity`` (mean transfers per account per day, default 0.17), ``country`` (domestic
         IBAN prefix, default ``"NL"``), ``reuse_share`` (chance a pattern reuses an earlier mule,
-        default 0.15), ``min_per_typology`` and ``hour_profile`` (24 non-negative weights).
+        default 0.15), ``min_per_typology``, ``hour_profile`` (24 non-negative weights),
+        ``new_account_share`` (people opening their account during the period, default 0.03) and
+        ``new_mule_share`` (mules opened shortly before first use, default 0.25).
 
     Returns
     -------
@@ -822,7 +848,7 @@ def generate(
     start_dt = _parse_start(start)
 
     ss = np.random.SeedSequence(seed)
-    r_accounts, r_background, r_plant = (np.random.default_rng(s) for s in ss.spawn(3))
+    r_accounts, r_background, r_plant, r_open = (np.random.default_rng(s) for s in ss.spawn(4))
 
     # accounts: roles in contiguous index blocks, ids from a random permutation (no role leak)
     counts = _allocate_roles(n_accounts)
@@ -872,6 +898,10 @@ def generate(
         cand = np.flatnonzero(is_fan_in_mule[bg["dst"]])
         hit = np.isin(bg["src"][cand] * n_accounts + bg["dst"][cand], pairs[:, 0] * n_accounts + pairs[:, 1])
         drop[cand[hit]] = True
+    # accounts opened during the period: some ordinary people, and a share of the mules a few days
+    # before their first planted transfer; nothing happens on an account before it is opened
+    opened = _opening_times(r_open, ctx, planter, kn)
+    drop |= (bg["t"] < opened[bg["src"]]) | (bg["t"] < opened[bg["dst"]])
     drop |= bg["src"] == bg["dst"]
     drop |= (bg["t"] < 0) | (bg["t"] >= T)
     keep = ~drop
@@ -933,6 +963,10 @@ def generate(
     accounts = acc.with_columns(
         pl.Series("i", np.arange(n_accounts, dtype=np.int64)),
         pl.Series("role", ROLES, dtype=pl.String).gather(role_code.astype(np.int64)),
+        pl.DataFrame({"o": opened})
+        .select(pl.when(pl.col("o") >= 0).then(pl.col("o") * 1_000_000 + start_us).cast(pl.Datetime("us", "UTC")))
+        .to_series()
+        .alias("opened"),
     )
     # both frames in account-number order (the number inside the id)
     accounts = accounts.sort("num")
@@ -941,7 +975,7 @@ def generate(
         pl.col("typology").is_not_null().alias("is_mule"),
         "typology",
     )
-    accounts_out = accounts.select("account_id", "role", "country")
+    accounts_out = accounts.select("account_id", "role", "country", "opened")
     params = {"n_accounts": n_accounts, "days": days, "seed": seed, "start": start_dt.isoformat(),
               "mule_share": float(mule_share), "currency": currency, **kn}
     return SynthData(transfers=transfers, labels=labels, txn_labels=txn_labels, accounts=accounts_out, params=params)
@@ -1037,7 +1071,7 @@ def write_export(data: SynthData, out_dir: str | os.PathLike, *, daily: bool = F
     * ``mapping.toml``: the mapping that ingests it;
     * ``labels.csv``: ``account_id, is_mule, typology``;
     * ``txn_labels.csv``: ``txn_id, is_laundering, typology, pattern_id``;
-    * ``accounts.csv``: ``account_id, role, country``.
+    * ``accounts.csv``: ``account_id, role, country, opened``.
 
     With ``daily=True`` the transfers go to one file per booking day instead, as a bank's nightly
     exports would: ``exports/transfers_YYYYMMDD.csv`` (same columns, each with its header), and

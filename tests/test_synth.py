@@ -197,6 +197,8 @@ def check_all(d) -> None:
     assert (tl["is_laundering"] == tl["typology"].is_not_null()).all()
     rows = _rows(d)
     check_labels(d, rows)
+    opened = {a: o.timestamp() for a, o in zip(d.accounts["account_id"], d.accounts["opened"]) if o is not None}
+    assert all(r["t"] >= opened.get(r["src_account"], -1) and r["t"] >= opened.get(r["dst_account"], -1) for r in rows)
     early = min(3 * 86400, d.params["days"] * 86400 // 10) + start.timestamp()
     for p in _patterns(rows).values():
         check_money_moves_forward(p)
@@ -253,6 +255,25 @@ def test_checks_catch_broken_flows(data):
     prior = dict(first, t=first["t"] - 3600, is_laundering=False, pattern_id=None)
     with pytest.raises(AssertionError):
         check_shape("fan_in", fan, rows + [prior], 0)
+
+
+def test_new_accounts(data):
+    """Some ordinary accounts and about a quarter of the mules are opened during the period."""
+    acc = data.accounts.join(data.labels, on="account_id")
+    new = acc.filter(pl.col("opened").is_not_null())
+    persons = acc.filter(pl.col("role") == "person")
+    assert set(new["role"]) == {"person"}
+    normal_new = new.filter(~pl.col("is_mule")).height
+    assert 0.01 * persons.height <= normal_new <= 0.06 * persons.height
+    mules = acc.filter(pl.col("is_mule") & ~pl.col("typology").str.contains("dormant_burst"))
+    share = mules["opened"].is_not_null().mean()
+    assert 0.1 <= share <= 0.45, share
+    # a new mule is opened at most three days before its first planted transfer
+    tl = data.transfers.join(data.txn_labels, on="txn_id").filter("is_laundering")
+    first = pl.concat([tl.select(pl.col("src_account").alias("account_id"), "ts"), tl.select(pl.col("dst_account").alias("account_id"), "ts")])
+    first = first.group_by("account_id").agg(pl.col("ts").min().alias("first"))
+    gap = mules.filter(pl.col("opened").is_not_null()).join(first, on="account_id").select((pl.col("first") - pl.col("opened")).dt.total_seconds())
+    assert gap.height and (gap.to_series() >= 0).all() and (gap.to_series() <= 3 * 86400).all()
 
 
 def test_every_typology_planted_with_mule_share(data):

@@ -837,6 +837,11 @@ def generate(
         raise InputError("currency must be a three-letter ISO 4217 code such as EUR.")
     if not float(kn["activity"]) > 0:
         raise InputError("activity must be a positive number of transfers per account per day.")
+    for name in ("reuse_share", "new_account_share", "new_mule_share"):
+        if not 0.0 <= float(kn[name]) <= 1.0:
+            raise InputError(f"{name} must be a share between 0 and 1.")
+    if int(kn["min_per_typology"]) < 0:
+        raise InputError("min_per_typology must be 0 or more.")
     if kn["hour_profile"] is None:
         hour_p = _HOUR_P
     else:

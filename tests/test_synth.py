@@ -395,6 +395,10 @@ def test_bad_arguments():
         generate(200, start="yesterday")
     with pytest.raises(InputError, match="hour_profile"):
         generate(200, hour_profile=[1.0] * 23)
+    with pytest.raises(InputError, match="new_mule_share"):
+        generate(200, new_mule_share=1.5)
+    with pytest.raises(InputError, match="mule_share"):
+        generate(200, mule_share=0.5)
 
 
 def test_other_currency_and_start():

@@ -15,6 +15,14 @@ Usage::
 
 Prints rows/s, seconds and peak RSS for both, and the ratio (target: ingest >= 60% of bare, peak
 RSS <= 3 GB). Work files go to ``benchmarks/_work/`` (git-ignored) and are removed unless ``--keep``.
+
+``--amlgentex DIR`` instead ingests ``DIR/raw/tx_log.parquet`` with the built-in ``amlgentex``
+mapping and checks it against the set's canonical ``DIR/transactions.parquet``: row counts, the
+multiset of (ts, src, dst, amount, currency, channel), accounts, date range, and the laundering
+count of the extracted labels against ``DIR/txn_labels.parquet``::
+
+    python benchmarks/bench_ingest.py --amlgentex ../shared/data/amlgentex-dev
+    python benchmarks/bench_ingest.py --amlgentex ../shared/data/amlgentex-hard-dev --base-date 2025-01-06
 """
 
 from __future__ import annotations
@@ -90,6 +98,46 @@ def step_ingest(csv: Path, store: Path) -> dict:
             "quarantined": rep["quarantined"], "duplicates": rep["duplicates"]}
 
 
+def check_amlgentex(root: Path, base_date: str | None = None) -> None:
+    """Ingest the AMLGentex raw log and compare with the set's canonical transactions."""
+    import dataclasses
+    from datetime import date
+
+    from mulegraph.ingest import ingest
+    from mulegraph.mapping import load_mapping
+    from mulegraph.store import Store
+
+    mapping = load_mapping("amlgentex")
+    if base_date:  # another simulation start than the built-in's 2024-03-01
+        mapping = dataclasses.replace(mapping, base_date=date.fromisoformat(base_date))
+
+    store = WORK / "amlgentex_store"
+    shutil.rmtree(store, ignore_errors=True)
+    labels = WORK / "amlgentex_labels.parquet"
+    t0 = time.perf_counter()
+    rep = ingest([root / "raw" / "tx_log.parquet"], store, mapping=mapping, labels_out=labels).to_dict()
+    secs = time.perf_counter() - t0
+    got = Store.open(store).transfers()
+    want = pl.read_parquet(root / "transactions.parquet")
+    key = ["ts", "src_account", "dst_account", "amount", "currency", "channel"]
+    same = got.select(key).sort(key).equals(want.select(key).sort(key))
+    n_acc = lambda f: pl.concat([f["src_account"], f["dst_account"]]).n_unique()  # noqa: E731
+    laundering = pl.read_parquet(labels)["is_laundering"].sum()
+    want_laundering = pl.read_parquet(root / "txn_labels.parquet")["is_laundering"].sum()
+    print(f"ingested {rep['rows_read']:,} rows in {secs:.1f} s: accepted {rep['accepted']:,}, "
+          f"quarantined {rep['quarantined']:,}, duplicates {rep['duplicates']:,}")
+    print(f"rows: store {got.height:,} / canonical {want.height:,}; accounts {n_acc(got):,} / {n_acc(want):,}")
+    print(f"dates: {got['ts'].min()} .. {got['ts'].max()} / {want['ts'].min()} .. {want['ts'].max()}")
+    print(f"identical (ts, src, dst, amount, currency, channel) multiset: {same}")
+    print(f"laundering transactions in --labels-out: {laundering:,} / txn_labels: {want_laundering:,}")
+    ok = same and got.height == want.height and laundering == want_laundering
+    print("MATCH" if ok else "MISMATCH")
+    shutil.rmtree(store, ignore_errors=True)
+    labels.unlink(missing_ok=True)
+    if not ok:
+        sys.exit(1)
+
+
 def run_child(step: str, *args: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--step", step, *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -99,6 +147,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--keep", action="store_true", help="keep the work files")
+    ap.add_argument("--amlgentex", type=Path, help="check the AMLGentex raw log ingest against its canonical files")
+    ap.add_argument("--base-date", help="AMLGentex simulation start (YYYY-MM-DD) when not 2024-03-01")
     ap.add_argument("--step", help=argparse.SUPPRESS)
     ap.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -108,6 +158,9 @@ def main() -> None:
         print(json.dumps(res))
         return
     WORK.mkdir(exist_ok=True)
+    if a.amlgentex:
+        check_amlgentex(a.amlgentex, a.base_date)
+        return
     csv = WORK / f"ingest_{a.rows}.csv"
     if not csv.exists():
         t0 = time.perf_counter()

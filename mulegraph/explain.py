@@ -21,7 +21,8 @@ transfers of the account itself (it is the sender or the receiver), chosen by th
 
 * pass-through (``passthrough_*``, ``dwell_*``, ``forward_ratio``, ``split_*``, ``amount_match_*``):
   each outbound transfer with the latest inbound transfer that arrived at or before it within the
-  horizon (24h when the feature name says so, else 72h);
+  horizon (24h when the feature name says so, else 72h), leaving out pairs whose both
+  counterparties are hubs;
 * fan-in / fan-out (``fanin_*``, ``fanout_*``): the inbound (outbound) transfers of the busiest
   sliding window of that length;
 * first-time payers (``first_time_*``), counterparty counts (``in_cp``/``out_cp``): the first
@@ -305,13 +306,18 @@ def _cap(frame: pl.DataFrame, max_txn_ids: int, order: str = "amount") -> pl.Dat
 
 
 def _ev_passthrough(at: pl.DataFrame, horizon: int, max_txn_ids: int) -> pl.DataFrame:
-    ins = at.filter(pl.col("side") == "in").select("acc", "t", pl.col("txn_id").alias("in_id"), pl.col("amount").alias("in_amt")).sort("t")
-    outs = at.filter((pl.col("side") == "out")).select("acc", "t", "txn_id", "amount").sort("t")
+    ins = at.filter(pl.col("side") == "in").select(
+        "acc", "t", pl.col("txn_id").alias("in_id"), pl.col("amount").alias("in_amt"), pl.col("cp_hub").alias("in_hub")
+    ).sort("t")
+    outs = at.filter(pl.col("side") == "out").select("acc", "t", "txn_id", "amount", "cp_hub").sort("t")
     if ins.is_empty() or outs.is_empty():
         return _cap(at.head(0), max_txn_ids)
-    pairs = outs.join_asof(ins, on="t", by="acc", strategy="backward", tolerance=horizon, check_sortedness=False).drop_nulls("in_id")
-    # an outbound forwards the inbound when it does not exceed what arrived (allowing some rounding)
-    pairs = pairs.filter(pl.col("amount") <= pl.col("in_amt") * 1.05)
+    pairs = outs.join_asof(
+        ins, on="t", by="acc", strategy="backward", tolerance=horizon, check_sortedness=False
+    ).drop_nulls("in_id")
+    # an outbound forwards the inbound when it does not exceed what arrived (allowing some rounding);
+    # money that only passes from one hub to another (salary in, card spending out) is not shown
+    pairs = pairs.filter((pl.col("amount") <= pl.col("in_amt") * 1.05) & ~(pl.col("cp_hub") & pl.col("in_hub")))
     long = pl.concat(
         [
             pairs.select("acc", "txn_id", pl.col("amount").alias("w")),

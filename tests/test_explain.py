@@ -289,3 +289,29 @@ def test_choose_reasons_matches_reference(matrix, n_reasons):
     strength = unusual * weights
     got = choose_reasons(strength, unusual, n_reasons=n_reasons, min_reasons=3, min_unusual=0.5)
     assert got == choose_reference(strength, unusual, n_reasons, 3, 0.5)
+
+
+def test_passthrough_evidence_skips_hub_to_hub_money():
+    from mulegraph.config import FeatureConfig
+
+    t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    rows = [
+        ("S1", t0, "EMPLOYER", "M", 3000.0),  # salary from a hub
+        ("S2", t0 + timedelta(hours=3), "M", "SHOP", 50.0),  # card spending at a hub
+        ("P1", t0 + timedelta(days=3), "X", "M", 800.0),  # from a person
+        ("P2", t0 + timedelta(days=3, hours=1), "M", "SHOP", 780.0),  # forwarded to a hub
+    ]
+    tx = pl.DataFrame(
+        {
+            "txn_id": [r[0] for r in rows],
+            "ts": [r[1] for r in rows],
+            "src_account": [r[2] for r in rows],
+            "dst_account": [r[3] for r in rows],
+            "amount": [r[4] for r in rows],
+            "currency": ["EUR"] * 4,
+            "channel": [None] * 4,
+        },
+        schema=TRANSFER_SCHEMA,
+    )
+    p = prepare(tx, FeatureConfig(hub_accounts=("EMPLOYER", "SHOP")))
+    assert evidence(p, ["M"], "passthrough_share_24h")["M"] == ["P1", "P2"]

@@ -53,3 +53,9 @@ def test_version_and_help():
     assert res.exit_code == 0 and __version__ in res.output
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0 and "mule" in res.output.lower()
+
+
+def test_broken_pipe_is_quiet():
+    res = runner.invoke(_app_raising(BrokenPipeError()), ["boom"])
+    assert res.exit_code == 0
+    assert "internal error" not in res.output

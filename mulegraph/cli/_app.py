@@ -63,6 +63,13 @@ def handle_errors(func: F) -> F:
         except MulegraphError as err:
             error(str(err))
             raise typer.Exit(err.exit_code) from None
+        except BrokenPipeError:
+            # output piped into a reader that stopped early (e.g. `| head`): not an error
+            try:
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+            except OSError:
+                pass
+            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             error("interrupted; the store and earlier runs are left as they were.")
             raise typer.Exit(130) from None

@@ -6,7 +6,9 @@ RSS is its own:
 
 1. ``bare``: ``pl.scan_csv(schema=...) -> sink_parquet`` (7 columns, schema given);
 2. ``ingest``: ``mulegraph.ingest.ingest`` into a fresh store (validation, dedupe, day
-   partitions, quarantine, atomic commit).
+   partitions, quarantine, atomic commit);
+3. ``append``: a further export of a tenth of the size into that store (its txn_ids are
+   checked against every stored transfer).
 
 Usage::
 
@@ -42,7 +44,7 @@ import polars as pl
 WORK = Path(__file__).parent / "_work"
 
 
-def make_csv(path: Path, rows: int, seed: int = 0) -> None:
+def make_csv(path: Path, rows: int, seed: int = 0, prefix: str = "T") -> None:
     """A random canonical export: 7 columns, 0.1% bad rows, 0.1% exact duplicates."""
     rng = np.random.default_rng(seed)
     n_acc = max(1000, rows // 10)
@@ -64,7 +66,7 @@ def make_csv(path: Path, rows: int, seed: int = 0) -> None:
             "channel": pl.Series(rng.choice(["CARD", "SEPA", "INSTANT", "CASH"], rows)),
         }
     ).with_columns(
-        ("T" + pl.col("txn_id")).alias("txn_id"),
+        (prefix + pl.col("txn_id")).alias("txn_id"),
         pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     bad = rng.choice(rows, rows // 1000, replace=False)
@@ -169,9 +171,13 @@ def main() -> None:
     bare_out = WORK / "bare.parquet"
     store = WORK / "store"
     shutil.rmtree(store, ignore_errors=True)
+    extra = WORK / f"ingest_{a.rows}_append.csv"
+    if not extra.exists():
+        make_csv(extra, max(1, a.rows // 10), seed=1, prefix="U")
     bare = run_child("bare", str(csv), str(bare_out))
     ing = run_child("ingest", str(csv), str(store))
-    for name, r in (("bare scan_csv->sink_parquet", bare), ("mulegraph ingest", ing)):
+    app = run_child("ingest", str(extra), str(store))
+    for name, r in (("bare scan_csv->sink_parquet", bare), ("mulegraph ingest", ing), ("ingest append (1/10)", app)):
         print(f"{name:30s} {r['rows']:>10,} rows {r['seconds']:7.2f} s {r['rows'] / r['seconds'] / 1e6:6.3f} M rows/s "
               f"peak RSS {r['peak_rss_mb']:7.0f} MB")
     print(f"ingest accepted {ing['accepted']:,}, quarantined {ing['quarantined']:,}, duplicates {ing['duplicates']:,}")
@@ -181,6 +187,7 @@ def main() -> None:
         shutil.rmtree(WORK / "store", ignore_errors=True)
         bare_out.unlink(missing_ok=True)
         csv.unlink(missing_ok=True)
+        extra.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -65,9 +65,9 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(err.exit_code) from None
         except BrokenPipeError:
             # output piped into a reader that stopped early (e.g. `| head`): not an error
-            try:
-                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
-            except OSError:
+            try:  # point stdout at /dev/null so the flush at exit does not fail again
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
                 pass
             raise typer.Exit(0) from None
         except KeyboardInterrupt:

@@ -3,11 +3,12 @@
 A reason names one feature, its value for the account and its **percentile**: the share of ranked
 accounts (hubs left out) whose value is strictly lower. Reasons are chosen per account from a list
 of :class:`Signal` objects (a feature, a reason code and a weight: the rule weight in the no-label
-mode, the feature importance for a supervised model); the strength of a signal for an account is its
-weight times how unusual the account is in the suspicious direction of the feature (its percentile
-for features where higher is suspicious, one minus the share of accounts with a higher value for
-features where lower is suspicious). The strongest 3-5 become the account's reasons, ordered by
-strength; at most one reason per feature.
+mode, the feature importance for a supervised model). How unusual an account is in the suspicious
+direction of a feature is ``u``: its percentile for features where higher is suspicious, the share
+of accounts with a strictly higher value for features where lower is suspicious. The strength of a
+signal is its weight times ``u`` in bits of surprise: ``weight * -log2(1 - u + 1/n)``. The
+strongest 3-5 with ``u >= 0.5`` become the account's reasons, ordered by strength (filled up to 3
+with the next strongest when fewer qualify); at most one reason per feature.
 
 Each reason is a JSON object::
 
@@ -492,7 +493,10 @@ def explain(
     pct = np.column_stack([_column_percentile(raw[:, j]) for j in range(len(cols))]) if cols else raw
     unusual = np.column_stack([directional(raw[:, j], _direction(c)) for j, c in enumerate(cols)]) if cols else raw
     weights = np.array([s.weight for s in sigs], dtype=np.float64)
-    strength = unusual * weights[None, :] if cols else unusual
+    # strength = weight x bits of surprise, as in the no-label score: the top 0.1% counts far more
+    # than the top 30%
+    eps = 1.0 / max(n, 2)
+    strength = weights[None, :] * -np.log2(1.0 - unusual + eps) if cols else unusual
     rows, sig = _choose_long(strength, unusual, n_reasons, min_reasons, 0.5)
 
     texts = np.empty(rows.size, dtype=object)

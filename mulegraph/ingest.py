@@ -82,7 +82,7 @@ RULES: tuple[str, ...] = (
 )
 
 #: File names a folder is searched for.
-EXPORT_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz", ".parquet", ".pq")
+EXPORT_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq")
 
 _CONTENT = ("ts", "src_account", "dst_account", "amount", "currency", "channel")
 _ROW = "__row"
@@ -834,6 +834,8 @@ def ingest(
     m = load_mapping(mapping)
     if labels_out is not None and not m.labels:
         raise InputError(f"mapping '{m.name}' has no [labels]; leave out --labels-out or use a mapping with labels.")
+    if labels_out is not None and not Path(labels_out).parent.is_dir():
+        raise InputError(f"folder '{Path(labels_out).parent}' for --labels-out does not exist; create it first.")
     files = resolve_inputs(paths)
     st = store if isinstance(store, Store) else Store.open(store, create=True)
     report = IngestReport(store=str(st.path))

@@ -28,7 +28,7 @@ def main() -> None:
     w("binary_noise.csv", bytes(range(256)) * 4)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("sheet.xml", "<x/>")
+        z.writestr(zipfile.ZipInfo("sheet.xml", date_time=(2024, 1, 1, 0, 0, 0)), "<x/>")
     w("spreadsheet.xlsx", buf.getvalue())
     w("truncated.csv.gz", gzip.compress((H + GOOD * 2000).encode(), mtime=0)[:300])
     w("double.csv.gz", gzip.compress(gzip.compress((H + GOOD).encode(), mtime=0), mtime=0))
@@ -67,7 +67,7 @@ def main() -> None:
     )
     w("mixed_offsets.csv", H + "t1,2024-01-01T10:00:00+02:00,A,B,5,EUR,\nt2,2024-01-01T08:00:00Z,A,C,5,EUR,\nt3,2024-01-01 08:00,A,D,5,EUR,\n")
     (HERE / "folder_without_exports").mkdir(exist_ok=True)
-    w("folder_without_exports/README.txt.md", "exports go here\n")
+    w("folder_without_exports/README.txt", "exports go here\n")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ import pyarrow as pa
 
 from .errors import InputError, MappingError, NothingNewError
 from .mapping import Mapping, dedupe_header, load_mapping
-from .schema import OPTIONAL_SCHEMA, TRANSFER_COLUMNS
+from .schema import OPTIONAL_SCHEMA
 from .store import STORE_SCHEMA, Store, fsync_file, write_parquet_atomic
 
 __all__ = [
@@ -303,7 +303,9 @@ def _csv_error(shown: Path, err: Exception) -> InputError:
 
 # ---------------------------------------------------------------------------------------- parsing
 def _naive_to_utc(e: pl.Expr, tz: str) -> pl.Expr:
-    return e.dt.replace_time_zone(tz, ambiguous="null", non_existent="null").dt.convert_time_zone("UTC")
+    # a local time in a daylight-saving gap does not exist (null -> bad_timestamp); one in the
+    # repeated hour when clocks go back is read as the earlier of its two instants
+    return e.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
 
 
 def _parse_ts(m: Mapping, text: pl.Expr, dtype: pl.DataType | None, raw: pl.Expr | None = None) -> pl.Expr:

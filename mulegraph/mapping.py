@@ -24,7 +24,10 @@ A mapping is a small TOML file (or one of the built-ins in :data:`BUILTIN_MAPPIN
     format = "%d.%m.%Y %H:%M:%S"          # strftime pattern; "auto" (default) = ISO 8601 forms;
                                           # "epoch_s" / "epoch_ms" = Unix time;
                                           # "day_number" = whole days after base_date
-    timezone = "Europe/Stockholm"         # zone of timestamps without an offset (default UTC)
+    timezone = "Europe/Stockholm"         # zone of timestamps without an offset (default UTC);
+                                          # a time in the daylight-saving gap is quarantined
+                                          # (bad_timestamp), one in the repeated hour is read
+                                          # as the earlier instant
     base_date = "2024-03-01"              # only for format = "day_number"
 
     [amount]

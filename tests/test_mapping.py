@@ -246,3 +246,14 @@ def test_mapping_without_currency_needs_default(tmp_path):
     m = _toml(tmp_path, '[columns]\nts = "ts"\nsrc_account = "s"\ndst_account = "d"\namount = "a"\n')
     with pytest.raises(MappingError, match="no currency column"):
         _ingest_text(tmp_path, "ts,s,d,a\n2024-01-01,A,B,1\n", m)
+
+
+def test_ambiguous_local_time_is_the_earlier_instant(tmp_path):
+    m = _toml(
+        tmp_path,
+        '[columns]\nts = "t"\nsrc_account = "s"\ndst_account = "d"\namount = "a"\ncurrency = "c"\n'
+        '[timestamp]\nformat = "%Y-%m-%d %H:%M"\ntimezone = "Europe/Berlin"\n',
+    )
+    # 2024-10-27 02:30 happens twice in Berlin (CEST then CET)
+    report, t, _ = _ingest_text(tmp_path, "t,s,d,a,c\n2024-10-27 02:30,A,B,1,EUR\n", m)
+    assert t["ts"].to_list() == [datetime(2024, 10, 27, 0, 30, tzinfo=UTC)]

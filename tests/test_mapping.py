@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -257,3 +258,19 @@ def test_ambiguous_local_time_is_the_earlier_instant(tmp_path):
     # 2024-10-27 02:30 happens twice in Berlin (CEST then CET)
     report, t, _ = _ingest_text(tmp_path, "t,s,d,a,c\n2024-10-27 02:30,A,B,1,EUR\n", m)
     assert t["ts"].to_list() == [datetime(2024, 10, 27, 0, 30, tzinfo=UTC)]
+
+
+def test_parquet_quarantine_keeps_original_values(tmp_path):
+    f = tmp_path / "e.parquet"
+    pl.DataFrame(
+        {"txn_id": ["a", "b"], "ts": ["2024-01-01", "2024-01-02"], "src_account": ["X", "Y"],
+         "dst_account": ["Z", "Y"], "amount": [1.5, 2.0], "currency": ["EUR", "EUR"], "memo": ["m1", "m2"]}
+    ).write_parquet(f)
+    report = ingest([f], tmp_path / "store")
+    assert report.quarantined_by_rule["self_transfer"] == 1
+    q = Store.open(tmp_path / "store").quarantine()
+    assert q["line"].to_list() == [2]
+    assert json.loads(q["original"][0]) == {
+        "txn_id": "b", "ts": "2024-01-02", "src_account": "Y", "dst_account": "Y", "amount": "2.0",
+        "currency": "EUR", "memo": "m2",
+    }

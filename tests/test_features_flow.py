@@ -355,3 +355,10 @@ def test_amount_match_dense_rank_path_agrees(transfers):
     for acc, ref in want.items():
         g, v = got[acc]["amount_match_share"], ref["amount_match_share"]
         assert (g is None and v is None) or math.isclose(g, v), (acc, g, v)
+
+
+def test_empty_passthrough_windows_is_a_clear_error():
+    from mulegraph.errors import FeatureError
+
+    with pytest.raises(FeatureError, match="passthrough_windows is empty"):
+        fast([tx(1, 0, "A", "B", 1)], FeatureConfig(passthrough_windows=()))

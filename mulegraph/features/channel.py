@@ -58,4 +58,6 @@ def compute(p: Prepared) -> pl.DataFrame:
         res = res.join(border, on="acc", how="left")
     else:
         res = res.with_columns(pl.lit(None, pl.Float64).alias("cross_border_share"))
+    # the last flow family in a run: release the shared event table before the graph families
+    p.extra.pop("flow_events", None)
     return res.select(pl.col("acc").alias("idx"), "cash_out_share", "cross_currency_share", "cross_border_share")

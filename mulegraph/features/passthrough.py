@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from ..errors import FeatureError
 from ..window import parse_duration
 from .prepare import Prepared
 from .registry import FeatureSpec, register
@@ -100,6 +101,8 @@ def compute(p: Prepared) -> pl.DataFrame:
     """Forward ratio, FIFO pass-through shares, dwell times, retained share, split signature."""
     cfg = p.config
     windows = tuple(cfg.passthrough_windows)
+    if not windows:
+        raise FeatureError("passthrough_windows is empty; list at least one duration such as \"24h\" in [features].")
     register(*window_specs(windows))
     horizons = {w: int(parse_duration(w, name="passthrough_windows").total_seconds()) for w in windows}
     ev = account_events(p)

@@ -139,7 +139,8 @@ def compute(p: Prepared) -> pl.DataFrame:
     hhi = (
         outb_pairs.group_by("acc", "cp")
         .agg(pl.col("amount").sum().alias("v"))
-        .group_by("acc")
+        .sort("acc", "cp")  # a fixed summation order: the same bits on every run
+        .group_by("acc", maintain_order=True)
         .agg(((pl.col("v") / pl.col("v").sum()) ** 2).sum().alias("out_hhi"))
     )
     out = out.join(first, on="acc", how="left").join(hhi, on="acc", how="left")

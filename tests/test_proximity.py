@@ -39,11 +39,11 @@ def _reference(p, mules: set[int], labelled: set[int] | None, max_hops: int, alp
     hubs = set(p.hub_idx.to_list())
     g = nx.DiGraph()
     g.add_nodes_from(range(p.n_accounts))
-    for r in p.tx.group_by("src", "dst").agg(pl.col("amount").sum()).to_dicts():
+    for r in p.tx.group_by("src", "dst").agg(pl.col("amount").sum(), pl.len().alias("n")).to_dicts():
         s, d = r["src"], r["dst"]
         if s == d or s in hubs or d in hubs:
             continue
-        g.add_edge(s, d, value=r["amount"])
+        g.add_edge(s, d, value=r["amount"], n=r["n"])
     u = g.to_undirected()
     ids = p.accounts.sort("idx")["account_id"]
     grp = proximity.account_groups(ids, groups_n)
@@ -96,6 +96,10 @@ def _reference(p, mules: set[int], labelled: set[int] | None, max_hops: int, alp
             "known_mule_hops": hops,
             "known_mule_ppr": ppr.get(a, 0.0),
             "known_mule_oneoff": len([b for b in one[a] if b in mules]),
+            "known_mule_sib_oneoff": len({c for b in g.predecessors(a) if g[b][a]["n"] == 1
+                                         for c in g.successors(b) if c != a and c in mules and g[b][c]["n"] == 1}),
+            "known_mule_copay_oneoff": len({c for b in g.successors(a) if g[a][b]["n"] == 1
+                                           for c in g.predecessors(b) if c != a and c in mules and g[c][b]["n"] == 1}),
             "known_mule_ppr_oneoff": ppr_one.get(a, 0.0),
         }
         if labelled is not None:

@@ -64,6 +64,12 @@ FEATURES: tuple[FeatureSpec, ...] = (
                 direction=-1, reason="{value:.0f} hop(s) from a known mule"),
     FeatureSpec("known_mule_ppr", FAMILY, "personalised PageRank from known mules (1 = uniform)", "score",
                 reason="closeness to known mules (personalised PageRank) of {value:.1f}x the average"),
+    FeatureSpec("known_mule_sib_oneoff", FAMILY,
+                "distinct known mules paid by an account that also paid this one, each by a single transfer (fan-out siblings)",
+                "count", reason="{value:.0f} known mule account(s) were paid once by the same payer"),
+    FeatureSpec("known_mule_copay_oneoff", FAMILY,
+                "distinct known mules that paid an account this one also paid, each by a single transfer (fan-in co-payers)",
+                "count", reason="{value:.0f} known mule account(s) paid the same payee once"),
     FeatureSpec("known_mule_oneoff", FAMILY, "distinct known mules with exactly one transfer between them and the account", "count",
                 reason="a single transfer each with {value:.0f} known mule account(s)"),
     FeatureSpec("known_mule_ppr_oneoff", FAMILY,
@@ -218,6 +224,12 @@ def compute(
     down_m = pairs.filter(pl.col("dst").is_in(mset)).select(pl.col("src").alias("mid"), pl.col("dst").alias("c"))
     down = pairs.select(pl.col("src").alias("a"), pl.col("dst").alias("mid")).join(down_m, on="mid").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()
 
+    # siblings and co-payers over directed pairs with a single transfer
+    one_dir = pairs.filter(pl.col("n") == 1).select("src", "dst")
+    sib_m = one_dir.filter(pl.col("dst").is_in(mset)).rename({"dst": "c"})
+    sib = one_dir.rename({"dst": "a"}).join(sib_m, on="src").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()
+    copay_m = one_dir.filter(pl.col("src").is_in(mset)).rename({"src": "c"})
+    copay = one_dir.rename({"src": "a"}).join(copay_m, on="dst").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()
     out = (
         base.join(in1, on="idx", how="left")
         .join(out1, on="idx", how="left")
@@ -229,6 +241,8 @@ def compute(
         .join(_count(down, "a", "known_mule_2hop_down"), on="idx", how="left")
         .join(_hops(und, mules, max_hops), on="idx", how="left")
         .join(_count(oneoff.filter(pl.col("b").is_in(mset)), "a", "known_mule_oneoff"), on="idx", how="left")
+        .join(_count(sib, "a", "known_mule_sib_oneoff"), on="idx", how="left")
+        .join(_count(copay, "a", "known_mule_copay_oneoff"), on="idx", how="left")
     )
     if known_labelled is not None:
         lset = known_labelled.cast(pl.UInt32).unique().implode()
@@ -238,7 +252,7 @@ def compute(
     else:
         out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("known_label_nbrs"))
         rate = pl.lit(None, dtype=pl.Float64)
-    zero = ["known_mule_oneoff", "known_mule_in", "known_mule_out", "known_mule_in_value", "known_mule_out_value", "known_mule_2hop", "known_mule_2hop_up", "known_mule_2hop_down"]
+    zero = ["known_mule_sib_oneoff", "known_mule_copay_oneoff", "known_mule_oneoff", "known_mule_in", "known_mule_out", "known_mule_in_value", "known_mule_out_value", "known_mule_2hop", "known_mule_2hop_up", "known_mule_2hop_down"]
     out = out.with_columns(
         *[pl.col(c).fill_null(0.0) for c in zero],
         pl.col("known_mule_hops").fill_null(float(max_hops + 1)),

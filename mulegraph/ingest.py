@@ -56,7 +56,7 @@ import pyarrow as pa
 
 from .errors import InputError, MappingError, NothingNewError
 from .mapping import Mapping, dedupe_header, load_mapping
-from .schema import OPTIONAL_SCHEMA
+from .schema import OPTIONAL_SCHEMA, TRANSFER_SCHEMA
 from .store import STORE_SCHEMA, Store, fsync_file, write_parquet_atomic
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "validate",
     "content_hash",
     "EXPORT_SUFFIXES",
+    "BATCH_ROWS",
 ]
 
 #: Validation rules, in the order they are checked.
@@ -487,13 +488,16 @@ def canonicalize(exp: _Export, m: Mapping) -> pl.LazyFrame:
     return lf.select(pl.col(f"^{_ORIG}.*$"), __missing=missing, **exprs)
 
 
-def validate(parsed: pl.DataFrame, m: Mapping) -> pl.DataFrame:
-    """Collected :func:`canonicalize` output -> add ``__row`` (1-based) and ``__rule``."""
-    parsed = parsed.with_row_index(_ROW, offset=1)
+def validate(parsed: pl.DataFrame, m: Mapping, offset: int = 0) -> pl.DataFrame:
+    """Collected :func:`canonicalize` output -> add ``__row`` (1-based) and ``__rule``.
+
+    ``offset`` is the number of data rows before this batch.
+    """
+    parsed = parsed.with_row_index(_ROW, offset=offset + 1)
     if _TS_TEXT in parsed.columns:
         if parsed[_TS_TEXT].null_count() < parsed.height:
             retry = parsed.select(_ROW, _TS_TEXT).filter(pl.col(_TS_TEXT).is_not_null())
-            fixed = retry.select(pl.col(_ROW) - 1, _parse_auto(pl.col(_TS_TEXT), m.timezone).alias("ts"))
+            fixed = retry.select(pl.col(_ROW) - offset - 1, _parse_auto(pl.col(_TS_TEXT), m.timezone).alias("ts"))
             fixed = fixed.filter(pl.col("ts").is_not_null())
             if fixed.height:
                 ts = parsed["ts"].clone().scatter(fixed[_ROW], fixed["ts"])
@@ -562,6 +566,28 @@ def _hash_text(s: pl.Series, seed: int, chunk_rows: int = 250_000) -> np.ndarray
     return out
 
 
+def _content_u64(frame: pl.DataFrame, seed: int) -> np.ndarray:
+    """64 bits of a stable hash of each row's canonical content (see :func:`content_hash`)."""
+    n = frame.height
+    ts = frame["ts"].cast(pl.Int64).fill_null(0).to_numpy().astype(np.int64).view(np.uint64)
+    amt = frame["amount"].cast(pl.Float64).fill_null(0.0).to_numpy().astype(np.float64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.full(n, np.uint64(seed), dtype=np.uint64)
+        texts = [_hash_text(frame[c], seed + i) for i, c in enumerate(("src_account", "dst_account", "currency", "channel"))]
+        for v in [ts, amt] + texts:
+            h = _mix((h * _GOLD) ^ v)
+    return h
+
+
+def _content_key(frame: pl.DataFrame) -> pl.Series:
+    """A 64-bit content fingerprint per row, to tell a duplicate from a txn_id conflict.
+
+    Only compared within one ingest call (one process), so Polars' fast native hash is used;
+    two rows with the same txn_id are a duplicate only when their fingerprints are equal.
+    """
+    return frame.select(pl.struct(list(_CONTENT)).hash(0x5EED3).alias("__h")).to_series()
+
+
 def content_hash(frame: pl.DataFrame) -> pl.Series:
     """Stable txn ids from canonical content: ``'h'`` + 32 hex digits (128 bits).
 
@@ -569,26 +595,13 @@ def content_hash(frame: pl.DataFrame) -> pl.Series:
     depend on the Polars version (it is computed with numpy from the values' bytes).
     """
     n = frame.height
-    ts = frame["ts"].cast(pl.Int64).fill_null(0).to_numpy().astype(np.int64).view(np.uint64)
-    amt = frame["amount"].cast(pl.Float64).fill_null(0.0).to_numpy().astype(np.float64).view(np.uint64)
-    halves = []
-    with np.errstate(over="ignore"):
-        for seed in (0x5EED1, 0x5EED2):
-            h = np.full(n, np.uint64(seed), dtype=np.uint64)
-            parts = [ts, amt] + [_hash_text(frame[c], seed + i) for i, c in enumerate(("src_account", "dst_account", "currency", "channel"))]
-            for v in parts:
-                h = _mix((h * _GOLD) ^ v)
-            halves.append(h)
+    halves = [_content_u64(frame, seed) for seed in (0x5EED1, 0x5EED2)]
     buf = np.stack(halves, axis=1).astype(">u8").tobytes()
     fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(buf)])
     return ("h" + pl.from_arrow(fixed).bin.encode("hex")).alias("txn_id") if n else pl.Series("txn_id", [], pl.String)
 
 
 # ---------------------------------------------------------------------------------------- dedupe
-def _eq_all(cols: list[str], suffix: str) -> pl.Expr:
-    return pl.all_horizontal([pl.col(c).eq_missing(pl.col(c + suffix)) for c in cols])
-
-
 def _duplicated_ids(ids: pl.Series) -> pl.Series:
     """The txn_ids that occur more than once (sort-based; much faster than is_duplicated)."""
     h = ids.hash(7).to_numpy()  # in-process pre-filter only; the exact check follows
@@ -600,37 +613,43 @@ def _duplicated_ids(ids: pl.Series) -> pl.Series:
     return maybe.filter(maybe.is_duplicated()).unique()
 
 
-def _classify(parsed: pl.DataFrame, store: Store) -> pl.Series:
+def _classify(parsed: pl.DataFrame, store: Store, earlier: pl.DataFrame) -> pl.Series:
     """Status of every row: accepted | duplicate | txn_id_conflict, null for rows a rule rejected.
 
-    Only rows whose txn_id repeats in the file or already exists in the store are compared.
+    ``earlier`` holds ``txn_id`` and the content fingerprint ``__h`` of the rows accepted from
+    earlier batches of the same file. Only rows whose txn_id repeats in the batch, or was seen
+    before (store or earlier batch), are compared; a row equal in content to the first one seen
+    is a duplicate, any other a conflict.
     """
     content = list(_CONTENT)
     valid = pl.col(_RULE).is_null()
     ids = parsed.select(pl.col("txn_id").filter(valid)).to_series()
     in_batch = _duplicated_ids(ids)
-    existing = pl.DataFrame(schema={"txn_id": pl.String(), **{c: STORE_SCHEMA[c] for c in content}})
+    seen = earlier.join(ids.to_frame(), on="txn_id", how="semi")
     if store.manifest():
-        existing = (
+        stored = (
             store.scan(["txn_id"] + content)
             .join(ids.to_frame().lazy(), on="txn_id", how="semi")
             .unique("txn_id", keep="first")
             .collect()
         )
+        if stored.height:
+            seen = pl.concat([stored.select("txn_id", _content_key(stored)), seen], how="vertical")
     accepted = pl.when(valid).then(pl.lit("accepted"))
-    if in_batch.is_empty() and existing.is_empty():
+    if in_batch.is_empty() and seen.is_empty():
         return parsed.select(accepted.alias("__status")).to_series()
-    touched = pl.concat([in_batch, existing["txn_id"]]).unique()
+    touched = pl.concat([in_batch, seen["txn_id"]]).unique()
     sub = parsed.filter(valid & pl.col("txn_id").is_in(touched.implode())).select(_ROW, "txn_id", *content)
+    sub = sub.select(_ROW, "txn_id", _content_key(sub))
     first = (
         sub.unique("txn_id", keep="first", maintain_order=True)
-        .join(existing.select("txn_id"), on="txn_id", how="anti")
-        .select("txn_id", *content, __first=pl.col(_ROW))
+        .join(seen.select("txn_id"), on="txn_id", how="anti")
+        .select("txn_id", "__h", __first=pl.col(_ROW))
     )
-    ref = pl.concat([existing.with_columns(__first=pl.lit(None, dtype=first["__first"].dtype)), first], how="vertical")
+    ref = pl.concat([seen.with_columns(__first=pl.lit(None, dtype=first["__first"].dtype)), first], how="vertical")
     sub = sub.join(ref, on="txn_id", how="left", suffix="__ref").with_columns(
         __status=pl.when(pl.col(_ROW) == pl.col("__first")).then(pl.lit("accepted"))
-        .when(_eq_all(content, "__ref")).then(pl.lit("duplicate"))
+        .when(pl.col("__h") == pl.col("__h__ref")).then(pl.lit("duplicate"))
         .otherwise(pl.lit("txn_id_conflict"))
     )
     dup_rows = sub.filter(pl.col("__status") == "duplicate")[_ROW]
@@ -692,7 +711,23 @@ def _day_slices(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
     return out
 
 
-def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress) -> tuple[dict, pl.DataFrame, pl.DataFrame | None]:
+#: Rows per batch: a file is read, validated and written in batches of this many rows (all
+#: committed together), so memory stays bounded for large exports.
+BATCH_ROWS = 2_000_000
+
+
+def _batches(exp: _Export, m: Mapping, path: Path):
+    """Collected batches of :func:`canonicalize`, with read errors turned into InputError."""
+    try:
+        lf = canonicalize(exp, m)  # may read a sample of timestamps
+        yield from lf.collect_batches(chunk_size=BATCH_ROWS, engine="streaming")
+    except pl.exceptions.PolarsError as err:
+        if exp.kind == "csv":
+            raise _csv_error(path, err) from None
+        raise InputError(f"'{path}' could not be read (corrupt Parquet?); export it again.") from None
+
+
+def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress) -> tuple[dict, pl.Series, pl.DataFrame | None]:
     ingest_id = store.next_ingest_id(sha)
     staged = store.staging_dir(ingest_id)
     exp = read_export(path, mapping, staged)
@@ -706,82 +741,97 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
             ) from None
         raise
     _report_progress(progress, "read", path)
-    try:
-        parsed = validate(canonicalize(exp, m).collect(engine="streaming"), m)
-    except pl.exceptions.PolarsError as err:
-        if exp.kind == "csv":
-            raise _csv_error(path, err) from None
-        raise InputError(f"'{path}' could not be read (corrupt Parquet?); export it again.") from None
-    _stage("read")
-    rows_read = parsed.height
-    if "txn_id" not in m.columns:
-        parsed = parsed.with_columns(
-            txn_id=pl.when(pl.col(_RULE).is_null()).then(content_hash(parsed.select(list(_CONTENT))))
-        )
-    parsed = parsed.with_columns(_classify(parsed, store))
-    _report_progress(progress, "validated", path)
-    _stage("validated")
-
     status = pl.col("__status")
-    bad = parsed.lazy().select(_ROW, _RULE, status).filter(pl.col(_RULE).is_not_null() | (status == "txn_id_conflict")).select(
-        _ROW, pl.coalesce(_RULE, status).alias(_RULE)
-    ).collect()
-    duplicates = parsed.select((status == "duplicate").sum()).item()
-    by_rule = {r: 0 for r in RULES}
-    counts = bad.group_by(_RULE).len()
-    by_rule.update({r: int(n) for r, n in zip(counts[_RULE].to_list(), counts["len"].to_list())})
-    quarantine = None
-    if bad.height:
-        orig = _originals(exp, m, parsed, bad[_ROW])
-        quarantine = bad.join(orig, on=_ROW, how="left").sort(_ROW).select(
-            ingest_id=pl.lit(ingest_id),
-            source_file=pl.lit(str(path)),
-            line=pl.col(_ROW).cast(pl.Int64),
-            rule=pl.col(_RULE),
-            original=pl.col("original"),
-        )
-    parsed = parsed.select(pl.exclude(f"^{_ORIG}.*$"))  # originals are no longer needed
-    labels = None
-    if m.labels:
-        labels = _labels_frame(parsed.filter(status.is_in(["accepted", "duplicate"])), m)
-    store_cols = [pl.col(c) if c in parsed.columns else pl.lit(None, dtype=t).alias(c) for c, t in STORE_SCHEMA.items()]
-    accepted = parsed.lazy().filter(status == "accepted").select(store_cols).collect()
-    del parsed  # free the parsed rows before writing
-
-    # transfer parts, one per UTC day
-    # each part is fsynced in a background thread while the next one is written
+    store_cols = [pl.col(c) if c in m.columns or c in TRANSFER_SCHEMA else pl.lit(None, dtype=t).alias(c)
+                  for c, t in STORE_SCHEMA.items()]
+    earlier = pl.DataFrame(schema={"txn_id": pl.String(), "__h": pl.UInt64()})
+    rows_read = duplicates = accepted_n = 0
+    ts_min = ts_max = None
+    bad_parts: list[pl.DataFrame] = []
+    label_parts: list[pl.DataFrame] = []
+    account_parts: list[pl.Series] = []
     parts: list[str] = []
     with ThreadPoolExecutor(max_workers=2) as pool:
         syncs = []
-        for day, frame in _day_slices(accepted):
-            rel = f"transfers/day={day}/{ingest_id}-0.parquet"
-            out = staged / rel
-            out.parent.mkdir(parents=True, exist_ok=True)
-            frame.write_parquet(out, compression="lz4")
-            parts.append(rel)
-            syncs.append(pool.submit(fsync_file, out))
+        for n_batch, batch in enumerate(_batches(exp, m, path)):
+            parsed = validate(batch, m, offset=rows_read)
+            del batch
+            if n_batch == 0:
+                _stage("read")
+            rows_read += parsed.height
+            if "txn_id" not in m.columns:
+                parsed = parsed.with_columns(
+                    txn_id=pl.when(pl.col(_RULE).is_null()).then(content_hash(parsed.select(list(_CONTENT))))
+                )
+            parsed = parsed.with_columns(_classify(parsed, store, earlier))
+            bad = parsed.lazy().select(_ROW, _RULE, status).filter(
+                pl.col(_RULE).is_not_null() | (status == "txn_id_conflict")
+            ).select(_ROW, pl.coalesce(_RULE, status).alias(_RULE)).collect()
+            if bad.height:
+                if exp.kind == "csv":  # originals kept from this read
+                    bad = bad.join(_originals(exp, m, parsed, bad[_ROW]), on=_ROW, how="left")
+                bad_parts.append(bad)
+            duplicates += parsed.select((status == "duplicate").sum()).item()
+            parsed = parsed.select(pl.exclude(f"^{_ORIG}.*$"))
+            if m.labels:
+                label_parts.append(_labels_frame(parsed.filter(status.is_in(["accepted", "duplicate"])), m))
+            accepted = parsed.lazy().filter(status == "accepted").select(store_cols).collect()
+            del parsed
+            if accepted.height:
+                earlier = pl.concat([earlier, accepted.select("txn_id", _content_key(accepted))], how="vertical")
+                lo, hi = accepted["ts"].min(), accepted["ts"].max()
+                ts_min = lo if ts_min is None else min(ts_min, lo)
+                ts_max = hi if ts_max is None else max(ts_max, hi)
+                # distinct accounts, counted on 64-bit hashes (a collision is vanishingly unlikely
+                # at millions of accounts; hashing is several times faster than comparing strings)
+                account_parts.append(pl.concat([accepted["src_account"].hash(11), accepted["dst_account"].hash(11)]).unique())
+            accepted_n += accepted.height
+            # each part is fsynced in a background thread while the next one is written
+            for day, frame in _day_slices(accepted):
+                rel = f"transfers/day={day}/{ingest_id}-{n_batch}.parquet"
+                out = staged / rel
+                out.parent.mkdir(parents=True, exist_ok=True)
+                frame.write_parquet(out, compression="lz4")
+                parts.append(rel)
+                syncs.append(pool.submit(fsync_file, out))
+            del accepted
+            _report_progress(progress, "validated", path)
+        _stage("validated")
         quarantine_rel = None
-        if quarantine is not None:
+        if bad_parts:
+            bad = pl.concat(bad_parts, how="vertical")
+            if exp.kind != "csv":  # Parquet: read the rejected rows again (columnar, cheap)
+                bad = bad.join(_originals(exp, m, bad, bad[_ROW]), on=_ROW, how="left")
+            quarantine = bad.sort(_ROW).select(
+                ingest_id=pl.lit(ingest_id),
+                source_file=pl.lit(str(path)),
+                line=pl.col(_ROW).cast(pl.Int64),
+                rule=pl.col(_RULE),
+                original=pl.col("original"),
+            )
             quarantine_rel = f"quarantine/{ingest_id}.parquet"
             (staged / "quarantine").mkdir(exist_ok=True)
             quarantine.write_parquet(staged / quarantine_rel)
             syncs.append(pool.submit(fsync_file, staged / quarantine_rel))
+        else:
+            quarantine = None
         _stage("written")
         for f in syncs:
             f.result()
-    ts_min = accepted["ts"].min() if accepted.height else None
-    ts_max = accepted["ts"].max() if accepted.height else None
-    # distinct accounts, counted on 64-bit hashes (a collision is vanishingly unlikely at
-    # millions of accounts; hashing is several times faster than comparing the strings)
-    accounts = pl.concat([accepted["src_account"].hash(11), accepted["dst_account"].hash(11)]).unique()
+    quarantined = 0 if quarantine is None else quarantine.height
+    by_rule = {r: 0 for r in RULES}
+    if quarantine is not None:
+        counts = quarantine.group_by("rule").len()
+        by_rule.update({r: int(n) for r, n in zip(counts["rule"].to_list(), counts["len"].to_list())})
+    accounts = pl.concat(account_parts).unique() if account_parts else pl.Series("a", [], pl.UInt64)
     entry = {
         "ingest_id": ingest_id,
         "path": str(path.resolve()),
         "sha256": sha,
         "size": path.stat().st_size,
         "rows_read": rows_read,
-        "accepted": accepted.height,
-        "quarantined": bad.height,
+        "accepted": accepted_n,
+        "quarantined": quarantined,
         "quarantined_by_rule": by_rule,
         "duplicates": int(duplicates),
         "ingested_at": datetime.now(timezone.utc).isoformat(),
@@ -793,10 +843,11 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
         "parts": parts,
         "quarantine": quarantine_rel,
     }
-    if rows_read != entry["accepted"] + entry["quarantined"] + entry["duplicates"]:
+    if rows_read != accepted_n + quarantined + entry["duplicates"]:
         raise RuntimeError("ingest counts do not add up")  # a bug, never a user error
+    labels = pl.concat(label_parts, how="vertical").unique("txn_id", keep="first", maintain_order=True) if label_parts else None
     store.commit(entry, staged, hook=_stage, synced=True)
-    return entry, accounts.to_frame("a"), labels
+    return entry, accounts, labels
 
 
 def _looks_like_data(header: list[str]) -> bool:
@@ -878,7 +929,7 @@ def ingest(
                     setattr(report, attr, entry[key] if cur is None else pick(cur, entry[key]))
             _report_progress(progress, "done", f)
     if account_sets:
-        report.accounts = pl.concat(account_sets)["a"].n_unique()
+        report.accounts = pl.concat(account_sets).n_unique()
     if labels_out is not None:
         frame = (
             pl.concat(label_frames, how="diagonal_relaxed").unique("txn_id", keep="first", maintain_order=True)

@@ -283,3 +283,24 @@ def test_progress_callback(tmp_path):
     f = write(tmp_path / "a.csv", "t1,2024-01-01,A,B,5,EUR,\n")
     ingest([f], tmp_path / "store", progress=lambda stage, file: seen.append(stage))
     assert seen[0] == "start" and seen[-1] == "done" and "validated" in seen
+
+
+def test_small_batches_dedupe_across_batches(tmp_path, monkeypatch):
+    import mulegraph.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "BATCH_ROWS", 2)
+    body = (
+        "t1,2024-01-01T10:00:00Z,A,B,5,EUR,X\n"
+        "t2,2024-01-01T11:00:00Z,A,C,5,EUR,X\n"
+        "t1,2024-01-01T10:00:00Z,A,B,5,EUR,X\n"  # duplicate of a row in the first batch
+        "t3,bad,A,B,5,EUR,X\n"
+        "t1,2024-01-01T10:00:00Z,A,B,9,EUR,X\n"  # conflict with the first batch
+        "t4,2024-01-02T10:00:00Z,C,B,1,EUR,X\n"
+    )
+    r, s = run(tmp_path, body)
+    assert (r.rows_read, r.accepted, r.duplicates, r.quarantined) == (6, 3, 1, 2)
+    q = s.quarantine()
+    assert dict(zip(q["line"], q["rule"])) == {4: "bad_timestamp", 5: "txn_id_conflict"}
+    assert sorted(s.transfers()["txn_id"]) == ["t1", "t2", "t4"]
+    parts = sorted(p.name for p in (tmp_path / "store" / "transfers").rglob("*.parquet"))
+    assert len({p.rsplit("-", 1)[1] for p in parts}) >= 2  # written by more than one batch

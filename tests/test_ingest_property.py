@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 from hypothesis import given, strategies as st
 
+import mulegraph.ingest as ingest_module
 from mulegraph.ingest import ingest
 from mulegraph.store import Store
 
@@ -149,12 +150,18 @@ def write_csv(path: Path, rows, delimiter: str, quoting: int, newline: str, bom:
     bom=st.booleans(),
     order=st.permutations(list(range(7))),
     gz=st.booleans(),
+    batch_rows=st.sampled_from([None, 1, 3, 7]),
 )
-def test_random_messy_csv_matches_reference(tmp_path_factory, rows, delimiter, quoting, newline, bom, order, gz):
+def test_random_messy_csv_matches_reference(tmp_path_factory, rows, delimiter, quoting, newline, bom, order, gz, batch_rows):
     d = tmp_path_factory.mktemp("messy")
     export = d / ("export.csv.gz" if gz else "export.csv")
     write_csv(export, rows, delimiter, quoting, newline, bom, order, gz)
-    report = ingest([export], d / "store").to_dict()
+    saved = ingest_module.BATCH_ROWS
+    ingest_module.BATCH_ROWS = batch_rows or saved  # small batches: dedupe across batches
+    try:
+        report = ingest([export], d / "store").to_dict()
+    finally:
+        ingest_module.BATCH_ROWS = saved
     outcomes, accepted = reference(rows)
 
     # counts add up and match the reference

@@ -91,10 +91,10 @@ class ModelConfig:
     #: folds for the settings search and calibration
     cv_folds: int = 5
     #: gradient boosting: candidate tree sizes (chosen by cross-validation) and fixed settings
-    max_leaf_nodes: tuple[int, ...] = (7, 15)
-    learning_rate: float = 0.1
+    max_leaf_nodes: tuple[int, ...] = (4, 7, 15)
+    learning_rate: float = 0.05
     #: most boosting rounds; the number used is chosen by cross-validation (checked every 10)
-    max_iter: int = 200
+    max_iter: int = 400
     min_samples_leaf: int = 20
     l2_regularization: float = 1.0
     #: share of features each split may look at (below 1 adds randomness from random_state)
@@ -110,6 +110,9 @@ class ModelConfig:
     max_hops: int = 4
     ppr_alpha: float = 0.85
     ppr_groups: int = 10
+    #: a one-off transfer with a known mule counts as "synced" when that mule made one-off
+    #: transfers with other known mules within this time of it
+    sync_window: str = "7d"
     #: permutation-importance repeats stored in the model card (0 = skip)
     importance_repeats: int = 3
 

@@ -150,7 +150,13 @@ def make_folds(y: np.ndarray, groups: np.ndarray | None, n_folds: int, random_st
 
 
 def _proximity_kwargs(config: ModelConfig) -> dict[str, Any]:
-    return {"max_hops": config.max_hops, "ppr_alpha": config.ppr_alpha, "ppr_groups": config.ppr_groups}
+    from .window import parse_duration
+
+    try:
+        sync = int(parse_duration(config.sync_window, name="model.sync_window").total_seconds())
+    except InputError as err:
+        raise ModelError(str(err)) from None
+    return {"max_hops": config.max_hops, "ppr_alpha": config.ppr_alpha, "ppr_groups": config.ppr_groups, "sync_window": sync}
 
 
 def oof_proximity(p: Prepared, idx: np.ndarray, y: np.ndarray, folds: np.ndarray, config: ModelConfig) -> pl.DataFrame:

@@ -17,6 +17,7 @@ from mulegraph.features import proximity
 from mulegraph.features.registry import REGISTRY
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+SYNC = 5 * 3600  # transfers in the tests are an hour apart
 
 
 def _transfers(edges: list[tuple[int, int, float]]) -> pl.DataFrame:
@@ -47,11 +48,12 @@ def _reference(p, mules: set[int], labelled: set[int] | None, max_hops: int, alp
     u = g.to_undirected()
     ids = p.accounts.sort("idx")["account_id"]
     grp = proximity.account_groups(ids, groups_n)
-    ntx = {}
-    for r in p.tx.select("src", "dst").to_dicts():
+    ntx, when = {}, {}
+    for r in p.tx.select("src", "dst", "t").to_dicts():
         if r["src"] != r["dst"] and r["src"] not in hubs and r["dst"] not in hubs:
             key = frozenset((r["src"], r["dst"]))
             ntx[key] = ntx.get(key, 0) + 1
+            when[key] = r["t"]
     one = nx.Graph()
     one.add_nodes_from(range(p.n_accounts))
     one.add_edges_from(tuple(k) for k, c in ntx.items() if c == 1)
@@ -96,6 +98,11 @@ def _reference(p, mules: set[int], labelled: set[int] | None, max_hops: int, alp
             "known_mule_hops": hops,
             "known_mule_ppr": ppr.get(a, 0.0),
             "known_mule_oneoff": len([b for b in one[a] if b in mules]),
+            "known_mule_synced": len({
+                m for m in one[a] if m in mules
+                for c in one[m] if c != a and c in mules
+                and abs(when[frozenset((a, m))] - when[frozenset((m, c))]) <= SYNC
+            }),
             "known_mule_sib_oneoff": len({c for b in g.predecessors(a) if g[b][a]["n"] == 1
                                          for c in g.successors(b) if c != a and c in mules and g[b][c]["n"] == 1}),
             "known_mule_copay_oneoff": len({c for b in g.successors(a) if g[a][b]["n"] == 1
@@ -118,6 +125,7 @@ def _check_agrees(p, mules, labelled, max_hops=3, alpha=0.85, groups=3):
         max_hops=max_hops,
         ppr_alpha=alpha,
         ppr_groups=groups,
+        sync_window=SYNC,
     )
     assert got.height == p.n_accounts
     ref = _reference(p, mules, labelled, max_hops, alpha, groups)

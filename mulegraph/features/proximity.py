@@ -70,6 +70,10 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("known_mule_copay_oneoff", FAMILY,
                 "distinct known mules that paid an account this one also paid, each by a single transfer (fan-in co-payers)",
                 "count", reason="{value:.0f} known mule account(s) paid the same payee once"),
+    FeatureSpec("known_mule_synced", FAMILY,
+                "distinct known mules paid or paying once whose own one-off transfers with other known mules "
+                "fall within sync_window of that transfer", "count",
+                reason="a single transfer each with {value:.0f} known mule account(s) while they moved money among known mules"),
     FeatureSpec("known_mule_oneoff", FAMILY, "distinct known mules with exactly one transfer between them and the account", "count",
                 reason="a single transfer each with {value:.0f} known mule account(s)"),
     FeatureSpec("known_mule_ppr_oneoff", FAMILY,
@@ -171,6 +175,7 @@ def compute(
     max_hops: int = 4,
     ppr_alpha: float = 0.85,
     ppr_groups: int = 10,
+    sync_window: int = 7 * 86_400,
 ) -> pl.DataFrame:
     """Closeness features for every account in ``p``.
 
@@ -189,6 +194,9 @@ def compute(
         Continuation probability of the personalised PageRank walk (restart is ``1 - ppr_alpha``).
     ppr_groups : int
         Number of account groups for the self-exclusion of the PageRank restart set.
+    sync_window : int
+        Seconds: for ``known_mule_synced``, how close in time the known mule's one-off transfers
+        with other known mules must be to its one-off transfer with the account.
 
     Returns
     -------
@@ -230,6 +238,27 @@ def compute(
     sib = one_dir.rename({"dst": "a"}).join(sib_m, on="src").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()
     copay_m = one_dir.filter(pl.col("src").is_in(mset)).rename({"src": "c"})
     copay = one_dir.rename({"src": "a"}).join(copay_m, on="dst").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()
+    # one-off transfers with a known mule m that fall within sync_window of m's one-off transfers
+    # with other known mules c (c != the account): the mule was laundering at the time
+    hubs = p.hub_idx.implode()
+    one_tx = (
+        p.tx.lazy()
+        .filter((pl.col("src") != pl.col("dst")) & ~pl.col("src").is_in(hubs) & ~pl.col("dst").is_in(hubs))
+        .with_columns(pl.min_horizontal("src", "dst").alias("u"), pl.max_horizontal("src", "dst").alias("v"))
+        .group_by("u", "v")
+        .agg(pl.len().alias("n"), pl.col("t").first())
+        .filter(pl.col("n") == 1)
+        .collect()
+    )
+    one_ends = pl.concat([one_tx.select(pl.col("u").alias("a"), pl.col("v").alias("m"), "t"), one_tx.select(pl.col("v").alias("a"), pl.col("u").alias("m"), "t")])
+    to_m = one_ends.filter(pl.col("m").is_in(mset))
+    m_m = to_m.filter(pl.col("a").is_in(mset)).select(pl.col("m"), pl.col("a").alias("c"), pl.col("t").alias("t2"))
+    synced = (
+        to_m.join(m_m, on="m")
+        .filter((pl.col("c") != pl.col("a")) & ((pl.col("t") - pl.col("t2")).abs() <= sync_window))
+        .select("a", "m")
+        .unique()
+    )
     out = (
         base.join(in1, on="idx", how="left")
         .join(out1, on="idx", how="left")
@@ -242,6 +271,7 @@ def compute(
         .join(_hops(und, mules, max_hops), on="idx", how="left")
         .join(_count(oneoff.filter(pl.col("b").is_in(mset)), "a", "known_mule_oneoff"), on="idx", how="left")
         .join(_count(sib, "a", "known_mule_sib_oneoff"), on="idx", how="left")
+        .join(_count(synced, "a", "known_mule_synced"), on="idx", how="left")
         .join(_count(copay, "a", "known_mule_copay_oneoff"), on="idx", how="left")
     )
     if known_labelled is not None:
@@ -252,7 +282,7 @@ def compute(
     else:
         out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("known_label_nbrs"))
         rate = pl.lit(None, dtype=pl.Float64)
-    zero = ["known_mule_sib_oneoff", "known_mule_copay_oneoff", "known_mule_oneoff", "known_mule_in", "known_mule_out", "known_mule_in_value", "known_mule_out_value", "known_mule_2hop", "known_mule_2hop_up", "known_mule_2hop_down"]
+    zero = ["known_mule_synced", "known_mule_sib_oneoff", "known_mule_copay_oneoff", "known_mule_oneoff", "known_mule_in", "known_mule_out", "known_mule_in_value", "known_mule_out_value", "known_mule_2hop", "known_mule_2hop_up", "known_mule_2hop_down"]
     out = out.with_columns(
         *[pl.col(c).fill_null(0.0) for c in zero],
         pl.col("known_mule_hops").fill_null(float(max_hops + 1)),

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -156,7 +157,9 @@ def main() -> None:
     a = ap.parse_args()
     if a.step:
         res = step_bare(Path(a.args[0]), Path(a.args[1])) if a.step == "bare" else step_ingest(Path(a.args[0]), Path(a.args[1]))
-        res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        res["peak_rss_mb"] = ru.ru_maxrss / 1024
+        res["cpu_seconds"] = ru.ru_utime + ru.ru_stime
         print(json.dumps(res))
         return
     WORK.mkdir(exist_ok=True)
@@ -174,13 +177,15 @@ def main() -> None:
     extra = WORK / f"ingest_{a.rows}_append.csv"
     if not extra.exists():
         make_csv(extra, max(1, a.rows // 10), seed=1, prefix="U")
+    load0 = os.getloadavg()[0]
     bare = run_child("bare", str(csv), str(bare_out))
     ing = run_child("ingest", str(csv), str(store))
     app = run_child("ingest", str(extra), str(store))
     for name, r in (("bare scan_csv->sink_parquet", bare), ("mulegraph ingest", ing), ("ingest append (1/10)", app)):
         print(f"{name:30s} {r['rows']:>10,} rows {r['seconds']:7.2f} s {r['rows'] / r['seconds'] / 1e6:6.3f} M rows/s "
-              f"peak RSS {r['peak_rss_mb']:7.0f} MB")
+              f"peak RSS {r['peak_rss_mb']:7.0f} MB  CPU {r['cpu_seconds']:6.1f} s (whole process)")
     print(f"ingest accepted {ing['accepted']:,}, quarantined {ing['quarantined']:,}, duplicates {ing['duplicates']:,}")
+    print(f"load average before: {load0:.1f}, after: {os.getloadavg()[0]:.1f} (2 cores)")
     print(f"ratio ingest/bare rate: {bare['seconds'] / ing['seconds']:.2f} (target >= 0.60); "
           f"ingest peak RSS {ing['peak_rss_mb'] / 1024:.2f} GB (target <= 3 GB)")
     if not a.keep:

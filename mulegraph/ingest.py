@@ -404,11 +404,11 @@ def _parse_amount(m: Mapping, text: pl.Expr, raw: pl.Expr | None = None) -> pl.E
 
 
 def canonicalize(exp: _Export, m: Mapping) -> pl.LazyFrame:
-    """Parse a resolved export into canonical columns, ``__missing`` and label columns.
+    """Parse a resolved export into canonical columns, ``__missing``, ``__rule`` and label columns.
 
     Two steps: every export column the mapping reads is stripped once (as text), then the
     canonical columns are parsed from those. Label columns are kept as ``__label_<name>`` (text).
-    Rules are applied by :func:`validate` after collecting.
+    :func:`validate` finishes the job after collecting.
     """
     s = exp.schema
     cols = m.columns
@@ -485,11 +485,14 @@ def canonicalize(exp: _Export, m: Mapping) -> pl.LazyFrame:
         v = pl.col(x[col])
         exprs[f"__label_{label}"] = pl.when(v != "").then(v)
     missing = pl.any_horizontal([blank(c) for c in required])
-    return lf.select(pl.col(f"^{_ORIG}.*$"), __missing=missing, **exprs)
+    lf = lf.select(pl.col(f"^{_ORIG}.*$"), __missing=missing, **exprs)
+    # the rule is computed here, in the streaming engine; validate() redoes it only for rows
+    # whose timestamp the slow ISO fallback rescued
+    return lf.with_columns(_rule_expr().alias(_RULE))
 
 
 def validate(parsed: pl.DataFrame, m: Mapping, offset: int = 0) -> pl.DataFrame:
-    """Collected :func:`canonicalize` output -> add ``__row`` (1-based) and ``__rule``.
+    """Collected :func:`canonicalize` output -> add ``__row`` (1-based), settle timestamps and rules.
 
     ``offset`` is the number of data rows before this batch.
     """
@@ -501,10 +504,13 @@ def validate(parsed: pl.DataFrame, m: Mapping, offset: int = 0) -> pl.DataFrame:
             fixed = fixed.filter(pl.col("ts").is_not_null())
             if fixed.height:
                 ts = parsed["ts"].clone().scatter(fixed[_ROW], fixed["ts"])
-                parsed = parsed.with_columns(ts)
+                parsed = parsed.with_columns(ts).with_columns(_rule_expr().alias(_RULE))
         parsed = parsed.drop(_TS_TEXT)
-    rule = pl.when(pl.col("__missing")).then(pl.lit("missing_field")).otherwise(_rule_after_missing())
-    return parsed.with_columns(rule.alias(_RULE)).drop("__missing")
+    return parsed.drop("__missing")
+
+
+def _rule_expr() -> pl.Expr:
+    return pl.when(pl.col("__missing")).then(pl.lit("missing_field")).otherwise(_rule_after_missing())
 
 
 def _rule_after_missing() -> pl.Expr:
@@ -602,30 +608,39 @@ def content_hash(frame: pl.DataFrame) -> pl.Series:
 
 
 # ---------------------------------------------------------------------------------------- dedupe
-def _duplicated_ids(ids: pl.Series) -> pl.Series:
-    """The txn_ids that occur more than once (sort-based; much faster than is_duplicated)."""
-    h = ids.hash(7).to_numpy()  # in-process pre-filter only; the exact check follows
-    srt = np.sort(h)
+def _duplicated_ids(ids: pl.Series, idh: pl.Series) -> pl.Series:
+    """The txn_ids that occur more than once (sort-based; much faster than is_duplicated).
+
+    ``idh`` is ``_id_hash(ids)``: a pre-filter only; the exact check on the strings follows.
+    """
+    srt = np.sort(idh.to_numpy())
     dup_h = np.unique(srt[1:][srt[1:] == srt[:-1]])
     if not len(dup_h):
         return pl.Series("txn_id", [], pl.String)
-    maybe = ids.filter(ids.hash(7).is_in(pl.Series(dup_h).implode()))
+    maybe = ids.filter(idh.is_in(pl.Series(dup_h).implode()))
     return maybe.filter(maybe.is_duplicated()).unique()
+
+
+def _id_hash(ids: pl.Series) -> pl.Series:
+    """In-process 64-bit hash of txn_ids, used to find candidates before comparing strings."""
+    return ids.hash(7).alias("__idh")
 
 
 def _classify(parsed: pl.DataFrame, store: Store, earlier: pl.DataFrame) -> pl.Series:
     """Status of every row: accepted | duplicate | txn_id_conflict, null for rows a rule rejected.
 
-    ``earlier`` holds ``txn_id`` and the content fingerprint ``__h`` of the rows accepted from
-    earlier batches of the same file. Only rows whose txn_id repeats in the batch, or was seen
+    ``earlier`` holds ``txn_id``, its hash ``__idh`` and the content fingerprint ``__h`` of the
+    rows accepted from earlier batches of the same file. Only rows whose txn_id repeats in the batch, or was seen
     before (store or earlier batch), are compared; a row equal in content to the first one seen
     is a duplicate, any other a conflict.
     """
     content = list(_CONTENT)
     valid = pl.col(_RULE).is_null()
     ids = parsed.select(pl.col("txn_id").filter(valid)).to_series()
-    in_batch = _duplicated_ids(ids)
-    seen = earlier.join(ids.to_frame(), on="txn_id", how="semi")
+    idh = _id_hash(ids)
+    in_batch = _duplicated_ids(ids, idh)
+    seen = earlier.join(idh.to_frame(), on="__idh", how="semi")  # candidates by hash, then exact:
+    seen = seen.join(ids.to_frame(), on="txn_id", how="semi").select("txn_id", "__h")
     if store.manifest():
         stored = (
             store.scan(["txn_id"] + content)
@@ -727,6 +742,11 @@ def _batches(exp: _Export, m: Mapping, path: Path):
         raise InputError(f"'{path}' could not be read (corrupt Parquet?); export it again.") from None
 
 
+def _write_part(frame: pl.DataFrame, path: Path) -> None:
+    frame.write_parquet(path, compression="lz4")
+    fsync_file(path)
+
+
 def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress) -> tuple[dict, pl.Series, pl.DataFrame | None]:
     ingest_id = store.next_ingest_id(sha)
     staged = store.staging_dir(ingest_id)
@@ -744,7 +764,7 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
     status = pl.col("__status")
     store_cols = [pl.col(c) if c in m.columns or c in TRANSFER_SCHEMA else pl.lit(None, dtype=t).alias(c)
                   for c, t in STORE_SCHEMA.items()]
-    earlier = pl.DataFrame(schema={"txn_id": pl.String(), "__h": pl.UInt64()})
+    earlier = pl.DataFrame(schema={"txn_id": pl.String(), "__idh": pl.UInt64(), "__h": pl.UInt64()})
     rows_read = duplicates = accepted_n = 0
     ts_min = ts_max = None
     bad_parts: list[pl.DataFrame] = []
@@ -778,7 +798,10 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
             accepted = parsed.lazy().filter(status == "accepted").select(store_cols).collect()
             del parsed
             if accepted.height:
-                earlier = pl.concat([earlier, accepted.select("txn_id", _content_key(accepted))], how="vertical")
+                earlier = pl.concat(
+                    [earlier, accepted.select("txn_id", _id_hash(accepted["txn_id"]), _content_key(accepted))],
+                    how="vertical",
+                )
                 lo, hi = accepted["ts"].min(), accepted["ts"].max()
                 ts_min = lo if ts_min is None else min(ts_min, lo)
                 ts_max = hi if ts_max is None else max(ts_max, hi)
@@ -786,14 +809,13 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
                 # at millions of accounts; hashing is several times faster than comparing strings)
                 account_parts.append(pl.concat([accepted["src_account"].hash(11), accepted["dst_account"].hash(11)]).unique())
             accepted_n += accepted.height
-            # each part is fsynced in a background thread while the next one is written
+            # parts are written and fsynced by two background threads
             for day, frame in _day_slices(accepted):
                 rel = f"transfers/day={day}/{ingest_id}-{n_batch}.parquet"
                 out = staged / rel
                 out.parent.mkdir(parents=True, exist_ok=True)
-                frame.write_parquet(out, compression="lz4")
                 parts.append(rel)
-                syncs.append(pool.submit(fsync_file, out))
+                syncs.append(pool.submit(_write_part, frame, out))
             del accepted
             _report_progress(progress, "validated", path)
         _stage("validated")

@@ -104,6 +104,7 @@ def neighbourhood(edges: pl.DataFrame, seeds: Iterable, hops: int = 1, exclude: 
     """
     if hops < 0:
         raise InputError(f"The 'hops' must be zero or more. Got '{hops}' instead.")
+    exclude = None if exclude is None else list(exclude)
     src, dst = edges.columns[0], edges.columns[1]
     dtype = edges.schema[src]
     edges = drop_accounts(edges, exclude)

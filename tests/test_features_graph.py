@@ -257,6 +257,7 @@ def test_aggregate_edges_and_networkx_graph():
     assert neighbourhood(full, ["C"], hops=3).to_list() == ["A", "B", "C", "H"]
     assert neighbourhood(full, ["C"], hops=2, exclude=["A"]).to_list() == ["B", "C"]
     assert subgraph_edges(full, ["B"], hops=1).height == 2
+    assert neighbourhood(full, ["C"], hops=3, exclude=(a for a in ["A"])).to_list() == ["B", "C"]
 
 
 @given(graphs, st.lists(accounts, min_size=1, max_size=3, unique=True))

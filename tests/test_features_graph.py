@@ -206,6 +206,8 @@ def test_network_matches_networkx(rows, with_hub, data):
         passthrough_share_24h=pl.Series(data.draw(st.lists(st.sampled_from([0.0, 0.5, 1.0, None]), min_size=p.n_accounts, max_size=p.n_accounts))),
         fanin_max_72h=pl.Series(data.draw(st.lists(st.integers(0, 9), min_size=p.n_accounts, max_size=p.n_accounts))),
         forward_ratio=pl.Series(data.draw(st.lists(st.sampled_from([0.5, 2.0, float("inf"), float("nan")]), min_size=p.n_accounts, max_size=p.n_accounts))),
+        chain_depth=pl.Series(data.draw(st.lists(st.sampled_from([0, 2, 5, None]), min_size=p.n_accounts, max_size=p.n_accounts)), dtype=pl.Int64),
+        cycle_long_count=pl.Series(data.draw(st.lists(st.integers(0, 4), min_size=p.n_accounts, max_size=p.n_accounts)), dtype=pl.Int64),
     )
     p.extra["so_far"] = so_far
     out = network.compute(p)
@@ -221,6 +223,9 @@ def test_network_matches_networkx(rows, with_hub, data):
         assert got_mean.keys() == mean.keys() and all(math.isclose(got_mean[k], mean[k]) for k in got_mean)
         if name != "forward_ratio":
             assert by_idx(out, f"nbr_max_{name}") == mx
+    for col, name in (("chain_depth", "nbr_max_chain_depth"), ("cycle_long_count", "nbr_max_cycle_long")):
+        _, mx = ref_neighbour_stats(p, dict(zip(so_far["idx"].to_list(), so_far[col].to_list())))
+        assert by_idx(out, name) == mx
 
 
 def test_network_without_earlier_columns_gives_null_aggregates():

@@ -19,6 +19,8 @@ take most of the PageRank and make every account a 2-hop neighbour of every othe
   counterparties (either direction) of their ``passthrough_share_24h``, ``fanin_max_72h`` and
   ``forward_ratio``, read from the earlier families' output (``Prepared.extra["so_far"]``). A
   missing source column gives a null column; non-finite values are ignored.
+* ``nbr_max_chain_depth``, ``nbr_max_cycle_long``: the same over the patterns family's
+  ``chain_depth`` and ``cycle_long_count`` (a mule's counterparties are often mules too).
 
 Shards: these features are not local. The reduce step sums each shard's aggregated pairs into the
 global edge table (sums and counts combine by addition), after which components, PageRank and core
@@ -49,6 +51,8 @@ NEIGHBOUR_SOURCES: dict[str, tuple[str, str]] = {
     "nbr_mean_fanin_72h": ("fanin_max_72h", "mean"),
     "nbr_max_fanin_72h": ("fanin_max_72h", "max"),
     "nbr_mean_forward_ratio": ("forward_ratio", "mean"),
+    "nbr_max_chain_depth": ("chain_depth", "max"),
+    "nbr_max_cycle_long": ("cycle_long_count", "max"),
 }
 
 FEATURES = [
@@ -66,6 +70,10 @@ FEATURES = [
                 "trades with an account paid by {value:.0f} distinct senders within 72h"),
     FeatureSpec("nbr_mean_forward_ratio", FAMILY, "mean forwarded ratio (out value / in value) of the counterparties", "ratio", 1,
                 "its counterparties pass on {value:.0%} of what they receive on average"),
+    FeatureSpec("nbr_max_chain_depth", FAMILY, "longest pass-through chain (chain_depth) among the counterparties", "count", 1,
+                "trades with an account in a pass-through chain of {value:.0f} transfers"),
+    FeatureSpec("nbr_max_cycle_long", FAMILY, "most cycles of 3+ accounts (cycle_long_count) among the counterparties", "count", 1,
+                "trades with an account on {value:.0f} cycles through three or more accounts"),
 ]
 register(*FEATURES)
 

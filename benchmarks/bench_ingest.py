@@ -150,6 +150,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--keep", action="store_true", help="keep the work files")
+    ap.add_argument("--repeat", type=int, default=1, help="alternate bare and ingest this many times")
     ap.add_argument("--amlgentex", type=Path, help="check the AMLGentex raw log ingest against its canonical files")
     ap.add_argument("--base-date", help="AMLGentex simulation start (YYYY-MM-DD) when not 2024-03-01")
     ap.add_argument("--step", help=argparse.SUPPRESS)
@@ -178,15 +179,23 @@ def main() -> None:
     if not extra.exists():
         make_csv(extra, max(1, a.rows // 10), seed=1, prefix="U")
     load0 = os.getloadavg()[0]
-    bare = run_child("bare", str(csv), str(bare_out))
-    ing = run_child("ingest", str(csv), str(store))
+    ratios, cpu_ratios = [], []
+    for _ in range(a.repeat):  # alternate the two, so that both see the same load swings
+        shutil.rmtree(store, ignore_errors=True)
+        bare = run_child("bare", str(csv), str(bare_out))
+        ing = run_child("ingest", str(csv), str(store))
+        ratios.append(bare["seconds"] / ing["seconds"])
+        cpu_ratios.append(bare["cpu_seconds"] / ing["cpu_seconds"])
     app = run_child("ingest", str(extra), str(store))
     for name, r in (("bare scan_csv->sink_parquet", bare), ("mulegraph ingest", ing), ("ingest append (1/10)", app)):
         print(f"{name:30s} {r['rows']:>10,} rows {r['seconds']:7.2f} s {r['rows'] / r['seconds'] / 1e6:6.3f} M rows/s "
               f"peak RSS {r['peak_rss_mb']:7.0f} MB  CPU {r['cpu_seconds']:6.1f} s (whole process)")
     print(f"ingest accepted {ing['accepted']:,}, quarantined {ing['quarantined']:,}, duplicates {ing['duplicates']:,}")
     print(f"load average before: {load0:.1f}, after: {os.getloadavg()[0]:.1f} (2 cores)")
-    print(f"ratio ingest/bare rate: {bare['seconds'] / ing['seconds']:.2f} (target >= 0.60); "
+    if a.repeat > 1:
+        print(f"rate ratios over {a.repeat} alternating runs: {', '.join(f'{r:.2f}' for r in ratios)}; "
+              f"median {float(np.median(ratios)):.2f}; CPU-time ratios median {float(np.median(cpu_ratios)):.2f}")
+    print(f"ratio ingest/bare rate (last run): {bare['seconds'] / ing['seconds']:.2f} (target >= 0.60); "
           f"ingest peak RSS {ing['peak_rss_mb'] / 1024:.2f} GB (target <= 3 GB)")
     if not a.keep:
         shutil.rmtree(WORK / "store", ignore_errors=True)

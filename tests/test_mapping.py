@@ -274,3 +274,24 @@ def test_parquet_quarantine_keeps_original_values(tmp_path):
         "txn_id": "b", "ts": "2024-01-02", "src_account": "Y", "dst_account": "Y", "amount": "2.0",
         "currency": "EUR", "memo": "m2",
     }
+
+
+def _toml_block_after(text: str, marker: str) -> str:
+    start = text.index(marker)
+    block = text[text.index("```toml", start) + len("```toml"):]
+    return block[: block.index("```")]
+
+
+def test_documented_examples_parse():
+    import textwrap
+    import tomllib
+
+    import mulegraph.mapping as mapping_module
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    m = parse_mapping(tomllib.loads(_toml_block_after(readme, "## Mapping format")), "readme")
+    assert m.columns["src_account"] == ("Payer Bank", "Payer Account") and m.minor_units
+    doc = mapping_module.__doc__
+    example = textwrap.dedent(doc[doc.index("    name = "): doc.index("Header names are matched")])
+    m2 = parse_mapping(tomllib.loads(example), "docstring")
+    assert m2.labels == {"is_laundering": "Is Fraud"} and m2.decimal_separator == ","

@@ -389,7 +389,7 @@ class Store:
 
     # ------------------------------------------------------------------ summary
     def summary(self) -> dict[str, Any]:
-        """rows, accounts, date range, files, quarantined and duplicates of the whole store."""
+        """rows, accounts, date range, files, quarantined (and by rule), duplicates, decisions."""
         ing = self._manifest["ingests"]
         rows = sum(int(e.get("accepted", 0)) for e in ing)
         accounts = 0
@@ -410,6 +410,10 @@ class Store:
             "date_max": newest.isoformat() if newest else None,
             "files": len(ing),
             "quarantined": sum(int(e.get("quarantined", 0)) for e in ing),
+            "quarantined_by_rule": {
+                r: sum(int(e.get("quarantined_by_rule", {}).get(r, 0)) for e in ing)
+                for r in dict.fromkeys(r for e in ing for r in e.get("quarantined_by_rule", {}))
+            },
             "duplicates": sum(int(e.get("duplicates", 0)) for e in ing),
             "decisions": self.decisions().height,
         }

@@ -22,6 +22,8 @@ SCRIPT = """
 import os, signal, sys
 import mulegraph.ingest as m
 stage = sys.argv[3]
+if len(sys.argv) > 4:
+    m.BATCH_ROWS = int(sys.argv[4])  # several batches staged before the commit
 def hook(name):
     if name == stage:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -102,7 +104,7 @@ def test_kill_at_random_moments(tmp_path, stores):
     for k, delay in enumerate(rng.uniform(0.3, 4.0, 4)):
         work = tmp_path / f"r{k}"
         shutil.copytree(base, work)
-        proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(big), str(work), "never"])
+        proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(big), str(work), "never", "40000"])
         time.sleep(delay)
         proc.kill()  # SIGKILL
         proc.wait()

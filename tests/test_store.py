@@ -83,6 +83,7 @@ def test_quarantine_and_summary(store):
     assert q["rule"].to_list() == ["bad_timestamp"] and q["line"].to_list() == [11]
     s = store.summary()
     assert s["rows"] == 10 and s["files"] == 1 and s["quarantined"] == 1
+    assert s["quarantined_by_rule"]["bad_timestamp"] == 1 and sum(s["quarantined_by_rule"].values()) == 1
     assert s["accounts"] == 7  # A0..A2, B0..B3
     assert s["date_min"].startswith("2024-01-01") and s["date_max"].startswith("2024-01-10")
 

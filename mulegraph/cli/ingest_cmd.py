@@ -108,5 +108,9 @@ def store_info_command(
     table.add_column("value", justify="right")
     for k in ("rows", "accounts", "files", "quarantined", "duplicates", "decisions"):
         table.add_row(k, f"{d[k]:,}")
+        if k == "quarantined":
+            for rule, n in d["quarantined_by_rule"].items():
+                if n:
+                    table.add_row(f"  {rule}", f"{n:,}")
     table.add_row("date range", f"{d['date_min'] or '-'} .. {d['date_max'] or '-'}")
     Console().print(table)

@@ -685,7 +685,7 @@ def _originals(exp: _Export, m: Mapping, parsed: pl.DataFrame, rows: pl.Series) 
     (cheap: columnar, and only when some rows were rejected).
     """
     keep = [c for c in exp.header if c not in m.drop]
-    if f"{_ORIG}{keep[0]}" in parsed.columns if keep else False:
+    if keep and f"{_ORIG}{keep[0]}" in parsed.columns:
         lf = parsed.lazy().filter(pl.col(_ROW).is_in(rows.implode())).select(
             _ROW, *[pl.col(f"{_ORIG}{c}").alias(c) for c in keep]
         )
@@ -727,7 +727,8 @@ def _day_slices(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
 
 
 #: Rows per batch: a file is read, validated and written in batches of this many rows (all
-#: committed together), so memory stays bounded for large exports.
+#: committed together); beyond one batch, memory grows only by the ids and fingerprints of the
+#: accepted rows.
 BATCH_ROWS = 2_000_000
 
 

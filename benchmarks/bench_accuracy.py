@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {}
     for kv in args.set:
         k, v = kv.split("=", 1)
-        overrides[k] = json.loads(v) if not v.isidentifier() else v
+        try:
+            overrides[k] = json.loads(v)
+        except json.JSONDecodeError:
+            overrides[k] = v  # plain text such as 7d
         if isinstance(overrides[k], list):
             overrides[k] = tuple(overrides[k])
     mcfg = dataclasses.replace(ModelConfig(random_state=args.seed, importance_repeats=0), **overrides)

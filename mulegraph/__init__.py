@@ -1,9 +1,22 @@
 """mulegraph: find money-mule accounts in bank transfer graphs.
 
-The public API is re-exported here; see ``__all__``.
+The public API, by stage (imported lazily, so ``import mulegraph`` stays fast)::
+
+    from mulegraph import Store, load_mapping            # the canonical transfer store
+    from mulegraph.ingest import ingest                  # exports -> store
+    from mulegraph import compute_features, build_features
+    from mulegraph import train, save_model, load_model  # supervised model
+    from mulegraph import score                          # ranked accounts with reasons
+    from mulegraph.evaluate import evaluate              # PR-AUC, precision/recall at budgets
+    from mulegraph import run, write_report              # the nightly run and its report
+    from mulegraph import open_investigation             # investigators' view of one account
+    from mulegraph import generate                       # synthetic transfers with planted mules
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -18,6 +31,25 @@ from .errors import (  # noqa: E402
     StoreError,
 )
 
+#: public name -> module that defines it
+_LAZY = {
+    "Config": "mulegraph.config",
+    "load_config": "mulegraph.config",
+    "Store": "mulegraph.store",
+    "load_mapping": "mulegraph.mapping",
+    "compute_features": "mulegraph.features",
+    "build_features": "mulegraph.features.build",
+    "MuleModel": "mulegraph.model",
+    "train": "mulegraph.model",
+    "save_model": "mulegraph.model",
+    "load_model": "mulegraph.model",
+    "score": "mulegraph.scoring",
+    "run": "mulegraph.pipeline",
+    "write_report": "mulegraph.report",
+    "open_investigation": "mulegraph.investigate",
+    "generate": "mulegraph.synth",
+}
+
 __all__ = [
     "__version__",
     "MulegraphError",
@@ -28,4 +60,18 @@ __all__ = [
     "FeatureError",
     "ModelError",
     "NothingNewError",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mulegraph' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

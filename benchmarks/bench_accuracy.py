@@ -9,6 +9,7 @@ nothing is chosen from it), timings and peak RSS.
 
     python benchmarks/bench_accuracy.py --data /work/shared/data/amlgentex-hard-dev
     python benchmarks/bench_accuracy.py --data /work/shared/data/amlgentex-dev --features-cache /tmp/dev_feats.parquet
+    python benchmarks/bench_accuracy.py --synth 50000 --mule-share 0.012   # mulegraph's own generator
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ def family_importance(model: MuleModel, features: pl.DataFrame, p, test: pl.Data
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, type=Path, help="folder with transactions.parquet, account_labels.parquet, split.parquet")
+    ap.add_argument("--data", type=Path, help="folder with transactions.parquet, account_labels.parquet, split.parquet")
+    ap.add_argument("--synth", type=int, metavar="ACCOUNTS", help="instead of --data: a mulegraph synth bank of this many accounts, stratified 60/40 split")
+    ap.add_argument("--days", type=int, default=30, help="with --synth: days of transfers")
+    ap.add_argument("--mule-share", type=float, default=0.012, help="with --synth: share of mule accounts")
     ap.add_argument("--seed", type=int, default=0, help="ModelConfig.random_state")
     ap.add_argument("--features-cache", type=Path, help="reuse/write the label-free features here")
     ap.add_argument("--families", nargs="*", help="label-free families to compute (default: all)")
@@ -75,10 +79,26 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     t_all = time.perf_counter()
-    tx = pl.read_parquet(args.data / "transactions.parquet").with_columns(pl.lit(None, dtype=pl.String).alias("channel"))
-    labels = pl.read_parquet(args.data / "account_labels.parquet")
-    split = pl.read_parquet(args.data / "split.parquet")
-    fcfg = FeatureConfig(hub_accounts=PSEUDO)
+    if args.synth:
+        from sklearn.model_selection import train_test_split
+
+        from mulegraph.synth import generate
+
+        syn = generate(args.synth, days=args.days, seed=args.seed, mule_share=args.mule_share)
+        tx, labels = syn.transfers, syn.labels
+        ids = labels["account_id"].to_numpy()
+        tr, _ = train_test_split(ids, test_size=0.4, stratify=labels["is_mule"].to_numpy(), random_state=args.seed)
+        split = labels.select("account_id", pl.when(pl.col("account_id").is_in(tr.tolist())).then(pl.lit("train")).otherwise(pl.lit("test")).alias("split"))
+        args.data = Path(f"synth-{args.synth}")
+        print(f"synth: {tx.height:,} transfers, {labels.height:,} accounts, {int(labels['is_mule'].sum())} mules")
+        fcfg = FeatureConfig()
+    elif args.data:
+        tx = pl.read_parquet(args.data / "transactions.parquet").with_columns(pl.lit(None, dtype=pl.String).alias("channel"))
+        labels = pl.read_parquet(args.data / "account_labels.parquet")
+        split = pl.read_parquet(args.data / "split.parquet")
+        fcfg = FeatureConfig(hub_accounts=PSEUDO)
+    else:
+        ap.error("give --data DIR or --synth ACCOUNTS")
     overrides = {}
     for kv in args.set:
         k, v = kv.split("=", 1)

@@ -262,6 +262,8 @@ class MuleModel:
             raise ModelError("model.cv_folds must be at least 2.")
         if cfg.class_weight not in ("balanced", "none"):
             raise ModelError(f"model.class_weight must be 'balanced' or 'none'. Got '{cfg.class_weight}' instead.")
+        if cfg.proximity_folds < 2 or cfg.max_hops < 1 or cfg.ppr_groups < 2 or not 0 < cfg.ppr_alpha < 1:
+            raise ModelError("model.proximity_folds and model.ppr_groups must be at least 2, model.max_hops at least 1, and 0 < model.ppr_alpha < 1.")
         if not cfg.max_leaf_nodes or cfg.max_iter < _EVAL_EVERY:
             raise ModelError(f"model.max_leaf_nodes needs at least one size and model.max_iter at least {_EVAL_EVERY}.")
         features = self._check_features(features)
@@ -289,9 +291,9 @@ class MuleModel:
         comp = _components(p)[idx]
         folds, scheme = make_folds(y, comp, cfg.cv_folds, cfg.random_state)
 
-        if cfg.proximity_folds < 2:
-            raise ModelError("model.proximity_folds must be at least 2.")
-        pfolds, _ = make_folds(y, None, cfg.proximity_folds, cfg.random_state + 1)
+        # as many closeness folds as asked for, but never more than there are mules (or non-mules)
+        n_pf = min(cfg.proximity_folds, int(y.sum()), int(len(y) - y.sum()))
+        pfolds, _ = make_folds(y, None, max(n_pf, 2), cfg.random_state + 1)
         prox = oof_proximity(p, idx, y, pfolds, cfg)
         base = lab.select("account_id").join(features, on="account_id", how="left")
         all_columns = columns + [s.name for s in proximity.FEATURES]

@@ -111,8 +111,20 @@ def test_wrong_inputs_are_clear_errors(data):
     few = data["train_labels"].with_columns(pl.lit(False).alias("is_mule"))
     with pytest.raises(ModelError, match="too few labels"):
         m.fit(data["features"], few, data["p"])
+    with pytest.raises(ModelError, match="ppr_alpha"):
+        MuleModel(dataclasses.replace(TINY, ppr_alpha=1.5)).fit(data["features"], data["train_labels"], data["p"])
+    with pytest.raises(ModelError, match="sync_window"):
+        MuleModel(dataclasses.replace(TINY, sync_window="soon")).fit(data["features"], data["train_labels"], data["p"])
     with pytest.raises(ModelError, match="class_weight"):
         MuleModel(dataclasses.replace(TINY, class_weight="heavy")).fit(data["features"], data["train_labels"], data["p"])
+
+
+def test_few_mules_still_train_with_fewer_closeness_folds(data):
+    lab = data["train_labels"]
+    mules = lab.filter(pl.col("is_mule")).head(4)
+    few = pl.concat([mules, lab.filter(~pl.col("is_mule"))])
+    m = MuleModel(dataclasses.replace(TINY, proximity_folds=10), data["fcfg"]).fit(data["features"], few, data["p"])
+    assert m.label_counts_["mule"] == 4
 
 
 def test_missing_feature_column_at_predict(data, fitted):

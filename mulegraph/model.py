@@ -642,6 +642,14 @@ def load_model(directory: str | os.PathLike) -> MuleModel:
     fmt = str(card.get("format", ""))
     if fmt.split(".")[0] != MODEL_FORMAT.split(".")[0]:
         raise ModelError(f"the model has format {fmt or 'unknown'} but this mulegraph reads format {MODEL_FORMAT}; retrain it with this version.")
+    import sklearn
+
+    made_with = str((card.get("versions") or {}).get("scikit-learn", ""))
+    if made_with.split(".")[:2] != sklearn.__version__.split(".")[:2]:
+        raise ModelError(
+            f"the model was made with scikit-learn {made_with or 'unknown'} but this installation has {sklearn.__version__}; "
+            "retrain it here or install the same scikit-learn version."
+        )
     files = card.get("files") or {}
     for name in ("estimator.skops", "known.parquet"):
         path = d / name

@@ -228,6 +228,11 @@ def test_other_feature_set_or_format_is_refused(tmp_path, fitted):
     (d / "model_card.json").write_text(json.dumps(bad))
     with pytest.raises(ModelError, match="unknown to this version"):
         load_model(d)
+    bad = json.loads(json.dumps(card))
+    bad["versions"]["scikit-learn"] = "0.24.2"
+    (d / "model_card.json").write_text(json.dumps(bad))
+    with pytest.raises(ModelError, match="scikit-learn 0.24.2"):
+        load_model(d)
     bad = dict(card, format="2.0")
     (d / "model_card.json").write_text(json.dumps(bad))
     with pytest.raises(ModelError, match="format"):

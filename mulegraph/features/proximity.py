@@ -13,12 +13,20 @@ dropped. An account's own label never reaches its own features:
 * two-hop counts only count known mules other than the account itself, so a path a-b-a does not
   count a;
 * the hop distance is to the nearest known mule other than the account;
+* siblings, co-payers and "synced" contacts (see :data:`FEATURES`) count known mules other than
+  the account;
 * personalised PageRank (over all relationships, and over one-off ones: pairs with a single
-  transfer, which is what most laundering hops look like): accounts are split into ``ppr_groups`` groups by a stable hash of their id
-  and an account's value comes from a walk that restarts only at the known mules outside its own
-  group. Flipping one account's label therefore changes none of its own features.
+  transfer, which is what most laundering hops look like): accounts are split into
+  ``ppr_groups`` groups by a stable hash of their id and an account's value comes from a walk that
+  restarts only at the known mules outside its own group.
 
+Flipping one account's label therefore changes none of its own features (a test checks this).
 Hub accounts get zeros (and the largest hop distance): they are never expanded.
+
+Shards: the one-hop features need only the transfers touching the account; two-hop, sibling,
+co-payer and synced features need those of its hub-free neighbours too (a one-hop halo); hop
+distance and PageRank are graph-wide and run on the aggregated hub-free pair graph (one row per
+account pair, small next to the transfers), which shards combine by concatenating their pairs.
 """
 
 from __future__ import annotations

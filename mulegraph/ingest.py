@@ -399,7 +399,9 @@ def _parse_amount(m: Mapping, text: pl.Expr, raw: pl.Expr | None = None) -> pl.E
             t = t.str.replace_all(m.decimal_separator, ".", literal=True)
         num = t.cast(pl.Float64, strict=False)
     if m.minor_units:
-        num = num / float(10**m.decimals)
+        # round to the decimals after dividing: 9671 / 100 is 96.71000000000001 in floats, and the
+        # nearest float to the decimal 96.71 is what a decimal export of the same amount gives
+        num = (num / float(10**m.decimals)).round(m.decimals)
     return num
 
 
@@ -608,17 +610,25 @@ def content_hash(frame: pl.DataFrame) -> pl.Series:
 
 
 # ---------------------------------------------------------------------------------------- dedupe
-def _duplicated_ids(ids: pl.Series, idh: pl.Series) -> pl.Series:
-    """The txn_ids that occur more than once (sort-based; much faster than is_duplicated).
+def _repeated_hashes(srt: np.ndarray) -> np.ndarray:
+    """Values occurring more than once in the sorted array ``srt`` (unique, sorted)."""
+    return np.unique(srt[1:][srt[1:] == srt[:-1]])
 
-    ``idh`` is ``_id_hash(ids)``: a pre-filter only; the exact check on the strings follows.
+
+def _hashes_in(srt: np.ndarray, earlier: list[np.ndarray]) -> np.ndarray:
+    """Values of the sorted array ``srt`` present in any of the sorted arrays ``earlier``.
+
+    Sorted queries into sorted arrays: a binary search with good locality, several times faster
+    than a hash-set membership test that rebuilds the set of earlier values every batch.
     """
-    srt = np.sort(idh.to_numpy())
-    dup_h = np.unique(srt[1:][srt[1:] == srt[:-1]])
-    if not len(dup_h):
-        return pl.Series("txn_id", [], pl.String)
-    maybe = ids.filter(idh.is_in(pl.Series(dup_h).implode()))
-    return maybe.filter(maybe.is_duplicated()).unique()
+    hits = []
+    for e in earlier:
+        if not len(e) or not len(srt):
+            continue
+        pos = np.searchsorted(e, srt)
+        pos[pos == len(e)] = len(e) - 1
+        hits.append(srt[e[pos] == srt])
+    return np.unique(np.concatenate(hits)) if hits else np.empty(0, np.uint64)
 
 
 def _id_hash(ids: pl.Series) -> pl.Series:
@@ -626,30 +636,50 @@ def _id_hash(ids: pl.Series) -> pl.Series:
     return ids.hash(7).alias("__idh")
 
 
-def _classify(parsed: pl.DataFrame, store: Store, earlier: pl.DataFrame) -> pl.Series:
+def _classify(
+    parsed: pl.DataFrame,
+    store: Store,
+    earlier_sorted: list[np.ndarray],
+    read_earlier: Callable[[pl.Series], pl.DataFrame],
+) -> pl.Series:
     """Status of every row: accepted | duplicate | txn_id_conflict, null for rows a rule rejected.
 
-    ``earlier`` holds ``txn_id``, its hash ``__idh`` and the content fingerprint ``__h`` of the
-    rows accepted from earlier batches of the same file. Only rows whose txn_id repeats in the batch, or was seen
-    before (store or earlier batch), are compared; a row equal in content to the first one seen
-    is a duplicate, any other a conflict.
+    ``earlier_sorted`` holds, per earlier batch of the same file, the sorted 64-bit hashes
+    (:func:`_id_hash`) of the txn_ids accepted from it; ``read_earlier(ids)`` returns ``txn_id`` and the canonical
+    content of those earlier accepted rows whose txn_id is in ``ids``. The hashes are only a
+    pre-filter: rows whose txn_id may repeat in the batch, or may have been seen before (store
+    or earlier batch), are compared exactly, on the strings; a row equal in content to the first
+    one seen is a duplicate, any other a conflict. Batches without such rows cost one hash and
+    one membership test on 64-bit integers.
     """
     content = list(_CONTENT)
     valid = pl.col(_RULE).is_null()
     ids = parsed.select(pl.col("txn_id").filter(valid)).to_series()
     idh = _id_hash(ids)
-    in_batch = _duplicated_ids(ids, idh)
-    seen = earlier.join(idh.to_frame(), on="__idh", how="semi")  # candidates by hash, then exact:
-    seen = seen.join(ids.to_frame(), on="txn_id", how="semi").select("txn_id", "__h")
+    srt = np.sort(idh.to_numpy())
+    in_batch = pl.Series("txn_id", [], pl.String)
+    rep = _repeated_hashes(srt)
+    if len(rep):  # candidates by hash, then the exact check on the strings
+        maybe = ids.filter(idh.is_in(pl.Series(rep).implode()))
+        in_batch = maybe.filter(maybe.is_duplicated()).unique()
+    hit = _hashes_in(srt, earlier_sorted)
+    maybe_earlier = ids.filter(idh.is_in(pl.Series(hit).implode())) if len(hit) else ids.clear()
+    parts = []
+    if maybe_earlier.len():
+        parts.append(read_earlier(maybe_earlier.unique()))
     if store.manifest():
-        stored = (
+        parts.append(
             store.scan(["txn_id"] + content)
             .join(ids.to_frame().lazy(), on="txn_id", how="semi")
             .unique("txn_id", keep="first")
             .collect()
         )
-        if stored.height:
-            seen = pl.concat([stored.select("txn_id", _content_key(stored)), seen], how="vertical")
+    parts = [p for p in parts if p.height]
+    seen = (
+        pl.concat([p.select("txn_id", _content_key(p)) for p in parts], how="vertical")
+        if parts
+        else pl.DataFrame(schema={"txn_id": pl.String(), "__h": pl.UInt64()})
+    )
     accepted = pl.when(valid).then(pl.lit("accepted"))
     if in_batch.is_empty() and seen.is_empty():
         return parsed.select(accepted.alias("__status")).to_series()
@@ -765,7 +795,7 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
     status = pl.col("__status")
     store_cols = [pl.col(c) if c in m.columns or c in TRANSFER_SCHEMA else pl.lit(None, dtype=t).alias(c)
                   for c, t in STORE_SCHEMA.items()]
-    earlier = pl.DataFrame(schema={"txn_id": pl.String(), "__idh": pl.UInt64(), "__h": pl.UInt64()})
+    earlier_sorted: list[np.ndarray] = []  # per earlier batch: sorted id hashes of its accepted rows
     rows_read = duplicates = accepted_n = 0
     ts_min = ts_max = None
     bad_parts: list[pl.DataFrame] = []
@@ -774,6 +804,18 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
     parts: list[str] = []
     with ThreadPoolExecutor(max_workers=2) as pool:
         syncs = []
+
+        def read_earlier(ids: pl.Series) -> pl.DataFrame:
+            # rows of earlier batches whose txn_id may repeat (rare): read back from the staged parts
+            for f in syncs:
+                f.result()
+            return (
+                pl.scan_parquet([str(staged / rel) for rel in parts], hive_partitioning=False)
+                .select("txn_id", *_CONTENT)
+                .join(ids.to_frame("txn_id").lazy(), on="txn_id", how="semi")
+                .collect()
+            )
+
         for n_batch, batch in enumerate(_batches(exp, m, path)):
             parsed = validate(batch, m, offset=rows_read)
             del batch
@@ -784,7 +826,7 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
                 parsed = parsed.with_columns(
                     txn_id=pl.when(pl.col(_RULE).is_null()).then(content_hash(parsed.select(list(_CONTENT))))
                 )
-            parsed = parsed.with_columns(_classify(parsed, store, earlier))
+            parsed = parsed.with_columns(_classify(parsed, store, earlier_sorted, read_earlier))
             bad = parsed.lazy().select(_ROW, _RULE, status).filter(
                 pl.col(_RULE).is_not_null() | (status == "txn_id_conflict")
             ).select(_ROW, pl.coalesce(_RULE, status).alias(_RULE)).collect()
@@ -799,10 +841,7 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
             accepted = parsed.lazy().filter(status == "accepted").select(store_cols).collect()
             del parsed
             if accepted.height:
-                earlier = pl.concat(
-                    [earlier, accepted.select("txn_id", _id_hash(accepted["txn_id"]), _content_key(accepted))],
-                    how="vertical",
-                )
+                earlier_sorted.append(np.sort(_id_hash(accepted["txn_id"]).to_numpy()))
                 lo, hi = accepted["ts"].min(), accepted["ts"].max()
                 ts_min = lo if ts_min is None else min(ts_min, lo)
                 ts_max = hi if ts_max is None else max(ts_max, hi)

@@ -8,8 +8,11 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mulegraph.errors import InputError, NothingNewError
 from mulegraph.ingest import RULES, content_hash, ingest, resolve_inputs
@@ -304,3 +307,43 @@ def test_small_batches_dedupe_across_batches(tmp_path, monkeypatch):
     assert sorted(s.transfers()["txn_id"]) == ["t1", "t2", "t4"]
     parts = sorted(p.name for p in (tmp_path / "store" / "transfers").rglob("*.parquet"))
     assert len({p.rsplit("-", 1)[1] for p in parts}) >= 2  # written by more than one batch
+
+
+def test_id_hash_collisions_do_not_change_outcomes(tmp_path, monkeypatch):
+    """The 64-bit id hashes only pre-select rows; with every hash equal (all collide) the exact
+    string comparison must give the same outcomes as with real hashes."""
+    import mulegraph.ingest as ingest_module
+
+    body = (
+        "t1,2024-01-01T10:00:00Z,A,B,5,EUR,X\n"
+        "t2,2024-01-01T11:00:00Z,A,C,5,EUR,X\n"
+        "t1,2024-01-01T10:00:00Z,A,B,5,EUR,X\n"
+        "t5,2024-01-03T10:00:00Z,A,B,5,EUR,X\n"
+        "t1,2024-01-01T10:00:00Z,A,B,9,EUR,X\n"
+        "t4,2024-01-02T10:00:00Z,C,B,1,EUR,X\n"
+        "t5,2024-01-03T10:00:00Z,A,B,5,EUR,X\n"
+    )
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.setattr(ingest_module, "BATCH_ROWS", 3)
+    r1, s1 = run(tmp_path / "a", body)
+    monkeypatch.setattr(ingest_module, "_id_hash", lambda ids: pl.Series("__idh", [0] * ids.len(), pl.UInt64))
+    r2, s2 = run(tmp_path / "b", body)
+    assert (r1.accepted, r1.duplicates, r1.quarantined) == (r2.accepted, r2.duplicates, r2.quarantined) == (4, 2, 1)
+    assert s1.transfers().sort("txn_id").equals(s2.transfers().sort("txn_id"))
+    assert s1.quarantine()["line"].to_list() == s2.quarantine()["line"].to_list() == [5]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 40), max_size=30),
+    st.lists(st.lists(st.integers(0, 40), max_size=20), max_size=4),
+)
+def test_hashes_in_matches_a_plain_set(batch, earlier):
+    from mulegraph.ingest import _hashes_in, _repeated_hashes
+
+    srt = np.sort(np.array(batch, dtype=np.uint64))
+    got = _hashes_in(srt, [np.sort(np.array(e, dtype=np.uint64)) for e in earlier])
+    want = sorted({v for v in batch if any(v in e for e in earlier)})
+    assert got.tolist() == want
+    assert _repeated_hashes(srt).tolist() == sorted({v for v in batch if batch.count(v) > 1})

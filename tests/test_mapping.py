@@ -224,6 +224,44 @@ decimals = 2
     ]
 
 
+@pytest.mark.parametrize("decimals, parquet", [(2, False), (3, False), (2, True)])
+def test_minor_units_come_out_exact(tmp_path, decimals, parquet):
+    """Dividing by 10**decimals must give the decimal number itself: 9671 cents -> 96.71 exactly
+    (a bare float division gives 96.71000000000001)."""
+    m = _toml(
+        tmp_path,
+        f"""
+[columns]
+ts = "t"
+src_account = "s"
+dst_account = "d"
+amount = "minor"
+currency = "c"
+[amount]
+minor_units = true
+decimals = {decimals}
+""",
+    )
+    minor = [9671, 1, 10, 99, 100, 12345, 5000029, 70000007, 8.0e9 + 3] + list(range(9600, 9800))
+    minor = [int(v) for v in minor]
+    want = [float(f"{v // 10**decimals}.{v % 10**decimals:0{decimals}d}") for v in minor]
+    frame = pl.DataFrame(
+        {"t": ["2024-01-01T00:00:00"] * len(minor), "s": [f"A{i}" for i in range(len(minor))], "d": "B",
+         "minor": minor, "c": "EUR"}
+    )
+    if parquet:  # a numeric column, not text
+        f = tmp_path / "x.parquet"
+        frame.write_parquet(f)
+        ingest([f], tmp_path / "store", mapping=m)
+        t = Store.open(tmp_path / "store").transfers()
+    else:
+        _, t, _ = _ingest_text(tmp_path, frame.write_csv(), m)
+    got = dict(zip(t["src_account"].to_list(), t["amount"].to_list()))
+    assert [got[f"A{i}"] for i in range(len(minor))] == want  # exact float equality
+    if decimals == 2:
+        assert got["A0"] == 96.71 and repr(got["A0"]) == "96.71"
+
+
 def test_currency_aliases_and_default_fill_blanks(tmp_path):
     m = _toml(
         tmp_path,

@@ -90,6 +90,7 @@ _ROW = "__row"
 _RULE = "__rule"
 _TS_TEXT = "__ts_text"
 _ORIG = "__orig__"  # prefix of the kept original CSV text columns
+_ACCEPTED, _DUPLICATE, _CONFLICT = 0, 1, 2  # codes of the "__status" column (UInt8)
 
 #: Test hook: called with the stage name ("read", "validated", "written", "staged", "moved",
 #: "committed") while a file is ingested. Tests replace it to kill the process at a stage.
@@ -641,12 +642,16 @@ def _classify(
     store: Store,
     earlier_sorted: list[np.ndarray],
     read_earlier: Callable[[pl.Series], pl.DataFrame],
-) -> pl.Series:
-    """Status of every row: accepted | duplicate | txn_id_conflict, null for rows a rule rejected.
+) -> tuple[pl.Series, np.ndarray]:
+    """Status of every row, and the sorted 64-bit hashes of the valid rows' txn_ids.
+
+    The status (``__status``, UInt8) is ``_ACCEPTED``, ``_DUPLICATE`` or ``_CONFLICT``, null for
+    rows a rule rejected.
 
     ``earlier_sorted`` holds, per earlier batch of the same file, the sorted 64-bit hashes
-    (:func:`_id_hash`) of the txn_ids accepted from it; ``read_earlier(ids)`` returns ``txn_id`` and the canonical
-    content of those earlier accepted rows whose txn_id is in ``ids``. The hashes are only a
+    (:func:`_id_hash`) of its valid txn_ids (every one of them was accepted in that batch or
+    before); ``read_earlier(ids)`` returns ``txn_id`` and the canonical content of the rows
+    accepted from earlier batches whose txn_id is in ``ids``. The hashes are only a
     pre-filter: rows whose txn_id may repeat in the batch, or may have been seen before (store
     or earlier batch), are compared exactly, on the strings; a row equal in content to the first
     one seen is a duplicate, any other a conflict. Batches without such rows cost one hash and
@@ -680,9 +685,9 @@ def _classify(
         if parts
         else pl.DataFrame(schema={"txn_id": pl.String(), "__h": pl.UInt64()})
     )
-    accepted = pl.when(valid).then(pl.lit("accepted"))
+    accepted = pl.when(valid).then(pl.lit(_ACCEPTED, dtype=pl.UInt8))
     if in_batch.is_empty() and seen.is_empty():
-        return parsed.select(accepted.alias("__status")).to_series()
+        return parsed.select(accepted.alias("__status")).to_series(), srt
     touched = pl.concat([in_batch, seen["txn_id"]]).unique()
     sub = parsed.filter(valid & pl.col("txn_id").is_in(touched.implode())).select(_ROW, "txn_id", *content)
     sub = sub.select(_ROW, "txn_id", _content_key(sub))
@@ -693,18 +698,18 @@ def _classify(
     )
     ref = pl.concat([seen.with_columns(__first=pl.lit(None, dtype=first["__first"].dtype)), first], how="vertical")
     sub = sub.join(ref, on="txn_id", how="left", suffix="__ref").with_columns(
-        __status=pl.when(pl.col(_ROW) == pl.col("__first")).then(pl.lit("accepted"))
-        .when(pl.col("__h") == pl.col("__h__ref")).then(pl.lit("duplicate"))
-        .otherwise(pl.lit("txn_id_conflict"))
+        __status=pl.when(pl.col(_ROW) == pl.col("__first")).then(pl.lit(_ACCEPTED))
+        .when(pl.col("__h") == pl.col("__h__ref")).then(pl.lit(_DUPLICATE))
+        .otherwise(pl.lit(_CONFLICT))
     )
-    dup_rows = sub.filter(pl.col("__status") == "duplicate")[_ROW]
-    conflict_rows = sub.filter(pl.col("__status") == "txn_id_conflict")[_ROW]
+    dup_rows = sub.filter(pl.col("__status") == _DUPLICATE)[_ROW]
+    conflict_rows = sub.filter(pl.col("__status") == _CONFLICT)[_ROW]
     return parsed.select(
-        pl.when(pl.col(_ROW).is_in(dup_rows.implode())).then(pl.lit("duplicate"))
-        .when(pl.col(_ROW).is_in(conflict_rows.implode())).then(pl.lit("txn_id_conflict"))
+        pl.when(pl.col(_ROW).is_in(dup_rows.implode())).then(pl.lit(_DUPLICATE, dtype=pl.UInt8))
+        .when(pl.col(_ROW).is_in(conflict_rows.implode())).then(pl.lit(_CONFLICT, dtype=pl.UInt8))
         .otherwise(accepted)
         .alias("__status")
-    ).to_series()
+    ).to_series(), srt
 
 
 # ---------------------------------------------------------------------------------------- ingest
@@ -826,22 +831,25 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
                 parsed = parsed.with_columns(
                     txn_id=pl.when(pl.col(_RULE).is_null()).then(content_hash(parsed.select(list(_CONTENT))))
                 )
-            parsed = parsed.with_columns(_classify(parsed, store, earlier_sorted, read_earlier))
+            status_col, id_hashes = _classify(parsed, store, earlier_sorted, read_earlier)
+            parsed = parsed.with_columns(status_col)
+            # the hashes of every valid txn_id of the batch: the accepted ones, and ids already
+            # accepted before (a superset is harmless, the hashes only pre-select candidates)
+            earlier_sorted.append(id_hashes)
             bad = parsed.lazy().select(_ROW, _RULE, status).filter(
-                pl.col(_RULE).is_not_null() | (status == "txn_id_conflict")
-            ).select(_ROW, pl.coalesce(_RULE, status).alias(_RULE)).collect()
+                pl.col(_RULE).is_not_null() | (status == _CONFLICT)
+            ).select(_ROW, pl.coalesce(_RULE, pl.when(status == _CONFLICT).then(pl.lit("txn_id_conflict"))).alias(_RULE)).collect()
             if bad.height:
                 if exp.kind == "csv":  # originals kept from this read
                     bad = bad.join(_originals(exp, m, parsed, bad[_ROW]), on=_ROW, how="left")
                 bad_parts.append(bad)
-            duplicates += parsed.select((status == "duplicate").sum()).item()
+            duplicates += parsed.select((status == _DUPLICATE).sum()).item()
             parsed = parsed.select(pl.exclude(f"^{_ORIG}.*$"))
             if m.labels:
-                label_parts.append(_labels_frame(parsed.filter(status.is_in(["accepted", "duplicate"])), m))
-            accepted = parsed.lazy().filter(status == "accepted").select(store_cols).collect()
+                label_parts.append(_labels_frame(parsed.filter(status.is_in([_ACCEPTED, _DUPLICATE])), m))
+            accepted = parsed.lazy().filter(status == _ACCEPTED).select(store_cols).collect()
             del parsed
             if accepted.height:
-                earlier_sorted.append(np.sort(_id_hash(accepted["txn_id"]).to_numpy()))
                 lo, hi = accepted["ts"].min(), accepted["ts"].max()
                 ts_min = lo if ts_min is None else min(ts_min, lo)
                 ts_max = hi if ts_max is None else max(ts_max, hi)

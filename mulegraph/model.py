@@ -480,6 +480,7 @@ def train_from_store(
     if progress:
         progress("training")
     model = MuleModel(config.model, config.features).fit(features, labels, p)
+    model.training_data_ = {"window": desc, "transfers": transfers.height, "accounts": features.height}
     return model, {"transfers": transfers.height, "accounts": features.height, "window": desc}
 
 
@@ -546,6 +547,10 @@ def _card_markdown(card: dict[str, Any]) -> str:
         f"- estimator: {card['estimator']['kind']}, {card['estimator']['n_models']} averaged, settings {json.dumps(card['estimator']['best_params'])}",
         f"- labels: {card['labels']['mule']} mules, {card['labels']['not_mule']} not mules ({card['labels']['unmatched']} labels without transfers or on hubs, unused)",
         f"- training data sha256: `{card['training_data_sha256']}`",
+        *(
+            [f"- training data: {td['transfers']:,} transfers, {td['accounts']:,} accounts, window {td['window']}"]
+            if (td := card.get("training_data")) else []
+        ),
         "",
         "## Cross-validated metrics (training labels only)",
         "",
@@ -599,6 +604,7 @@ def save_model(model: MuleModel, directory: str | os.PathLike) -> Path:
         "calibration": {"kind": "platt", "slope": model.calibration_[0], "intercept": model.calibration_[1]},
         "labels": model.label_counts_,
         "training_data_sha256": model.training_hash_,
+        "training_data": getattr(model, "training_data_", None),
         "cv_metrics": model.cv_metrics_,
         "cv_results": model.cv_results_,
         "feature_importance": model.feature_importance,
@@ -692,6 +698,8 @@ def load_model(directory: str | os.PathLike) -> MuleModel:
         model.known_ = known.select("account_id", "is_mule")
         model.label_counts_ = card["labels"]
         model.training_hash_ = card["training_data_sha256"]
+        if card.get("training_data"):
+            model.training_data_ = card["training_data"]
         model.importance_ = card.get("feature_importance_raw", {})
     except (KeyError, TypeError, ValueError, pl.exceptions.PolarsError) as err:
         raise ModelError(f"the model card is incomplete ({type(err).__name__}); train the model again.") from None

@@ -336,6 +336,8 @@ def test_cli_train_then_evaluate(tmp_path, data):
     assert res.exit_code == 0, res.output
     assert "cross-validated" in res.output
     model = load_model(tmp_path / "model")
+    assert model.training_data_["transfers"] == syn.transfers.height
+    assert "training data:" in (tmp_path / "model" / "model_card.md").read_text()
     scores = model.predict(data["features"], data["p"])
     scores.write_parquet(tmp_path / "scores.parquet")
     all_labels = tmp_path / "all.parquet"

@@ -798,8 +798,8 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
         raise
     _report_progress(progress, "read", path)
     status = pl.col("__status")
-    store_cols = [pl.col(c) if c in m.columns or c in TRANSFER_SCHEMA else pl.lit(None, dtype=t).alias(c)
-                  for c, t in STORE_SCHEMA.items()]
+    # the canonical columns and the optional ones this export carries (see mulegraph.store)
+    store_cols = [c for c in STORE_SCHEMA if c in m.columns or c in TRANSFER_SCHEMA]
     earlier_sorted: list[np.ndarray] = []  # per earlier batch: sorted id hashes of its accepted rows
     rows_read = duplicates = accepted_n = 0
     ts_min = ts_max = None

@@ -10,8 +10,10 @@ Layout::
       .staging/<ingest_id>/                          work area of an ingest in progress
       .lock                                          held (flock) while an ingest writes
 
-Every transfer part is written with the full canonical schema plus all optional columns
-(:data:`~mulegraph.schema.OPTIONAL_SCHEMA`, null when the export did not carry them).
+Every transfer part holds the canonical columns, then the optional columns
+(:data:`~mulegraph.schema.OPTIONAL_SCHEMA`) its export carried, in :data:`STORE_SCHEMA` order
+(writing all-null columns costs time for nothing). Readers go through :meth:`Store.scan`, which
+gives every optional column that any ingest carried, null in the parts without it.
 
 Readers only read the parts that ``manifest.json`` lists, so a file is visible entirely or not at
 all: an ingest writes its parts into ``.staging``, fsyncs them, renames them into place and only
@@ -308,7 +310,10 @@ class Store:
             cols = list(columns)
         if not parts:
             return pl.LazyFrame(schema={c: STORE_SCHEMA[c] for c in cols})
-        return pl.scan_parquet(parts, hive_partitioning=False).select(cols)
+        # parts lack the optional columns their export did not carry: read as nulls
+        return pl.scan_parquet(
+            parts, hive_partitioning=False, schema=STORE_SCHEMA, missing_columns="insert"
+        ).select(cols)
 
     def scan(self, columns: list[str] | None = None) -> pl.LazyFrame:
         """Lazy frame of all committed transfers (canonical columns + optional columns present)."""

@@ -150,3 +150,26 @@ def test_manifest_is_json_with_format(store):
     data = json.loads((store.path / "manifest.json").read_text())
     assert data["format"] == "mulegraph-store" and len(data["ingests"]) == 1
     assert all((store.path / p).is_file() for p in data["ingests"][0]["parts"])
+
+
+def test_parts_hold_only_carried_optional_columns_and_read_back_as_nulls(tmp_path):
+    from mulegraph.store import STORE_SCHEMA
+
+    g = tmp_path / "b.csv"  # no optional column, ingested first
+    g.write_text(HEADER + "t2,2024-01-02T10:00:00Z,A,B,5,EUR,\n")
+    ingest([g], tmp_path / "s")
+    f = tmp_path / "a.csv"  # two optional columns that are not next to each other
+    f.write_text(HEADER.strip() + ",dst_country,amount_base\nt1,2024-01-01T10:00:00Z,A,B,5,EUR,,SE,4.5\n")
+    ingest([f], tmp_path / "s")
+    s = Store.open(tmp_path / "s")
+    parts = [s.path / rel for e in s.manifest() for rel in e["parts"]]
+    assert [pl.read_parquet_schema(p).names() for p in parts] == [
+        list(TRANSFER_COLUMNS), list(TRANSFER_COLUMNS) + ["dst_country", "amount_base"]
+    ]
+    t = s.transfers().sort("txn_id")
+    assert t.columns == list(TRANSFER_COLUMNS) + ["dst_country", "amount_base"]
+    assert t["dst_country"].to_list() == ["SE", None] and t["amount_base"].to_list() == [4.5, None]
+    assert t.schema["amount_base"] == pl.Float64
+    w = s.transfers(window="1d", columns=["txn_id", "src_bank", "amount_base"])  # newest day only
+    assert w.rows() == [("t2", None, None)] and w.schema["src_bank"] == pl.String
+    assert dict(s.scan().collect_schema()) == {c: STORE_SCHEMA[c] for c in t.columns}

@@ -23,7 +23,7 @@ import polars as pl
 from .errors import InputError
 from .schema import DECISION_SCHEMA
 
-__all__ = ["read_labels", "read_decisions", "combine_labels", "load_labels", "LABEL_TABLE_SCHEMA"]
+__all__ = ["read_labels", "read_decisions", "combine_labels", "load_labels", "training_labels", "LABEL_TABLE_SCHEMA"]
 
 #: the combined label table
 LABEL_TABLE_SCHEMA: dict[str, pl.DataType] = {
@@ -172,3 +172,29 @@ def load_labels(labels: str | os.PathLike | None, decisions: str | os.PathLike |
     lab = read_labels(labels) if labels is not None else None
     dec = read_decisions(decisions) if decisions is not None else None
     return combine_labels(lab, dec)
+
+
+def training_labels(
+    labels: str | os.PathLike | pl.DataFrame | None = None,
+    decisions: str | os.PathLike | pl.DataFrame | None = None,
+    *,
+    store: str | os.PathLike | None = None,
+) -> pl.DataFrame:
+    """The label table training uses: labels, then decisions from a file and from the store.
+
+    Decisions recorded in the store (by investigators, through
+    :meth:`mulegraph.investigate.Investigation.record_decision` or
+    :meth:`mulegraph.store.Store.add_decisions`) are read when ``store`` is given, so the next
+    training picks them up. Each account's latest decision, from either source, overrides its label.
+    """
+    frames = [read_decisions(decisions)] if decisions is not None else []
+    if store is not None:
+        from .store import Store
+
+        recorded = Store.open(store).decisions()
+        if recorded.height:
+            frames.append(read_decisions(recorded))
+    if labels is None and not frames:
+        raise InputError("no labels: pass a labels file, a decisions file, or record decisions in the store.")
+    lab = read_labels(labels) if labels is not None else None
+    return combine_labels(lab, pl.concat(frames) if frames else None)

@@ -21,22 +21,29 @@ def train_command(
     decisions: Optional[Path] = typer.Option(
         None, "--decisions", help="Investigator decisions (CSV or Parquet): account_id, decision=confirmed|cleared, date, note."
     ),
+    store_decisions: bool = typer.Option(
+        True,
+        "--store-decisions/--no-store-decisions",
+        help="Also use the investigator decisions recorded in the store (the default).",
+    ),
     window: str = typer.Option("all", "--window", help="Window length such as 30d or 72h, or 'all' (the whole store)."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the window (ISO 8601); default: newest transfer."),
     config: Optional[Path] = typer.Option(None, "--config", help="mulegraph TOML config ([features] and [model] sections)."),
 ) -> None:
-    """Train the supervised model on labelled accounts and write it with its model card."""
+    """Train the supervised model on labelled accounts and write it with its model card.
+
+    Labels come from --labels, investigator decisions from --decisions and from the store
+    (decisions recorded with Investigation.record_decision or Store.add_decisions); an account's
+    latest decision overrides its label.
+    """
     from rich.console import Console
 
     from ..config import load_config
-    from ..errors import InputError
-    from ..labels import load_labels
+    from ..labels import training_labels
     from ..model import save_model, train_from_store
 
-    if labels is None and decisions is None:
-        raise InputError("train needs --labels FILE and/or --decisions FILE.")
     cfg = load_config(config)
-    table = load_labels(labels, decisions)
+    table = training_labels(labels, decisions, store=store if store_decisions else None)
     console = Console(stderr=True)
     with console.status("training") as status:
         model, stats = train_from_store(

@@ -42,7 +42,6 @@ import io
 import json
 import os
 import platform
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ import numpy as np
 import polars as pl
 
 from . import __version__
+from .atomic import write_bytes_atomic
 from .config import FeatureConfig, ModelConfig
 from .errors import InputError, ModelError
 from .features import proximity
@@ -501,18 +501,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _versions() -> dict[str, str]:
     import scipy
     import sklearn
@@ -589,10 +577,10 @@ def save_model(model: MuleModel, directory: str | os.PathLike) -> Path:
     untrusted = set(sio.get_untrusted_types(data=payload))
     if not untrusted <= set(TRUSTED_TYPES):
         raise ModelError("the model holds object types outside mulegraph's trusted list and cannot be saved safely.")
-    _atomic_write(d / "estimator.skops", payload)
+    write_bytes_atomic(d / "estimator.skops", payload)
     buf = io.BytesIO()
     model.known_.write_parquet(buf)
-    _atomic_write(d / "known.parquet", buf.getvalue())
+    write_bytes_atomic(d / "known.parquet", buf.getvalue())
     cfg = model._cfg()
     card = {
         "format": MODEL_FORMAT,
@@ -612,8 +600,8 @@ def save_model(model: MuleModel, directory: str | os.PathLike) -> Path:
         "config": {"model": dataclasses.asdict(cfg), "features": dataclasses.asdict(model._fcfg())},
         "files": {"estimator.skops": _sha256(d / "estimator.skops"), "known.parquet": _sha256(d / "known.parquet")},
     }
-    _atomic_write(d / "model_card.md", _card_markdown(card).encode("utf-8"))
-    _atomic_write(d / "model_card.json", json.dumps(card, indent=2, sort_keys=False).encode("utf-8"))
+    write_bytes_atomic(d / "model_card.md", _card_markdown(card).encode("utf-8"))
+    write_bytes_atomic(d / "model_card.json", json.dumps(card, indent=2, sort_keys=False).encode("utf-8"))
     return d / "model_card.json"
 
 

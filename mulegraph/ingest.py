@@ -784,8 +784,10 @@ def _write_part(frame: pl.DataFrame, path: Path) -> None:
 
 
 def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress) -> tuple[dict, pl.Series, pl.DataFrame | None]:
-    ingest_id = store.next_ingest_id(sha)
-    staged = store.staging_dir(ingest_id)
+    # ``sha`` may still be computed by another thread (see ingest()): files are staged under a
+    # provisional id and renamed once the hash, and so the final ingest id, is known
+    stage_id = store.next_ingest_id(sha if isinstance(sha, str) else "pending")
+    staged = store.staging_dir(stage_id)
     exp = read_export(path, mapping, staged)
     try:
         m = mapping.resolve(exp.header, str(path))
@@ -859,7 +861,7 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
             accepted_n += accepted.height
             # parts are written and fsynced by two background threads
             for day, frame in _day_slices(accepted):
-                rel = f"transfers/day={day}/{ingest_id}-{n_batch}.parquet"
+                rel = f"transfers/day={day}/{stage_id}-{n_batch}.parquet"
                 out = staged / rel
                 out.parent.mkdir(parents=True, exist_ok=True)
                 parts.append(rel)
@@ -867,6 +869,9 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
             del accepted
             _report_progress(progress, "validated", path)
         _stage("validated")
+        if not isinstance(sha, str):
+            sha = sha.result()
+        ingest_id = store.next_ingest_id(sha)
         quarantine_rel = None
         if bad_parts:
             bad = pl.concat(bad_parts, how="vertical")
@@ -888,6 +893,11 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
         _stage("written")
         for f in syncs:
             f.result()
+    if ingest_id != stage_id:
+        final = [rel.replace(f"/{stage_id}-", f"/{ingest_id}-") for rel in parts]
+        for old, new in zip(parts, final):
+            os.rename(staged / old, staged / new)
+        parts = final
     quarantined = 0 if quarantine is None else quarantine.height
     by_rule = {r: 0 for r in RULES}
     if quarantine is not None:
@@ -964,12 +974,16 @@ def ingest(
     report = IngestReport(store=str(st.path))
     account_sets = []
     label_frames = []
-    with st.lock():
+    with st.lock(), ThreadPoolExecutor(max_workers=1) as hasher:
         known = st.known_hashes()
+        sizes = {e.get("size") for e in st.manifest()}
         for f in files:
             _report_progress(progress, "start", f)
-            sha = _sha256(f)
-            if sha in known:
+            size = f.stat().st_size
+            # a file of a size never ingested cannot be a file already ingested: its hash is
+            # computed while it is read; otherwise first, so that a repeat is skipped at once
+            sha = _sha256(f) if size in sizes else hasher.submit(_sha256, f)
+            if isinstance(sha, str) and sha in known:
                 report.skipped_files.append(str(f))
                 report.files.append({"path": str(f), "status": "already ingested", "ingest_id": known[sha]})
                 _report_progress(progress, "skipped", f)
@@ -979,7 +993,8 @@ def ingest(
             except BaseException:
                 st._cleanup()
                 raise
-            known[sha] = entry["ingest_id"]
+            known[entry["sha256"]] = entry["ingest_id"]
+            sizes.add(entry["size"])
             account_sets.append(accts)
             if labels is not None:
                 label_frames.append(labels)

@@ -347,3 +347,23 @@ def test_hashes_in_matches_a_plain_set(batch, earlier):
     want = sorted({v for v in batch if any(v in e for e in earlier)})
     assert got.tolist() == want
     assert _repeated_hashes(srt).tolist() == sorted({v for v in batch if batch.count(v) > 1})
+
+
+def test_parts_named_by_final_ingest_id_and_same_size_files(tmp_path):
+    """The file hash is computed while a new file is read; parts still carry the final id, a
+    copy of an ingested file is skipped, and a different file of the same size is ingested."""
+    a = write(tmp_path / "a.csv", "t1,2024-01-01T10:00:00Z,A,B,5,EUR,X\nt2,2024-01-02T10:00:00Z,A,C,5,EUR,X\n")
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(a.read_bytes())
+    same_size = write(tmp_path / "c.csv", "t3,2024-01-01T10:00:00Z,A,B,6,EUR,X\nt4,2024-01-02T10:00:00Z,A,C,6,EUR,X\n")
+    assert same_size.stat().st_size == a.stat().st_size
+    r = ingest([a, copy, same_size], tmp_path / "s")
+    assert [f["status"] for f in r.files] == ["ingested", "already ingested", "ingested"]
+    s = Store.open(tmp_path / "s")
+    for e in s.manifest():
+        assert e["sha256"] == hashlib.sha256(Path(e["path"]).read_bytes()).hexdigest()
+        assert e["ingest_id"].endswith(e["sha256"][:10])
+        assert e["parts"] and all(Path(p).name.startswith(e["ingest_id"] + "-") for p in e["parts"])
+        assert all((s.path / p).is_file() for p in e["parts"])
+    assert sorted(s.transfers()["txn_id"].to_list()) == ["t1", "t2", "t3", "t4"]
+    assert not list((s.path / "transfers").rglob("*pending*"))

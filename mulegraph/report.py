@@ -37,6 +37,7 @@ from typing import Any
 
 import polars as pl
 
+from .atomic import write_text_atomic
 from .config import ReportConfig
 from .errors import ConfigError, InputError
 from .pseudonym import Pseudonymiser
@@ -860,20 +861,6 @@ def render(run: RunData, fmt: str, *, top: int | None = None, config: ReportConf
     return render_json(run, top=top, pseudonymiser=ps)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_report(run_dir: str | os.PathLike | None, fmt: str, out: str | os.PathLike, *,
                  top: int | None = None, config: ReportConfig | None = None, pseudonymise: bool | None = None,
                  runs_dir: str | os.PathLike = "runs") -> Path:
@@ -882,7 +869,8 @@ def write_report(run_dir: str | os.PathLike | None, fmt: str, out: str | os.Path
     run = load_run(resolve_run_dir(run_dir, runs_dir))
     text = render(run, fmt, top=top if top is not None else cfg.top, config=cfg, pseudonymise=pseudonymise)
     target = Path(out)
-    _atomic_write(target, text)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(target, text)
     return target
 
 
@@ -898,6 +886,6 @@ def write_run_reports(run_dir: str | os.PathLike, config: ReportConfig | None = 
                                     flow_counterparties=cfg.flow_counterparties)),
         ("report.md", render_markdown(run, top=cfg.top, pseudonymiser=ps, psi_warning=cfg.psi_warning)),
     ):
-        _atomic_write(d / name, text)
+        write_text_atomic(d / name, text)
         out.append(d / name)
     return out

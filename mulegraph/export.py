@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
+from .atomic import atomic_path
 from .errors import InputError
 
 __all__ = ["EXPORT_FORMATS", "portable_graph", "to_cytoscape", "write_graphml", "write_gexf", "write_json", "export_graph", "atomic_write"]
@@ -31,20 +31,16 @@ EXPORT_FORMATS = {".graphml": "graphml", ".gexf": "gexf", ".json": "json", ".cyj
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` for a temporary file next to ``path``, then rename it into place."""
+    """Call ``write(tmp_path)`` for a temporary file next to ``path``, then rename it into place.
+
+    See :func:`mulegraph.atomic.atomic_path`; this adds the check that the output folder exists.
+    """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise InputError("the output folder does not exist; create it first or choose another --out.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        write(str(tmp))
     return path
 
 

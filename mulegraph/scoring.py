@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ from typing import Any
 
 import polars as pl
 
+from .atomic import atomic_path
 from .config import Config
 from .errors import FeatureError, InputError, ModelError, StoreError
 from .explain import Signal, explain
@@ -268,9 +268,7 @@ def write_scores(scores: pl.DataFrame, path: str | os.PathLike) -> Path:
         raise InputError(f"the output file must end in .parquet, .csv or .json. Got '{path.name}' instead.")
     if not path.parent.exists():
         raise InputError(f"the folder '{path.parent}' does not exist; create it first.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if ext == ".parquet":
             scores.write_parquet(tmp)
         elif ext == ".csv":
@@ -281,9 +279,4 @@ def write_scores(scores: pl.DataFrame, path: str | os.PathLike) -> Path:
                 r["reasons"] = json.loads(r["reasons"]) if r.get("reasons") else []
             with open(tmp, "w", encoding="utf-8") as fh:
                 json.dump(rows, fh, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

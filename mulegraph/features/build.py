@@ -7,8 +7,8 @@
     from mulegraph.features.build import build_features
     feats = build_features("store", window="30d")
 
-:func:`write_features` writes the result atomically (temporary file in the same folder, then
-``os.replace``), so a killed run leaves the previous file in place.
+:func:`write_features` writes the result atomically (:func:`mulegraph.atomic.atomic_path`), so a
+killed run leaves the previous file in place.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ..atomic import atomic_path
 from ..config import Config, FeatureConfig
 from ..errors import FeatureError, InputError
 from . import FAMILIES, compute_features, load_families
@@ -129,13 +130,8 @@ def write_features(frame: pl.DataFrame, path: str | os.PathLike) -> Path:
         raise InputError(f"the features output '{out.name}' must end in .parquet; pass e.g. --out features.parquet.")
     if not out.parent.exists():
         raise InputError(f"the folder of '{out}' does not exist; create it first or choose another --out.")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out) as tmp:
         frame.write_parquet(tmp)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from .atomic import atomic_path
 from .errors import InputError
 from .schema import TRANSFER_SCHEMA
 
@@ -1053,15 +1053,8 @@ def _export_frame(data: SynthData) -> pl.DataFrame:
 
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # created with the umask's permissions, as a plain open() would
         write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_export(data: SynthData, out_dir: str | os.PathLike, *, daily: bool = False) -> dict[str, Path]:

@@ -632,6 +632,43 @@ def _hashes_in(srt: np.ndarray, earlier: list[np.ndarray]) -> np.ndarray:
     return np.unique(np.concatenate(hits)) if hits else np.empty(0, np.uint64)
 
 
+class _SeenHashes:
+    """The 64-bit id hashes of earlier batches, for fast membership tests of a sorted batch.
+
+    A bitmap indexed by the top ``bits`` bits of a hash answers "certainly not seen" for almost
+    every new id with one memory read; only the few that pass (real repeats and about
+    ``n / 2**bits`` false positives) are searched exactly in the batches' sorted arrays. The
+    work per batch does not grow with the number of earlier batches, as searching every
+    earlier array would.
+    """
+
+    def __init__(self, bits: int = 28):
+        self.bits = np.uint64(bits)
+        self.words = np.zeros(1 << max(bits - 6, 0), dtype=np.uint64)  # pages touched on use
+        self.arrays: list[np.ndarray] = []
+
+    def _slots(self, srt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        top = srt >> (np.uint64(64) - self.bits) if self.bits else np.zeros_like(srt)
+        return (top >> np.uint64(6)).astype(np.intp), np.uint64(1) << (top & np.uint64(63))
+
+    def add(self, srt: np.ndarray) -> None:
+        """Add the hashes of a batch (``srt`` sorted ascending)."""
+        if not len(srt):
+            return
+        word, bit = self._slots(srt)  # sorted hashes -> sorted word indices
+        starts = np.flatnonzero(np.concatenate(([True], word[1:] != word[:-1])))
+        self.words[word[starts]] |= np.bitwise_or.reduceat(bit, starts)
+        self.arrays.append(srt)
+
+    def members(self, srt: np.ndarray) -> np.ndarray:
+        """The values of the sorted array ``srt`` that were added before (unique, sorted)."""
+        if not self.arrays or not len(srt):
+            return np.empty(0, np.uint64)
+        word, bit = self._slots(srt)
+        maybe = (self.words[word] & bit) != 0
+        return _hashes_in(srt[maybe], self.arrays)
+
+
 def _id_hash(ids: pl.Series) -> pl.Series:
     """In-process 64-bit hash of txn_ids, used to find candidates before comparing strings."""
     return ids.hash(7).alias("__idh")
@@ -640,7 +677,7 @@ def _id_hash(ids: pl.Series) -> pl.Series:
 def _classify(
     parsed: pl.DataFrame,
     store: Store,
-    earlier_sorted: list[np.ndarray],
+    earlier: "_SeenHashes",
     read_earlier: Callable[[pl.Series], pl.DataFrame],
 ) -> tuple[pl.Series, np.ndarray]:
     """Status of every row, and the sorted 64-bit hashes of the valid rows' txn_ids.
@@ -648,7 +685,7 @@ def _classify(
     The status (``__status``, UInt8) is ``_ACCEPTED``, ``_DUPLICATE`` or ``_CONFLICT``, null for
     rows a rule rejected.
 
-    ``earlier_sorted`` holds, per earlier batch of the same file, the sorted 64-bit hashes
+    ``earlier`` holds, per earlier batch of the same file, the sorted 64-bit hashes
     (:func:`_id_hash`) of its valid txn_ids (every one of them was accepted in that batch or
     before); ``read_earlier(ids)`` returns ``txn_id`` and the canonical content of the rows
     accepted from earlier batches whose txn_id is in ``ids``. The hashes are only a
@@ -667,7 +704,7 @@ def _classify(
     if len(rep):  # candidates by hash, then the exact check on the strings
         maybe = ids.filter(idh.is_in(pl.Series(rep).implode()))
         in_batch = maybe.filter(maybe.is_duplicated()).unique()
-    hit = _hashes_in(srt, earlier_sorted)
+    hit = earlier.members(srt)
     maybe_earlier = ids.filter(idh.is_in(pl.Series(hit).implode())) if len(hit) else ids.clear()
     parts = []
     if maybe_earlier.len():
@@ -802,7 +839,7 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
     status = pl.col("__status")
     # the canonical columns and the optional ones this export carries (see mulegraph.store)
     store_cols = [c for c in STORE_SCHEMA if c in m.columns or c in TRANSFER_SCHEMA]
-    earlier_sorted: list[np.ndarray] = []  # per earlier batch: sorted id hashes of its accepted rows
+    earlier = _SeenHashes()  # id hashes of the valid rows of earlier batches
     rows_read = duplicates = accepted_n = 0
     ts_min = ts_max = None
     bad_parts: list[pl.DataFrame] = []
@@ -833,11 +870,11 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
                 parsed = parsed.with_columns(
                     txn_id=pl.when(pl.col(_RULE).is_null()).then(content_hash(parsed.select(list(_CONTENT))))
                 )
-            status_col, id_hashes = _classify(parsed, store, earlier_sorted, read_earlier)
+            status_col, id_hashes = _classify(parsed, store, earlier, read_earlier)
             parsed = parsed.with_columns(status_col)
             # the hashes of every valid txn_id of the batch: the accepted ones, and ids already
             # accepted before (a superset is harmless, the hashes only pre-select candidates)
-            earlier_sorted.append(id_hashes)
+            earlier.add(id_hashes)
             bad = parsed.lazy().select(_ROW, _RULE, status).filter(
                 pl.col(_RULE).is_not_null() | (status == _CONFLICT)
             ).select(_ROW, pl.coalesce(_RULE, pl.when(status == _CONFLICT).then(pl.lit("txn_id_conflict"))).alias(_RULE)).collect()

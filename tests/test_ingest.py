@@ -367,3 +367,21 @@ def test_parts_named_by_final_ingest_id_and_same_size_files(tmp_path):
         assert all((s.path / p).is_file() for p in e["parts"])
     assert sorted(s.transfers()["txn_id"].to_list()) == ["t1", "t2", "t3", "t4"]
     assert not list((s.path / "transfers").rglob("*pending*"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 40), max_size=30),
+    st.lists(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 40), max_size=20), max_size=4),
+    st.sampled_from([0, 3, 8, 28]),
+)
+def test_seen_hashes_matches_a_plain_set(batch, earlier, bits):
+    """The bitmap + sorted arrays membership test against a Python set (few bits: many
+    bitmap collisions, which the exact search must sort out)."""
+    from mulegraph.ingest import _SeenHashes
+
+    seen = _SeenHashes(bits=bits)
+    for e in earlier:
+        seen.add(np.sort(np.array(e, dtype=np.uint64)))
+    got = seen.members(np.sort(np.array(batch, dtype=np.uint64)))
+    assert got.tolist() == sorted({v for v in batch if any(v in e for e in earlier)})

@@ -58,6 +58,7 @@ from typing import Any
 import polars as pl
 
 from . import __version__
+from .atomic import fsync_dir, fsync_file
 from .config import Config
 from .errors import EXIT_FAILURE, InputError, MulegraphError, NothingNewError
 from .schema import SCORE_SCHEMA
@@ -205,16 +206,7 @@ def _point_latest(runs_dir: Path, run_id: str) -> None:
     if ptr.is_dir() and not ptr.is_symlink():
         raise InputError(f"'{ptr}' is a folder; remove it so that the latest-run pointer can be written.")
     os.replace(tmp, ptr)
-    _fsync_dir(runs_dir)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fsync_dir(runs_dir)
 
 
 @contextlib.contextmanager
@@ -580,12 +572,10 @@ def _fsync_tree(path: Path) -> None:
     for p in path.rglob("*"):
         if p.is_file():
             with contextlib.suppress(OSError):
-                fd = os.open(p, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-    _fsync_dir(path)
+                fsync_file(p)
+        elif p.is_dir():
+            fsync_dir(p)
+    fsync_dir(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -895,7 +885,7 @@ def _run_stages(cfg, exports, model_path, as_of, force, tmp, root, run_id, start
     end("finalise", "written")  # failure injection point: everything written, nothing published
     final = root / run_id
     os.replace(tmp, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     _point_latest(root, run_id)
     log.info("run %s published", run_id)
     return RunResult(run_id=run_id, run_dir=final, manifest=manifest)

@@ -712,7 +712,7 @@ def _classify(
     if store.manifest():
         parts.append(
             store.scan(["txn_id"] + content)
-            .join(ids.to_frame().lazy(), on="txn_id", how="semi")
+            .filter(pl.col("txn_id").is_in(ids.implode()))  # pushed into the Parquet reader
             .unique("txn_id", keep="first")
             .collect()
         )
@@ -856,7 +856,7 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
             return (
                 pl.scan_parquet([str(staged / rel) for rel in parts], hive_partitioning=False)
                 .select("txn_id", *_CONTENT)
-                .join(ids.to_frame("txn_id").lazy(), on="txn_id", how="semi")
+                .filter(pl.col("txn_id").is_in(ids.implode()))
                 .collect()
             )
 

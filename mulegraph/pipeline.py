@@ -472,34 +472,28 @@ def _reason_summary(alerts: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _side_figures(tx: pl.LazyFrame, ids: pl.LazyFrame, own: str, other: str, prefix: str) -> pl.LazyFrame:
+    """Per account in ``ids`` as the ``own`` end of transfers: ``<prefix>_count/_value/_counterparties/_first/_last``."""
+    return (
+        tx.join(ids, left_on=own, right_on="account_id", how="semi")
+        .group_by(own)
+        .agg(
+            pl.len().cast(pl.Int64).alias(f"{prefix}_count"),
+            pl.col("amount").sum().alias(f"{prefix}_value"),
+            pl.col(other).n_unique().cast(pl.Int64).alias(f"{prefix}_counterparties"),
+            pl.col("ts").min().alias(f"{prefix}_first"),
+            pl.col("ts").max().alias(f"{prefix}_last"),
+        )
+        .rename({own: "account_id"})
+    )
+
+
 def _key_figures(transfers: pl.DataFrame, accounts: pl.Series) -> pl.DataFrame:
     """Per account in ``accounts``: counts, values and distinct counterparties in and out, first and last transfer."""
     ids = pl.DataFrame({"account_id": accounts.unique()})
     tx = transfers.lazy()
-    inbound = (
-        tx.join(ids.lazy(), left_on="dst_account", right_on="account_id", how="semi")
-        .group_by("dst_account")
-        .agg(
-            pl.len().cast(pl.Int64).alias("in_count"),
-            pl.col("amount").sum().alias("in_value"),
-            pl.col("src_account").n_unique().cast(pl.Int64).alias("in_counterparties"),
-            pl.col("ts").min().alias("in_first"),
-            pl.col("ts").max().alias("in_last"),
-        )
-        .rename({"dst_account": "account_id"})
-    )
-    outbound = (
-        tx.join(ids.lazy(), left_on="src_account", right_on="account_id", how="semi")
-        .group_by("src_account")
-        .agg(
-            pl.len().cast(pl.Int64).alias("out_count"),
-            pl.col("amount").sum().alias("out_value"),
-            pl.col("dst_account").n_unique().cast(pl.Int64).alias("out_counterparties"),
-            pl.col("ts").min().alias("out_first"),
-            pl.col("ts").max().alias("out_last"),
-        )
-        .rename({"src_account": "account_id"})
-    )
+    inbound = _side_figures(tx, ids.lazy(), "dst_account", "src_account", "in")
+    outbound = _side_figures(tx, ids.lazy(), "src_account", "dst_account", "out")
     out = (
         ids.lazy()
         .join(inbound, on="account_id", how="left")

@@ -40,6 +40,7 @@ import polars as pl
 from .atomic import write_text_atomic
 from .config import ReportConfig
 from .errors import ConfigError, InputError
+from .pipeline import ALERT_COLUMNS, CHANGE_COLUMNS, FLOW_COLUMNS, latest_run
 from .pseudonym import Pseudonymiser
 
 __all__ = [
@@ -63,30 +64,9 @@ __all__ = [
 
 REPORT_FORMATS: tuple[str, ...] = ("html", "md", "csv", "json")
 
-#: columns of the CSV report, in order (a stable contract for case-management imports)
-CSV_SCHEMA: dict[str, pl.DataType] = {
-    "run_id": pl.String(),
-    "alert_rank": pl.Int64(),
-    "account_id": pl.String(),
-    "rank": pl.Int64(),
-    "score": pl.Float64(),
-    "status": pl.String(),
-    "previous_rank": pl.Int64(),
-    "previous_score": pl.Float64(),
-    "decision": pl.String(),
-    "top_reason": pl.String(),
-    "reason_codes": pl.String(),
-    "reason_families": pl.String(),
-    "in_count": pl.Int64(),
-    "in_value": pl.Float64(),
-    "in_counterparties": pl.Int64(),
-    "out_count": pl.Int64(),
-    "out_value": pl.Float64(),
-    "out_counterparties": pl.Int64(),
-    "first_ts": pl.Datetime("us", "UTC"),
-    "last_ts": pl.Datetime("us", "UTC"),
-    "model_version": pl.String(),
-}
+#: columns of the CSV report, in order (a stable contract for case-management imports): the run's
+#: alert columns (:data:`mulegraph.pipeline.ALERT_COLUMNS`) without the JSON ``reasons``
+CSV_SCHEMA: dict[str, pl.DataType] = {k: v for k, v in ALERT_COLUMNS.items() if k != "reasons"}
 CSV_COLUMNS: tuple[str, ...] = tuple(CSV_SCHEMA)
 
 _NUM = ["number"]
@@ -255,8 +235,6 @@ def resolve_run_dir(path: str | os.PathLike | None = None, runs_dir: str | os.Pa
 
     With ``path`` None, the latest run under ``runs_dir``.
     """
-    from .pipeline import latest_run
-
     p = Path(path) if path is not None else Path(runs_dir)
     if (p / "manifest.json").is_file():
         return p
@@ -277,8 +255,6 @@ def _read_parquet(path: Path, schema: dict[str, pl.DataType] | None = None) -> p
 
 def load_run(run_dir: str | os.PathLike) -> RunData:
     """Read a run folder (see :mod:`mulegraph.pipeline` for its files)."""
-    from .pipeline import ALERT_COLUMNS, CHANGE_COLUMNS, FLOW_COLUMNS
-
     d = resolve_run_dir(run_dir)
     try:
         manifest = json.loads((d / "manifest.json").read_text(encoding="utf-8"))

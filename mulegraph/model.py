@@ -470,9 +470,7 @@ def train_from_store(
     config = config or Config()
     if progress:
         progress("reading transfers")
-    transfers, desc = read_transfers(store, window=window, as_of=as_of)
-    if transfers.is_empty():
-        raise InputError("there are no transfers in the chosen window; widen --window or check --as-of.")
+    transfers, desc = read_transfers(store, window=window, as_of=as_of, require_rows=True)
     if progress:
         progress("computing features")
     p = prepare(transfers, config.features)

@@ -174,11 +174,12 @@ def score_features(
 
 
 def read_transfers(
-    source: Any, *, window: str = "all", as_of: str | datetime | None = None
+    source: Any, *, window: str = "all", as_of: str | datetime | None = None, require_rows: bool = False
 ) -> tuple[pl.DataFrame, str]:
     """Canonical transfers of the window from a store directory, a ``Store`` or a frame.
 
-    Returns the transfers and a text description of the resolved window.
+    Returns the transfers and a text description of the resolved window. With ``require_rows`` an
+    empty window raises :class:`~mulegraph.errors.InputError`.
     """
     if isinstance(source, (pl.DataFrame, pl.LazyFrame)):
         lf = source.lazy()
@@ -186,14 +187,18 @@ def read_transfers(
             raise FeatureError("transfers lack the ts column; they must follow the canonical schema.")
         newest = lf.select(pl.col("ts").max()).collect().item()
         win = resolve_window(window, as_of, newest)
-        return filter_window(lf, win).collect(), win.describe()
-    try:
-        from .store import Store
-    except ImportError as err:  # pragma: no cover - the store module ships with the package
-        raise StoreError("this installation has no store support; pass transfers directly.") from err
-    store = source if isinstance(source, Store) else Store.open(source)
-    win = store.time_window(window, as_of)
-    return store.transfers(win), win.describe()
+        transfers = filter_window(lf, win).collect()
+    else:
+        try:
+            from .store import Store
+        except ImportError as err:  # pragma: no cover - the store module ships with the package
+            raise StoreError("this installation has no store support; pass transfers directly.") from err
+        store = source if isinstance(source, Store) else Store.open(source)
+        win = store.time_window(window, as_of)
+        transfers = store.transfers(win)
+    if require_rows and transfers.is_empty():
+        raise InputError("there are no transfers in the chosen window; widen --window or check --as-of.")
+    return transfers, win.describe()
 
 
 def score(
@@ -220,9 +225,7 @@ def score(
     config = config or Config()
     if progress:
         progress("reading transfers")
-    transfers, _desc = read_transfers(transfers_or_store, window=window, as_of=as_of)
-    if transfers.is_empty():
-        raise InputError("there are no transfers in the chosen window; widen --window or check --as-of.")
+    transfers, _desc = read_transfers(transfers_or_store, window=window, as_of=as_of, require_rows=True)
     if progress:
         progress("preparing")
     prepared = prepare(transfers, config.features)

@@ -350,3 +350,12 @@ def test_cli_train_then_evaluate(tmp_path, data):
     assert out["pr_auc"] > 0.3 and out["n"] == data["split"].filter(pl.col("split") == "test").height
     res = runner.invoke(app, ["train", "--store", str(tmp_path / "store"), "--labels", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "m2")])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_train_from_store_refuses_an_empty_window(data):
+    from mulegraph.model import train_from_store
+
+    oldest = data["syn"].transfers["ts"].min()
+    before = oldest - pl.select(pl.duration(days=5)).item()
+    with pytest.raises(InputError, match="no transfers in the chosen window"):
+        train_from_store(data["syn"].transfers, data["train_labels"], window="1d", as_of=before)

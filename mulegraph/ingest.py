@@ -840,6 +840,7 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
     # the canonical columns and the optional ones this export carries (see mulegraph.store)
     store_cols = [c for c in STORE_SCHEMA if c in m.columns or c in TRANSFER_SCHEMA]
     earlier = _SeenHashes()  # id hashes of the valid rows of earlier batches
+    pending_hashes: np.ndarray | None = None
     rows_read = duplicates = accepted_n = 0
     ts_min = ts_max = None
     bad_parts: list[pl.DataFrame] = []
@@ -870,11 +871,12 @@ def _ingest_file(path: Path, sha: str, store: Store, mapping: Mapping, progress)
                 parsed = parsed.with_columns(
                     txn_id=pl.when(pl.col(_RULE).is_null()).then(content_hash(parsed.select(list(_CONTENT))))
                 )
-            status_col, id_hashes = _classify(parsed, store, earlier, read_earlier)
+            if pending_hashes is not None:  # added only when a next batch comes: none for the last
+                earlier.add(pending_hashes)
+            status_col, pending_hashes = _classify(parsed, store, earlier, read_earlier)
+            # pending_hashes: hashes of every valid txn_id of the batch, the accepted ones and ids
+            # accepted before (a superset is harmless: the hashes only pre-select candidates)
             parsed = parsed.with_columns(status_col)
-            # the hashes of every valid txn_id of the batch: the accepted ones, and ids already
-            # accepted before (a superset is harmless, the hashes only pre-select candidates)
-            earlier.add(id_hashes)
             bad = parsed.lazy().select(_ROW, _RULE, status).filter(
                 pl.col(_RULE).is_not_null() | (status == _CONFLICT)
             ).select(_ROW, pl.coalesce(_RULE, pl.when(status == _CONFLICT).then(pl.lit("txn_id_conflict"))).alias(_RULE)).collect()

@@ -492,11 +492,8 @@ def _hash_training(ids: pl.Series, y: np.ndarray, X: np.ndarray) -> str:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _versions() -> dict[str, str]:

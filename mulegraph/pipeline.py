@@ -268,11 +268,8 @@ def find_exports(inbox: str | os.PathLike) -> list[Path]:
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _hash_tree(path: Path) -> str | None:

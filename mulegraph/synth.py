@@ -1105,8 +1105,5 @@ def write_export(data: SynthData, out_dir: str | os.PathLike, *, daily: bool = F
 
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (used to check that the same seed gives the same export)."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -111,7 +111,7 @@ def percentiles(features: pl.DataFrame, columns: Sequence[str] | None = None) ->
     mat = _as_float(features, columns)
     out = {}
     for j, c in enumerate(columns):
-        out[c] = _column_percentile(mat[:, j])
+        out[c] = _share_beyond(mat[:, j])
     frame = pl.DataFrame(out, schema={c: pl.Float64 for c in columns}) if columns else pl.DataFrame()
     if "account_id" in features.columns:
         frame = frame.with_columns(features["account_id"]) if columns else features.select("account_id")
@@ -119,21 +119,16 @@ def percentiles(features: pl.DataFrame, columns: Sequence[str] | None = None) ->
     return frame
 
 
-def _column_percentile(x: np.ndarray) -> np.ndarray:
+def _share_beyond(x: np.ndarray, *, higher: bool = False) -> np.ndarray:
+    """Per value, the share of the non-NaN values strictly below it (strictly above with ``higher``)."""
     ok = ~np.isnan(x)
     vals = np.sort(x[ok])
     res = np.full(x.shape, np.nan)
     if vals.size:
-        res[ok] = np.searchsorted(vals, x[ok], side="left") / vals.size
-    return res
-
-
-def _share_higher(x: np.ndarray) -> np.ndarray:
-    ok = ~np.isnan(x)
-    vals = np.sort(x[ok])
-    res = np.full(x.shape, np.nan)
-    if vals.size:
-        res[ok] = (vals.size - np.searchsorted(vals, x[ok], side="right")) / vals.size
+        if higher:
+            res[ok] = (vals.size - np.searchsorted(vals, x[ok], side="right")) / vals.size
+        else:
+            res[ok] = np.searchsorted(vals, x[ok], side="left") / vals.size
     return res
 
 
@@ -144,9 +139,9 @@ def directional(x: np.ndarray, direction: int) -> np.ndarray:
     ``direction`` -1: the share with a strictly higher value. 0: zeros (never suspicious on its own).
     """
     if direction > 0:
-        return _column_percentile(x)
+        return _share_beyond(x)
     if direction < 0:
-        return _share_higher(x)
+        return _share_beyond(x, higher=True)
     return np.where(np.isnan(x), np.nan, 0.0)
 
 
@@ -490,7 +485,7 @@ def explain(
     cols = [s.feature for s in sigs]
     n = features.height
     raw = _as_float(features, cols)
-    pct = np.column_stack([_column_percentile(raw[:, j]) for j in range(len(cols))]) if cols else raw
+    pct = np.column_stack([_share_beyond(raw[:, j]) for j in range(len(cols))]) if cols else raw
     unusual = np.column_stack([directional(raw[:, j], _direction(c)) for j, c in enumerate(cols)]) if cols else raw
     weights = np.array([s.weight for s in sigs], dtype=np.float64)
     # strength = weight x bits of surprise, as in the no-label score: the top 0.1% counts far more

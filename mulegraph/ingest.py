@@ -467,7 +467,7 @@ def canonicalize(exp: _Export, m: Mapping) -> pl.LazyFrame:
         cur = text("currency")
         if m.currency_aliases:
             cur = cur.replace(m.currency_aliases)
-        cur = cur.str.to_uppercase()
+        # upper-cased and checked in validate(), once per distinct value
         if m.default_currency:
             cur = pl.when(blank("currency")).then(pl.lit(m.default_currency)).otherwise(cur)
         else:
@@ -509,7 +509,19 @@ def validate(parsed: pl.DataFrame, m: Mapping, offset: int = 0) -> pl.DataFrame:
                 ts = parsed["ts"].clone().scatter(fixed[_ROW], fixed["ts"])
                 parsed = parsed.with_columns(ts).with_columns(_rule_expr().alias(_RULE))
         parsed = parsed.drop(_TS_TEXT)
-    return parsed.drop("__missing")
+    # currencies: few distinct values, so upper-case and check each distinct value once
+    cur = parsed["currency"]
+    distinct = cur.unique().drop_nulls()
+    upper = distinct.str.to_uppercase()
+    codes = upper.filter(upper.str.contains(r"^[A-Z]{3}$"))
+    cur = cur.replace_strict(distinct, upper, default=None, return_dtype=pl.String)
+    bad_currency = ~cur.is_in(codes.implode()).fill_null(False)
+    rule = pl.col(_RULE)
+    return parsed.drop("__missing").with_columns(
+        currency=cur,
+        **{_RULE: pl.when((rule.is_null() | (rule == "self_transfer")) & bad_currency)
+           .then(pl.lit("bad_currency")).otherwise(rule)},
+    )
 
 
 def _rule_expr() -> pl.Expr:
@@ -521,7 +533,7 @@ def _rule_after_missing() -> pl.Expr:
     return (
         pl.when(pl.col("ts").is_null()).then(pl.lit("bad_timestamp"))
         .when(amount.is_null() | ~amount.is_finite() | (amount <= 0)).then(pl.lit("bad_amount"))
-        .when(pl.col("currency").is_null() | ~pl.col("currency").str.contains(r"^[A-Z]{3}$")).then(pl.lit("bad_currency"))
+        # bad_currency (between bad_amount and self_transfer) is settled in validate()
         .when(pl.col("src_account") == pl.col("dst_account")).then(pl.lit("self_transfer"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )

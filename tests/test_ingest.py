@@ -53,6 +53,11 @@ def run(tmp_path: Path, body: str, name: str = "e.csv"):
         ("t1,2024-01-01,A,B,5,E1R,", "bad_currency"),
         ("t1,2024-01-01,A,A,5,EUR,", "self_transfer"),
         ("t1,2024-01-01,A, A ,5,EUR,", "self_transfer"),
+        # the first rule broken counts: currency after amount and timestamp, before self-transfer
+        ("t1,2024-01-01,A,A,5,EURO,", "bad_currency"),
+        ("t1,2024-01-01,A,A,-5,EURO,", "bad_amount"),
+        ("t1,2024-13-01,A,A,5,EURO,", "bad_timestamp"),
+        ("t1,2024-01-01,A,A,5,,", "missing_field"),
     ],
 )
 def test_each_rule(tmp_path, row, rule):

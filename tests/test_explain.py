@@ -163,6 +163,23 @@ def test_evidence_belongs_to_the_account(seed):
     assert nonempty > 0
 
 
+def _transfers(rows: list[tuple]) -> pl.DataFrame:
+    """Canonical EUR transfers from ``(txn_id, ts, src, dst, amount)`` tuples."""
+    n = len(rows)
+    return pl.DataFrame(
+        {
+            "txn_id": [r[0] for r in rows],
+            "ts": [r[1] for r in rows],
+            "src_account": [r[2] for r in rows],
+            "dst_account": [r[3] for r in rows],
+            "amount": [r[4] for r in rows],
+            "currency": ["EUR"] * n,
+            "channel": [None] * n,
+        },
+        schema=TRANSFER_SCHEMA,
+    )
+
+
 def test_passthrough_evidence_pairs_inbound_with_later_outbound():
     t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
     rows = [
@@ -171,18 +188,7 @@ def test_passthrough_evidence_pairs_inbound_with_later_outbound():
         ("T3", t0 + timedelta(days=5), "M", "Z", 10.0),  # nothing arrived within 24h before
         ("T4", t0 + timedelta(days=6), "Q", "M", 5.0),  # arrives after T3: never matched with it
     ]
-    tx = pl.DataFrame(
-        {
-            "txn_id": [r[0] for r in rows],
-            "ts": [r[1] for r in rows],
-            "src_account": [r[2] for r in rows],
-            "dst_account": [r[3] for r in rows],
-            "amount": [r[4] for r in rows],
-            "currency": ["EUR"] * 4,
-            "channel": [None] * 4,
-        },
-        schema=TRANSFER_SCHEMA,
-    )
+    tx = _transfers(rows)
     p = prepare(tx)
     ev = evidence(p, ["M"], "passthrough_share_24h")
     assert ev["M"] == ["T1", "T2"]
@@ -241,18 +247,7 @@ def test_structure_evidence_uses_one_off_transfers_only():
         ("T1", 0, "S", "M1"), ("T2", 1, "S", "M2"), ("T3", 30, "M1", "D"), ("T4", 40, "M2", "D"),
         *[(f"Q{i}", 24 * 7 * i + 2, "Y", "D") for i in range(4)],  # a standing relationship
     ]
-    tx = pl.DataFrame(
-        {
-            "txn_id": [r[0] for r in rows],
-            "ts": [t0 + timedelta(hours=r[1]) for r in rows],
-            "src_account": [r[2] for r in rows],
-            "dst_account": [r[3] for r in rows],
-            "amount": [100.0] * len(rows),
-            "currency": ["EUR"] * len(rows),
-            "channel": [None] * len(rows),
-        },
-        schema=TRANSFER_SCHEMA,
-    )
+    tx = _transfers([(i, t0 + timedelta(hours=h), a, b, 100.0) for i, h, a, b in rows])
     p = prepare(tx)
     feats = pl.DataFrame({"account_id": ["D", "M1", "M2", "S", "Y"], "fresh_sg_role_count": [1.0, 1.0, 1.0, 1.0, 0.0]})
     ev = evidence(p, ["D", "S"], "fresh_sg_role_count", features=feats)
@@ -301,17 +296,6 @@ def test_passthrough_evidence_skips_hub_to_hub_money():
         ("P1", t0 + timedelta(days=3), "X", "M", 800.0),  # from a person
         ("P2", t0 + timedelta(days=3, hours=1), "M", "SHOP", 780.0),  # forwarded to a hub
     ]
-    tx = pl.DataFrame(
-        {
-            "txn_id": [r[0] for r in rows],
-            "ts": [r[1] for r in rows],
-            "src_account": [r[2] for r in rows],
-            "dst_account": [r[3] for r in rows],
-            "amount": [r[4] for r in rows],
-            "currency": ["EUR"] * 4,
-            "channel": [None] * 4,
-        },
-        schema=TRANSFER_SCHEMA,
-    )
+    tx = _transfers(rows)
     p = prepare(tx, FeatureConfig(hub_accounts=("EMPLOYER", "SHOP")))
     assert evidence(p, ["M"], "passthrough_share_24h")["M"] == ["P1", "P2"]

@@ -511,22 +511,18 @@ def _flows(transfers: pl.DataFrame, accounts: list[str]) -> pl.DataFrame:
     """Aggregated transfers between each of ``accounts`` and its counterparties (:data:`FLOW_COLUMNS`)."""
     ids = pl.DataFrame({"account_id": accounts}, schema={"account_id": pl.String}).lazy()
     tx = transfers.lazy()
-    inbound = (
-        tx.join(ids, left_on="dst_account", right_on="account_id", how="inner")
-        .group_by("dst_account", "src_account")
-        .agg(pl.col("amount").sum().alias("value"), pl.len().cast(pl.Int64).alias("count"))
-        .select(pl.col("dst_account").alias("account_id"), pl.col("src_account").alias("counterparty"),
-                pl.lit("in").alias("direction"), "value", "count")
-    )
-    outbound = (
-        tx.join(ids, left_on="src_account", right_on="account_id", how="inner")
-        .group_by("src_account", "dst_account")
-        .agg(pl.col("amount").sum().alias("value"), pl.len().cast(pl.Int64).alias("count"))
-        .select(pl.col("src_account").alias("account_id"), pl.col("dst_account").alias("counterparty"),
-                pl.lit("out").alias("direction"), "value", "count")
-    )
+
+    def side(own: str, other: str, direction: str) -> pl.LazyFrame:
+        return (
+            tx.join(ids, left_on=own, right_on="account_id", how="inner")
+            .group_by(own, other)
+            .agg(pl.col("amount").sum().alias("value"), pl.len().cast(pl.Int64).alias("count"))
+            .select(pl.col(own).alias("account_id"), pl.col(other).alias("counterparty"),
+                    pl.lit(direction).alias("direction"), "value", "count")
+        )
+
     return (
-        pl.concat([inbound, outbound])
+        pl.concat([side("dst_account", "src_account", "in"), side("src_account", "dst_account", "out")])
         .collect()
         .cast(FLOW_COLUMNS)
         .sort(["account_id", "direction", "value", "counterparty"], descending=[False, False, True, False])

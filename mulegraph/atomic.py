@@ -30,23 +30,23 @@ __all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "fsync_file
 _TMP_SUFFIX = ".tmp"
 
 
-def fsync_file(path: str | os.PathLike) -> None:
-    """Flush a written file's data to disk (``os.fsync``)."""
-    fd = os.open(path, os.O_RDONLY)
+def _fsync(path: str | os.PathLike, flags: int) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a written file's data to disk (``os.fsync``)."""
+    _fsync(path, os.O_RDONLY)
+
+
 def fsync_dir(path: str | os.PathLike) -> None:
     """Flush a folder's entries (e.g. after a rename in it) to disk; a no-op where folders cannot be opened."""
     with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
 
 
 def _create_temp(folder: Path, name: str) -> Path:

@@ -24,6 +24,7 @@ written next to every run's outputs (:meth:`Config.to_dict`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -179,6 +180,45 @@ class Config:
         return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
 
 
+_KINDS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+_KIND_WORDS = {"str": "text in quotes", "int": "a whole number", "float": "a number", "bool": "true or false"}
+
+
+def _kind_ok(kind: str, v: Any) -> bool:
+    if isinstance(v, bool) and kind != "bool":
+        return False
+    return isinstance(v, _KINDS[kind])
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(v)
+
+
+def _check_type(f: dataclasses.Field, v: Any, where: str) -> None:
+    """Refuse a value of the wrong TOML type with a message naming the key and the type expected.
+
+    Without this, ``alert_budget = "ten"`` crashed deep inside a run and ``fan_windows = "24h"``
+    (a text instead of a list) was read one character at a time.
+    """
+    ann = str(f.type).replace(" | None", "").strip()
+    default = f.default
+    if ann.startswith("tuple["):
+        kind = ann[len("tuple["):].split(",")[0].rstrip("]").strip()
+        if not isinstance(v, (list, tuple)) or (kind in _KINDS and not all(_kind_ok(kind, x) for x in v)):
+            example = _toml_value(default) if default else '["..."]'
+            raise ConfigError(
+                f"[{where}] {f.name} must be a list of {_KIND_WORDS.get(kind, kind)}, e.g. {f.name} = {example}; "
+                "fix the config file."
+            )
+    elif ann in _KINDS and not _kind_ok(ann, v):
+        example = f", e.g. {f.name} = {_toml_value(default)}" if default is not None else ""
+        raise ConfigError(f"[{where}] {f.name} must be {_KIND_WORDS[ann]}{example}; fix the config file.")
+
+
 def _build(cls, data: dict[str, Any], where: str):
     names = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(names))
@@ -186,6 +226,7 @@ def _build(cls, data: dict[str, Any], where: str):
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [{where}]; allowed: {', '.join(names)}.")
     kwargs = {}
     for k, v in data.items():
+        _check_type(names[k], v, where)
         default = names[k].default
         if isinstance(default, tuple) and isinstance(v, list):
             v = tuple(tuple(x) if isinstance(x, list) else x for x in v)

@@ -80,7 +80,9 @@ def _check(frame: Any, cols: tuple[str, ...], what: str) -> pl.DataFrame:
         raise InputError(f"{what} must be a polars DataFrame. Got {type(frame).__name__} instead.")
     missing = [c for c in cols if c not in frame.columns]
     if missing:
-        raise InputError(f"{what} lack column(s) {', '.join(missing)}; expected {', '.join(cols)}.")
+        raise InputError(
+            f"{what} lack column(s) {', '.join(missing)}; expected {', '.join(cols)} (found: {', '.join(frame.columns) or 'none'})."
+        )
     return frame
 
 

@@ -743,6 +743,12 @@ class Investigation:
                           pl.lit(None, pl.Float64).alias("dwell_s"))
             .unique("txn_id", keep="first", maintain_order=True)
         )
+        if txn_ids is not None and prev.height < len(set(ids)):
+            side, other = ("outbound", "backward for inbound") if fwd else ("inbound", "forward for outbound")
+            raise InputError(
+                f"{len(set(ids)) - prev.height} of the {len(set(ids))} given transfer id(s) are not {side} transfers "
+                f"of the account in the window; check the ids (or trace {other} ones)."
+            )
         rows = [prev.with_columns(pl.lit(1, pl.Int32).alias("hop"))]
         link_rows: list[pl.DataFrame] = []
         cache: dict[str, tuple[int, pl.DataFrame]] = {}

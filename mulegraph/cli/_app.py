@@ -12,12 +12,13 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import typer
 
 from .. import __version__
-from ..errors import EXIT_FAILURE, MulegraphError
+from ..errors import EXIT_FAILURE, InputError, MulegraphError
 
 F = TypeVar("F", bound=Callable)
 
@@ -49,6 +50,26 @@ def _root(
 def error(message: str) -> None:
     """Print a one-line error message on stderr."""
     typer.echo(f"error: {message}", err=True)
+
+
+def check_out_file(path: Path, suffixes: tuple[str, ...], option: str = "--out") -> Path:
+    """Check an output file before any work is done: a known suffix, an existing writable folder.
+
+    A long computation must not end with "cannot write there": commands call this first.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in suffixes:
+        raise InputError(
+            f"{option} '{path.name}' must end in {', '.join(suffixes)}; pass e.g. {option} result{suffixes[0]}."
+        )
+    if path.is_dir():
+        raise InputError(f"{option} '{path}' is a folder; give a file name such as '{path / ('result' + suffixes[0])}'.")
+    parent = path.parent
+    if not parent.is_dir():
+        raise InputError(f"the folder of {option} '{path}' does not exist; create it first or choose another {option}.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"the folder of {option} '{path}' is not writable; choose another {option}.")
+    return path
 
 
 def handle_errors(func: F) -> F:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from ._app import app, handle_errors
+from ._app import app, check_out_file, handle_errors
 
 __all__ = ["features_command"]
 
@@ -47,6 +47,7 @@ def features_command(
         return
     if store is None or out is None:
         raise InputError("features needs --store DIR and --out FILE.parquet (or --list to list the features).")
+    check_out_file(out, (".parquet",))
     cfg = load_config(config) if config is not None else None
     stats: dict = {}
     feats = build_features(store, window=window, as_of=as_of, config=cfg, progress=True, families=family, stats=stats)

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..errors import InputError
 from ._app import app, handle_errors
 
 __all__ = ["train_command", "evaluate_command"]
@@ -42,6 +43,12 @@ def train_command(
     from ..labels import training_labels
     from ..model import save_model, train_from_store
 
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file; give a folder for the model (a new one, or an earlier model's).")
+    if out.is_dir() and not (out / "model_card.json").exists() and any(out.iterdir()):
+        raise InputError(
+            f"--out '{out}' is a folder that holds other files, not a model; give a new or empty folder for the model."
+        )
     cfg = load_config(config)
     table = training_labels(labels, decisions, store=store if store_decisions else None)
     console = Console(stderr=True)
@@ -68,7 +75,9 @@ def train_command(
 @app.command("evaluate")
 @handle_errors
 def evaluate_command(
-    scores: Path = typer.Option(..., "--scores", help="Scores file (.parquet, .csv or .json) with account_id and score."),
+    scores: Path = typer.Option(
+        ..., "--scores", help="Scores file (.parquet, .csv or .json) with account_id and score, or a run folder."
+    ),
     labels: Path = typer.Option(..., "--labels", help="Labels file (CSV or Parquet): account_id, is_mule[, typology]."),
     split: Optional[Path] = typer.Option(None, "--split", help="Split file (account_id, split = train|test): evaluate the test accounts only."),
     budget: Optional[list[float]] = typer.Option(
@@ -80,6 +89,13 @@ def evaluate_command(
     from ..evaluate import DEFAULT_BUDGETS, evaluate, format_table, read_scores, read_split, to_json
     from ..labels import read_labels
 
+    if scores.is_dir():  # a run folder, or a runs folder (its latest run): the run's scores
+        from ..report import resolve_run_dir
+
+        run_scores = resolve_run_dir(scores) / "scores.parquet"
+        if not run_scores.is_file():
+            raise InputError(f"the run folder '{scores}' has no scores.parquet; pass a scores file or another run.")
+        scores = run_scores
     result = evaluate(
         read_scores(scores), read_labels(labels), read_split(split) if split else None, tuple(budget) if budget else DEFAULT_BUDGETS
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from ..errors import InputError
 from ._app import app, handle_errors
 
 __all__ = ["report_command", "ReportFormat"]
@@ -19,6 +20,24 @@ class ReportFormat(str, Enum):
     json = "json"
 
 
+_SUFFIX_FORMATS = {".html": ReportFormat.html, ".htm": ReportFormat.html, ".md": ReportFormat.md,
+                   ".csv": ReportFormat.csv, ".json": ReportFormat.json}
+
+
+def _choose_format(fmt: ReportFormat | None, out: Path | None) -> ReportFormat:
+    """The format: --format, else the one --out's suffix names; a suffix that does not fit is an error."""
+    if out is None:
+        return fmt or ReportFormat.html
+    by_suffix = _SUFFIX_FORMATS.get(out.suffix.lower())
+    if by_suffix is None:
+        raise InputError(f"--out '{out.name}' must end in .html, .md, .csv or .json; pass e.g. --out report.html.")
+    if fmt is not None and fmt is not by_suffix:
+        raise InputError(
+            f"--format {fmt.value} does not fit --out '{out.name}'; use a .{fmt.value} file name or leave out --format."
+        )
+    return by_suffix
+
+
 @app.command("report")
 @handle_errors
 def report_command(
@@ -26,7 +45,9 @@ def report_command(
         None, help="A run folder, or a runs folder (its latest run). Default: the latest run under [run] runs_dir.",
         show_default=False,
     ),
-    fmt: ReportFormat = typer.Option(ReportFormat.html, "--format", "-f", help="html, md, csv or json."),
+    fmt: ReportFormat | None = typer.Option(
+        None, "--format", "-f", help="html, md, csv or json. Default: from the --out suffix, else html.", show_default=False
+    ),
     top: int | None = typer.Option(None, "--top", min=0, help="Show this many suspects. [report] top; default 50."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write here (atomically) instead of standard output."),
     pseudonymise: bool | None = typer.Option(
@@ -39,6 +60,7 @@ def report_command(
     from ..report import load_run, render, resolve_run_dir, write_report
     from .run_cmd import resolve_config
 
+    fmt = _choose_format(fmt, out)
     cfg = resolve_config(config)
     target = resolve_run_dir(run_dir, cfg.run.runs_dir)
     if out is not None:

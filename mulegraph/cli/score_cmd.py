@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, handle_errors
+from ._app import app, check_out_file, handle_errors
 
 
 @app.command("score")
@@ -48,6 +48,7 @@ def score_cmd(
         return
     if store is None or out is None:
         raise InputError("score needs --store DIR and --out FILE (or --list-rules).")
+    check_out_file(out, (".parquet", ".csv", ".json"))
 
     cfg = load_config(config)
     console = Console(stderr=True)

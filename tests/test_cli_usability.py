@@ -1,0 +1,181 @@
+"""The commands as a demanding user meets them: bad options fail fast, with one line and exit code 2.
+
+Each test pins one problem found by using the CLI: without its fix the test fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from mulegraph.cli import app
+
+runner = CliRunner()
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    monkeypatch.delenv("MULEGRAPH_DEBUG", raising=False)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("usability") / "store"
+    res = runner.invoke(
+        app, ["ingest", str(SAMPLE / "transfers.csv"), "--store", str(path), "--mapping", str(SAMPLE / "mapping.toml"), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(store, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("usability") / "runs"
+    res = runner.invoke(app, ["run", "--store", str(store), "--runs", str(path), "--window", "all", "--quiet"])
+    assert res.exit_code == 0, res.output
+    return path
+
+
+def _user_error(res, *needles: str) -> None:
+    """One ``error:`` line, exit code 2, no crash notice, no traceback."""
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert lines[-1].startswith("error: "), res.output
+    assert "internal error" not in res.output and "Traceback" not in res.output
+    for n in needles:
+        assert n in lines[-1], lines[-1]
+
+
+def _must_not_run(*_a, **_k):
+    raise AssertionError("the computation started before the options were checked")
+
+
+# --- --out is checked before any work ------------------------------------------------------------
+
+
+def test_features_bad_out_suffix_fails_before_computing(store, tmp_path, monkeypatch):
+    monkeypatch.setattr("mulegraph.features.build.build_features", _must_not_run)
+    res = runner.invoke(app, ["features", "--store", str(store), "--out", str(tmp_path / "f.csv")])
+    _user_error(res, ".parquet")
+
+
+def test_score_bad_out_fails_before_computing(store, tmp_path, monkeypatch):
+    monkeypatch.setattr("mulegraph.scoring.score", _must_not_run)
+    res = runner.invoke(app, ["score", "--store", str(store), "--out", str(tmp_path / "s.xlsx")])
+    _user_error(res, ".parquet, .csv, .json")
+    res = runner.invoke(app, ["score", "--store", str(store), "--out", str(tmp_path / "no" / "such" / "s.parquet")])
+    _user_error(res, "does not exist")
+    folder = tmp_path / "scores.parquet"
+    folder.mkdir()
+    res = runner.invoke(app, ["score", "--store", str(store), "--out", str(folder)])
+    _user_error(res, "is a folder")
+
+
+def test_train_out_that_is_a_file_or_foreign_folder_fails_before_training(store, tmp_path, monkeypatch):
+    monkeypatch.setattr("mulegraph.model.train_from_store", _must_not_run)
+    labels = str(SAMPLE / "labels.csv")
+    afile = tmp_path / "model.txt"
+    afile.write_text("x")
+    res = runner.invoke(app, ["train", "--store", str(store), "--labels", labels, "--out", str(afile)])
+    _user_error(res, "is a file")
+    # the store itself is not a place for model files
+    res = runner.invoke(app, ["train", "--store", str(store), "--labels", labels, "--out", str(store)])
+    _user_error(res, "holds other files")
+
+
+# --- report: the format follows --out, and an unknown suffix is refused ---------------------------
+
+
+def test_report_out_unknown_suffix_is_refused(runs, tmp_path):
+    out = tmp_path / "r.xlsx"
+    res = runner.invoke(app, ["report", str(runs), "--out", str(out)])
+    _user_error(res, ".html, .md, .csv or .json")
+    assert not out.exists()
+
+
+def test_report_format_follows_out_suffix(runs, tmp_path):
+    out = tmp_path / "r.md"
+    res = runner.invoke(app, ["report", str(runs), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.read_text(encoding="utf-8").startswith("# "), "a .md file must hold Markdown, not HTML"
+    out_csv = tmp_path / "alerts.csv"
+    assert runner.invoke(app, ["report", str(runs), "--out", str(out_csv)]).exit_code == 0
+    assert "account_id" in pl.read_csv(out_csv).columns
+
+
+def test_report_format_conflicting_with_out_is_refused(runs, tmp_path):
+    out = tmp_path / "r.md"
+    res = runner.invoke(app, ["report", str(runs), "--format", "html", "--out", str(out)])
+    _user_error(res, "--format html")
+    assert not out.exists()
+
+
+# --- config values of the wrong type ----------------------------------------------------------------
+
+
+def test_config_wrong_type_is_a_user_error_not_a_crash(store, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[run]\nalert_budget = "ten"\n')
+    res = runner.invoke(app, ["run", "--store", str(store), "--runs", str(tmp_path / "runs"), "--config", str(cfg), "-q"])
+    _user_error(res, "[run] alert_budget", "whole number")
+
+
+def test_config_text_instead_of_list_names_the_key(store, tmp_path, monkeypatch):
+    monkeypatch.setattr("mulegraph.features.build.build_features", _must_not_run)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[features]\nfan_windows = "24h"\n')
+    res = runner.invoke(app, ["features", "--store", str(store), "--out", str(tmp_path / "f.parquet"), "--config", str(cfg)])
+    _user_error(res, "[features] fan_windows must be a list", '["24h", "72h"]')
+
+
+def test_config_right_types_still_load(tmp_path):
+    from mulegraph.config import load_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[features]\nstructuring_thresholds = [10000, 4999.5]\nnight_hours = [1, 5]\n'
+        '[run]\nalert_threshold = 1\nmodel = "m"\n[report]\npseudonymise = false\n'
+    )
+    c = load_config(cfg)
+    assert c.features.structuring_thresholds == (10000, 4999.5) and c.run.alert_threshold == 1
+    assert load_config(str(SAMPLE / "mulegraph.toml")).run.alert_budget == 25
+
+
+# --- evaluate -----------------------------------------------------------------------------------------
+
+
+def test_evaluate_accepts_a_run_folder(runs):
+    res = runner.invoke(app, ["evaluate", "--scores", str(runs / "latest"), "--labels", str(SAMPLE / "labels.csv")])
+    assert res.exit_code == 0, res.output
+    assert "PR-AUC" in res.output
+    res = runner.invoke(app, ["evaluate", "--scores", str(runs), "--labels", str(SAMPLE / "labels.csv"), "--json"])
+    assert res.exit_code == 0, res.output
+
+
+def test_evaluate_scores_wrong_columns_names_what_was_found(tmp_path):
+    bad = tmp_path / "s.csv"
+    bad.write_text("account,prob\nA,0.5\n")
+    res = runner.invoke(app, ["evaluate", "--scores", str(bad), "--labels", str(SAMPLE / "labels.csv")])
+    _user_error(res, "found: account, prob")
+
+
+# --- trace --------------------------------------------------------------------------------------------
+
+
+def test_trace_unknown_txn_is_an_error_not_an_empty_picture(store, tmp_path):
+    tx = pl.read_parquet(store / "transfers" / "**" / "*.parquet").row(0, named=True)
+    out = tmp_path / "t.json"
+    res = runner.invoke(app, ["trace", tx["src_account"], "--store", str(store), "--out", str(out), "--txn", "NO-SUCH-TXN"])
+    _user_error(res, "given transfer id")
+    assert not out.exists()
+    assert tx["src_account"] not in res.output.splitlines()[-1]
+    # the same transfer is an outbound one: tracing it backward is refused, forward works
+    res = runner.invoke(app, ["trace", tx["src_account"], "--store", str(store), "--out", str(out),
+                              "--txn", tx["txn_id"], "--backward"])
+    _user_error(res, "inbound")
+    res = runner.invoke(app, ["trace", tx["src_account"], "--store", str(store), "--out", str(out), "--txn", tx["txn_id"]])
+    assert res.exit_code == 0, res.output

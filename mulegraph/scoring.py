@@ -223,6 +223,15 @@ def score(
     ``return_features`` the features are returned too, as ``(scores, features)``.
     """
     config = config or Config()
+    model = None  # loaded first: a refused model must not cost a feature computation
+    if model_dir is not None:
+        if progress:
+            progress("loading model")
+        try:
+            from .model import load_model
+        except ImportError as err:  # pragma: no cover - the model module ships with the package
+            raise ModelError("this installation has no supervised model support; leave out --model.") from err
+        model = load_model(model_dir)
     if progress:
         progress("reading transfers")
     transfers, _desc = read_transfers(transfers_or_store, window=window, as_of=as_of, require_rows=True)
@@ -233,15 +242,6 @@ def score(
         if progress:
             progress("computing features")
         features = compute_features(prepared, config.features, progress=progress)
-    model = None
-    if model_dir is not None:
-        if progress:
-            progress("loading model")
-        try:
-            from .model import load_model
-        except ImportError as err:  # pragma: no cover - the model module ships with the package
-            raise ModelError("this installation has no supervised model support; leave out --model.") from err
-        model = load_model(model_dir)
     if run_id is None:
         newest = transfers["ts"].max()
         run_id = f"score-{newest:%Y%m%dT%H%M%SZ}" if newest is not None else "score"

@@ -179,3 +179,40 @@ def test_trace_unknown_txn_is_an_error_not_an_empty_picture(store, tmp_path):
     _user_error(res, "inbound")
     res = runner.invoke(app, ["trace", tx["src_account"], "--store", str(store), "--out", str(out), "--txn", tx["txn_id"]])
     assert res.exit_code == 0, res.output
+
+
+# --- a model that will be refused is refused before any work -------------------------------------
+
+
+def _stale_model(tmp_path: Path) -> Path:
+    d = tmp_path / "old-model"
+    d.mkdir()
+    (d / "model_card.json").write_text('{"format": "0.1", "kind": "mulegraph.MuleModel"}')
+    return d
+
+
+def test_score_refused_model_fails_before_features(store, tmp_path, monkeypatch):
+    monkeypatch.setattr("mulegraph.scoring.read_transfers", _must_not_run)
+    res = runner.invoke(app, ["score", "--store", str(store), "--out", str(tmp_path / "s.parquet"),
+                              "--model", str(_stale_model(tmp_path))])
+    _user_error(res, "format")
+
+
+def test_run_refused_model_fails_before_ingest(store, tmp_path, monkeypatch):
+    monkeypatch.setattr("mulegraph.pipeline.run", _must_not_run)
+    res = runner.invoke(app, ["run", str(SAMPLE / "transfers.csv"), "--store", str(store), "--runs", str(tmp_path / "runs"),
+                              "--model", str(_stale_model(tmp_path)), "-q"])
+    _user_error(res, "format")
+
+
+# --- the nightly run says where the report is --------------------------------------------------------
+
+
+def test_run_prints_the_report_path_on_a_line_of_its_own(store, tmp_path):
+    runs = tmp_path / "a-rather-long-folder-name-for-the-nightly-runs-of-the-bank" / "runs"
+    res = runner.invoke(app, ["run", "--store", str(store), "--runs", str(runs), "--window", "all", "-q"])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("report: ")]
+    assert len(lines) == 1, res.output
+    path = Path(lines[0].removeprefix("report: "))
+    assert path.is_absolute() and path.is_file() and path.name == "report.html"

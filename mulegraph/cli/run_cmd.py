@@ -63,6 +63,11 @@ def run_command(
     from ..pipeline import STAGES, run
 
     cfg = resolve_config(config)
+    model_dir = model if model is not None else (Path(cfg.run.model) if cfg.run.model else None)
+    if model_dir is not None and model_dir.exists():
+        from ..model import load_model
+
+        load_model(model_dir)  # a refused model fails the run now, not after ingest and features
     err_console = Console(stderr=True)
     progress = Progress(
         SpinnerColumn(),
@@ -138,5 +143,7 @@ def _print_summary(result) -> None:
     if c.get("drift_warnings"):
         table.add_row("drift", f"[yellow]{c['drift_warnings']} feature(s) with PSI above the warning level[/yellow]")
     table.add_row("seconds", ", ".join(f"{k} {v:.1f}" for k, v in m.get("seconds", {}).items()))
-    table.add_row("report", str(result.run_dir / "report.html"))
     Console().print(table)
+    # on a line of its own, never wrapped by the table: the batch log's reader copies it
+    typer.echo(f"report: {(result.run_dir / 'report.html').resolve()}")
+    typer.echo(f"  (or: mulegraph report {result.run_dir} --format md)")

@@ -216,3 +216,11 @@ def test_run_prints_the_report_path_on_a_line_of_its_own(store, tmp_path):
     assert len(lines) == 1, res.output
     path = Path(lines[0].removeprefix("report: "))
     assert path.is_absolute() and path.is_file() and path.name == "report.html"
+
+
+def test_run_config_mapping_path_says_where_paths_are_read_from(tmp_path, monkeypatch):
+    monkeypatch.setattr("mulegraph.pipeline.run", _must_not_run)
+    monkeypatch.chdir(tmp_path)  # not the repository root the sample config expects
+    res = runner.invoke(app, ["run", str(SAMPLE / "transfers.csv"), "--config", str(SAMPLE / "mulegraph.toml"), "-q"])
+    _user_error(res, "[store] mapping", "working directory", "--mapping")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "store").exists()

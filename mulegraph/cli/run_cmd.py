@@ -63,6 +63,8 @@ def run_command(
     from ..pipeline import STAGES, run
 
     cfg = resolve_config(config)
+    if mapping is None:
+        _check_config_mapping(cfg.store.mapping, config)
     model_dir = model if model is not None else (Path(cfg.run.model) if cfg.run.model else None)
     if model_dir is not None and model_dir.exists():
         from ..model import load_model
@@ -116,6 +118,19 @@ def run_command(
         typer.echo(json.dumps(result.manifest, indent=2, default=str))
         return
     _print_summary(result)
+
+
+def _check_config_mapping(value: str, config: Path | None) -> None:
+    """A mapping file named in the config must exist; say where relative paths are read from."""
+    if config is None or not value.lower().endswith(".toml") or Path(value).is_file():
+        return
+    from ..errors import ConfigError
+
+    raise ConfigError(
+        f"[store] mapping file '{value}' does not exist; paths in '{config.name}' are read from the working "
+        f"directory ({Path.cwd()}), not from the config's folder: run from the folder they refer to, make "
+        "them absolute, or pass --mapping."
+    )
 
 
 def _print_summary(result) -> None:

@@ -224,3 +224,34 @@ def test_run_config_mapping_path_says_where_paths_are_read_from(tmp_path, monkey
     res = runner.invoke(app, ["run", str(SAMPLE / "transfers.csv"), "--config", str(SAMPLE / "mulegraph.toml"), "-q"])
     _user_error(res, "[store] mapping", "working directory", "--mapping")
     assert not (tmp_path / "runs").exists() and not (tmp_path / "store").exists()
+
+
+# --- help -------------------------------------------------------------------------------------------
+
+COMMANDS = ("ingest", "store-info", "synth", "features", "train", "evaluate", "score", "run", "report", "trace", "show")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_help_shows_an_example(command):
+    res = runner.invoke(app, [command, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "Example" in res.output and f"mulegraph {command} " in res.output
+
+
+def test_root_help_quick_start_works(tmp_path, monkeypatch):
+    """The commands the top-level help offers as a first try run as written."""
+    import shlex
+
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0 and "exit codes" in res.output.lower()
+    start = res.output.index("A first try")
+    steps = [ln.strip() for ln in res.output[start:].splitlines()[1:] if ln.strip().startswith("mulegraph ")]
+    assert [s.split()[1] for s in steps] == ["synth", "run", "report"]
+    monkeypatch.chdir(tmp_path)
+    for step in steps:
+        args = shlex.split(step)[1:]
+        if args[0] == "synth":
+            args += ["--accounts", "300", "--days", "10"]  # the same command, smaller for the test
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0, (step, r.output)
+    assert (tmp_path / "report.html").read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")

@@ -24,7 +24,6 @@ F = TypeVar("F", bound=Callable)
 
 app = typer.Typer(
     name="mulegraph",
-    help="Find money-mule accounts in bank transfer exports: ingest, features, scoring, reports.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
@@ -44,7 +43,17 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    """Find money-mule accounts in bank transfer exports: ingest, features, scoring, reports."""
+    """Find money-mule accounts in bank transfer exports: ingest, features, scoring, reports.
+
+    \b
+    A first try on synthetic data:
+      mulegraph synth --out demo
+      mulegraph run demo/transfers.csv --mapping demo/mapping.toml
+      mulegraph report --out report.html
+
+    Each command has --help with examples. Exit codes: 0 done; 1 failure; 2 bad input or usage;
+    3 nothing new to do. Set MULEGRAPH_DEBUG=1 to see the traceback of an internal error.
+    """
 
 
 def error(message: str) -> None:

@@ -25,7 +25,13 @@ def features_command(
     list_: bool = typer.Option(False, "--list", help="List every feature (name, family, unit, description) and exit."),
     markdown: bool = typer.Option(False, "--markdown", help="With --list: print a Markdown table."),
 ) -> None:
-    """Compute per-account features over a window of the store, or list the features."""
+    """Compute per-account features over a window of the store, or list the features.
+
+    \b
+    Examples:
+      mulegraph features --store store --window 30d --out features.parquet
+      mulegraph features --list
+    """
     from rich.console import Console
 
     from ..config import load_config

@@ -52,7 +52,15 @@ def ingest_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
-    """Ingest transfer exports into the store: map, validate, quarantine bad rows, deduplicate."""
+    """Ingest transfer exports into the store: map, validate, quarantine bad rows, deduplicate.
+
+    Exit codes: 0 done; 2 bad input; 3 every export was ingested already.
+
+    \b
+    Examples:
+      mulegraph ingest exports/2025-01-31.csv --store store --mapping my-bank.toml
+      mulegraph ingest exports/ --store store --mapping ibm-aml --labels-out labels.parquet
+    """
     from rich.console import Console
 
     from ..ingest import ingest
@@ -92,7 +100,12 @@ def store_info_command(
     store: Path = typer.Option(..., "--store", help="Store folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
-    """Show what a store holds: rows, accounts, date range, files, quarantined rows."""
+    """Show what a store holds: rows, accounts, date range, files, quarantined rows.
+
+    \b
+    Example:
+      mulegraph store-info --store store --json
+    """
     from rich.console import Console
     from rich.table import Table
 

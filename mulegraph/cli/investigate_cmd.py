@@ -57,7 +57,13 @@ def trace_command(
         None, "--txn", help="Start from these transfers of the account only (repeatable): outbound ones, or inbound with --backward."
     ),
 ) -> None:
-    """Follow an account's money forwards (or --backward) in time and write it as a picture or graph."""
+    """Follow an account's money forwards (or --backward) in time and write it as a picture or graph.
+
+    \b
+    Examples:
+      mulegraph trace ACCOUNT --store store --hops 4 --within 72h --out trail.png
+      mulegraph trace ACCOUNT --store store --backward --alloc proportional --out trail.html
+    """
     from ..draw import save_picture
     from ..export import export_graph
     from ..investigate import open_investigation
@@ -109,7 +115,12 @@ def show_command(
     as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the window (default: newest transfer)."),
     config: Optional[Path] = typer.Option(None, "--config", help="mulegraph TOML config ([features] hub settings)."),
 ) -> None:
-    """Print an account's summary, the run's reasons for it and its recent timeline."""
+    """Print an account's summary, the run's reasons for it and its recent timeline.
+
+    \b
+    Example:
+      mulegraph show ACCOUNT --store store --run runs/latest --last 20
+    """
     from rich.table import Table
 
     from ..investigate import open_investigation

@@ -36,6 +36,10 @@ def train_command(
     Labels come from --labels, investigator decisions from --decisions and from the store
     (decisions recorded with Investigation.record_decision or Store.add_decisions); an account's
     latest decision overrides its label.
+
+    \b
+    Example:
+      mulegraph train --store store --labels labels.csv --out model/
     """
     from rich.console import Console
 
@@ -85,7 +89,13 @@ def evaluate_command(
     ),
     json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """PR-AUC, ROC-AUC, precision and recall at alert budgets, and recall per typology."""
+    """PR-AUC, ROC-AUC, precision and recall at alert budgets, and recall per typology.
+
+    \b
+    Examples:
+      mulegraph evaluate --scores scores.parquet --labels labels.csv
+      mulegraph evaluate --scores runs/latest --labels labels.csv --budget 0.01 --json
+    """
     from ..evaluate import DEFAULT_BUDGETS, evaluate, format_table, read_scores, read_split, to_json
     from ..labels import read_labels
 

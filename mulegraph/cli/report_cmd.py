@@ -56,7 +56,14 @@ def report_command(
     ),
     config: Path | None = typer.Option(None, "--config", help="Settings file (TOML). Default: ./mulegraph.toml when it exists."),
 ) -> None:
-    """Render a run as an HTML, Markdown, CSV or JSON report."""
+    """Render a run as an HTML, Markdown, CSV or JSON report.
+
+    \b
+    Examples:
+      mulegraph report --out report.html                 # the latest run under runs/
+      mulegraph report runs/20250131T020000Z --format md
+      mulegraph report --top 100 --out alerts.csv        # the format follows the suffix
+    """
     from ..report import load_run, render, resolve_run_dir, write_report
     from .run_cmd import resolve_config
 

@@ -56,6 +56,12 @@ def run_command(
     """Ingest new exports, compute features, score, alert and report: one run folder under runs/.
 
     Exit codes: 0 done; 1 failure; 2 bad input; 3 nothing new since the latest run (use --force).
+    Relative paths in the config are read from the working directory.
+
+    \b
+    Examples:
+      mulegraph run --config mulegraph.toml
+      mulegraph run exports/2025-01-31.csv --store store --runs runs --window 30d --alert-budget 50
     """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn

@@ -32,7 +32,13 @@ def score_cmd(
     show: int = typer.Option(10, "--show", min=0, help="Print this many top accounts."),
     list_rules: bool = typer.Option(False, "--list-rules", help="Print the no-label rules and their weights, then exit."),
 ) -> None:
-    """Score and rank every account active in the window, with reasons; write them to --out."""
+    """Score and rank every account active in the window, with reasons; write them to --out.
+
+    \b
+    Examples:
+      mulegraph score --store store --window 30d --out scores.parquet            # no-label rules
+      mulegraph score --store store --model model/ --out scores.csv --show 20
+    """
     from rich.console import Console
     from rich.table import Table
 

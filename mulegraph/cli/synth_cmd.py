@@ -26,7 +26,13 @@ def synth(
     daily: bool = typer.Option(False, "--daily", help="One export file per booking day (exports/transfers_YYYYMMDD.csv)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
-    """Write a synthetic bank export with planted mule typologies, its mapping and labels."""
+    """Write a synthetic bank export with planted mule typologies, its mapping and labels.
+
+    \b
+    Example:
+      mulegraph synth --accounts 2000 --days 30 --seed 0 --out demo
+      mulegraph ingest demo/transfers.csv --store store --mapping demo/mapping.toml
+    """
     from ..synth import generate, write_export
 
     data = generate(accounts, days, seed, start=start, mule_share=mule_share, currency=currency, activity=activity)

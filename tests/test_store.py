@@ -166,6 +166,11 @@ def test_parts_hold_only_carried_optional_columns_and_read_back_as_nulls(tmp_pat
     assert [pl.read_parquet_schema(p).names() for p in parts] == [
         list(TRANSFER_COLUMNS), list(TRANSFER_COLUMNS) + ["dst_country", "amount_base"]
     ]
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(parts[1]).metadata.row_group(0)
+    cols = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    assert cols["ts"].statistics.has_min_max and cols["amount"].statistics.has_min_max  # for range filters
     t = s.transfers().sort("txn_id")
     assert t.columns == list(TRANSFER_COLUMNS) + ["dst_country", "amount_base"]
     assert t["dst_country"].to_list() == ["SE", None] and t["amount_base"].to_list() == [4.5, None]

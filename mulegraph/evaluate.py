@@ -120,6 +120,11 @@ def evaluate(
         raise InputError("no labelled account to evaluate; check that labels (and split) use the same account ids as the scores.")
     pop = pop.join(scores.select("account_id", pl.col("score").cast(pl.Float64)), on="account_id", how="left")
     unscored = int(pop["score"].is_null().sum() + pop["score"].is_nan().sum())
+    if unscored == pop.height:
+        raise InputError(
+            f"none of the {pop.height:,} labelled accounts has a score; check that the labels use the same "
+            "account ids as the scores."
+        )
     pop = pop.with_columns(pl.col("score").fill_nan(None).fill_null(-np.inf)).sort(
         ["score", "account_id"], descending=[True, False]
     )

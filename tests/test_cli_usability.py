@@ -255,3 +255,32 @@ def test_root_help_quick_start_works(tmp_path, monkeypatch):
         r = runner.invoke(app, args)
         assert r.exit_code == 0, (step, r.output)
     assert (tmp_path / "report.html").read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")
+
+
+# --- run: checks that cost nothing come before ingest, and leave no folders behind -------------------
+
+
+def test_run_bad_window_fails_before_ingest(tmp_path, monkeypatch):
+    monkeypatch.setattr("mulegraph.pipeline.run", _must_not_run)
+    for opts in (["--window", "0h"], ["--window", "garbage"], ["--as-of", "yesterday"]):
+        res = runner.invoke(app, ["run", str(SAMPLE / "transfers.csv"), "--store", str(tmp_path / "store"),
+                                  "--runs", str(tmp_path / "runs"), "-q", *opts])
+        _user_error(res, opts[0].lstrip("-"))
+    assert not (tmp_path / "store").exists()
+
+
+def test_run_in_an_empty_folder_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["run", "-q"])
+    _user_error(res, "no exports were found", "run from the folder")
+    assert list(tmp_path.iterdir()) == [], "a failed start must not leave store/ or runs/ behind"
+
+
+# --- evaluate: labels that match no scored account --------------------------------------------------
+
+
+def test_evaluate_labels_matching_no_scored_account_is_an_error(runs, tmp_path):
+    labels = tmp_path / "l.csv"
+    labels.write_text("account_id,is_mule\nOTHER-ID-1,true\nOTHER-ID-2,false\n")
+    res = runner.invoke(app, ["evaluate", "--scores", str(runs), "--labels", str(labels)])
+    _user_error(res, "none of the 2 labelled accounts has a score")

@@ -71,6 +71,7 @@ def run_command(
     cfg = resolve_config(config)
     if mapping is None:
         _check_config_mapping(cfg.store.mapping, config)
+    _check_before_work(cfg, paths, inbox, store, window, as_of)
     model_dir = model if model is not None else (Path(cfg.run.model) if cfg.run.model else None)
     if model_dir is not None and model_dir.exists():
         from ..model import load_model
@@ -124,6 +125,25 @@ def run_command(
         typer.echo(json.dumps(result.manifest, indent=2, default=str))
         return
     _print_summary(result)
+
+
+def _check_before_work(cfg, paths, inbox: Path | None, store: Path | None, window: str | None, as_of: str | None) -> None:
+    """Refuse a bad window or an empty start before the run ingests or creates any folder."""
+    from ..errors import InputError
+    from ..pipeline import find_exports
+    from ..window import parse_duration, parse_instant
+
+    win = window if window is not None else cfg.run.window
+    if win is not None and str(win).strip().lower() != "all":
+        parse_duration(win)
+    if as_of is not None:
+        parse_instant(as_of)
+    box = inbox if inbox is not None else Path(cfg.run.inbox)
+    if not paths and not Path(store if store is not None else cfg.store.path).exists() and not find_exports(box):
+        raise InputError(
+            f"no exports were found in the inbox '{box}' and there is no store '{store or cfg.store.path}' yet; "
+            "put exports in the inbox, pass their paths, or run from the folder that holds the store."
+        )
 
 
 def _check_config_mapping(value: str, config: Path | None) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from .errors import InputError
+from .labels import describe_header
 
 __all__ = ["evaluate", "format_table", "to_json", "read_scores", "read_split", "DEFAULT_BUDGETS"]
 
@@ -81,7 +82,7 @@ def _check(frame: Any, cols: tuple[str, ...], what: str) -> pl.DataFrame:
     missing = [c for c in cols if c not in frame.columns]
     if missing:
         raise InputError(
-            f"{what} lack column(s) {', '.join(missing)}; expected {', '.join(cols)} (found: {', '.join(frame.columns) or 'none'})."
+            f"{what} lack column(s) {', '.join(missing)}; expected {', '.join(cols)} ({describe_header(frame.columns)})."
         )
     return frame
 

@@ -23,7 +23,7 @@ import polars as pl
 from .errors import InputError
 from .schema import DECISION_SCHEMA
 
-__all__ = ["read_labels", "read_decisions", "combine_labels", "load_labels", "training_labels", "LABEL_TABLE_SCHEMA"]
+__all__ = ["read_labels", "read_decisions", "describe_header", "combine_labels", "load_labels", "training_labels", "LABEL_TABLE_SCHEMA"]
 
 #: the combined label table
 LABEL_TABLE_SCHEMA: dict[str, pl.DataType] = {
@@ -52,11 +52,25 @@ def _read_table(path: str | os.PathLike, what: str) -> pl.DataFrame:
     raise InputError(f"{what} file '{p.name}' has an unknown type '{suffix}'; use .csv or .parquet.")
 
 
+def describe_header(columns: list[str]) -> str:
+    """The columns a file has, for an error message; never the values of a headerless file's first row.
+
+    A file without a header row has its first data row (account ids, amounts) as column names,
+    and error messages must not carry account data: names with a digit or an unprintable
+    character are not shown.
+    """
+    if not columns:
+        return "found: no columns"
+    if any(any(ch.isdigit() or not ch.isprintable() for ch in c) for c in columns):
+        return "its first row does not look like a header row; add one"
+    return "found: " + ", ".join(columns)
+
+
 def _require(df: pl.DataFrame, cols: tuple[str, ...], what: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise InputError(
-            f"{what} lack column(s) {', '.join(missing)}; expected {', '.join(cols)} (found: {', '.join(df.columns) or 'none'})."
+            f"{what} lack column(s) {', '.join(missing)}; expected {', '.join(cols)} ({describe_header(df.columns)})."
         )
 
 

@@ -284,3 +284,18 @@ def test_evaluate_labels_matching_no_scored_account_is_an_error(runs, tmp_path):
     labels.write_text("account_id,is_mule\nOTHER-ID-1,true\nOTHER-ID-2,false\n")
     res = runner.invoke(app, ["evaluate", "--scores", str(runs), "--labels", str(labels)])
     _user_error(res, "none of the 2 labelled accounts has a score")
+
+
+def test_headerless_labels_or_scores_never_echo_their_first_row(runs, store, tmp_path, monkeypatch):
+    monkeypatch.setattr("mulegraph.model.train_from_store", _must_not_run)
+    account = pl.read_parquet(runs / "latest" / "scores.parquet")["account_id"][0]
+    headerless = tmp_path / "l.csv"
+    headerless.write_text(f"{account},true\nSOMEONE-ELSE,false\n")
+    for args in (
+        ["evaluate", "--scores", str(runs), "--labels", str(headerless)],
+        ["evaluate", "--scores", str(headerless), "--labels", str(SAMPLE / "labels.csv")],
+        ["train", "--store", str(store), "--labels", str(headerless), "--out", str(tmp_path / "m")],
+    ):
+        res = runner.invoke(app, args)
+        _user_error(res, "header row")
+        assert account not in res.output

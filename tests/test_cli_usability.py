@@ -299,3 +299,11 @@ def test_headerless_labels_or_scores_never_echo_their_first_row(runs, store, tmp
         res = runner.invoke(app, args)
         _user_error(res, "header row")
         assert account not in res.output
+
+
+def test_synth_refuses_to_write_into_a_store(store, monkeypatch):
+    monkeypatch.setattr("mulegraph.synth.generate", _must_not_run)
+    before = sorted(p.name for p in store.iterdir())
+    res = runner.invoke(app, ["synth", "--out", str(store), "--accounts", "100", "--days", "2"])
+    _user_error(res, "store or run folder")
+    assert sorted(p.name for p in store.iterdir()) == before

@@ -33,8 +33,13 @@ def synth(
       mulegraph synth --accounts 2000 --days 30 --seed 0 --out demo
       mulegraph ingest demo/transfers.csv --store store --mapping demo/mapping.toml
     """
+    from ..errors import InputError
     from ..synth import generate, write_export
 
+    if (out / "manifest.json").exists():
+        raise InputError(
+            f"--out '{out}' is a mulegraph store or run folder; write the synthetic export to a folder of its own."
+        )
     data = generate(accounts, days, seed, start=start, mule_share=mule_share, currency=currency, activity=activity)
     paths = write_export(data, out, daily=daily)
     summary = {

@@ -652,13 +652,18 @@ class _SeenHashes:
     every new id with one memory read; only the few that pass (real repeats and about
     ``n / 2**bits`` false positives) are searched exactly in the batches' sorted arrays. The
     work per batch does not grow with the number of earlier batches, as searching every
-    earlier array would.
+    earlier array would. The bitmap is kept small (2**25 bits, 4 MB): first touches of memory
+    pages are slow on small virtual machines, and a pass rate of n / 2**25 is cheap to search.
     """
 
-    def __init__(self, bits: int = 28):
+    def __init__(self, bits: int = 25):
         self.bits = np.uint64(bits)
         self.words = np.zeros(1 << max(bits - 6, 0), dtype=np.uint64)  # pages touched on use
         self.arrays: list[np.ndarray] = []
+
+    #: Rows per step: small temporaries, reused by the allocator, instead of fresh arrays of
+    #: the batch's size (whose first-touch page faults cost more than the arithmetic here).
+    _STEP = 1 << 15
 
     def _slots(self, srt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         top = srt >> (np.uint64(64) - self.bits) if self.bits else np.zeros_like(srt)
@@ -668,18 +673,22 @@ class _SeenHashes:
         """Add the hashes of a batch (``srt`` sorted ascending)."""
         if not len(srt):
             return
-        word, bit = self._slots(srt)  # sorted hashes -> sorted word indices
-        starts = np.flatnonzero(np.concatenate(([True], word[1:] != word[:-1])))
-        self.words[word[starts]] |= np.bitwise_or.reduceat(bit, starts)
+        for lo in range(0, len(srt), self._STEP):
+            word, bit = self._slots(srt[lo : lo + self._STEP])  # sorted -> word indices sorted
+            starts = np.flatnonzero(np.concatenate(([True], word[1:] != word[:-1])))
+            self.words[word[starts]] |= np.bitwise_or.reduceat(bit, starts)
         self.arrays.append(srt)
 
     def members(self, srt: np.ndarray) -> np.ndarray:
         """The values of the sorted array ``srt`` that were added before (unique, sorted)."""
         if not self.arrays or not len(srt):
             return np.empty(0, np.uint64)
-        word, bit = self._slots(srt)
-        maybe = (self.words[word] & bit) != 0
-        return _hashes_in(srt[maybe], self.arrays)
+        passed = []
+        for lo in range(0, len(srt), self._STEP):
+            part = srt[lo : lo + self._STEP]
+            word, bit = self._slots(part)
+            passed.append(part[(self.words[word] & bit) != 0])
+        return _hashes_in(np.concatenate(passed), self.arrays)
 
 
 def _id_hash(ids: pl.Series) -> pl.Series:

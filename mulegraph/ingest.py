@@ -515,8 +515,12 @@ def validate(parsed: pl.DataFrame, m: Mapping, offset: int = 0) -> pl.DataFrame:
     distinct = cur.unique().drop_nulls()
     upper = distinct.str.to_uppercase()
     codes = upper.filter(upper.str.contains(r"^[A-Z]{3}$"))
-    cur = cur.replace_strict(distinct, upper, default=None, return_dtype=pl.String)
-    bad_currency = ~cur.is_in(codes.implode()).fill_null(False)
+    if not (upper == distinct).all():  # usually they are upper case already
+        cur = cur.replace_strict(distinct, upper, default=None, return_dtype=pl.String)
+    if codes.len() == distinct.len():  # usually every distinct value is a code: only nulls are bad
+        bad_currency = cur.is_null()
+    else:
+        bad_currency = ~cur.is_in(codes.implode()).fill_null(False)
     rule = pl.col(_RULE)
     return parsed.drop("__missing").with_columns(
         currency=cur,

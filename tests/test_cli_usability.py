@@ -307,3 +307,57 @@ def test_synth_refuses_to_write_into_a_store(store, monkeypatch):
     res = runner.invoke(app, ["synth", "--out", str(store), "--accounts", "100", "--days", "2"])
     _user_error(res, "store or run folder")
     assert sorted(p.name for p in store.iterdir()) == before
+
+
+# --- folders that cannot be written, and file-system errors ------------------------------------------
+
+
+def _no_write(*_a, **_k):
+    raise PermissionError(13, "Permission denied")
+
+
+def test_unwritable_out_fails_before_work(store, runs, tmp_path, monkeypatch):
+    """As root, os.access says yes even on a read-only file system: the check creates a file."""
+    monkeypatch.setattr("mulegraph.cli._app.tempfile.mkstemp", _no_write)
+    for target in ("mulegraph.features.build.build_features", "mulegraph.scoring.score", "mulegraph.model.train_from_store",
+                   "mulegraph.synth.generate", "mulegraph.report.render"):
+        monkeypatch.setattr(target, _must_not_run)
+    for args in (
+        ["features", "--store", str(store), "--out", str(tmp_path / "f.parquet")],
+        ["score", "--store", str(store), "--out", str(tmp_path / "s.csv")],
+        ["train", "--store", str(store), "--labels", str(SAMPLE / "labels.csv"), "--out", str(tmp_path / "m")],
+        ["synth", "--out", str(tmp_path / "demo"), "--accounts", "100", "--days", "2"],
+        ["report", str(runs), "--out", str(tmp_path / "r.html")],
+    ):
+        res = runner.invoke(app, args)
+        _user_error(res, "cannot write in", "Permission denied")
+
+
+def _raising(exc: BaseException):
+    import typer
+
+    from mulegraph.cli._app import handle_errors
+
+    demo = typer.Typer()
+
+    @demo.command()
+    @handle_errors
+    def boom() -> None:
+        raise exc
+
+    @demo.command()
+    def other() -> None:
+        pass
+
+    return demo
+
+
+def test_file_system_errors_are_one_line():
+    import errno
+
+    res = runner.invoke(_raising(PermissionError(errno.EACCES, "Permission denied", "/data/runs")), ["boom"])
+    _user_error(res, "cannot use '/data/runs': Permission denied")
+    res = runner.invoke(_raising(OSError(errno.ENOSPC, "No space left on device", "/data/store/x.parquet")), ["boom"])
+    assert res.exit_code == 1 and res.output.strip().startswith("error: no space left") and "Traceback" not in res.output
+    res = runner.invoke(_raising(OSError(errno.EIO, "I/O error for SE1234")), ["boom"])
+    assert res.exit_code == 1 and "internal error (OSError)" in res.output and "SE1234" not in res.output

@@ -9,16 +9,18 @@ full traceback instead (locals are never shown).
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, TypeVar
 
 import typer
 
 from .. import __version__
-from ..errors import EXIT_FAILURE, InputError, MulegraphError
+from ..errors import EXIT_BAD_INPUT, EXIT_FAILURE, InputError, MulegraphError
 
 F = TypeVar("F", bound=Callable)
 
@@ -76,9 +78,31 @@ def check_out_file(path: Path, suffixes: tuple[str, ...], option: str = "--out")
     parent = path.parent
     if not parent.is_dir():
         raise InputError(f"the folder of {option} '{path}' does not exist; create it first or choose another {option}.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"the folder of {option} '{path}' is not writable; choose another {option}.")
+    check_writable(parent, option)
     return path
+
+
+def check_writable(path: Path, option: str = "--out") -> None:
+    """Check that a file can be created in ``path`` (or its nearest existing parent) by creating one.
+
+    ``os.access`` is not enough: it says yes to root on a read-only file system.
+    """
+    here = Path(path)
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        raise InputError(f"'{here}' is a file, so {option} '{path}' cannot be created there; choose another {option}.")
+    try:
+        fd, probe = tempfile.mkstemp(dir=here, prefix=".mulegraph-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise InputError(f"cannot write in '{here}' ({err.strerror}); choose another {option}.") from None
+
+
+#: errors of the file system a user can fix (a path, a permission, a full disk), as one line
+_USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
+_FULL_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT}
 
 
 def handle_errors(func: F) -> F:
@@ -100,6 +124,17 @@ def handle_errors(func: F) -> F:
             except (OSError, ValueError):
                 pass
             raise typer.Exit(0) from None
+        except OSError as err:
+            if err.errno in _FULL_OS_ERRORS:
+                error(f"no space left to write '{err.filename}'; free some space and run again.")
+                raise typer.Exit(EXIT_FAILURE) from None
+            if err.errno in _USER_OS_ERRORS and err.filename is not None:
+                error(f"cannot use '{err.filename}': {err.strerror}; check the path and its permissions.")
+                raise typer.Exit(EXIT_BAD_INPUT) from None
+            if os.environ.get("MULEGRAPH_DEBUG"):
+                raise
+            error(f"internal error ({type(err).__name__}) in '{func.__name__}'; rerun with MULEGRAPH_DEBUG=1 to see it.")
+            raise typer.Exit(EXIT_FAILURE) from None
         except KeyboardInterrupt:
             error("interrupted; the store and earlier runs are left as they were.")
             raise typer.Exit(130) from None

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from ._app import app, handle_errors
+from ._app import app, check_writable, handle_errors
 
 __all__ = ["trace_command", "show_command"]
 
@@ -71,6 +71,7 @@ def trace_command(
     suffix = out.suffix.lower()
     if suffix not in _OUT_SUFFIXES:
         raise InputError(f"--out must end in one of {', '.join(_OUT_SUFFIXES)}. Got '{suffix or out.name}' instead.")
+    check_writable(out.parent)
     inv = open_investigation(store, run, config=_load(config))
     trail = inv.trace(
         account, "backward" if backward else "forward", hops=hops, within=within, alloc=alloc.value,

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from ._app import app, handle_errors
+from ._app import app, check_writable, handle_errors
 
 __all__ = ["train_command", "evaluate_command"]
 
@@ -53,6 +53,7 @@ def train_command(
         raise InputError(
             f"--out '{out}' is a folder that holds other files, not a model; give a new or empty folder for the model."
         )
+    check_writable(out)
     cfg = load_config(config)
     table = training_labels(labels, decisions, store=store if store_decisions else None)
     console = Console(stderr=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
-from ._app import app, handle_errors
+from ._app import app, check_writable, handle_errors
 
 __all__ = ["report_command", "ReportFormat"]
 
@@ -68,6 +68,8 @@ def report_command(
     from .run_cmd import resolve_config
 
     fmt = _choose_format(fmt, out)
+    if out is not None:
+        check_writable(out.parent)
     cfg = resolve_config(config)
     target = resolve_run_dir(run_dir, cfg.run.runs_dir)
     if out is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, handle_errors
+from ._app import app, check_writable, handle_errors
 
 __all__ = ["synth"]
 
@@ -40,6 +40,7 @@ def synth(
         raise InputError(
             f"--out '{out}' is a mulegraph store or run folder; write the synthetic export to a folder of its own."
         )
+    check_writable(out)
     data = generate(accounts, days, seed, start=start, mule_share=mule_share, currency=currency, activity=activity)
     paths = write_export(data, out, daily=daily)
     summary = {

@@ -249,7 +249,12 @@ def resolve_run_dir(path: str | os.PathLike | None = None, runs_dir: str | os.Pa
 
 def _read_parquet(path: Path, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
     if path.is_file():
-        return pl.read_parquet(path)
+        try:
+            return pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError):
+            raise InputError(
+                f"the run file '{path.name}' cannot be read; the run folder is damaged, rerun 'mulegraph run'."
+            ) from None
     return pl.DataFrame(schema=schema or {})
 
 

@@ -361,3 +361,13 @@ def test_file_system_errors_are_one_line():
     assert res.exit_code == 1 and res.output.strip().startswith("error: no space left") and "Traceback" not in res.output
     res = runner.invoke(_raising(OSError(errno.EIO, "I/O error for SE1234")), ["boom"])
     assert res.exit_code == 1 and "internal error (OSError)" in res.output and "SE1234" not in res.output
+
+
+def test_report_of_a_damaged_run_is_a_user_error(runs, tmp_path):
+    import shutil
+
+    damaged = tmp_path / "run"
+    shutil.copytree(runs / "latest", damaged)
+    (damaged / "alerts.parquet").write_bytes(b"not parquet")
+    res = runner.invoke(app, ["report", str(damaged), "--format", "md"])
+    _user_error(res, "alerts.parquet", "damaged")

@@ -32,10 +32,18 @@ def store(tmp_path_factory) -> Path:
     return path
 
 
+def _isolated(root: Path) -> list[str]:
+    """Options that keep a run away from the working directory's mulegraph.toml and inbox/."""
+    (root / "inbox").mkdir(exist_ok=True)
+    (root / "empty.toml").write_text("")
+    return ["--inbox", str(root / "inbox"), "--config", str(root / "empty.toml")]
+
+
 @pytest.fixture(scope="module")
 def runs(store, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("usability") / "runs"
-    res = runner.invoke(app, ["run", "--store", str(store), "--runs", str(path), "--window", "all", "--quiet"])
+    root = tmp_path_factory.mktemp("usability")
+    path = root / "runs"
+    res = runner.invoke(app, ["run", "--store", str(store), "--runs", str(path), "--window", "all", "--quiet", *_isolated(root)])
     assert res.exit_code == 0, res.output
     return path
 
@@ -210,7 +218,7 @@ def test_run_refused_model_fails_before_ingest(store, tmp_path, monkeypatch):
 
 def test_run_prints_the_report_path_on_a_line_of_its_own(store, tmp_path):
     runs = tmp_path / "a-rather-long-folder-name-for-the-nightly-runs-of-the-bank" / "runs"
-    res = runner.invoke(app, ["run", "--store", str(store), "--runs", str(runs), "--window", "all", "-q"])
+    res = runner.invoke(app, ["run", "--store", str(store), "--runs", str(runs), "--window", "all", "-q", *_isolated(tmp_path)])
     assert res.exit_code == 0, res.output
     lines = [ln for ln in res.output.splitlines() if ln.startswith("report: ")]
     assert len(lines) == 1, res.output

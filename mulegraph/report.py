@@ -266,6 +266,9 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
         config = json.loads((d / "config.json").read_text(encoding="utf-8")) if (d / "config.json").is_file() else {}
     except (OSError, ValueError):
         raise InputError(f"the run folder '{d}' has an unreadable manifest.json or config.json; rerun 'mulegraph run'.") from None
+    missing = [n for n in ("scores.parquet", "alerts.parquet") if not (d / n).is_file()]
+    if missing:  # an empty report would read as "no suspects"
+        raise InputError(f"the run folder '{d}' lacks {', '.join(missing)}; it is damaged, rerun 'mulegraph run'.")
     return RunData(
         run_dir=d,
         manifest=manifest,

@@ -379,3 +379,15 @@ def test_report_of_a_damaged_run_is_a_user_error(runs, tmp_path):
     (damaged / "alerts.parquet").write_bytes(b"not parquet")
     res = runner.invoke(app, ["report", str(damaged), "--format", "md"])
     _user_error(res, "alerts.parquet", "damaged")
+
+
+@pytest.mark.parametrize("name", ["alerts.parquet", "scores.parquet"])
+def test_report_of_a_run_missing_its_alerts_or_scores_is_refused(runs, tmp_path, name):
+    """Without the check the report rendered "no suspects" from a damaged run."""
+    import shutil
+
+    damaged = tmp_path / "run"
+    shutil.copytree(runs / "latest", damaged)
+    (damaged / name).unlink()
+    res = runner.invoke(app, ["report", str(damaged), "--format", "csv"])
+    _user_error(res, name, "damaged")

@@ -310,6 +310,13 @@ class Store:
             cols = list(columns)
         if not parts:
             return pl.LazyFrame(schema={c: STORE_SCHEMA[c] for c in cols})
+        missing = [p for p in parts if not os.path.isfile(p)]
+        if missing:
+            rel = os.path.relpath(missing[0], self.path)
+            raise StoreError(
+                f"the store at '{self.path}' is damaged: {len(missing)} committed part file(s) are missing "
+                f"(first: {rel}); restore the store from a backup or ingest the exports into a new store."
+            )
         # parts lack the optional columns their export did not carry: read as nulls
         return pl.scan_parquet(
             parts, hive_partitioning=False, schema=STORE_SCHEMA, missing_columns="insert"
@@ -331,11 +338,21 @@ class Store:
             window is None or str(window).strip().lower() == "all"
         )
         if everything:
-            return self.scan(columns).collect()
+            return self._collect(self.scan(columns))
         win = self.time_window(window, as_of)
         read = None if columns is None else list(dict.fromkeys(list(columns) + ["ts"]))
         lf = filter_window(self._scan_parts(self._parts(win.start, win.end), read), win)
-        return (lf if columns is None else lf.select(list(columns))).collect()
+        return self._collect(lf if columns is None else lf.select(list(columns)))
+
+    def _collect(self, lf: pl.LazyFrame) -> pl.DataFrame:
+        """Collect a read of the store's parts; a damaged part becomes a :class:`StoreError`."""
+        try:
+            return lf.collect()
+        except (pl.exceptions.ComputeError, pl.exceptions.SchemaError, OSError) as err:
+            raise StoreError(
+                f"the store at '{self.path}' could not be read ({type(err).__name__}): a part file is damaged "
+                "or was changed by hand; restore the store from a backup or ingest the exports into a new store."
+            ) from None
 
     def _ts_bound(self, key: str, pick) -> datetime | None:
         vals = [e[key] for e in self._manifest["ingests"] if e.get(key)]
@@ -354,7 +371,7 @@ class Store:
         files = [str(self.path / e["quarantine"]) for e in self._manifest["ingests"] if e.get("quarantine")]
         if not files:
             return _empty(QUARANTINE_SCHEMA)
-        return pl.read_parquet(files).select(list(QUARANTINE_SCHEMA))
+        return self._collect(pl.scan_parquet(files).select(list(QUARANTINE_SCHEMA)))
 
     # ------------------------------------------------------------------ decisions
     def decisions(self) -> pl.DataFrame:
@@ -362,7 +379,7 @@ class Store:
         f = self.path / "decisions.parquet"
         if not f.is_file():
             return _empty(DECISION_SCHEMA)
-        return pl.read_parquet(f).select(list(DECISION_SCHEMA))
+        return self._collect(pl.scan_parquet(f).select(list(DECISION_SCHEMA)))
 
     def add_decisions(self, frame: pl.DataFrame) -> None:
         """Validate and append decisions (``decision`` is ``confirmed`` or ``cleared``), atomically."""
@@ -400,12 +417,11 @@ class Store:
         accounts = 0
         if rows:
             lf = self.scan(["src_account", "dst_account"])
-            accounts = (
-                pl.concat([lf.select(a=pl.col("src_account")), lf.select(a=pl.col("dst_account"))])
-                .select(pl.col("a").n_unique())
-                .collect()
-                .item()
-            )
+            accounts = self._collect(
+                pl.concat([lf.select(a=pl.col("src_account")), lf.select(a=pl.col("dst_account"))]).select(
+                    pl.col("a").n_unique()
+                )
+            ).item()
         oldest, newest = self.oldest_ts(), self.newest_ts()
         return {
             "path": str(self.path),

@@ -178,3 +178,33 @@ def test_parts_hold_only_carried_optional_columns_and_read_back_as_nulls(tmp_pat
     w = s.transfers(window="1d", columns=["txn_id", "src_bank", "amount_base"])  # newest day only
     assert w.rows() == [("t2", None, None)] and w.schema["src_bank"] == pl.String
     assert dict(s.scan().collect_schema()) == {c: STORE_SCHEMA[c] for c in t.columns}
+
+
+def _damaged_store(tmp_path):
+    from mulegraph.ingest import ingest
+    from mulegraph.synth import generate
+
+    src = tmp_path / "t.parquet"
+    generate(200, 5, seed=2).transfers.write_parquet(src)
+    ingest([src], tmp_path / "s")
+    return Store.open(tmp_path / "s")
+
+
+def test_missing_part_is_a_store_error(tmp_path):
+    store = _damaged_store(tmp_path)
+    part = next((tmp_path / "s" / "transfers").rglob("*.parquet"))
+    part.unlink()
+    with pytest.raises(StoreError, match="damaged: 1 committed part file"):
+        store.transfers()
+    with pytest.raises(StoreError, match="damaged"):
+        store.summary()
+
+
+def test_corrupt_part_is_a_store_error(tmp_path):
+    store = _damaged_store(tmp_path)
+    for part in (tmp_path / "s" / "transfers").rglob("*.parquet"):
+        part.write_bytes(b"PAR1 this is not parquet PAR1")
+    with pytest.raises(StoreError, match="could not be read"):
+        store.transfers()
+    with pytest.raises(StoreError, match="could not be read"):
+        store.transfers(window="1d")

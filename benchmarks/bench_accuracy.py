@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features-cache", type=Path, help="reuse/write the label-free features here")
     ap.add_argument("--families", nargs="*", help="label-free families to compute (default: all)")
     ap.add_argument("--no-proximity", action="store_true", help="leave out closeness to known mules (ablation)")
-    ap.add_argument("--importance-repeats", type=int, default=3)
+    ap.add_argument("--importance-repeats", type=int, default=3, help="repeats of the family importance on the test accounts (0 = skip)")
     ap.add_argument("--cv-only", action="store_true", help="stop after training: print cross-validated metrics only (for development; no test labels read)")
     ap.add_argument("--json-out", type=Path, help="write the metrics as JSON here")
     ap.add_argument("--set", nargs="*", default=[], help="ModelConfig overrides, e.g. n_models=1 max_iter=100")
@@ -137,11 +137,17 @@ def main(argv: list[str] | None = None) -> int:
             out = orig(p_, known[:0], None, **kw)
             return out.with_columns([pl.lit(0.0).alias(s.name) for s in proximity.FEATURES])
 
+        def zero_ppr(p_, known, groups, n_groups, **kw):
+            return pl.DataFrame({"idx": pl.Series(np.arange(p_.n_accounts), dtype=pl.UInt32)}).with_columns(
+                [pl.lit(0.0).alias(c) for c in proximity.PPR_FEATURES])
+
         mm.proximity.compute = zero
+        mm.proximity.ppr_features = zero_ppr
     t0 = time.perf_counter()
     model.fit(feats, train_labels, p)
     t_train = time.perf_counter() - t0
     print(f"train: {t_train:.1f} s; settings {model.best_params_}; CV {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in model.cv_metrics_.items()})}")
+    print(f"train seconds per stage: {model.fit_seconds_}; labelled {model.label_counts_}; peak RSS so far {_rss_gb():.2f} GB")
 
     if args.cv_only:
         print("top features (training permutation importance):" if model.importance_ else "", list(model.feature_importance.items())[:10] if model.importance_ else "")

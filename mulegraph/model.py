@@ -14,7 +14,8 @@ Training, in order:
 2. **Closeness to known mules, out-of-fold.** The labelled accounts are split again into
    ``proximity_folds`` stratified folds; accounts of fold *k* get their
    :mod:`~mulegraph.features.proximity` features from the labels of the other folds only, so no
-   account's label reaches its own features. More folds make the training features closer to
+   account's label reaches its own features (the PageRank walks of all folds run in one pass,
+   restarting at the known mules outside the account's fold). More folds make the training features closer to
    scoring time, when every training label is known.
 3. **Settings by cross-validation** on the folds of step 1: each candidate tree size is fitted per fold
    (one ensemble, to keep it cheap) and scored (average precision) every 10 boosting rounds; the
@@ -42,6 +43,7 @@ import io
 import json
 import os
 import platform
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,7 @@ __all__ = [
     "feature_matrix_columns",
     "MODEL_FORMAT",
     "TRUSTED_TYPES",
+    "IMPORTANCE_MAX_ROWS",
 ]
 
 #: format version of the model directory; a different major number is refused on load
@@ -86,6 +89,17 @@ TRUSTED_TYPES: tuple[str, ...] = (
 
 _EXCLUDE = {"account_id", "idx", "is_hub"}
 _EVAL_EVERY = 10
+#: held-out rows per fold (all mules kept, non-mules sampled) for the permutation importance
+IMPORTANCE_MAX_ROWS = 5000
+
+
+def _proba_at(est: Any, X: np.ndarray, n_iter: int) -> np.ndarray:
+    """Mule probability from the first ``n_iter`` boosting rounds of ``est``."""
+    if n_iter >= est.n_iter_:
+        return est.predict_proba(X)[:, 1]
+    from itertools import islice
+
+    return next(islice(est.staged_predict_proba(X), n_iter - 1, None))[:, 1]
 
 
 def feature_matrix_columns(features: pl.DataFrame) -> list[str]:
@@ -162,18 +176,27 @@ def _proximity_kwargs(config: ModelConfig) -> dict[str, Any]:
 def oof_proximity(p: Prepared, idx: np.ndarray, y: np.ndarray, folds: np.ndarray, config: ModelConfig) -> pl.DataFrame:
     """Out-of-fold closeness features for the labelled accounts ``idx`` (one row each, in order).
 
-    Accounts of fold *k* get features computed from the labels of the other folds only.
+    Accounts of fold *k* get features computed from the labels of the other folds only. The
+    PageRank features of every fold come from one pass (:func:`~mulegraph.features.proximity.ppr_features`
+    with the folds as exclusion groups: an account's walk restarts at the known mules outside its
+    own fold); the other features are computed per fold.
     """
     parts = []
     kw = _proximity_kwargs(config)
-    for k in np.unique(folds):
-        other = folds != k
+    fold_ids, fold_no = np.unique(folds, return_inverse=True)
+    graph = proximity.closeness_graph(p)  # the label-free parts, built once for every fold
+    for k in range(len(fold_ids)):
+        other = fold_no != k
         known_m = pl.Series("idx", idx[other & (y == 1)], dtype=pl.UInt32)
         known_l = pl.Series("idx", idx[other], dtype=pl.UInt32)
-        feats = proximity.compute(p, known_m, known_l, **kw)
-        mine = pl.DataFrame({"idx": pl.Series(idx[folds == k], dtype=pl.UInt32), "_pos": np.flatnonzero(folds == k)})
+        feats = proximity.compute(p, known_m, known_l, with_ppr=False, graph=graph, **kw).drop(*proximity.PPR_FEATURES)
+        mine = pl.DataFrame({"idx": pl.Series(idx[fold_no == k], dtype=pl.UInt32), "_pos": np.flatnonzero(fold_no == k)})
         parts.append(mine.join(feats, on="idx", how="left"))
-    return pl.concat(parts).sort("_pos").drop("_pos", "idx")
+    groups = np.zeros(p.n_accounts, dtype=np.int64)
+    groups[idx] = fold_no
+    ppr = proximity.ppr_features(p, pl.Series(idx[y == 1], dtype=pl.UInt32), groups, len(fold_ids), ppr_alpha=config.ppr_alpha, graph=graph)
+    out = pl.concat(parts).join(ppr, on="idx", how="left").sort("_pos")
+    return out.select(s.name for s in proximity.FEATURES)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -271,6 +294,15 @@ class MuleModel:
             raise InputError("labels must be a polars DataFrame with account_id and is_mule; read files with mulegraph.labels.load_labels().")
         if labels["is_mule"].dtype != pl.Boolean or labels["is_mule"].null_count():
             raise InputError("labels.is_mule must be a boolean column without empty values.")
+        t_stage = time.perf_counter()
+        seconds: dict[str, float] = {}
+
+        def lap(stage: str) -> None:
+            nonlocal t_stage
+            now = time.perf_counter()
+            seconds[stage] = round(now - t_stage, 3)
+            t_stage = now
+
         p = self._prepared(transfers)
         columns = feature_matrix_columns(features)
         # a column with no value at all (e.g. night-time share on day-resolution data) carries nothing
@@ -290,6 +322,7 @@ class MuleModel:
         y = lab["is_mule"].to_numpy().astype(np.int64)
         comp = _components(p)[idx]
         folds, scheme = make_folds(y, comp, cfg.cv_folds, cfg.random_state)
+        lap("folds")
 
         # as many closeness folds as asked for, but never more than there are mules (or non-mules)
         n_pf = min(cfg.proximity_folds, int(y.sum()), int(len(y) - y.sum()))
@@ -298,11 +331,13 @@ class MuleModel:
         base = lab.select("account_id").join(features, on="account_id", how="left")
         all_columns = columns + [s.name for s in proximity.FEATURES]
         X = np.hstack([_to_matrix(base, columns), _to_matrix(prox, [s.name for s in proximity.FEATURES])])
+        lap("closeness")
 
         # settings by cross-validation: tree size x boosting rounds, average precision per fold
         grid = [{"max_leaf_nodes": int(m)} for m in cfg.max_leaf_nodes]
         checkpoints = list(range(_EVAL_EVERY, cfg.max_iter + 1, _EVAL_EVERY))
         results = []
+        fold_models: list[list] = []
         oof_raw: dict[tuple[int, int], np.ndarray] = {}
         for gi, params in enumerate(grid):
             ap = np.zeros((cfg.cv_folds, len(checkpoints)))
@@ -312,6 +347,9 @@ class MuleModel:
                 staged = np.zeros((len(checkpoints), int(te.sum())))
                 est = self._estimators(params, cfg.max_iter, 1)[0]
                 est.fit(X[tr], y[tr])
+                if k == 0:
+                    fold_models.append([])
+                fold_models[gi].append(est)
                 for j, proba in enumerate(est.staged_predict_proba(X[te])):
                     if (j + 1) % _EVAL_EVERY == 0:
                         staged[(j + 1) // _EVAL_EVERY - 1] = _logit(proba[:, 1])
@@ -327,6 +365,7 @@ class MuleModel:
         best = results[best_i]
         gi, ci = divmod(best_i, len(checkpoints))
         oof = oof_raw[(gi, ci)]
+        lap("cv")
 
         # Platt calibration on the out-of-fold raw scores
         from sklearn.linear_model import LogisticRegression
@@ -339,6 +378,7 @@ class MuleModel:
         self.estimators_ = self._estimators({"max_leaf_nodes": best["max_leaf_nodes"]}, best["max_iter"], cfg.n_models)
         for est in self.estimators_:
             est.fit(X, y)
+        lap("final")
         self.feature_names_ = all_columns
         self.best_params_ = {"max_leaf_nodes": best["max_leaf_nodes"], "max_iter": best["max_iter"]}
         self.cv_results_ = results
@@ -355,35 +395,53 @@ class MuleModel:
         self.known_ = lab.select("account_id", "is_mule")
         self.label_counts_ = {"mule": int(y.sum()), "not_mule": int(len(y) - y.sum()), "unmatched": int(n_unmatched)}
         self.training_hash_ = _hash_training(lab["account_id"], y, X)
-        self.importance_ = self._importance(X, y, folds) if cfg.importance_repeats > 0 else {}
+        self.importance_ = self._importance(X, y, folds, fold_models[gi]) if cfg.importance_repeats > 0 else {}
+        lap("importance")
+        #: seconds per training stage (not saved; for benchmarks)
+        self.fit_seconds_ = seconds
         return self
 
     def _raw(self, X: np.ndarray) -> np.ndarray:
         return np.mean([_logit(est.predict_proba(X)[:, 1]) for est in self.estimators_], axis=0)
 
-    def _importance(self, X: np.ndarray, y: np.ndarray, folds: np.ndarray) -> dict[str, float]:
+    def _importance(self, X: np.ndarray, y: np.ndarray, folds: np.ndarray, fold_models: list | None = None,
+                    max_rows: int | None = None) -> dict[str, float]:
         """Permutation importance on held-out folds: mean drop in average precision per feature.
 
-        For each CV fold, one ensemble with the chosen settings is fitted on the other folds and
-        each feature is shuffled in turn among the held-out rows.
+        For each CV fold, the ensemble of the settings search with the chosen tree size, read at
+        the chosen number of rounds (the first rounds of a longer fit are exactly the shorter fit),
+        scores the held-out rows with each feature shuffled in turn among them. ``fold_models``:
+        those estimators, one per fold (refitted when not given). On a held-out fold of more than
+        ``max_rows`` rows (default :data:`IMPORTANCE_MAX_ROWS`), every mule and a random sample of
+        the non-mules are used, so the cost stays bounded on large banks.
         """
         cfg = self._cfg()
         rng = np.random.default_rng(cfg.random_state)
         params = {"max_leaf_nodes": self.best_params_["max_leaf_nodes"]}
+        n_iter = self.best_params_["max_iter"]
+        max_rows = IMPORTANCE_MAX_ROWS if max_rows is None else max_rows
         drops = np.zeros(len(self.feature_names_))
         n_used = 0
         for k in np.unique(folds):
             tr, te = folds != k, folds == k
             if not y[te].any():
                 continue
-            est = self._estimators(params, self.best_params_["max_iter"], 1)[0].fit(X[tr], y[tr])
-            Xte, yte = X[te], y[te]
-            base = _average_precision(yte, est.predict_proba(Xte)[:, 1])
+            if fold_models is not None:
+                est = fold_models[int(k)]
+            else:
+                est = self._estimators(params, n_iter, 1)[0].fit(X[tr], y[tr])
+            rows = np.flatnonzero(te)
+            if max_rows and len(rows) > max_rows:
+                pos, neg = rows[y[rows] == 1], rows[y[rows] == 0]
+                keep = max(max_rows - len(pos), 1)
+                rows = np.sort(np.concatenate([pos, rng.choice(neg, size=min(keep, len(neg)), replace=False)]))
+            Xte, yte = X[rows], y[rows]
+            base = _average_precision(yte, _proba_at(est, Xte, n_iter))
             for j in range(X.shape[1]):
                 for _ in range(cfg.importance_repeats):
                     Xp = Xte.copy()
                     Xp[:, j] = Xte[rng.permutation(len(Xte)), j]
-                    drops[j] += (base - _average_precision(yte, est.predict_proba(Xp)[:, 1])) / cfg.importance_repeats
+                    drops[j] += (base - _average_precision(yte, _proba_at(est, Xp, n_iter))) / cfg.importance_repeats
             n_used += 1
         return {name: float(d / max(n_used, 1)) for name, d in zip(self.feature_names_, drops)}
 

@@ -140,6 +140,30 @@ def test_feature_importance_is_a_distribution_over_features(fitted):
     assert all(v >= 0 for v in imp.values())
 
 
+def test_importance_from_search_models_equals_refitting(data, monkeypatch):
+    # the settings-search ensembles read at the chosen round count are the refitted ones exactly
+    seen = {}
+    orig = MuleModel._importance
+
+    def spy(self, X, y, folds, fold_models=None, max_rows=None):
+        seen.update(X=X, y=y, folds=folds, fold_models=fold_models)
+        return orig(self, X, y, folds, fold_models, max_rows)
+
+    monkeypatch.setattr(MuleModel, "_importance", spy)
+    cfg = dataclasses.replace(FAST, max_iter=30, n_models=1)
+    m = MuleModel(cfg, data["fcfg"]).fit(data["features"], data["train_labels"], data["p"])
+    assert seen["fold_models"] is not None and len(seen["fold_models"]) == cfg.cv_folds
+    assert m.best_params_["max_iter"] <= cfg.max_iter
+    reused = orig(m, seen["X"], seen["y"], seen["folds"], seen["fold_models"], max_rows=0)
+    refit = orig(m, seen["X"], seen["y"], seen["folds"], None, max_rows=0)
+    assert reused == pytest.approx(refit, abs=1e-12)
+    assert max(reused.values()) > 0
+    # a row cap smaller than a held-out fold samples non-mules (every mule kept): still a valid result
+    capped = orig(m, seen["X"], seen["y"], seen["folds"], seen["fold_models"], max_rows=60)
+    assert set(capped) == set(reused) and all(np.isfinite(v) for v in capped.values())
+    assert capped != reused
+
+
 # -- out-of-fold closeness -----------------------------------------------------------------------
 def test_oof_features_ignore_own_label(data):
     p = data["p"]
@@ -155,6 +179,39 @@ def test_oof_features_ignore_own_label(data):
         assert base.row(who) == pytest.approx(other.row(who))
         # ... while the flip is visible to accounts in other folds that are its neighbours
     assert not base.equals(oof_proximity(p, idx, 1 - y, folds, FAST))
+
+
+def test_oof_pagerank_of_all_folds_in_one_pass_matches_one_walk_per_fold(data):
+    # reference: for each fold, a networkx PageRank restarting at the mules of the other folds only
+    import networkx as nx
+
+    p = data["p"]
+    lab = data["train_labels"].join(p.accounts.filter(~pl.col("is_hub")).select("idx", "account_id"), on="account_id")
+    idx = lab["idx"].to_numpy().astype(np.int64)
+    y = lab["is_mule"].to_numpy().astype(np.int64)
+    folds, _ = make_folds(y, None, 3, 0)
+    got = oof_proximity(p, idx, y, folds, FAST)
+    pairs = proximity.non_hub_pairs(p)
+    g = nx.Graph()
+    g.add_nodes_from(range(p.n_accounts))
+    g.add_edges_from(zip(pairs["src"].to_list(), pairs["dst"].to_list()))
+    n_active = sum(1 for a in g if g.degree(a) > 0)
+    for k in range(3):
+        seeds = idx[(folds != k) & (y == 1)].tolist()
+        pr = nx.pagerank(g, alpha=FAST.ppr_alpha, personalization={s: 1.0 for s in seeds}, weight=None, tol=1e-12, max_iter=1000)
+        rows = np.flatnonzero(folds == k)
+        exp = [pr[int(a)] * n_active for a in idx[rows]]
+        assert got["known_mule_ppr"].to_numpy()[rows] == pytest.approx(exp, rel=1e-5, abs=1e-7)
+    # the other columns still come from the other folds' labels: same as a direct call per fold
+    k = 1
+    other = folds != k
+    direct = proximity.compute(p, pl.Series(idx[other & (y == 1)], dtype=pl.UInt32), pl.Series(idx[other], dtype=pl.UInt32),
+                               max_hops=FAST.max_hops, ppr_groups=FAST.ppr_groups, sync_window=7 * 86_400)
+    mine = pl.DataFrame({"idx": pl.Series(idx[folds == k], dtype=pl.UInt32)}).join(direct, on="idx", how="left")
+    cols = [s.name for s in proximity.FEATURES if s.name not in proximity.PPR_FEATURES]
+    from polars.testing import assert_frame_equal
+
+    assert_frame_equal(got.filter(pl.Series(folds == k)).select(cols), mine.select(cols), check_exact=False, rel_tol=1e-9)
 
 
 def test_folds_grouped_by_component_when_possible():

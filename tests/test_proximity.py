@@ -211,3 +211,65 @@ def test_no_known_mules_gives_zeros():
     assert f["known_mule_in"].sum() == 0 and f["known_mule_ppr"].sum() == 0
     assert (f["known_mule_hops"] == 3).all()
     assert np.isfinite(f["known_mule_ppr"].to_numpy()).all()
+
+
+def _nx_ppr_one_set(p, seeds: list[int], one_off: bool) -> dict[int, float]:
+    """networkx reference: PageRank restarting at ``seeds`` (times the active accounts) on the hub-free graph."""
+    hubs = set(p.hub_idx.to_list())
+    count: dict[frozenset, int] = {}
+    for r in p.tx.select("src", "dst").to_dicts():
+        if r["src"] != r["dst"] and r["src"] not in hubs and r["dst"] not in hubs:
+            key = frozenset((r["src"], r["dst"]))
+            count[key] = count.get(key, 0) + 1
+    g = nx.Graph()
+    g.add_nodes_from(range(p.n_accounts))
+    g.add_edges_from(tuple(k) for k, c in count.items() if c == 1 or not one_off)
+    active = [n for n in g if g.degree(n) > 0]
+    if not seeds or not active:
+        return {}
+    pr = nx.pagerank(g, alpha=0.85, personalization={s: 1.0 for s in seeds}, weight=None, tol=1e-12, max_iter=1000)
+    return {a: pr[a] * len(active) for a in g}
+
+
+@given(edges=edge_lists, mule_bits=st.integers(0, 2**12 - 1), group_list=st.lists(st.integers(0, 3), min_size=12, max_size=12))
+def test_ppr_features_all_groups_in_one_pass_match_one_walk_per_group(edges, mule_bits, group_list):
+    # the multi-column pass (one restart column per group) equals a separate walk per group that
+    # restarts at the mules outside that group, read for the accounts of that group
+    p = prepare(_transfers(edges), FeatureConfig(hub_degree=5))
+    n = p.n_accounts
+    groups = np.array(group_list[:n])
+    mules = [i for i in range(n) if mule_bits >> i & 1]
+    got = proximity.ppr_features(p, pl.Series(mules, dtype=pl.UInt32), groups, 4)
+    assert got["idx"].to_list() == list(range(n))
+    for col, one_off in (("known_mule_ppr", False), ("known_mule_ppr_oneoff", True)):
+        for k in range(4):
+            ref = _nx_ppr_one_set(p, [m for m in mules if groups[m] != k], one_off)
+            for a in np.flatnonzero(groups == k):
+                assert got[col][int(a)] == pytest.approx(ref.get(int(a), 0.0), rel=1e-6, abs=1e-7), (col, k, a)
+
+
+def test_ppr_features_match_compute_with_hash_groups():
+    edges = [(0, 1, 5.0), (1, 2, 3.0), (2, 3, 1.0), (3, 0, 2.0), (1, 3, 4.0), (4, 5, 1.0), (5, 1, 1.0)]
+    p = prepare(_transfers(edges), FeatureConfig(hub_degree=1000))
+    mules = pl.Series([1, 3, 5], dtype=pl.UInt32)
+    groups = proximity.account_groups(p.accounts.sort("idx")["account_id"], 3)
+    full = proximity.compute(p, mules, None, ppr_groups=3).sort("idx")
+    alone = proximity.ppr_features(p, mules, groups, 3)
+    for c in proximity.PPR_FEATURES:
+        assert alone[c].to_list() == pytest.approx(full[c].to_list())
+        assert full[c].sum() > 0
+    # without PageRank the other columns are unchanged and the PageRank ones empty
+    lean = proximity.compute(p, mules, None, ppr_groups=3, with_ppr=False).sort("idx")
+    assert lean.drop(*proximity.PPR_FEATURES).equals(full.drop(*proximity.PPR_FEATURES))
+    # the label-free graph built once and shared gives the same features for other known sets too
+    graph = proximity.closeness_graph(p)
+    for known in ([1, 3, 5], [0, 2], []):
+        k = pl.Series(known, dtype=pl.UInt32)
+        assert proximity.compute(p, k, k, ppr_groups=3, graph=graph).equals(proximity.compute(p, k, k, ppr_groups=3))
+    assert all(lean[c].null_count() == lean.height for c in proximity.PPR_FEATURES)
+
+
+def test_ppr_features_bad_groups_rejected():
+    p = prepare(_transfers([(0, 1, 1.0), (1, 2, 1.0)]))
+    with pytest.raises(ValueError, match="groups"):
+        proximity.ppr_features(p, pl.Series([0], dtype=pl.UInt32), np.array([0, 1, 5]), 3)

@@ -18,7 +18,8 @@ dropped. An account's own label never reaches its own features:
 * personalised PageRank (over all relationships, and over one-off ones: pairs with a single
   transfer, which is what most laundering hops look like): accounts are split into
   ``ppr_groups`` groups by a stable hash of their id and an account's value comes from a walk that
-  restarts only at the known mules outside its own group.
+  restarts only at the known mules outside its own group (for out-of-fold training the groups are
+  the folds, and all of them share one pass: :func:`ppr_features`).
 
 Flipping one account's label therefore changes none of its own features (a test checks this).
 Hub accounts get zeros (and the largest hop distance): they are never expanded.
@@ -32,6 +33,7 @@ account pair, small next to the transfers), which shards combine by concatenatin
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -40,7 +42,7 @@ import scipy.sparse as sp
 from .prepare import Prepared
 from .registry import FeatureSpec, register
 
-__all__ = ["compute", "FEATURES", "FAMILY", "account_groups", "non_hub_pairs"]
+__all__ = ["compute", "ppr_features", "closeness_graph", "ClosenessGraph", "PPR_FEATURES", "FEATURES", "FAMILY", "account_groups", "non_hub_pairs"]
 
 FAMILY = "proximity"
 
@@ -90,6 +92,9 @@ FEATURES: tuple[FeatureSpec, ...] = (
 )
 register(*FEATURES)
 
+#: the graph-wide PageRank features (see :func:`ppr_features`)
+PPR_FEATURES: tuple[str, ...] = ("known_mule_ppr", "known_mule_ppr_oneoff")
+
 
 def account_groups(account_ids: pl.Series, n_groups: int) -> np.ndarray:
     """A stable group number in ``[0, n_groups)`` per account id (CRC-32 of the id)."""
@@ -106,6 +111,35 @@ def non_hub_pairs(p: Prepared) -> pl.DataFrame:
         .agg(pl.len().alias("n"), pl.col("amount").sum().alias("value"))
         .collect()
     )
+
+
+@dataclass(frozen=True)
+class ClosenessGraph:
+    """The label-free parts of the closeness features of one :class:`Prepared` (see :func:`closeness_graph`)."""
+
+    #: hub-free directed pairs ``src, dst, n, value`` (:func:`non_hub_pairs`)
+    pairs: pl.DataFrame
+    #: both directions of every hub-free pair: ``a, b, n``
+    both: pl.DataFrame
+    #: both ends of every hub-free pair with a single transfer: ``a, m, t``
+    one_ends: pl.DataFrame
+
+
+def closeness_graph(p: Prepared) -> ClosenessGraph:
+    """Build the label-free graph frames once, for several calls of :func:`compute` on the same ``p``."""
+    pairs = non_hub_pairs(p)
+    hubs = p.hub_idx.implode()
+    one_tx = (
+        p.tx.lazy()
+        .filter((pl.col("src") != pl.col("dst")) & ~pl.col("src").is_in(hubs) & ~pl.col("dst").is_in(hubs))
+        .with_columns(pl.min_horizontal("src", "dst").alias("u"), pl.max_horizontal("src", "dst").alias("v"))
+        .group_by("u", "v")
+        .agg(pl.len().alias("n"), pl.col("t").first())
+        .filter(pl.col("n") == 1)
+        .collect()
+    )
+    one_ends = pl.concat([one_tx.select(pl.col("u").alias("a"), pl.col("v").alias("m"), "t"), one_tx.select(pl.col("v").alias("a"), pl.col("u").alias("m"), "t")])
+    return ClosenessGraph(pairs=pairs, both=_undirected(pairs), one_ends=one_ends)
 
 
 def _count(df: pl.DataFrame, key: str, name: str) -> pl.DataFrame:
@@ -184,6 +218,8 @@ def compute(
     ppr_alpha: float = 0.85,
     ppr_groups: int = 10,
     sync_window: int = 7 * 86_400,
+    with_ppr: bool = True,
+    graph: ClosenessGraph | None = None,
 ) -> pl.DataFrame:
     """Closeness features for every account in ``p``.
 
@@ -205,6 +241,12 @@ def compute(
     sync_window : int
         Seconds: for ``known_mule_synced``, how close in time the known mule's one-off transfers
         with other known mules must be to its one-off transfer with the account.
+    with_ppr : bool
+        False leaves the :data:`PPR_FEATURES` columns empty (null), for callers that compute them
+        for several known sets at once with :func:`ppr_features`.
+    graph : ClosenessGraph, optional
+        :func:`closeness_graph` of this same ``p``, when several known sets are computed on one
+        graph (the parts that do not depend on the labels are then built once).
 
     Returns
     -------
@@ -216,10 +258,8 @@ def compute(
     n = p.n_accounts
     mules = known_mules.cast(pl.UInt32).unique().rename("idx")
     mset = mules.implode()
-    pairs = non_hub_pairs(p)
-    both = pl.concat(
-        [pairs.select(pl.col("src").alias("a"), pl.col("dst").alias("b"), "n"), pairs.select(pl.col("dst").alias("a"), pl.col("src").alias("b"), "n")]
-    ).group_by("a", "b").agg(pl.col("n").sum())
+    graph = graph or closeness_graph(p)
+    pairs, both = graph.pairs, graph.both
     und = both.select("a", "b")
     oneoff = both.filter(pl.col("n") == 1).select("a", "b")
     base = p.accounts.select("idx")
@@ -248,17 +288,7 @@ def compute(
     copay = one_dir.rename({"src": "a"}).join(copay_m, on="dst").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()
     # one-off transfers with a known mule m that fall within sync_window of m's one-off transfers
     # with other known mules c (c != the account): the mule was laundering at the time
-    hubs = p.hub_idx.implode()
-    one_tx = (
-        p.tx.lazy()
-        .filter((pl.col("src") != pl.col("dst")) & ~pl.col("src").is_in(hubs) & ~pl.col("dst").is_in(hubs))
-        .with_columns(pl.min_horizontal("src", "dst").alias("u"), pl.max_horizontal("src", "dst").alias("v"))
-        .group_by("u", "v")
-        .agg(pl.len().alias("n"), pl.col("t").first())
-        .filter(pl.col("n") == 1)
-        .collect()
-    )
-    one_ends = pl.concat([one_tx.select(pl.col("u").alias("a"), pl.col("v").alias("m"), "t"), one_tx.select(pl.col("v").alias("a"), pl.col("u").alias("m"), "t")])
+    one_ends = graph.one_ends
     to_m = one_ends.filter(pl.col("m").is_in(mset))
     m_m = to_m.filter(pl.col("a").is_in(mset)).select(pl.col("m"), pl.col("a").alias("c"), pl.col("t").alias("t2"))
     synced = (
@@ -299,12 +329,51 @@ def compute(
         pl.when(pl.col("_out_tot") > 0).then(pl.col("known_mule_out_value").fill_null(0.0) / pl.col("_out_tot")).otherwise(0.0).alias("known_mule_out_value_share"),
         pl.when(pl.col("_nbrs") > 0).then(pl.col("_m_nbrs").fill_null(0.0) / pl.col("_nbrs")).otherwise(0.0).alias("known_mule_nbr_share"),
     )
-    groups = account_groups(p.accounts.sort("idx")["account_id"], ppr_groups)
-    seeds = mules.to_numpy().astype(np.int64)
     out = out.sort("idx")
-    order = out["idx"].to_numpy()
-    out = out.with_columns(
-        pl.Series("known_mule_ppr", _ppr(und, n, seeds, groups, ppr_groups, ppr_alpha)[order]),
-        pl.Series("known_mule_ppr_oneoff", _ppr(oneoff, n, seeds, groups, ppr_groups, ppr_alpha)[order]),
-    )
+    if with_ppr:
+        groups = account_groups(p.accounts.sort("idx")["account_id"], ppr_groups)
+        seeds = mules.to_numpy().astype(np.int64)
+        order = out["idx"].to_numpy()
+        out = out.with_columns(
+            pl.Series("known_mule_ppr", _ppr(und, n, seeds, groups, ppr_groups, ppr_alpha)[order]),
+            pl.Series("known_mule_ppr_oneoff", _ppr(oneoff, n, seeds, groups, ppr_groups, ppr_alpha)[order]),
+        )
+    else:
+        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in PPR_FEATURES)
     return out.select("idx", *[s.name for s in FEATURES])
+
+
+def _undirected(pairs: pl.DataFrame) -> pl.DataFrame:
+    """Both directions of every hub-free pair with the transfers between them: ``a, b, n``."""
+    return pl.concat(
+        [pairs.select(pl.col("src").alias("a"), pl.col("dst").alias("b"), "n"), pairs.select(pl.col("dst").alias("a"), pl.col("src").alias("b"), "n")]
+    ).group_by("a", "b").agg(pl.col("n").sum())
+
+
+def ppr_features(p: Prepared, known_mules: pl.Series, groups: np.ndarray, n_groups: int, *, ppr_alpha: float = 0.85,
+                 graph: ClosenessGraph | None = None) -> pl.DataFrame:
+    """The PageRank features of :data:`PPR_FEATURES` with the self-exclusion groups given.
+
+    Every account's walk restarts only at the known mules whose group differs from its own;
+    ``groups`` holds a group in ``[0, n_groups)`` per account index. All groups share one pass
+    (one sparse product with an ``n_groups``-column restart matrix per step). :func:`compute` uses
+    hash groups; out-of-fold training (:func:`mulegraph.model.oof_proximity`) uses the folds, so one
+    call serves every fold.
+
+    Returns ``idx`` plus the two columns, one row per account, sorted by ``idx``.
+    """
+    if not 0 < ppr_alpha < 1 or n_groups < 1:
+        raise ValueError("0 < ppr_alpha < 1 and n_groups >= 1 are required")
+    groups = np.asarray(groups, dtype=np.int64)
+    if groups.shape != (p.n_accounts,) or (len(groups) and (groups.min() < 0 or groups.max() >= n_groups)):
+        raise ValueError("groups must hold one group in [0, n_groups) per account")
+    both = (graph or closeness_graph(p)).both
+    seeds = known_mules.cast(pl.UInt32).unique().to_numpy().astype(np.int64)
+    n = p.n_accounts
+    return pl.DataFrame(
+        {
+            "idx": pl.Series(np.arange(n), dtype=pl.UInt32),
+            "known_mule_ppr": _ppr(both.select("a", "b"), n, seeds, groups, n_groups, ppr_alpha),
+            "known_mule_ppr_oneoff": _ppr(both.filter(pl.col("n") == 1).select("a", "b"), n, seeds, groups, n_groups, ppr_alpha),
+        }
+    )

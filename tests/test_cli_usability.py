@@ -342,22 +342,10 @@ def test_unwritable_out_fails_before_work(store, runs, tmp_path, monkeypatch):
 
 
 def _raising(exc: BaseException):
-    import typer
+    """A throwaway app whose one command raises ``exc`` (shared with test_cli_errors)."""
+    from test_cli_errors import _app_raising
 
-    from mulegraph.cli._app import handle_errors
-
-    demo = typer.Typer()
-
-    @demo.command()
-    @handle_errors
-    def boom() -> None:
-        raise exc
-
-    @demo.command()
-    def other() -> None:
-        pass
-
-    return demo
+    return _app_raising(exc)
 
 
 def test_file_system_errors_are_one_line():

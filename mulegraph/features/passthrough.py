@@ -123,7 +123,8 @@ def compute(p: Prepared) -> pl.DataFrame:
         fwd = fwd.with_columns(
             (got["C"] - pl.col("before")).clip(0.0, pl.col("amount")).alias(f"fwd_{w}")
         )
-    sums = fwd.group_by("acc").agg(pl.col(f"fwd_{w}").sum() for w in windows)
+    # sorted within each account before summing: a fixed order gives the same bits on every run
+    sums = fwd.group_by("acc").agg(pl.col(f"fwd_{w}").sort().sum() for w in windows)
     totals = totals.join(sums, on="acc", how="left")
 
     dwell = _weighted_quantiles(_dwell_pieces(st, inb), {"dwell_median_h": 0.5, "dwell_p10_h": 0.1})
@@ -215,5 +216,5 @@ def _split_signature(st: pl.DataFrame, inb: pl.DataFrame, low: float, high: floa
         & ((pl.col("cx") - pl.col("base")) <= high * pl.col("amount") * (1 + REL_TOL))
     )
     return found.filter(hit).group_by("acc").agg(
-        pl.len().cast(pl.Int64).alias("split_count"), pl.col("amount").sum().alias("split_value")
+        pl.len().cast(pl.Int64).alias("split_count"), pl.col("amount").sort().sum().alias("split_value")
     )

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mulegraph.config import FeatureConfig, ModelConfig
-from mulegraph.evaluate import evaluate, format_table
+from mulegraph.core.config import FeatureConfig, ModelConfig
+from mulegraph.scoring.evaluate import evaluate, format_table
 from mulegraph.features import FAMILIES, compute_features, load_families, prepare
 from mulegraph.features import proximity
 from mulegraph.features.registry import REGISTRY
-from mulegraph.model import MuleModel, _average_precision, _to_matrix
+from mulegraph.scoring.model import MuleModel, _average_precision, _to_matrix
 
 PSEUDO = ("EXT_SOURCE", "EXT_SINK")
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     train_labels = labels.join(split.filter(pl.col("split") == "train"), on="account_id").select("account_id", "is_mule")
     model = MuleModel(mcfg, fcfg)
     if args.no_proximity:
-        import mulegraph.model as mm
+        import mulegraph.scoring.model as mm
 
         orig = mm.proximity.compute
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mulegraph.config import FeatureConfig
+from mulegraph.core.config import FeatureConfig
 from mulegraph.features import compute_features
 
 

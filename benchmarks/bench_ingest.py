@@ -107,8 +107,8 @@ def check_amlgentex(root: Path, base_date: str | None = None) -> None:
     from datetime import date
 
     from mulegraph.ingest import ingest
-    from mulegraph.mapping import load_mapping
-    from mulegraph.store import Store
+    from mulegraph.io.mapping import load_mapping
+    from mulegraph.io.store import Store
 
     mapping = load_mapping("amlgentex")
     if base_date:  # another simulation start than the built-in's 2024-03-01

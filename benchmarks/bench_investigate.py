@@ -32,11 +32,11 @@ def main() -> None:
     ap.add_argument("--in-memory", action="store_true", help="load the store's transfers into memory once")
     args = ap.parse_args()
 
-    from mulegraph.draw import save_picture
-    from mulegraph.export import export_graph
+    from mulegraph.investigate.draw import save_picture
+    from mulegraph.investigate.export import export_graph
     from mulegraph.ingest import ingest
     from mulegraph.investigate import open_investigation
-    from mulegraph.store import Store
+    from mulegraph.io.store import Store
     from mulegraph.synth import generate
 
     work = Path(tempfile.mkdtemp(prefix="bench-inv-"))

@@ -21,10 +21,10 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import average_precision_score
 
-from mulegraph.config import Config, FeatureConfig
+from mulegraph.core.config import Config, FeatureConfig
 from mulegraph.features import FAMILIES, compute_features, prepare
-from mulegraph.nolabel import NoLabelScorer, structure_features
-from mulegraph.scoring import ScoreOptions, score_features
+from mulegraph.scoring.nolabel import NoLabelScorer, structure_features
+from mulegraph.scoring.score import ScoreOptions, score_features
 
 
 def _available_families() -> list[str]:

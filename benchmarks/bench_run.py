@@ -20,8 +20,8 @@ from pathlib import Path
 
 import polars as pl
 
-from mulegraph.config import load_config
-from mulegraph.errors import NothingNewError
+from mulegraph.core.config import load_config
+from mulegraph.core.errors import NothingNewError
 from mulegraph.pipeline import run
 from mulegraph.synth import generate
 

@@ -7,7 +7,7 @@ The public API, by stage (imported lazily, so ``import mulegraph`` stays fast)::
     from mulegraph import compute_features, build_features
     from mulegraph import train, save_model, load_model  # supervised model
     from mulegraph import score                          # ranked accounts with reasons
-    from mulegraph.evaluate import evaluate              # PR-AUC, precision/recall at budgets
+    from mulegraph.scoring.evaluate import evaluate              # PR-AUC, precision/recall at budgets
     from mulegraph import run, write_report              # the nightly run and its report
     from mulegraph import open_investigation             # investigators' view of one account
     from mulegraph import generate                       # synthetic transfers with planted mules
@@ -18,9 +18,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from .core.version import __version__  # noqa: E402
 
-from .errors import (  # noqa: E402
+from mulegraph.core.errors import (  # noqa: E402
     ConfigError,
     FeatureError,
     InputError,
@@ -33,17 +33,17 @@ from .errors import (  # noqa: E402
 
 #: public name -> module that defines it
 _LAZY = {
-    "Config": "mulegraph.config",
-    "load_config": "mulegraph.config",
-    "Store": "mulegraph.store",
-    "load_mapping": "mulegraph.mapping",
+    "Config": "mulegraph.core.config",
+    "load_config": "mulegraph.core.config",
+    "Store": "mulegraph.io.store",
+    "load_mapping": "mulegraph.io.mapping",
     "compute_features": "mulegraph.features",
     "build_features": "mulegraph.features.build",
-    "MuleModel": "mulegraph.model",
-    "train": "mulegraph.model",
-    "save_model": "mulegraph.model",
-    "load_model": "mulegraph.model",
-    "score": "mulegraph.scoring",
+    "MuleModel": "mulegraph.scoring.model",
+    "train": "mulegraph.scoring.model",
+    "save_model": "mulegraph.scoring.model",
+    "load_model": "mulegraph.scoring.model",
+    "score": "mulegraph.scoring.score",
     "run": "mulegraph.pipeline",
     "write_report": "mulegraph.report",
     "open_investigation": "mulegraph.investigate",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict, deque
 
-from mulegraph.config import FeatureConfig
+from mulegraph.core.config import FeatureConfig
 
 DAY = 86_400
 TOL = 1e-9

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mulegraph import atomic
-from mulegraph.atomic import atomic_path, fsync_dir, write_bytes_atomic, write_text_atomic
+from mulegraph.core import atomic as atomic
+from mulegraph.core.atomic import atomic_path, fsync_dir, write_bytes_atomic, write_text_atomic
 
 OLD = b"old contents\x00\xff\n" * 100
 
@@ -114,7 +114,7 @@ def test_sigkill_mid_write_leaves_old_file(tmp_path):
     script = textwrap.dedent(
         """
         import sys, time
-        from mulegraph.atomic import atomic_path
+        from mulegraph.core.atomic import atomic_path
         with atomic_path(sys.argv[1]) as tmp, open(tmp, "wb") as fh:
             fh.write(b"partial" * 100000)
             fh.flush()

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from mulegraph import __version__
 from mulegraph.cli import app
 from mulegraph.cli._app import handle_errors
-from mulegraph.errors import InputError, NothingNewError
+from mulegraph.core.errors import InputError, NothingNewError
 
 runner = CliRunner()
 

@@ -72,7 +72,7 @@ def test_features_bad_out_suffix_fails_before_computing(store, tmp_path, monkeyp
 
 
 def test_score_bad_out_fails_before_computing(store, tmp_path, monkeypatch):
-    monkeypatch.setattr("mulegraph.scoring.score", _must_not_run)
+    monkeypatch.setattr("mulegraph.scoring.score.score", _must_not_run)
     res = runner.invoke(app, ["score", "--store", str(store), "--out", str(tmp_path / "s.xlsx")])
     _user_error(res, ".parquet, .csv, .json")
     res = runner.invoke(app, ["score", "--store", str(store), "--out", str(tmp_path / "no" / "such" / "s.parquet")])
@@ -84,7 +84,7 @@ def test_score_bad_out_fails_before_computing(store, tmp_path, monkeypatch):
 
 
 def test_train_out_that_is_a_file_or_foreign_folder_fails_before_training(store, tmp_path, monkeypatch):
-    monkeypatch.setattr("mulegraph.model.train_from_store", _must_not_run)
+    monkeypatch.setattr("mulegraph.scoring.model.train_from_store", _must_not_run)
     labels = str(SAMPLE / "labels.csv")
     afile = tmp_path / "model.txt"
     afile.write_text("x")
@@ -141,7 +141,7 @@ def test_config_text_instead_of_list_names_the_key(store, tmp_path, monkeypatch)
 
 
 def test_config_right_types_still_load(tmp_path):
-    from mulegraph.config import load_config
+    from mulegraph.core.config import load_config
 
     cfg = tmp_path / "c.toml"
     cfg.write_text(
@@ -200,7 +200,7 @@ def _stale_model(tmp_path: Path) -> Path:
 
 
 def test_score_refused_model_fails_before_features(store, tmp_path, monkeypatch):
-    monkeypatch.setattr("mulegraph.scoring.read_transfers", _must_not_run)
+    monkeypatch.setattr("mulegraph.scoring.score.read_transfers", _must_not_run)
     res = runner.invoke(app, ["score", "--store", str(store), "--out", str(tmp_path / "s.parquet"),
                               "--model", str(_stale_model(tmp_path))])
     _user_error(res, "format")
@@ -295,7 +295,7 @@ def test_evaluate_labels_matching_no_scored_account_is_an_error(runs, tmp_path):
 
 
 def test_headerless_labels_or_scores_never_echo_their_first_row(runs, store, tmp_path, monkeypatch):
-    monkeypatch.setattr("mulegraph.model.train_from_store", _must_not_run)
+    monkeypatch.setattr("mulegraph.scoring.model.train_from_store", _must_not_run)
     account = pl.read_parquet(runs / "latest" / "scores.parquet")["account_id"][0]
     headerless = tmp_path / "l.csv"
     headerless.write_text(f"{account},true\nSOMEONE-ELSE,false\n")
@@ -327,7 +327,7 @@ def _no_write(*_a, **_k):
 def test_unwritable_out_fails_before_work(store, runs, tmp_path, monkeypatch):
     """As root, os.access says yes even on a read-only file system: the check creates a file."""
     monkeypatch.setattr("mulegraph.cli._app.tempfile.mkstemp", _no_write)
-    for target in ("mulegraph.features.build.build_features", "mulegraph.scoring.score", "mulegraph.model.train_from_store",
+    for target in ("mulegraph.features.build.build_features", "mulegraph.scoring.score.score", "mulegraph.scoring.model.train_from_store",
                    "mulegraph.synth.generate", "mulegraph.report.render"):
         monkeypatch.setattr(target, _must_not_run)
     for args in (

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mulegraph.cli import app
-from mulegraph.errors import InputError
-from mulegraph.evaluate import evaluate, format_table, read_scores
+from mulegraph.core.errors import InputError
+from mulegraph.scoring.evaluate import evaluate, format_table, read_scores
 
 
 def _ref_average_precision(y: list[bool], s: list[float]) -> float:

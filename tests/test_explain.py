@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mulegraph.explain import (
+from mulegraph.scoring.explain import (
     Signal,
     choose_reasons,
     directional,
@@ -24,7 +24,7 @@ from mulegraph.explain import (
 )
 from mulegraph.features import prepare
 from mulegraph.features.registry import REGISTRY, FeatureSpec, register
-from mulegraph.schema import TRANSFER_SCHEMA
+from mulegraph.core.schema import TRANSFER_SCHEMA
 
 register(
     FeatureSpec("test_share_xx", "passthrough", "Test share.", "share", 1, "{value:.0%} of received value left"),
@@ -240,7 +240,7 @@ def test_explain_json_shape_and_evidence_only_for_top():
 
 
 def test_structure_evidence_uses_one_off_transfers_only():
-    import mulegraph.nolabel  # noqa: F401  (registers the structure features)
+    import mulegraph.scoring.nolabel  # noqa: F401  (registers the structure features)
 
     t0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
     rows = [
@@ -287,7 +287,7 @@ def test_choose_reasons_matches_reference(matrix, n_reasons):
 
 
 def test_passthrough_evidence_skips_hub_to_hub_money():
-    from mulegraph.config import FeatureConfig
+    from mulegraph.core.config import FeatureConfig
 
     t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
     rows = [

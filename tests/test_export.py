@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mulegraph.errors import InputError
-from mulegraph.export import export_graph, portable_graph, to_cytoscape
+from mulegraph.core.errors import InputError
+from mulegraph.investigate.export import export_graph, portable_graph, to_cytoscape
 from mulegraph.investigate import Investigation
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)

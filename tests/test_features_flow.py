@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mulegraph.config import FeatureConfig
+from mulegraph.core.config import FeatureConfig
 from mulegraph.features import compute_features, registry_frame, specs
 
 from reference_flow import reference_features
@@ -296,7 +296,7 @@ def test_build_features_matches_in_memory_and_respects_window(small_store):
 
 
 def test_build_features_empty_window_is_a_clear_error(small_store):
-    from mulegraph.errors import FeatureError
+    from mulegraph.core.errors import FeatureError
     from mulegraph.features.build import build_features
 
     store, _ = small_store
@@ -358,7 +358,7 @@ def test_amount_match_dense_rank_path_agrees(transfers):
 
 
 def test_empty_passthrough_windows_is_a_clear_error():
-    from mulegraph.errors import FeatureError
+    from mulegraph.core.errors import FeatureError
 
     with pytest.raises(FeatureError, match="passthrough_windows is empty"):
         fast([tx(1, 0, "A", "B", 1)], FeatureConfig(passthrough_windows=()))

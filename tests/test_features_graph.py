@@ -19,10 +19,10 @@ from graph_reference import (
     ref_neighbour_stats,
     ref_scatter_gather,
 )
-from mulegraph.config import FeatureConfig
+from mulegraph.core.config import FeatureConfig
 from mulegraph.features import patterns
 from mulegraph.features.prepare import prepare
-from mulegraph.graph import aggregate_edges, neighbourhood, subgraph_edges, to_networkx
+from mulegraph.features.graph import aggregate_edges, neighbourhood, subgraph_edges, to_networkx
 
 BASE = datetime(2025, 1, 6, tzinfo=timezone.utc)
 DAY = 86400
@@ -268,7 +268,7 @@ def test_aggregate_edges_and_networkx_graph():
 @given(graphs, st.lists(accounts, min_size=1, max_size=3, unique=True))
 def test_shard_with_halo_gives_whole_graph_pattern_values(rows, shard):
     from mulegraph.features import compute_features
-    from mulegraph.graph import shard_with_halo
+    from mulegraph.features.graph import shard_with_halo
 
     cfg = FeatureConfig(cycle_window="2d", chain_cap=3, hub_accounts=("G",))
     tx = frame(rows)
@@ -282,7 +282,7 @@ def test_shard_with_halo_gives_whole_graph_pattern_values(rows, shard):
 
 def test_halo_of_one_hop_misses_a_five_cycle():
     from mulegraph.features import compute_features
-    from mulegraph.graph import shard_with_halo
+    from mulegraph.features.graph import shard_with_halo
 
     ring = frame([("A", "B", 0, 100), ("B", "C", 10, 99), ("C", "D", 20, 98), ("D", "E", 30, 97), ("E", "A", 40, 96)])
     cfg = FeatureConfig()
@@ -326,14 +326,14 @@ def test_graph_families_on_empty_self_only_and_all_hub_input(rows, hubs):
 
 @pytest.mark.parametrize("bad", [dict(max_cycle_length=6), dict(max_cycle_length=1), dict(chain_cap=0), dict(chain_keep_low=1.5)])
 def test_invalid_pattern_settings_are_a_clear_error(bad):
-    from mulegraph.errors import FeatureError
+    from mulegraph.core.errors import FeatureError
 
     with pytest.raises(FeatureError, match="must be"):
         patterns.compute(prep([("A", "B", 0, 1)], **bad))
 
 
 def test_invalid_cycle_window_is_an_input_error():
-    from mulegraph.errors import InputError
+    from mulegraph.core.errors import InputError
 
     with pytest.raises(InputError, match="cycle_window"):
         patterns.compute(prep([("A", "B", 0, 1)], cycle_window="-3h"))

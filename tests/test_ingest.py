@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mulegraph.errors import InputError, NothingNewError
+from mulegraph.core.errors import InputError, NothingNewError
 from mulegraph.ingest import RULES, content_hash, ingest, resolve_inputs
-from mulegraph.store import Store
+from mulegraph.io.store import Store
 
 UTC = timezone.utc
 HEADER = "txn_id,ts,src_account,dst_account,amount,currency,channel\n"

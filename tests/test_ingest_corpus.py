@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import mulegraph.errors as errors
+import mulegraph.core.errors as errors
 from mulegraph.cli import app
 from mulegraph.ingest import RULES, ingest
-from mulegraph.store import Store
+from mulegraph.io.store import Store
 
 CORPUS = Path(__file__).parent / "broken_exports"
 CASES = tomllib.loads((CORPUS / "cases.toml").read_text(encoding="utf-8"))["case"]

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from mulegraph.ingest import ingest
-from mulegraph.store import Store
+from mulegraph.io.store import Store
 
 HEADER = "txn_id,ts,src_account,dst_account,amount,currency,channel\n"
 

@@ -19,7 +19,7 @@ from hypothesis import given, strategies as st
 
 import mulegraph.ingest as ingest_module
 from mulegraph.ingest import ingest
-from mulegraph.store import Store
+from mulegraph.io.store import Store
 
 COLUMNS = ["txn_id", "ts", "src_account", "dst_account", "amount", "currency", "channel"]
 ACCOUNTS = ["A", "B", "C", " padded ", "x y", 'q"uote', "semi;colon", "comma,here", "new\nline", "tab\there", "Ünï"]

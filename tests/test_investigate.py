@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mulegraph.config import FeatureConfig
-from mulegraph.draw import draw_graph, pair_edges, save_picture, to_html
-from mulegraph.errors import InputError, StoreError
+from mulegraph.core.config import FeatureConfig
+from mulegraph.investigate.draw import draw_graph, pair_edges, save_picture, to_html
+from mulegraph.core.errors import InputError, StoreError
 from mulegraph.investigate import Investigation, load_scores, open_investigation
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -235,7 +235,7 @@ def test_load_scores_forms(tmp_path):
 
 def test_open_store_and_record_decision(tmp_path):
     from mulegraph.ingest import ingest
-    from mulegraph.store import Store
+    from mulegraph.io.store import Store
 
     src = tmp_path / "export.parquet"
     frame(ROWS).write_parquet(src)

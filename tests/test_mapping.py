@@ -9,10 +9,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mulegraph.errors import MappingError
+from mulegraph.core.errors import MappingError
 from mulegraph.ingest import ingest
-from mulegraph.mapping import BUILTIN_MAPPINGS, Mapping, dedupe_header, load_mapping, parse_mapping
-from mulegraph.store import Store
+from mulegraph.io.mapping import BUILTIN_MAPPINGS, Mapping, dedupe_header, load_mapping, parse_mapping
+from mulegraph.io.store import Store
 
 UTC = timezone.utc
 
@@ -324,7 +324,7 @@ def test_documented_examples_parse():
     import textwrap
     import tomllib
 
-    import mulegraph.mapping as mapping_module
+    import mulegraph.io.mapping as mapping_module
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     m = parse_mapping(tomllib.loads(_toml_block_after(readme, "## Mapping format")), "readme")

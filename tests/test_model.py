@@ -13,13 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from mulegraph.cli import app
-from mulegraph.config import FeatureConfig, ModelConfig
-from mulegraph.errors import InputError, ModelError
-from mulegraph.evaluate import evaluate
+from mulegraph.core.config import FeatureConfig, ModelConfig
+from mulegraph.core.errors import InputError, ModelError
+from mulegraph.scoring.evaluate import evaluate
 from mulegraph.features import compute_features, prepare
 from mulegraph.features import proximity
-from mulegraph.labels import combine_labels, load_labels, read_decisions, read_labels
-from mulegraph.model import MuleModel, load_model, make_folds, oof_proximity, save_model, train
+from mulegraph.io.labels import combine_labels, load_labels, read_decisions, read_labels
+from mulegraph.scoring.model import MuleModel, load_model, make_folds, oof_proximity, save_model, train
 from mulegraph.synth import generate
 
 FAST = ModelConfig(random_state=3, cv_folds=3, proximity_folds=4, max_leaf_nodes=(7,), max_iter=40, n_models=2, importance_repeats=1)
@@ -410,7 +410,7 @@ def test_cli_train_then_evaluate(tmp_path, data):
 
 
 def test_train_from_store_refuses_an_empty_window(data):
-    from mulegraph.model import train_from_store
+    from mulegraph.scoring.model import train_from_store
 
     oldest = data["syn"].transfers["ts"].min()
     before = oldest - pl.select(pl.duration(days=5)).item()

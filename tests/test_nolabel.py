@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
-from mulegraph.config import FeatureConfig
+from mulegraph.core.config import FeatureConfig
 from mulegraph.features import prepare
-from mulegraph.nolabel import (
+from mulegraph.scoring.nolabel import (
     MIN_BITS,
     RULES,
     SQUARE_MAX_DEGREE,
@@ -27,7 +27,7 @@ from mulegraph.nolabel import (
     rules_frame,
     structure_features,
 )
-from mulegraph.schema import TRANSFER_SCHEMA
+from mulegraph.core.schema import TRANSFER_SCHEMA
 
 T0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
 
@@ -263,8 +263,8 @@ def test_structure_features_find_one_off_scatter_gather():
 
 
 def _planted(seed: int, hub_degree: int):
-    from mulegraph.config import Config
-    from mulegraph.scoring import score
+    from mulegraph.core.config import Config
+    from mulegraph.scoring.score import score
     from mulegraph.synth import generate
 
     data = generate(1200, 30, seed)

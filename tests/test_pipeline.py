@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mulegraph.cli import app
-from mulegraph.config import Config, ModelConfig, load_config
-from mulegraph.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_NOTHING_NEW, InputError, NothingNewError
+from mulegraph.core.config import Config, ModelConfig, load_config
+from mulegraph.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_NOTHING_NEW, InputError, NothingNewError
 from mulegraph.pipeline import (
     ALERT_COLUMNS,
     CHANGE_COLUMNS,
@@ -34,8 +34,8 @@ from mulegraph.pipeline import (
     list_runs,
     run,
 )
-from mulegraph.schema import SCORE_SCHEMA
-from mulegraph.store import Store
+from mulegraph.core.schema import SCORE_SCHEMA
+from mulegraph.io.store import Store
 from mulegraph.synth import generate
 
 T0 = datetime(2026, 1, 1, 3, 0, tzinfo=timezone.utc)
@@ -256,7 +256,7 @@ def test_killed_run_leaves_previous_run_and_is_cleaned_up(ws):
     script = textwrap.dedent(
         f"""
         import os, signal
-        from mulegraph.config import load_config
+        from mulegraph.core.config import load_config
         from mulegraph.pipeline import run
         cfg = load_config(data={{"run": {{"window": "all", "alert_budget": 15, "flow_accounts": 1}}}})
         kill = lambda _dir: os.kill(os.getpid(), signal.SIGKILL)
@@ -469,7 +469,7 @@ def test_end_to_end_on_sample_data(sample_dir, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_run_with_a_trained_model(ws):
-    model_mod = pytest.importorskip("mulegraph.model")
+    model_mod = pytest.importorskip("mulegraph.scoring.model")
     from mulegraph.features import compute_features, prepare
 
     w, res, _ = ws

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mulegraph.config import FeatureConfig
+from mulegraph.core.config import FeatureConfig
 from mulegraph.features import prepare
 from mulegraph.features import proximity
 from mulegraph.features.registry import REGISTRY

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mulegraph.cli import app
-from mulegraph.config import ReportConfig, load_config
-from mulegraph.drift import PSI_WARNING, feature_psi, psi
-from mulegraph.errors import EXIT_BAD_INPUT, ConfigError, InputError
+from mulegraph.core.config import ReportConfig, load_config
+from mulegraph.report.drift import PSI_WARNING, feature_psi, psi
+from mulegraph.core.errors import EXIT_BAD_INPUT, ConfigError, InputError
 from mulegraph.pipeline import run
-from mulegraph.pseudonym import Pseudonymiser, pseudonym
+from mulegraph.report.pseudonym import Pseudonymiser, pseudonym
 from mulegraph.report import (
     CSV_COLUMNS,
     CSV_SCHEMA,

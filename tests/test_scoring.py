@@ -13,11 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from mulegraph.cli import app
-from mulegraph.config import Config
-from mulegraph.errors import FeatureError, InputError
+from mulegraph.core.config import Config
+from mulegraph.core.errors import FeatureError, InputError
 from mulegraph.features import compute_features, prepare
-from mulegraph.schema import SCORE_SCHEMA
-from mulegraph.scoring import ScoreOptions, rank_scores, score, score_features, write_scores
+from mulegraph.core.schema import SCORE_SCHEMA
+from mulegraph.scoring.score import ScoreOptions, rank_scores, score, score_features, write_scores
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -170,7 +170,7 @@ def test_write_scores_rejects_unknown_extension(tmp_path, scored):
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory):
     from mulegraph.ingest import ingest
-    from mulegraph.store import Store
+    from mulegraph.io.store import Store
 
     d = tmp_path_factory.mktemp("store") / "s"
     ingest([REPO / "sample_data" / "transfers.csv"], Store.open(d, create=True), mapping=REPO / "sample_data" / "mapping.toml")

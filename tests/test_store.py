@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from mulegraph.errors import InputError, StoreError
+from mulegraph.core.errors import InputError, StoreError
 from mulegraph.ingest import ingest
-from mulegraph.schema import DECISION_SCHEMA, TRANSFER_COLUMNS, TRANSFER_SCHEMA
-from mulegraph.store import QUARANTINE_SCHEMA, Store
+from mulegraph.core.schema import DECISION_SCHEMA, TRANSFER_COLUMNS, TRANSFER_SCHEMA
+from mulegraph.io.store import QUARANTINE_SCHEMA, Store
 
 UTC = timezone.utc
 HEADER = "txn_id,ts,src_account,dst_account,amount,currency,channel\n"
@@ -153,7 +153,7 @@ def test_manifest_is_json_with_format(store):
 
 
 def test_parts_hold_only_carried_optional_columns_and_read_back_as_nulls(tmp_path):
-    from mulegraph.store import STORE_SCHEMA
+    from mulegraph.io.store import STORE_SCHEMA
 
     g = tmp_path / "b.csv"  # no optional column, ingested first
     g.write_text(HEADER + "t2,2024-01-02T10:00:00Z,A,B,5,EUR,\n")

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mulegraph.cli import app
-from mulegraph.errors import InputError
-from mulegraph.schema import LABEL_SCHEMA, TRANSFER_SCHEMA
+from mulegraph.core.errors import InputError
+from mulegraph.core.schema import LABEL_SCHEMA, TRANSFER_SCHEMA
 from mulegraph.synth import (
     ROLES,
     STRUCTURING_THRESHOLD,
@@ -434,7 +434,7 @@ def test_export_reads_back_with_its_mapping(tmp_path):
 
 def test_daily_exports_ingest_as_a_folder(tmp_path):
     pytest.importorskip("mulegraph.ingest")
-    from mulegraph.store import Store
+    from mulegraph.io.store import Store
 
     res = CliRunner().invoke(app, ["synth", "--accounts", "300", "--days", "5", "--seed", "2", "--daily", "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
@@ -496,7 +496,7 @@ def test_installed_command_writes_the_sample(tmp_path):
 
 
 def test_sample_run_config_loads():
-    from mulegraph.config import load_config
+    from mulegraph.core.config import load_config
 
     cfg = load_config(SAMPLE / "mulegraph.toml")
     assert Path(REPO / cfg.store.mapping).is_file()
@@ -504,7 +504,7 @@ def test_sample_run_config_loads():
 
 def test_sample_ingests_with_its_mapping(tmp_path, monkeypatch):
     pytest.importorskip("mulegraph.ingest")
-    from mulegraph.store import Store
+    from mulegraph.io.store import Store
 
     monkeypatch.chdir(REPO)
     store = tmp_path / "S"

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mulegraph.config import FeatureConfig
-from mulegraph.errors import InputError
+from mulegraph.core.config import FeatureConfig
+from mulegraph.core.errors import InputError
 from mulegraph.investigate import Investigation, ledger_links
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)

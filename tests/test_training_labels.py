@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from mulegraph.cli import app
-from mulegraph.errors import InputError
+from mulegraph.core.errors import InputError
 from mulegraph.ingest import ingest
-from mulegraph.labels import training_labels
-from mulegraph.store import Store
+from mulegraph.io.labels import training_labels
+from mulegraph.io.store import Store
 from mulegraph.synth import generate
 
 
@@ -77,7 +77,7 @@ def test_train_command_reads_store_decisions(store_and_labels, tmp_path, monkeyp
         seen["table"] = table
         raise Stop
 
-    monkeypatch.setattr("mulegraph.model.train_from_store", fake_train)
+    monkeypatch.setattr("mulegraph.scoring.model.train_from_store", fake_train)
     monkeypatch.setenv("MULEGRAPH_DEBUG", "1")
     for flag, expected in (([], False), (["--no-store-decisions"], True)):
         res = CliRunner().invoke(app, ["train", "--store", str(store), "--labels", str(labels), "--out", str(tmp_path / "m"), *flag])

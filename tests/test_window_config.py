@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from mulegraph.config import Config, FeatureConfig, load_config
-from mulegraph.errors import ConfigError, InputError
-from mulegraph.window import filter_window, parse_duration, parse_instant, resolve_window
+from mulegraph.core.config import Config, FeatureConfig, load_config
+from mulegraph.core.errors import ConfigError, InputError
+from mulegraph.core.window import filter_window, parse_duration, parse_instant, resolve_window
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ from typing import Callable, TypeVar
 
 import typer
 
-from .. import __version__
-from ..errors import EXIT_BAD_INPUT, EXIT_FAILURE, InputError, MulegraphError
+from mulegraph.core.version import __version__
+from mulegraph.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, InputError, MulegraphError
 
 F = TypeVar("F", bound=Callable)
 

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import InputError
-from ._app import app, check_out_file, handle_errors
+from mulegraph.core.errors import InputError
+from mulegraph.cli._app import app, check_out_file, handle_errors
 
 __all__ = ["features_command"]
 
@@ -34,8 +34,8 @@ def features_command(
     """
     from rich.console import Console
 
-    from ..config import load_config
-    from ..features.build import build_features, feature_table, feature_table_markdown, write_features
+    from mulegraph.core.config import load_config
+    from mulegraph.features.build import build_features, feature_table, feature_table_markdown, write_features
 
     console = Console()
     if list_:

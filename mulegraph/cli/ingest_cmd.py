@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import NothingNewError
-from ._app import app, handle_errors
+from mulegraph.core.errors import NothingNewError
+from mulegraph.cli._app import app, handle_errors
 
 __all__ = ["ingest_command", "store_info_command"]
 
@@ -63,7 +63,7 @@ def ingest_command(
     """
     from rich.console import Console
 
-    from ..ingest import ingest
+    from mulegraph.ingest import ingest
 
     console = Console(stderr=as_json)
     progress = None
@@ -109,7 +109,7 @@ def store_info_command(
     from rich.console import Console
     from rich.table import Table
 
-    from ..store import Store
+    from mulegraph.io.store import Store
 
     s = Store.open(store)
     d = s.summary()

@@ -9,8 +9,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import InputError
-from ._app import app, check_writable, handle_errors
+from mulegraph.core.errors import InputError
+from mulegraph.cli._app import app, check_writable, handle_errors
 
 __all__ = ["trace_command", "show_command"]
 
@@ -18,7 +18,7 @@ _OUT_SUFFIXES = (".png", ".svg", ".pdf", ".html", ".graphml", ".gexf", ".json")
 
 
 def _load(config: Path | None):
-    from ..config import load_config
+    from mulegraph.core.config import load_config
 
     return load_config(config) if config is not None else None
 
@@ -64,9 +64,9 @@ def trace_command(
       mulegraph trace ACCOUNT --store store --hops 4 --within 72h --out trail.png
       mulegraph trace ACCOUNT --store store --backward --alloc proportional --out trail.html
     """
-    from ..draw import save_picture
-    from ..export import export_graph
-    from ..investigate import open_investigation
+    from mulegraph.investigate.draw import save_picture
+    from mulegraph.investigate.export import export_graph
+    from mulegraph.investigate import open_investigation
 
     suffix = out.suffix.lower()
     if suffix not in _OUT_SUFFIXES:
@@ -124,7 +124,7 @@ def show_command(
     """
     from rich.table import Table
 
-    from ..investigate import open_investigation
+    from mulegraph.investigate import open_investigation
 
     inv = open_investigation(store, run, config=_load(config))
     s = inv.account_summary(account, window=window, as_of=as_of)

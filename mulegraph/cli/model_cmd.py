@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import InputError
-from ._app import app, check_writable, handle_errors
+from mulegraph.core.errors import InputError
+from mulegraph.cli._app import app, check_writable, handle_errors
 
 __all__ = ["train_command", "evaluate_command"]
 
@@ -43,9 +43,9 @@ def train_command(
     """
     from rich.console import Console
 
-    from ..config import load_config
-    from ..labels import training_labels
-    from ..model import save_model, train_from_store
+    from mulegraph.core.config import load_config
+    from mulegraph.io.labels import training_labels
+    from mulegraph.scoring.model import save_model, train_from_store
 
     if out.exists() and not out.is_dir():
         raise InputError(f"--out '{out}' is a file; give a folder for the model (a new one, or an earlier model's).")
@@ -97,11 +97,11 @@ def evaluate_command(
       mulegraph evaluate --scores scores.parquet --labels labels.csv
       mulegraph evaluate --scores runs/latest --labels labels.csv --budget 0.01 --json
     """
-    from ..evaluate import DEFAULT_BUDGETS, evaluate, format_table, read_scores, read_split, to_json
-    from ..labels import read_labels
+    from mulegraph.scoring.evaluate import DEFAULT_BUDGETS, evaluate, format_table, read_scores, read_split, to_json
+    from mulegraph.io.labels import read_labels
 
     if scores.is_dir():  # a run folder, or a runs folder (its latest run): the run's scores
-        from ..report import resolve_run_dir
+        from mulegraph.report import resolve_run_dir
 
         run_scores = resolve_run_dir(scores) / "scores.parquet"
         if not run_scores.is_file():

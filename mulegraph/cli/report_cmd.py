@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from ..errors import InputError
-from ._app import app, check_writable, handle_errors
+from mulegraph.core.errors import InputError
+from mulegraph.cli._app import app, check_writable, handle_errors
 
 __all__ = ["report_command", "ReportFormat"]
 
@@ -64,8 +64,8 @@ def report_command(
       mulegraph report runs/20250131T020000Z --format md
       mulegraph report --top 100 --out alerts.csv        # the format follows the suffix
     """
-    from ..report import load_run, render, resolve_run_dir, write_report
-    from .run_cmd import resolve_config
+    from mulegraph.report import load_run, render, resolve_run_dir, write_report
+    from mulegraph.cli.run_cmd import resolve_config
 
     fmt = _choose_format(fmt, out)
     if out is not None:

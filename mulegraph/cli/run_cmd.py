@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from ..errors import EXIT_NOTHING_NEW, NothingNewError
-from ._app import app, handle_errors
+from mulegraph.core.errors import EXIT_NOTHING_NEW, NothingNewError
+from mulegraph.cli._app import app, handle_errors
 
 __all__ = ["run_command", "resolve_config"]
 
@@ -17,7 +17,7 @@ DEFAULT_CONFIG = "mulegraph.toml"
 
 def resolve_config(path: Path | None):
     """``--config`` when given, else ``./mulegraph.toml`` when present, else the defaults."""
-    from ..config import Config, load_config
+    from mulegraph.core.config import Config, load_config
 
     if path is not None:
         return load_config(path)
@@ -66,7 +66,7 @@ def run_command(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from ..pipeline import STAGES, run
+    from mulegraph.pipeline import STAGES, run
 
     cfg = resolve_config(config)
     if mapping is None:
@@ -74,7 +74,7 @@ def run_command(
     _check_before_work(cfg, paths, inbox, store, window, as_of)
     model_dir = model if model is not None else (Path(cfg.run.model) if cfg.run.model else None)
     if model_dir is not None and model_dir.exists():
-        from ..model import load_model
+        from mulegraph.scoring.model import load_model
 
         load_model(model_dir)  # a refused model fails the run now, not after ingest and features
     err_console = Console(stderr=True)
@@ -129,9 +129,9 @@ def run_command(
 
 def _check_before_work(cfg, paths, inbox: Path | None, store: Path | None, window: str | None, as_of: str | None) -> None:
     """Refuse a bad window or an empty start before the run ingests or creates any folder."""
-    from ..errors import InputError
-    from ..pipeline import find_exports
-    from ..window import parse_duration, parse_instant
+    from mulegraph.core.errors import InputError
+    from mulegraph.pipeline import find_exports
+    from mulegraph.core.window import parse_duration, parse_instant
 
     win = window if window is not None else cfg.run.window
     if win is not None and str(win).strip().lower() != "all":
@@ -150,7 +150,7 @@ def _check_config_mapping(value: str, config: Path | None) -> None:
     """A mapping file named in the config must exist; say where relative paths are read from."""
     if config is None or not value.lower().endswith(".toml") or Path(value).is_file():
         return
-    from ..errors import ConfigError
+    from mulegraph.core.errors import ConfigError
 
     raise ConfigError(
         f"[store] mapping file '{value}' does not exist; paths in '{config.name}' are read from the working "

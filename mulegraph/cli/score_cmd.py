@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, check_out_file, handle_errors
+from mulegraph.cli._app import app, check_out_file, handle_errors
 
 
 @app.command("score")
@@ -42,12 +42,12 @@ def score_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from ..config import load_config
-    from ..errors import InputError
-    from ..scoring import ScoreOptions, score, write_scores
+    from mulegraph.core.config import load_config
+    from mulegraph.core.errors import InputError
+    from mulegraph.scoring.score import ScoreOptions, score, write_scores
 
     if list_rules:
-        from ..nolabel import rules_frame
+        from mulegraph.scoring.nolabel import rules_frame
 
         for r in rules_frame().iter_rows(named=True):
             typer.echo(f"{r['code']:<24} weight {r['weight']:<5} {r['typology']}: {r['description']} [{r['combine']} of {r['features']}]")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, check_writable, handle_errors
+from mulegraph.cli._app import app, check_writable, handle_errors
 
 __all__ = ["synth"]
 
@@ -33,8 +33,8 @@ def synth(
       mulegraph synth --accounts 2000 --days 30 --seed 0 --out demo
       mulegraph ingest demo/transfers.csv --store store --mapping demo/mapping.toml
     """
-    from ..errors import InputError
-    from ..synth import generate, write_export
+    from mulegraph.core.errors import InputError
+    from mulegraph.synth import generate, write_export
 
     if (out / "manifest.json").exists():
         raise InputError(

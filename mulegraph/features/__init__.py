@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable
 
 import polars as pl
 
-from ..config import FeatureConfig
-from ..errors import FeatureError
-from .prepare import Prepared, prepare
-from .registry import REGISTRY, FeatureSpec, families, registry_frame, specs
+from mulegraph.core.config import FeatureConfig
+from mulegraph.core.errors import FeatureError
+from mulegraph.features.prepare import Prepared, prepare
+from mulegraph.features.registry import REGISTRY, FeatureSpec, families, registry_frame, specs
 
 __all__ = [
     "FAMILIES",
@@ -74,9 +74,12 @@ def compute_features(
     family.
     """
     t0 = time.perf_counter()
-    p = transfers if isinstance(transfers, Prepared) else prepare(transfers, config, accounts)
-    if timings is not None:
-        timings["prepare"] = time.perf_counter() - t0
+    if isinstance(transfers, Prepared):
+        p = transfers
+    else:
+        p = prepare(transfers, config, accounts)
+        if timings is not None:
+            timings["prepare"] = time.perf_counter() - t0
     out = p.accounts.select("idx", "account_id", "is_hub")
     for name, mod in load_families(families).items():
         if progress:

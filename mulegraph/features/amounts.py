@@ -26,9 +26,9 @@ import math
 import numpy as np
 import polars as pl
 
-from .prepare import Prepared
-from .registry import FeatureSpec, register
-from .volume import TIME_BITS, account_events
+from mulegraph.features.prepare import Prepared
+from mulegraph.features.registry import FeatureSpec, register
+from mulegraph.features.volume import TIME_BITS, account_events
 
 __all__ = ["compute", "MATCH_LOW", "MATCH_WINDOW", "REL_TOL", "is_round", "is_structuring"]
 

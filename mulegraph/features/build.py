@@ -1,14 +1,27 @@
-"""Store -> features: the library call behind ``mulegraph features``.
+"""Store -> features: the one way to get the features of a window.
 
-:func:`build_features` reads the canonical transfers of a time window from a store
-(:meth:`mulegraph.store.Store.transfers`) and computes every feature family on them
-(:func:`mulegraph.features.compute_features`). A notebook gets exactly what the command writes::
+:func:`window_features` is the seam every command goes through (``features``, ``train``, ``score``
+and ``run``): it reads the canonical transfers of a time window (from a store, with the window
+pushed down to the Parquet scan, or from a frame), prepares them once and computes every feature
+family, and returns all three, so that scoring, explanations and reports reuse the same prepared
+transfers. A notebook gets exactly what the commands compute::
 
-    from mulegraph.features.build import build_features
-    feats = build_features("store", window="30d")
+    from mulegraph.features.build import window_features, build_features
+    wf = window_features("store", window="30d")
+    wf.features, wf.prepared, wf.transfers, wf.window
+    feats = build_features("store", window="30d")      # the features alone
 
-:func:`write_features` writes the result atomically (:func:`mulegraph.atomic.atomic_path`), so a
-killed run leaves the previous file in place.
+What the families need, which is what a shard of accounts needs (see the README's Architecture):
+
+* **flow families** (volume, fan, passthrough, temporal, amounts, channel) read only the
+  transfers touching the account: a shard of accounts with every transfer touching it gives the
+  whole-window values (``accounts=``);
+* **patterns** (cycles, scatter-gather, gather-scatter, chains) read the 2-hop neighbourhood
+  without hubs: the shard's transfers plus a 2-hop halo (:func:`mulegraph.features.graph.shard_with_halo`);
+* **network** (components, PageRank, k-core, neighbour aggregates) and **proximity** (closeness to
+  known mules) read global tables built once from the aggregated edges (one row per ordered pair).
+
+:func:`write_features` writes the result atomically, so a killed run leaves the previous file.
 """
 
 from __future__ import annotations
@@ -16,17 +29,132 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from ..atomic import atomic_path
-from ..config import Config, FeatureConfig
-from ..errors import FeatureError, InputError
-from . import FAMILIES, compute_features, load_families
-from .registry import specs
+from mulegraph.core.atomic import atomic_path
+from mulegraph.core.config import Config, FeatureConfig
+from mulegraph.core.errors import FeatureError, InputError
+from mulegraph.core.window import TimeWindow, filter_window, resolve_window
+from mulegraph.features import FAMILIES, compute_features, load_families
+from mulegraph.features.prepare import Prepared, prepare
+from mulegraph.features.registry import specs
 
-__all__ = ["build_features", "write_features", "feature_table", "feature_table_markdown"]
+__all__ = [
+    "WindowFeatures",
+    "window_features",
+    "read_window",
+    "build_features",
+    "write_features",
+    "feature_table",
+    "feature_table_markdown",
+]
+
+
+@dataclass(frozen=True)
+class WindowFeatures:
+    """What :func:`window_features` returns.
+
+    ``transfers``: the canonical transfers of the window; ``prepared``: the same, integer-keyed
+    (:class:`~mulegraph.features.prepare.Prepared`); ``features``: one row per account
+    (``account_id``, ``is_hub`` and the feature columns, sorted by account); ``window``: the
+    resolved window; ``timings``: seconds for ``prepare`` and each family.
+    """
+
+    transfers: pl.DataFrame
+    prepared: Prepared
+    features: pl.DataFrame
+    window: TimeWindow
+    timings: dict[str, float]
+
+
+def read_window(
+    source: Any, *, window: str = "all", as_of: str | datetime | None = None, require_rows: bool = False
+) -> tuple[pl.DataFrame, TimeWindow]:
+    """The canonical transfers of a window, from a store folder, a ``Store`` or a frame.
+
+    With ``require_rows`` an empty window raises :class:`~mulegraph.errors.InputError`.
+    """
+    if isinstance(source, (pl.DataFrame, pl.LazyFrame)):
+        lf = source.lazy()
+        if "ts" not in lf.collect_schema().names():
+            raise FeatureError("transfers lack the ts column; they must follow the canonical schema.")
+        newest = lf.select(pl.col("ts").max()).collect().item()
+        win = resolve_window(window, as_of, newest)
+        transfers = filter_window(lf, win).collect()
+    else:
+        from mulegraph.io.store import Store
+
+        store = source if isinstance(source, Store) else Store.open(source)
+        win = store.time_window(window, as_of)
+        transfers = store.transfers(win)
+    if require_rows and transfers.is_empty():
+        raise InputError("there are no transfers in the chosen window; widen --window or check --as-of.")
+    return transfers, win
+
+
+def window_features(
+    source: Any,
+    *,
+    window: str = "all",
+    as_of: str | datetime | None = None,
+    config: Config | FeatureConfig | None = None,
+    families: Iterable[str] | None = None,
+    accounts: list[str] | None = None,
+    progress: bool | Callable[[str], None] | None = None,
+    transfers: pl.DataFrame | None = None,
+) -> WindowFeatures:
+    """Transfers, prepared transfers and features of every account active in a window.
+
+    Parameters
+    ----------
+    source
+        A :class:`~mulegraph.store.Store`, the path of a store folder, or canonical transfers.
+    window, as_of
+        The window ``(as_of - window, as_of]`` (see :mod:`mulegraph.core.window`); ``"all"`` for
+        the whole store, ``as_of`` defaults to the newest transfer.
+    config
+        A :class:`~mulegraph.config.Config` (its ``features`` section is used) or a
+        :class:`~mulegraph.config.FeatureConfig`; defaults when None.
+    families, accounts
+        Restrict the families computed, or the accounts returned (a shard: the source must hold
+        every transfer touching them, plus the halo the pattern family needs).
+    progress
+        True shows a progress bar per family on stderr; a callable is called with each family's
+        name as it starts; None or False is silent.
+    transfers
+        The window's transfers when the caller has read them already (skips the read).
+
+    Raises
+    ------
+    FeatureError
+        When the window holds no transfers.
+    """
+    fcfg = _feature_config(config)
+    if transfers is None:
+        transfers, win = read_window(source, window=window, as_of=as_of)
+    else:
+        newest = transfers["ts"].max() if transfers.height else None
+        win = resolve_window(window, as_of, newest)
+    if transfers.height == 0:
+        raise FeatureError(
+            f"no transfers in the window {win.describe()}; widen --window, check --as-of, or ingest exports first."
+        )
+    names = list(FAMILIES) if families is None else list(families)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    prepared = prepare(transfers, fcfg, accounts)
+    timings["prepare"] = time.perf_counter() - t0
+    if progress is True:
+        feats = _with_progress_bar(prepared, fcfg, names, timings)
+    else:
+        callback = progress if callable(progress) else None
+        feats = compute_features(prepared, fcfg, families=names, progress=callback, timings=timings)
+    return WindowFeatures(transfers=transfers, prepared=prepared, features=feats, window=win, timings=timings)
 
 
 def _feature_config(config) -> FeatureConfig:
@@ -76,36 +204,21 @@ def build_features(
     -------
     One row per account: ``account_id``, ``is_hub`` and the feature columns, sorted by account.
     """
-    from ..store import Store  # the store module imports nothing from here; keep import light
-
     t0 = time.perf_counter()
-    st = store if isinstance(store, Store) else Store.open(store)
-    fcfg = _feature_config(config)
-    win = st.time_window(window, as_of)
-    transfers = st.transfers(win)
-    if transfers.height == 0:
-        raise FeatureError(
-            f"no transfers in the window {win.describe()}; widen --window, check --as-of, or ingest exports first."
-        )
-    names = list(FAMILIES) if families is None else list(families)
-    timings: dict[str, float] = {}
-    if progress is True:
-        out = _with_progress_bar(transfers, fcfg, names, accounts, timings)
-    else:
-        callback = progress if callable(progress) else None
-        out = compute_features(transfers, fcfg, families=names, accounts=accounts, progress=callback, timings=timings)
+    wf = window_features(store, window=window, as_of=as_of, config=config, families=families, accounts=accounts,
+                         progress=progress)
     if stats is not None:
         stats.update(
-            transfers=transfers.height,
-            accounts=out.height,
+            transfers=wf.transfers.height,
+            accounts=wf.features.height,
             seconds=time.perf_counter() - t0,
-            window=win.describe(),
-            timings=timings,
+            window=wf.window.describe(),
+            timings=wf.timings,
         )
-    return out
+    return wf.features
 
 
-def _with_progress_bar(transfers, fcfg, names, accounts, timings) -> pl.DataFrame:
+def _with_progress_bar(prepared: Prepared, fcfg: FeatureConfig, names: list[str], timings: dict) -> pl.DataFrame:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -115,10 +228,10 @@ def _with_progress_bar(transfers, fcfg, names, accounts, timings) -> pl.DataFram
         task = bar.add_task("prepare", total=len(names))
 
         def step(name: str) -> None:
-            done = sum(1 for n in names if n in timings)
+            done = sum(1 for n in names if n in timings and n != "prepare")
             bar.update(task, description=name, completed=done)
 
-        out = compute_features(transfers, fcfg, families=names, accounts=accounts, progress=step, timings=timings)
+        out = compute_features(prepared, fcfg, families=names, progress=step, timings=timings)
         bar.update(task, completed=len(names))
     return out
 
@@ -143,7 +256,7 @@ def feature_table() -> pl.DataFrame:
     """
     load_families()
     try:  # label-based closeness features live outside the default run
-        from . import proximity  # noqa: F401
+        from mulegraph.features import proximity  # noqa: F401
     except ImportError:  # pragma: no cover - optional family
         pass
     order = {f: i for i, f in enumerate([*FAMILIES, "proximity"])}

@@ -22,10 +22,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ..window import parse_duration
-from .prepare import Prepared
-from .registry import FeatureSpec, register
-from .volume import account_events, time_key
+from mulegraph.core.window import parse_duration
+from mulegraph.features.prepare import Prepared
+from mulegraph.features.registry import FeatureSpec, register
+from mulegraph.features.volume import account_events, time_key
 
 __all__ = ["compute", "window_specs", "max_distinct_in_window", "pair_order"]
 

@@ -36,9 +36,9 @@ import polars as pl
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from .patterns import pattern_edges
-from .prepare import Prepared
-from .registry import FeatureSpec, register
+from mulegraph.features.patterns import pattern_edges
+from mulegraph.features.prepare import Prepared
+from mulegraph.features.registry import FeatureSpec, register
 
 __all__ = ["compute", "adjacency", "pagerank", "core_numbers", "neighbour_stats", "FEATURES", "NEIGHBOUR_SOURCES"]
 

@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..errors import FeatureError
-from ..window import parse_duration
-from .prepare import Prepared
-from .registry import FeatureSpec, register
-from .volume import TIME_BITS, account_events
+from mulegraph.core.errors import FeatureError
+from mulegraph.core.window import parse_duration
+from mulegraph.features.prepare import Prepared
+from mulegraph.features.registry import FeatureSpec, register
+from mulegraph.features.volume import TIME_BITS, account_events
 
 __all__ = ["compute", "window_specs", "fifo_state", "REL_TOL"]
 

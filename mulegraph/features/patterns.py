@@ -56,10 +56,10 @@ import math
 import numpy as np
 import polars as pl
 
-from ..errors import FeatureError
-from ..window import parse_duration
-from .prepare import Prepared
-from .registry import FeatureSpec, register
+from mulegraph.core.errors import FeatureError
+from mulegraph.core.window import parse_duration
+from mulegraph.features.prepare import Prepared
+from mulegraph.features.registry import FeatureSpec, register
 
 __all__ = ["compute", "pattern_edges", "busy_accounts", "two_paths", "enumerate_cycles", "chain_depths", "FEATURES"]
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from ..config import FeatureConfig
-from ..errors import FeatureError
-from ..schema import TRANSFER_SCHEMA
+from mulegraph.core.config import FeatureConfig
+from mulegraph.core.errors import FeatureError
+from mulegraph.core.schema import TRANSFER_SCHEMA
 
 __all__ = ["Prepared", "prepare"]
 

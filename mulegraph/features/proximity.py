@@ -39,8 +39,8 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from .prepare import Prepared
-from .registry import FeatureSpec, register
+from mulegraph.features.prepare import Prepared
+from mulegraph.features.registry import FeatureSpec, register
 
 __all__ = ["compute", "ppr_features", "closeness_graph", "ClosenessGraph", "PPR_FEATURES", "FEATURES", "FAMILY", "account_groups", "non_hub_pairs"]
 

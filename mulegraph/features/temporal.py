@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from .prepare import Prepared
-from .registry import FeatureSpec, register
-from .volume import DAY, account_events
+from mulegraph.features.prepare import Prepared
+from mulegraph.features.registry import FeatureSpec, register
+from mulegraph.features.volume import DAY, account_events
 
 __all__ = ["compute"]
 

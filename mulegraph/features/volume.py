@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from .prepare import Prepared
-from .registry import FeatureSpec, register
+from mulegraph.features.prepare import Prepared
+from mulegraph.features.registry import FeatureSpec, register
 
 __all__ = ["compute", "account_events", "time_key", "TIME_BITS", "DAY"]
 

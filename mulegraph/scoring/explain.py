@@ -51,10 +51,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from .config import FeatureConfig
-from .features.prepare import Prepared
-from .features.registry import REGISTRY
-from .window import parse_duration
+from mulegraph.core.config import FeatureConfig
+from mulegraph.features.prepare import Prepared
+from mulegraph.features.registry import REGISTRY
+from mulegraph.core.window import parse_duration
 
 __all__ = [
     "Signal",
@@ -419,7 +419,7 @@ def _evidence_many(
             ev = _ev_pattern(at, feature, feats if feats is not None else pl.DataFrame({"idx": []}), max_txn_ids)
         elif kind == "structure":
             if at_fresh is None:
-                from .nolabel import fresh_transfers
+                from mulegraph.scoring.nolabel import fresh_transfers
 
                 at_fresh = _account_tx(p, sel["idx"], fresh_transfers(p))
             ev = _ev_pattern(at_fresh, feature, feats if feats is not None else pl.DataFrame({"idx": []}), max_txn_ids)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
-from .errors import InputError
+from mulegraph.core.errors import InputError
 
 __all__ = ["parse_duration", "parse_instant", "TimeWindow", "resolve_window", "filter_window"]
 

@@ -57,11 +57,12 @@ from typing import Any
 
 import polars as pl
 
-from . import __version__
-from .atomic import fsync_dir, fsync_file
-from .config import Config
-from .errors import EXIT_FAILURE, InputError, MulegraphError, NothingNewError
-from .schema import SCORE_SCHEMA
+from mulegraph.core.version import __version__
+from mulegraph.core.atomic import fsync_dir, fsync_file
+from mulegraph.core.config import Config
+from mulegraph.io.runs import latest_run, list_runs
+from mulegraph.core.errors import EXIT_FAILURE, InputError, MulegraphError, NothingNewError
+from mulegraph.core.schema import SCORE_SCHEMA
 
 __all__ = [
     "STAGES",
@@ -165,32 +166,6 @@ class RunResult:
 
 # --------------------------------------------------------------------------------------------
 # runs folder
-
-
-def list_runs(runs_dir: str | os.PathLike) -> list[Path]:
-    """Finished run folders under ``runs_dir`` (those with a manifest), oldest first."""
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return []
-    out = [
-        p
-        for p in root.iterdir()
-        if p.is_dir() and not p.is_symlink() and not p.name.startswith(".") and (p / "manifest.json").is_file()
-    ]
-    return sorted(out, key=lambda p: p.name)
-
-
-def latest_run(runs_dir: str | os.PathLike) -> Path | None:
-    """The run the ``latest`` pointer names, or None when there is none yet."""
-    root = Path(runs_dir)
-    ptr = root / _LATEST
-    if ptr.is_symlink():
-        target = root / os.readlink(ptr)
-    elif ptr.is_file():
-        target = root / ptr.read_text(encoding="utf-8").strip()
-    else:
-        return None
-    return target if (target / "manifest.json").is_file() else None
 
 
 def _point_latest(runs_dir: Path, run_id: str) -> None:
@@ -570,7 +545,7 @@ def _fsync_tree(path: Path) -> None:
 
 
 def _ingest(paths: list[Path], store, mapping: str | None, progress) -> dict[str, Any]:
-    from .ingest import ingest
+    from mulegraph.ingest import ingest
 
     if not paths:
         return {"rows_read": 0, "accepted": 0, "quarantined": 0, "quarantined_by_rule": {}, "duplicates": 0,
@@ -587,7 +562,7 @@ def _ingest(paths: list[Path], store, mapping: str | None, progress) -> dict[str
 
 
 def _score(features: pl.DataFrame, prepared, model, run_id: str, config: Config) -> pl.DataFrame:
-    from . import scoring
+    from mulegraph.scoring import score as scoring
 
     scores = scoring.score_features(features, prepared, model, run_id=run_id, random_state=config.model.random_state)
     missing = [c for c in SCORE_SCHEMA if c not in scores.columns]
@@ -661,7 +636,7 @@ def run(
     if model_path is not None and not model_path.exists():
         raise InputError(f"the model folder '{model_path}' does not exist; train one with 'mulegraph train' or leave out --model.")
     if paths is not None:
-        from .ingest import resolve_inputs
+        from mulegraph.ingest import resolve_inputs
 
         exports = resolve_inputs(list(paths))  # files, folders and globs; InputError when missing
     else:
@@ -696,8 +671,8 @@ def run(
 
 
 def _run_stages(cfg, exports, model_path, as_of, force, tmp, root, run_id, started, log, say, fail_at, hooks) -> RunResult:
-    from .features import compute_features, prepare
-    from .store import Store
+    from mulegraph.features import compute_features, prepare
+    from mulegraph.io.store import Store
 
     seconds: dict[str, float] = {}
     stage_t0 = [time.perf_counter()]
@@ -773,7 +748,7 @@ def _run_stages(cfg, exports, model_path, as_of, force, tmp, root, run_id, start
     begin("score", "no-label mode" if model_path is None else "supervised model")
     mdl = None
     if model_path is not None:
-        from .model import load_model
+        from mulegraph.scoring.model import load_model
 
         mdl = load_model(model_path)
     t_score = time.perf_counter()
@@ -806,7 +781,7 @@ def _run_stages(cfg, exports, model_path, as_of, force, tmp, root, run_id, start
     changes.write_parquet(tmp / "alert_changes.parquet")
     flow_ids = alerts["account_id"].head(cfg.run.flow_accounts).to_list()
     _flows(transfers, flow_ids).write_parquet(tmp / "flows.parquet")
-    from .drift import feature_psi
+    from mulegraph.report.drift import feature_psi
 
     if previous is not None and (previous / "features.parquet").is_file():
         drift = feature_psi(pl.read_parquet(previous / "features.parquet"), features, warn_above=cfg.report.psi_warning)
@@ -858,7 +833,7 @@ def _run_stages(cfg, exports, model_path, as_of, force, tmp, root, run_id, start
 
     # 4. report --------------------------------------------------------------------------
     begin("report", "rendering HTML and Markdown")
-    from .report import write_run_reports
+    from mulegraph.report import write_run_reports
 
     write_run_reports(tmp, cfg.report)
     end("report", "report.html, report.md")

@@ -16,7 +16,11 @@ __all__ = [
     "LABEL_SCHEMA",
     "DECISION_SCHEMA",
     "SCORE_SCHEMA",
+    "REASON_STRUCT",
+    "REASONS_DTYPE",
     "ACCOUNT_ID",
+    "reasons_to_json",
+    "reasons_from_json",
 ]
 
 ACCOUNT_ID = "account_id"
@@ -60,12 +64,45 @@ DECISION_SCHEMA: dict[str, pl.DataType] = {
     "note": pl.String(),
 }
 
+#: One reason code of a scored account (see :mod:`mulegraph.scoring.explain`): the rule or signal
+#: ``code``, the ``feature`` it reads and its ``family``, a sentence for people, the account's
+#: ``value`` and how unusual it is (``percentile``, 0-100), and the transfers behind it (filled for
+#: the top accounts only). Field order is the order of the JSON wire format.
+REASON_STRUCT: pl.Struct = pl.Struct(
+    {
+        "code": pl.String(),
+        "feature": pl.String(),
+        "family": pl.String(),
+        "text": pl.String(),
+        "value": pl.Float64(),
+        "percentile": pl.Float64(),
+        "txn_ids": pl.List(pl.String()),
+    }
+)
+#: The ``reasons`` column of scores and alerts: the account's reasons, strongest first.
+REASONS_DTYPE: pl.List = pl.List(REASON_STRUCT)
+
 #: Scores: one row per ranked account.
 SCORE_SCHEMA: dict[str, pl.DataType] = {
     "account_id": pl.String(),
     "score": pl.Float64(),
     "rank": pl.Int64(),
-    "reasons": pl.String(),  # JSON list of reason objects, see mulegraph.explain
+    "reasons": pl.String(),  # JSON text for now; becomes REASONS_DTYPE
     "model_version": pl.String(),
     "run_id": pl.String(),
 }
+
+
+def reasons_to_json(column: str = "reasons") -> pl.Expr:
+    """The reasons column as JSON text (a list of objects): the wire format of CSV and JSON outputs.
+
+    An account without reasons gets ``[]``; a null list stays null.
+    """
+    return pl.col(column).cast(REASONS_DTYPE).list.eval(pl.element().struct.json_encode()).list.join(",").pipe(
+        lambda e: pl.when(pl.col(column).is_null()).then(None).otherwise(pl.concat_str(pl.lit("["), e, pl.lit("]")))
+    ).alias(column)
+
+
+def reasons_from_json(column: str = "reasons") -> pl.Expr:
+    """Parse JSON reasons text (as written by :func:`reasons_to_json`) back to ``REASONS_DTYPE``."""
+    return pl.col(column).str.json_decode(REASONS_DTYPE).alias(column)

@@ -55,11 +55,11 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sps
 
-from .errors import FeatureError
-from .explain import Signal, _as_float, directional, feature_columns
-from .features.prepare import Prepared
-from .features.registry import REGISTRY, FeatureSpec, register
-from .window import parse_duration
+from mulegraph.core.errors import FeatureError
+from mulegraph.scoring.explain import Signal, _as_float, directional, feature_columns
+from mulegraph.features.prepare import Prepared
+from mulegraph.features.registry import REGISTRY, FeatureSpec, register
+from mulegraph.core.window import parse_duration
 
 __all__ = [
     "Rule",
@@ -169,7 +169,7 @@ def structure_features(p: Prepared, window: str = STRUCTURE_WINDOW) -> pl.DataFr
     gather-scatter, pass-through hops), run on :func:`fresh_transfers` only with ``window`` as the
     pattern window, plus the square share. Returns ``account_id`` and the features; hubs get null.
     """
-    from .features import patterns
+    from mulegraph.features import patterns
 
     fresh = fresh_transfers(p, window)
     cfg = dataclasses.replace(p.config, cycle_window=window)

@@ -55,10 +55,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import InputError, MappingError, NothingNewError
-from .mapping import Mapping, dedupe_header, load_mapping
-from .schema import OPTIONAL_SCHEMA, TRANSFER_SCHEMA
-from .store import STORE_SCHEMA, Store, fsync_file, write_parquet_atomic
+from mulegraph.core.errors import InputError, MappingError, NothingNewError
+from mulegraph.io.mapping import Mapping, dedupe_header, load_mapping
+from mulegraph.core.schema import OPTIONAL_SCHEMA, TRANSFER_SCHEMA
+from mulegraph.io.store import STORE_SCHEMA, Store, fsync_file, write_parquet_atomic
 
 __all__ = [
     "ingest",

@@ -27,16 +27,16 @@ from typing import Any
 
 import polars as pl
 
-from .atomic import atomic_path
-from .config import Config
-from .errors import FeatureError, InputError, ModelError, StoreError
-from .explain import Signal, explain
-from .features import compute_features, prepare
-from .features.prepare import Prepared
-from .features.registry import REGISTRY
-from .nolabel import NOLABEL_VERSION, STRUCTURE_FEATURES, NoLabelScorer, structure_features
-from .schema import SCORE_SCHEMA
-from .window import filter_window, resolve_window
+from mulegraph.core.atomic import atomic_path
+from mulegraph.core.config import Config
+from mulegraph.core.errors import FeatureError, InputError, ModelError, StoreError
+from mulegraph.scoring.explain import Signal, explain
+from mulegraph.features import compute_features, prepare
+from mulegraph.features.prepare import Prepared
+from mulegraph.features.registry import REGISTRY
+from mulegraph.scoring.nolabel import NOLABEL_VERSION, STRUCTURE_FEATURES, NoLabelScorer, structure_features
+from mulegraph.core.schema import SCORE_SCHEMA
+from mulegraph.core.window import filter_window, resolve_window
 
 __all__ = ["ScoreOptions", "score", "score_features", "rank_scores", "write_scores", "read_transfers"]
 
@@ -190,7 +190,7 @@ def read_transfers(
         transfers = filter_window(lf, win).collect()
     else:
         try:
-            from .store import Store
+            from mulegraph.io.store import Store
         except ImportError as err:  # pragma: no cover - the store module ships with the package
             raise StoreError("this installation has no store support; pass transfers directly.") from err
         store = source if isinstance(source, Store) else Store.open(source)
@@ -228,7 +228,7 @@ def score(
         if progress:
             progress("loading model")
         try:
-            from .model import load_model
+            from mulegraph.scoring.model import load_model
         except ImportError as err:  # pragma: no cover - the model module ships with the package
             raise ModelError("this installation has no supervised model support; leave out --model.") from err
         model = load_model(model_dir)

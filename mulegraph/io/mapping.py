@@ -64,8 +64,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import MappingError
-from .schema import OPTIONAL_SCHEMA, TRANSFER_COLUMNS
+from mulegraph.core.errors import MappingError
+from mulegraph.core.schema import OPTIONAL_SCHEMA, TRANSFER_COLUMNS
 
 __all__ = [
     "Mapping",

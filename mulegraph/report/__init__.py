@@ -37,11 +37,12 @@ from typing import Any
 
 import polars as pl
 
-from .atomic import write_text_atomic
-from .config import ReportConfig
-from .errors import ConfigError, InputError
-from .pipeline import ALERT_COLUMNS, CHANGE_COLUMNS, FLOW_COLUMNS, latest_run
-from .pseudonym import Pseudonymiser
+from mulegraph.core.atomic import write_text_atomic
+from mulegraph.core.config import ReportConfig
+from mulegraph.core.errors import ConfigError, InputError
+from mulegraph.pipeline import ALERT_COLUMNS, CHANGE_COLUMNS, FLOW_COLUMNS
+from mulegraph.io.runs import latest_run, resolve_run_dir
+from mulegraph.report.pseudonym import Pseudonymiser
 
 __all__ = [
     "REPORT_FORMATS",
@@ -228,23 +229,6 @@ class RunData:
     changes: pl.DataFrame
     drift: pl.DataFrame
     flows: pl.DataFrame
-
-
-def resolve_run_dir(path: str | os.PathLike | None = None, runs_dir: str | os.PathLike = "runs") -> Path:
-    """A run folder: ``path`` itself when it is one, else the run its ``latest`` pointer names.
-
-    With ``path`` None, the latest run under ``runs_dir``.
-    """
-    p = Path(path) if path is not None else Path(runs_dir)
-    if (p / "manifest.json").is_file():
-        return p
-    latest = latest_run(p) if p.is_dir() else None
-    if latest is None:
-        raise InputError(
-            f"'{p}' is neither a run folder nor a runs folder with a latest run; run 'mulegraph run' first "
-            "or give the path of a run folder."
-        )
-    return latest
 
 
 def _read_parquet(path: Path, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:

@@ -74,9 +74,9 @@ import networkx as nx
 import numpy as np
 import polars as pl
 
-from .config import Config, FeatureConfig
-from .errors import InputError, StoreError
-from .window import TimeWindow, filter_window, parse_duration, resolve_window
+from mulegraph.core.config import Config, FeatureConfig
+from mulegraph.core.errors import InputError, StoreError
+from mulegraph.core.window import TimeWindow, filter_window, parse_duration, resolve_window
 
 __all__ = [
     "ALLOCATIONS",
@@ -384,7 +384,7 @@ class Investigation:
         transfers once instead (faster for many questions, at the cost of the memory they take).
         """
         if isinstance(store, (str, os.PathLike)):
-            from .store import Store  # imported here: the store module is optional for frame-only use
+            from mulegraph.io.store import Store  # imported here: the store module is optional for frame-only use
 
             store = Store.open(store)
         if hasattr(store, "scan"):

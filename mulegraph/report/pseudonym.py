@@ -14,7 +14,7 @@ import hmac
 
 import polars as pl
 
-from .errors import ConfigError
+from mulegraph.core.errors import ConfigError
 
 __all__ = ["Pseudonymiser", "pseudonym"]
 

@@ -1,9 +1,11 @@
-"""Atomic file writes: a temporary file in the same folder, fsynced, then renamed into place.
+"""Files: atomic writes, and the one content-hash helper (:func:`file_sha256`).
+
+Atomic file writes: a temporary file in the same folder, fsynced, then renamed into place.
 
 A reader (or a later run) sees either the old file or the complete new one, never a half-written
 file, even when the writer is killed mid-write::
 
-    from mulegraph.atomic import atomic_path, write_text_atomic
+    from mulegraph.core.atomic import atomic_path, write_text_atomic
 
     write_text_atomic("report.md", text)
     with atomic_path("scores.parquet") as tmp:   # any writer that takes a path
@@ -20,12 +22,13 @@ target.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "fsync_file", "fsync_dir"]
+__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "fsync_file", "fsync_dir", "file_sha256"]
 
 _TMP_SUFFIX = ".tmp"
 
@@ -99,3 +102,9 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, encoding: str = "ut
     with atomic_path(path, fsync=fsync) as tmp, open(tmp, "w", encoding=encoding, newline="") as fh:
         fh.write(text)
     return Path(path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits (read in chunks, never whole into memory)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .errors import InputError
-from .labels import describe_header
+from mulegraph.core.errors import InputError
+from mulegraph.io.labels import describe_header
 
 __all__ = ["evaluate", "format_table", "to_json", "read_scores", "read_split", "DEFAULT_BUDGETS"]
 

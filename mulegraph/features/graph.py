@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import networkx as nx
 import polars as pl
 
-from .errors import InputError
+from mulegraph.core.errors import InputError
 
 __all__ = ["aggregate_edges", "to_networkx", "neighbourhood", "subgraph_edges", "drop_accounts", "shard_with_halo"]
 

@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .atomic import atomic_path
-from .errors import InputError
-from .schema import TRANSFER_SCHEMA
+from mulegraph.core.atomic import atomic_path
+from mulegraph.core.errors import InputError
+from mulegraph.core.schema import TRANSFER_SCHEMA
 
 __all__ = [
     "TYPOLOGIES",

@@ -1,0 +1,262 @@
+"""One frozen configuration object, loaded from TOML; the only place environment variables are read.
+
+A ``mulegraph.toml`` has one table per stage::
+
+    [store]
+    path = "store"
+
+    [features]
+    fan_windows = ["24h", "72h"]
+
+    [model]
+    ...
+
+    [run]
+    ...
+
+    [report]
+    ...
+
+Unknown keys are an error (a typo must not silently fall back to a default). The resolved config is
+written next to every run's outputs (:meth:`Config.to_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from mulegraph.core.errors import ConfigError
+
+__all__ = ["StoreConfig", "FeatureConfig", "ModelConfig", "RunConfig", "ReportConfig", "Config", "load_config"]
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = "store"
+    mapping: str = "canonical"
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Settings of the feature engine (see ``mulegraph.features``)."""
+
+    #: sliding windows for "most distinct counterparties in any window"
+    fan_windows: tuple[str, ...] = ("24h", "72h")
+    #: horizons for "share of inbound value that leaves again within"
+    passthrough_windows: tuple[str, ...] = ("24h", "72h")
+    #: reporting thresholds T: an amount in [T*(1-structuring_margin), T) counts as structuring
+    structuring_thresholds: tuple[float, ...] = (10000.0,)
+    structuring_margin: float = 0.1
+    #: an amount is "round" when it is a multiple of this (in major units)
+    round_unit: float = 100.0
+    #: time-respecting cycles: all hops within this window, at most this many accounts
+    cycle_window: str = "7d"
+    max_cycle_length: int = 5
+    #: an account with more distinct counterparties than this is a hub (processor, settlement,
+    #: external pseudo-account): it keeps its own per-account features but is not expanded in
+    #: pattern search, components or 2-hop aggregates
+    hub_degree: int = 1000
+    #: accounts always treated as hubs (and never ranked), e.g. ["EXT_SOURCE", "EXT_SINK"]
+    hub_accounts: tuple[str, ...] = ()
+    #: night-time hours [start, end) in UTC for the night-time share
+    night_hours: tuple[int, int] = (0, 6)
+    #: channel values that mean a cash withdrawal
+    cash_channels: tuple[str, ...] = ("CASH", "ATM", "CASH_OUT", "CASH-OUT")
+    #: split signature: k outbound transfers after one inbound summing to [low, high] of it
+    split_low: float = 0.9
+    split_high: float = 1.0
+    #: pattern search (``mulegraph.features.patterns``; uses ``cycle_window`` for every pattern):
+    #: a hop is amount-consistent when it carries between ``pattern_keep_low`` and 1.0 times the
+    #: previous hop's amount; layering chains follow hops that forward at least
+    #: ``chain_keep_low`` of what arrived, counted up to ``chain_cap`` transfers on each side
+    pattern_keep_low: float = 0.8
+    chain_keep_low: float = 0.7
+    chain_cap: int = 8
+    #: an account through which more 2-hop paths would pass than this (estimated from counts
+    #: before any join) is left out of pattern search like a hub, so one busy account cannot make
+    #: the search quadratic
+    pattern_max_paths: int = 200_000
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Settings of training and scoring (see ``mulegraph.model``)."""
+
+    random_state: int = 0
+    #: folds for the settings search and calibration
+    cv_folds: int = 5
+    #: gradient boosting: candidate tree sizes (chosen by cross-validation) and fixed settings
+    max_leaf_nodes: tuple[int, ...] = (4, 7, 15)
+    learning_rate: float = 0.05
+    #: most boosting rounds; the number used is chosen by cross-validation (checked every 10)
+    max_iter: int = 400
+    min_samples_leaf: int = 20
+    l2_regularization: float = 1.0
+    #: share of features each split may look at (below 1 adds randomness from random_state)
+    max_features: float = 0.7
+    #: class weighting: "none" or "balanced" (balanced makes scikit-learn bin with weights: about 10x slower)
+    class_weight: str = "none"
+    #: models averaged, each with its own seed derived from random_state
+    n_models: int = 3
+    #: folds for the out-of-fold closeness features of training accounts (more folds: training
+    #: features closer to scoring time, when every training label is known)
+    proximity_folds: int = 10
+    #: closeness to known mules: hop cap, PageRank continuation, self-exclusion groups
+    max_hops: int = 4
+    ppr_alpha: float = 0.85
+    ppr_groups: int = 10
+    #: a one-off transfer with a known mule counts as "synced" when that mule made one-off
+    #: transfers with other known mules within this time of it
+    sync_window: str = "7d"
+    #: permutation-importance repeats stored in the model card (0 = skip)
+    importance_repeats: int = 3
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of the nightly run (see ``mulegraph.pipeline``)."""
+
+    #: folder where new exports land (CSV / Parquet); each run ingests the ones not seen before
+    inbox: str = "inbox"
+    #: where run folders ``<run_id>/`` and the ``latest`` pointer live
+    runs_dir: str = "runs"
+    #: features and scores cover this window ending at the newest transfer
+    window: str = "30d"
+    #: model folder (``mulegraph train``); None scores in the no-label mode
+    model: str | None = None
+    #: at most this many alerts per run (the daily alert budget)
+    alert_budget: int = 50
+    #: only accounts scoring at least this are alerted (None: the budget alone decides)
+    alert_threshold: float | None = None
+    #: an account an investigator cleared is alerted again only when its score rose by more than
+    #: this since the last run before the clearing decision
+    cleared_margin: float = 0.1
+    #: accounts for which the run keeps the counterparty flows drawn in the report
+    flow_accounts: int = 10
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Settings of reports (see ``mulegraph.report``)."""
+
+    top: int = 50
+    #: pseudonymise account ids in reports with a keyed hash; the key comes from the
+    #: MULEGRAPH_PSEUDONYM_KEY environment variable when not set here
+    pseudonymise: bool = False
+    pseudonym_key: str | None = None
+    #: feature drift (PSI against the previous run) above this is flagged in reports
+    psi_warning: float = 0.25
+    #: counterparties drawn per side in a flow picture (the rest are summed into one node)
+    flow_counterparties: int = 8
+
+    def resolved_key(self) -> str | None:
+        """The pseudonym key: this section's ``pseudonym_key``, else ``MULEGRAPH_PSEUDONYM_KEY``."""
+        return self.pseudonym_key or os.environ.get("MULEGRAPH_PSEUDONYM_KEY") or None
+
+
+@dataclass(frozen=True)
+class Config:
+    store: StoreConfig = field(default_factory=StoreConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["report"].get("pseudonym_key"):
+            d["report"]["pseudonym_key"] = "***"
+        return d
+
+    def replace(self, section: str, **changes: Any) -> "Config":
+        """A copy with some fields of one section changed (None values are ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+_KINDS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+_KIND_WORDS = {"str": "text in quotes", "int": "a whole number", "float": "a number", "bool": "true or false"}
+
+
+def _kind_ok(kind: str, v: Any) -> bool:
+    if isinstance(v, bool) and kind != "bool":
+        return False
+    return isinstance(v, _KINDS[kind])
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(v)
+
+
+def _check_type(f: dataclasses.Field, v: Any, where: str) -> None:
+    """Refuse a value of the wrong TOML type with a message naming the key and the type expected.
+
+    Without this, ``alert_budget = "ten"`` crashed deep inside a run and ``fan_windows = "24h"``
+    (a text instead of a list) was read one character at a time.
+    """
+    ann = str(f.type).replace(" | None", "").strip()
+    default = f.default
+    if ann.startswith("tuple["):
+        kind = ann[len("tuple["):].split(",")[0].rstrip("]").strip()
+        if not isinstance(v, (list, tuple)) or (kind in _KINDS and not all(_kind_ok(kind, x) for x in v)):
+            example = _toml_value(default) if default else '["..."]'
+            raise ConfigError(
+                f"[{where}] {f.name} must be a list of {_KIND_WORDS.get(kind, kind)}, e.g. {f.name} = {example}; "
+                "fix the config file."
+            )
+    elif ann in _KINDS and not _kind_ok(ann, v):
+        example = f", e.g. {f.name} = {_toml_value(default)}" if default is not None else ""
+        raise ConfigError(f"[{where}] {f.name} must be {_KIND_WORDS[ann]}{example}; fix the config file.")
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    names = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [{where}]; allowed: {', '.join(names)}.")
+    kwargs = {}
+    for k, v in data.items():
+        _check_type(names[k], v, where)
+        default = names[k].default
+        if isinstance(default, tuple) and isinstance(v, list):
+            v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+        kwargs[k] = v
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"invalid [{where}] section: {err}") from None
+
+
+def load_config(path: str | os.PathLike | None = None, data: dict[str, Any] | None = None) -> Config:
+    """Load a :class:`Config` from a TOML file (or a dict); missing sections take defaults."""
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file '{p}' does not exist; create it or leave out --config.")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file '{p}' is not valid TOML: {err}") from None
+    data = dict(data or {})
+    sections = {f.name: f.type for f in fields(Config)}
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ConfigError(f"unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sections)}.")
+    classes = {"store": StoreConfig, "features": FeatureConfig, "model": ModelConfig, "run": RunConfig, "report": ReportConfig}
+    built = {name: _build(cls, data.get(name, {}) or {}, name) for name, cls in classes.items()}
+    cfg = Config(**built)
+    if cfg.report.pseudonymise and not cfg.report.pseudonym_key:
+        key = os.environ.get("MULEGRAPH_PSEUDONYM_KEY")
+        if key:
+            cfg = cfg.replace("report", pseudonym_key=key)
+    return cfg

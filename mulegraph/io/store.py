@@ -1,0 +1,440 @@
+"""The transfer store: a directory of day-partitioned Parquet with a manifest as its commit record.
+
+Layout::
+
+    STORE/
+      manifest.json                                  the commit record (replaced atomically)
+      transfers/day=YYYY-MM-DD/<ingest_id>-<n>.parquet   canonical transfers, one folder per UTC day
+      quarantine/<ingest_id>.parquet                 rejected rows of one ingested file
+      decisions.parquet                              investigator decisions (confirmed / cleared)
+      .staging/<ingest_id>/                          work area of an ingest in progress
+      .lock                                          held (flock) while an ingest writes
+
+Every transfer part holds the canonical columns, then the optional columns
+(:data:`~mulegraph.schema.OPTIONAL_SCHEMA`) its export carried, in :data:`STORE_SCHEMA` order
+(writing all-null columns costs time for nothing). Readers go through :meth:`Store.scan`, which
+gives every optional column that any ingest carried, null in the parts without it.
+
+Readers only read the parts that ``manifest.json`` lists, so a file is visible entirely or not at
+all: an ingest writes its parts into ``.staging``, fsyncs them, renames them into place and only
+then replaces the manifest (write to a temporary file, fsync, ``os.replace``). If the process is
+killed before that last step the new parts are orphans that no reader sees; the next ingest (or
+:meth:`Store.open` when no ingest holds the lock) deletes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import polars as pl
+
+from mulegraph.core.errors import InputError, StoreError
+from mulegraph.core.schema import DECISION_SCHEMA, OPTIONAL_SCHEMA, TRANSFER_COLUMNS, TRANSFER_SCHEMA
+from mulegraph.core.window import TimeWindow, filter_window, resolve_window
+
+__all__ = [
+    "Store",
+    "STORE_SCHEMA",
+    "QUARANTINE_SCHEMA",
+    "MANIFEST_NAME",
+    "write_parquet_atomic",
+    "write_text_atomic",
+    "fsync_file",
+]
+
+MANIFEST_NAME = "manifest.json"
+_FORMAT = "mulegraph-store"
+_VERSION = 1
+
+#: What every transfer part holds: the canonical columns, then every optional column.
+STORE_SCHEMA: dict[str, pl.DataType] = {**TRANSFER_SCHEMA, **OPTIONAL_SCHEMA}
+
+#: The quarantine table: one row per rejected export row.
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "ingest_id": pl.String(),
+    "source_file": pl.String(),
+    "line": pl.Int64(),  # 1-based data row (the header is not counted), CSV and Parquet alike
+    "rule": pl.String(),
+    "original": pl.String(),  # JSON object: export column -> original text (null when empty)
+}
+
+_DECISIONS = ("confirmed", "cleared")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's content to disk."""
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to ``path`` atomically: temporary file in the same folder, fsync, rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
+    """Write a Parquet file atomically (temporary file in the same folder, fsync, rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    frame.write_parquet(tmp)
+    fsync_file(tmp)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    return pl.DataFrame(schema=schema)
+
+
+class Store:
+    """A mulegraph store directory. Create or open one with :meth:`Store.open`."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]):
+        self.path = Path(path)
+        self._manifest = manifest
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, create: bool = False) -> "Store":
+        """Open the store at ``path``; with ``create=True`` make a new one if there is none.
+
+        Raises :class:`StoreError` when the folder is missing (and ``create`` is false) or is not
+        a mulegraph store. Leftovers of a killed ingest are removed when no ingest is running.
+        """
+        p = Path(path)
+        man = p / MANIFEST_NAME
+        if not p.exists():
+            if not create:
+                raise StoreError(
+                    f"store '{p}' does not exist; create it with 'mulegraph ingest EXPORT --store {p}'."
+                )
+            p.mkdir(parents=True)
+        if not p.is_dir():
+            raise StoreError(f"store '{p}' is not a folder; pass a store folder with --store.")
+        if not man.is_file():
+            leftovers = [x for x in p.iterdir() if x.name not in (".lock", ".staging")]
+            if not create or leftovers:
+                raise StoreError(
+                    f"'{p}' is not a mulegraph store (no {MANIFEST_NAME}); pass a store folder "
+                    "made by 'mulegraph ingest', or an empty/new folder to create one."
+                )
+            manifest = {
+                "format": _FORMAT,
+                "version": _VERSION,
+                "created_at": datetime.now(timezone.utc).isoformat(),
+                "ingests": [],
+            }
+            write_text_atomic(man, json.dumps(manifest, indent=1))
+        store = cls(p, cls._read_manifest(p))
+        store._try_cleanup()
+        return store
+
+    @staticmethod
+    def _read_manifest(p: Path) -> dict[str, Any]:
+        try:
+            data = json.loads((p / MANIFEST_NAME).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise StoreError(
+                f"the manifest of store '{p}' is unreadable; restore it from a backup or start a new store."
+            ) from None
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            raise StoreError(f"'{p}' is not a mulegraph store (unknown manifest format).")
+        if data.get("version", 0) > _VERSION:
+            raise StoreError(f"store '{p}' was written by a newer mulegraph; upgrade mulegraph to read it.")
+        return data
+
+    def reload(self) -> None:
+        """Re-read the manifest (after another process committed an ingest)."""
+        self._manifest = self._read_manifest(self.path)
+
+    # ------------------------------------------------------------------ locking and commits
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store's write lock (other writers wait). Cleans up orphans on entry."""
+        with open(self.path / ".lock", "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                self.reload()
+                self._cleanup()
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _try_cleanup(self) -> None:
+        try:
+            fh = open(self.path / ".lock", "a+")
+        except OSError:
+            return  # read-only store: nothing to clean
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return  # an ingest is running; its files are not orphans
+            try:
+                self.reload()
+                self._cleanup()
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _committed_files(self) -> set[str]:
+        files: set[str] = set()
+        for e in self._manifest["ingests"]:
+            files.update(e.get("parts", []))
+            if e.get("quarantine"):
+                files.add(e["quarantine"])
+        return files
+
+    def _cleanup(self) -> None:
+        """Delete staging folders and any part not listed in the manifest. Caller holds the lock."""
+        shutil.rmtree(self.path / ".staging", ignore_errors=True)
+        committed = self._committed_files()
+        for sub in ("transfers", "quarantine"):
+            root = self.path / sub
+            if not root.is_dir():
+                continue
+            emptied = set()
+            for f in root.rglob("*"):
+                if f.is_file() and f.relative_to(self.path).as_posix() not in committed:
+                    f.unlink()
+                    emptied.add(f.parent)
+            for d in emptied - {root}:
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only when nothing else is in it
+        for f in self.path.glob(f".{MANIFEST_NAME}.tmp-*"):
+            f.unlink()
+        for f in self.path.glob(".decisions.parquet.tmp-*"):
+            f.unlink()
+
+    def staging_dir(self, ingest_id: str) -> Path:
+        """A fresh staging folder for one ingest (inside the store, same file system)."""
+        d = self.path / ".staging" / ingest_id
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        return d
+
+    def next_ingest_id(self, sha256: str) -> str:
+        """The id the next committed ingest gets: a sequence number and the file hash's prefix."""
+        return f"i{len(self._manifest['ingests']) + 1:06d}-{sha256[:10]}"
+
+    def commit(self, entry: dict[str, Any], staged: Path, hook=None, synced: bool = False) -> None:
+        """Move staged files into place and record ``entry`` in the manifest (caller holds the lock).
+
+        ``staged`` mirrors the store layout (``transfers/...``, ``quarantine/...``); the entry's
+        ``parts`` and ``quarantine`` name those relative paths. ``synced``: the caller has already
+        fsynced those files.
+        """
+        rel_files = list(entry.get("parts", [])) + ([entry["quarantine"]] if entry.get("quarantine") else [])
+        dirs = set()
+        for rel in rel_files if not synced else ():
+            fsync_file(staged / rel)
+        if hook:
+            hook("staged")
+        for rel in rel_files:
+            dst = self.path / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged / rel, dst)
+            dirs.add(dst.parent)
+        for d in dirs | {self.path / "transfers", self.path / "quarantine"}:
+            _fsync_dir(d)
+        if hook:
+            hook("moved")
+        manifest = dict(self._manifest)
+        manifest["ingests"] = list(self._manifest["ingests"]) + [entry]
+        write_text_atomic(self.path / MANIFEST_NAME, json.dumps(manifest, indent=1, default=str))
+        self._manifest = manifest
+        if hook:
+            hook("committed")
+        shutil.rmtree(staged, ignore_errors=True)
+
+    # ------------------------------------------------------------------ reading
+    def manifest(self) -> list[dict]:
+        """One entry per ingested file: path, sha256, counts, ingested_at, ingest_id, parts, ..."""
+        return [dict(e) for e in self._manifest["ingests"]]
+
+    def known_hashes(self) -> dict[str, str]:
+        """sha256 of every ingested file -> its ingest_id."""
+        return {e["sha256"]: e["ingest_id"] for e in self._manifest["ingests"]}
+
+    def optional_columns(self) -> list[str]:
+        """Optional canonical columns that at least one ingested export carried."""
+        have = {c for e in self._manifest["ingests"] for c in e.get("optional_columns", [])}
+        return [c for c in OPTIONAL_SCHEMA if c in have]
+
+    def _parts(self, start: datetime | None = None, end: datetime | None = None) -> list[str]:
+        lo = start.date().isoformat() if start else None
+        hi = end.date().isoformat() if end else None
+        out = []
+        for e in self._manifest["ingests"]:
+            for rel in e.get("parts", []):
+                day = rel.split("/")[1].removeprefix("day=")
+                if (lo and day < lo) or (hi and day > hi):
+                    continue
+                out.append(str(self.path / rel))
+        return out
+
+    def _scan_parts(self, parts: list[str], columns: list[str] | None) -> pl.LazyFrame:
+        cols = list(TRANSFER_COLUMNS) + self.optional_columns()
+        if columns is not None:
+            unknown = [c for c in columns if c not in STORE_SCHEMA]
+            if unknown:
+                raise InputError(
+                    f"unknown transfer column(s) {', '.join(unknown)}; known: {', '.join(STORE_SCHEMA)}."
+                )
+            cols = list(columns)
+        if not parts:
+            return pl.LazyFrame(schema={c: STORE_SCHEMA[c] for c in cols})
+        missing = [p for p in parts if not os.path.isfile(p)]
+        if missing:
+            rel = os.path.relpath(missing[0], self.path)
+            raise StoreError(
+                f"the store at '{self.path}' is damaged: {len(missing)} committed part file(s) are missing "
+                f"(first: {rel}); restore the store from a backup or ingest the exports into a new store."
+            )
+        # parts lack the optional columns their export did not carry: read as nulls
+        return pl.scan_parquet(
+            parts, hive_partitioning=False, schema=STORE_SCHEMA, missing_columns="insert"
+        ).select(cols)
+
+    def scan(self, columns: list[str] | None = None) -> pl.LazyFrame:
+        """Lazy frame of all committed transfers (canonical columns + optional columns present)."""
+        return self._scan_parts(self._parts(), columns)
+
+    def time_window(self, window: "TimeWindow | str | None" = "all", as_of=None) -> TimeWindow:
+        """Resolve ``window``/``as_of`` against the newest transfer (see :mod:`mulegraph.window`)."""
+        if isinstance(window, TimeWindow):
+            return window
+        return resolve_window(window, as_of, self.newest_ts())
+
+    def transfers(self, window: "TimeWindow | str | None" = "all", as_of=None, columns=None) -> pl.DataFrame:
+        """Committed transfers in a time window (default: all of them), as a DataFrame."""
+        everything = not isinstance(window, TimeWindow) and as_of is None and (
+            window is None or str(window).strip().lower() == "all"
+        )
+        if everything:
+            return self._collect(self.scan(columns))
+        win = self.time_window(window, as_of)
+        read = None if columns is None else list(dict.fromkeys(list(columns) + ["ts"]))
+        lf = filter_window(self._scan_parts(self._parts(win.start, win.end), read), win)
+        return self._collect(lf if columns is None else lf.select(list(columns)))
+
+    def _collect(self, lf: pl.LazyFrame) -> pl.DataFrame:
+        """Collect a read of the store's parts; a damaged part becomes a :class:`StoreError`."""
+        try:
+            return lf.collect()
+        except (pl.exceptions.ComputeError, pl.exceptions.SchemaError, OSError) as err:
+            raise StoreError(
+                f"the store at '{self.path}' could not be read ({type(err).__name__}): a part file is damaged "
+                "or was changed by hand; restore the store from a backup or ingest the exports into a new store."
+            ) from None
+
+    def _ts_bound(self, key: str, pick) -> datetime | None:
+        vals = [e[key] for e in self._manifest["ingests"] if e.get(key)]
+        return datetime.fromisoformat(pick(vals)) if vals else None
+
+    def newest_ts(self) -> datetime | None:
+        """Timestamp of the newest stored transfer (UTC), or None for an empty store."""
+        return self._ts_bound("ts_max", max)
+
+    def oldest_ts(self) -> datetime | None:
+        """Timestamp of the oldest stored transfer (UTC), or None for an empty store."""
+        return self._ts_bound("ts_min", min)
+
+    def quarantine(self) -> pl.DataFrame:
+        """All quarantined rows: ingest_id, source_file, line, rule, original (JSON text)."""
+        files = [str(self.path / e["quarantine"]) for e in self._manifest["ingests"] if e.get("quarantine")]
+        if not files:
+            return _empty(QUARANTINE_SCHEMA)
+        return self._collect(pl.scan_parquet(files).select(list(QUARANTINE_SCHEMA)))
+
+    # ------------------------------------------------------------------ decisions
+    def decisions(self) -> pl.DataFrame:
+        """Investigator decisions (:data:`~mulegraph.schema.DECISION_SCHEMA`); empty when none."""
+        f = self.path / "decisions.parquet"
+        if not f.is_file():
+            return _empty(DECISION_SCHEMA)
+        return self._collect(pl.scan_parquet(f).select(list(DECISION_SCHEMA)))
+
+    def add_decisions(self, frame: pl.DataFrame) -> None:
+        """Validate and append decisions (``decision`` is ``confirmed`` or ``cleared``), atomically."""
+        missing = [c for c in ("account_id", "decision") if c not in frame.columns]
+        if missing:
+            raise InputError(f"decisions need column(s) {', '.join(missing)}; got {', '.join(frame.columns)}.")
+        f = frame
+        if "date" not in f.columns:
+            f = f.with_columns(date=pl.lit(datetime.now(timezone.utc)))
+        if "note" not in f.columns:
+            f = f.with_columns(note=pl.lit(None, dtype=pl.String))
+        try:
+            f = f.select(
+                pl.col("account_id").cast(pl.String),
+                pl.col("decision").cast(pl.String).str.strip_chars().str.to_lowercase(),
+                pl.col("date").cast(pl.Datetime("us", "UTC")),
+                pl.col("note").cast(pl.String),
+            )
+        except pl.exceptions.PolarsError:
+            raise InputError("decisions have a column of the wrong type; dates must be datetimes (UTC).") from None
+        bad = f.filter(~pl.col("decision").is_in(_DECISIONS) | pl.col("decision").is_null()).height
+        if bad:
+            raise InputError(f"{bad} decision(s) are neither 'confirmed' nor 'cleared'; fix them and retry.")
+        if f["account_id"].null_count() or (f["account_id"].str.strip_chars() == "").any():
+            raise InputError("every decision needs a non-blank account_id.")
+        with self.lock():
+            out = pl.concat([self.decisions(), f], how="vertical")
+            write_parquet_atomic(out, self.path / "decisions.parquet")
+
+    # ------------------------------------------------------------------ summary
+    def summary(self) -> dict[str, Any]:
+        """rows, accounts, date range, files, quarantined (and by rule), duplicates, decisions."""
+        ing = self._manifest["ingests"]
+        rows = sum(int(e.get("accepted", 0)) for e in ing)
+        accounts = 0
+        if rows:
+            lf = self.scan(["src_account", "dst_account"])
+            accounts = self._collect(
+                pl.concat([lf.select(a=pl.col("src_account")), lf.select(a=pl.col("dst_account"))]).select(
+                    pl.col("a").n_unique()
+                )
+            ).item()
+        oldest, newest = self.oldest_ts(), self.newest_ts()
+        return {
+            "path": str(self.path),
+            "rows": rows,
+            "accounts": int(accounts),
+            "date_min": oldest.isoformat() if oldest else None,
+            "date_max": newest.isoformat() if newest else None,
+            "files": len(ing),
+            "quarantined": sum(int(e.get("quarantined", 0)) for e in ing),
+            "quarantined_by_rule": {
+                r: sum(int(e.get("quarantined_by_rule", {}).get(r, 0)) for e in ing)
+                for r in dict.fromkeys(r for e in ing for r in e.get("quarantined_by_rule", {}))
+            },
+            "duplicates": sum(int(e.get("duplicates", 0)) for e in ing),
+            "decisions": self.decisions().height,
+        }

@@ -19,8 +19,14 @@ __all__ = [
     "REASON_STRUCT",
     "REASONS_DTYPE",
     "ACCOUNT_ID",
+    "ALERT_COLUMNS",
+    "CHANGE_COLUMNS",
+    "FLOW_COLUMNS",
+    "DRIFT_COLUMNS",
+    "REPORT_CSV_SCHEMA",
     "reasons_to_json",
     "reasons_from_json",
+    "as_reasons",
 ]
 
 ACCOUNT_ID = "account_id"
@@ -93,6 +99,67 @@ SCORE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+#: Alerts of a run (``alerts.parquet``; ``alerts.csv`` and the objects of ``alerts.json`` carry the
+#: same keys, with ``reasons`` as JSON): this run's top accounts within the alert budget.
+ALERT_COLUMNS: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "alert_rank": pl.Int64(),  # 1..n within this run's alerts
+    "account_id": pl.String(),
+    "rank": pl.Int64(),  # rank among all scored accounts
+    "score": pl.Float64(),
+    "status": pl.String(),  # new | persisting
+    "previous_rank": pl.Int64(),
+    "previous_score": pl.Float64(),
+    "decision": pl.String(),  # latest investigator decision, if any (confirmed)
+    "top_reason": pl.String(),
+    "reason_codes": pl.String(),  # '|'-joined, strongest first
+    "reason_families": pl.String(),  # '|'-joined distinct families, strongest first
+    "in_count": pl.Int64(),
+    "in_value": pl.Float64(),
+    "in_counterparties": pl.Int64(),
+    "out_count": pl.Int64(),
+    "out_value": pl.Float64(),
+    "out_counterparties": pl.Int64(),
+    "first_ts": pl.Datetime("us", "UTC"),
+    "last_ts": pl.Datetime("us", "UTC"),
+    "model_version": pl.String(),
+    "reasons": REASONS_DTYPE,  # the scores' reasons, strongest first
+}
+
+#: Alert changes of a run against the previous run (``alert_changes.parquet``).
+CHANGE_COLUMNS: dict[str, pl.DataType] = {
+    "account_id": pl.String(),
+    "status": pl.String(),  # new | persisting | dropped | suppressed
+    "rank": pl.Int64(),
+    "score": pl.Float64(),
+    "previous_rank": pl.Int64(),
+    "previous_score": pl.Float64(),
+    "note": pl.String(),
+}
+
+#: Flows of a run (``flows.parquet``): the aggregated transfers between a drawn account and each
+#: counterparty.
+FLOW_COLUMNS: dict[str, pl.DataType] = {
+    "account_id": pl.String(),
+    "counterparty": pl.String(),
+    "direction": pl.String(),  # in (counterparty paid the account) | out
+    "value": pl.Float64(),
+    "count": pl.Int64(),
+}
+
+#: Feature drift of a run against the previous run (``drift.parquet``): population stability index.
+DRIFT_COLUMNS: dict[str, pl.DataType] = {
+    "feature": pl.String(),
+    "psi": pl.Float64(),
+    "n_previous": pl.Int64(),
+    "n_current": pl.Int64(),
+    "warning": pl.Boolean(),
+}
+
+#: The CSV report (one row per suspect, in this order): the alert columns without ``reasons``.
+REPORT_CSV_SCHEMA: dict[str, pl.DataType] = {k: v for k, v in ALERT_COLUMNS.items() if k != "reasons"}
+
+
 def reasons_to_json(column: str = "reasons") -> pl.Expr:
     """The reasons column as JSON text (a list of objects): the wire format of CSV and JSON outputs.
 
@@ -106,3 +173,19 @@ def reasons_to_json(column: str = "reasons") -> pl.Expr:
 def reasons_from_json(column: str = "reasons") -> pl.Expr:
     """Parse JSON reasons text (as written by :func:`reasons_to_json`) back to ``REASONS_DTYPE``."""
     return pl.col(column).str.json_decode(REASONS_DTYPE).alias(column)
+
+
+def as_reasons(frame: pl.DataFrame, column: str = "reasons") -> pl.DataFrame:
+    """``frame`` with its reasons column as ``REASONS_DTYPE``.
+
+    Accepts the struct column, and the JSON text column of run folders and score files written
+    before reasons were a struct; a frame without the column is returned as it is.
+    """
+    if column not in frame.columns:
+        return frame
+    dtype = frame.schema[column]
+    if dtype == pl.String:
+        return frame.with_columns(reasons_from_json(column))
+    if dtype == REASONS_DTYPE:
+        return frame
+    return frame.with_columns(pl.col(column).cast(REASONS_DTYPE))

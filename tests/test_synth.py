@@ -25,6 +25,7 @@ from mulegraph.synth import (
     ROLES,
     STRUCTURING_THRESHOLD,
     TYPOLOGIES,
+    check_export_folder,
     file_sha256,
     generate,
     mapping_toml,
@@ -432,8 +433,31 @@ def test_export_reads_back_with_its_mapping(tmp_path):
     assert mapping_toml() == paths["mapping"].read_text()
 
 
+def test_export_refuses_a_file_or_a_store_folder(tmp_path):
+    d = generate(200, days=3, seed=1)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match="not a folder"):
+        write_export(d, tmp_path / "afile")
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "manifest.json").write_text("{}")
+    with pytest.raises(InputError, match="store or run folder"):
+        write_export(d, tmp_path / "store")
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["manifest.json"]
+    assert check_export_folder(tmp_path / "new" / "out") == tmp_path / "new" / "out"
+
+
+def test_summary_counts(data):
+    s = data.summary()
+    assert s == {
+        "transfers": data.transfers.height,
+        "accounts": data.labels.height,
+        "mules": data.labels.filter(pl.col("is_mule")).height,
+        "laundering_transfers": data.txn_labels.filter(pl.col("is_laundering")).height,
+    }
+    assert s["mules"] > 0 and s["laundering_transfers"] > 0
+
+
 def test_daily_exports_ingest_as_a_folder(tmp_path):
-    pytest.importorskip("mulegraph.ingest")
     from mulegraph.io.store import Store
 
     res = CliRunner().invoke(app, ["synth", "--accounts", "300", "--days", "5", "--seed", "2", "--daily", "--out", str(tmp_path / "o")])
@@ -503,7 +527,6 @@ def test_sample_run_config_loads():
 
 
 def test_sample_ingests_with_its_mapping(tmp_path, monkeypatch):
-    pytest.importorskip("mulegraph.ingest")
     from mulegraph.io.store import Store
 
     monkeypatch.chdir(REPO)

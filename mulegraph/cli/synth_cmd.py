@@ -33,23 +33,13 @@ def synth(
       mulegraph synth --accounts 2000 --days 30 --seed 0 --out demo
       mulegraph ingest demo/transfers.csv --store store --mapping demo/mapping.toml
     """
-    from mulegraph.core.errors import InputError
-    from mulegraph.synth import generate, write_export
+    from mulegraph.synth import check_export_folder, generate, write_export
 
-    if (out / "manifest.json").exists():
-        raise InputError(
-            f"--out '{out}' is a mulegraph store or run folder; write the synthetic export to a folder of its own."
-        )
+    check_export_folder(out)
     check_writable(out)
     data = generate(accounts, days, seed, start=start, mule_share=mule_share, currency=currency, activity=activity)
     paths = write_export(data, out, daily=daily)
-    summary = {
-        "transfers": data.transfers.height,
-        "accounts": data.labels.height,
-        "mules": int(data.labels["is_mule"].sum()),
-        "laundering_transfers": int(data.txn_labels["is_laundering"].sum()),
-        "files": {k: str(v) for k, v in paths.items()},
-    }
+    summary = {**data.summary(), "files": {k: str(v) for k, v in paths.items()}}
     if as_json:
         typer.echo(json.dumps(summary))
         return

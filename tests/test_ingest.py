@@ -294,9 +294,9 @@ def test_progress_callback(tmp_path):
 
 
 def test_small_batches_dedupe_across_batches(tmp_path, monkeypatch):
-    import mulegraph.ingest as ingest_module
+    import mulegraph.ingest.commit as commit_module
 
-    monkeypatch.setattr(ingest_module, "BATCH_ROWS", 2)
+    monkeypatch.setattr(commit_module, "BATCH_ROWS", 2)
     body = (
         "t1,2024-01-01T10:00:00Z,A,B,5,EUR,X\n"
         "t2,2024-01-01T11:00:00Z,A,C,5,EUR,X\n"
@@ -317,7 +317,8 @@ def test_small_batches_dedupe_across_batches(tmp_path, monkeypatch):
 def test_id_hash_collisions_do_not_change_outcomes(tmp_path, monkeypatch):
     """The 64-bit id hashes only pre-select rows; with every hash equal (all collide) the exact
     string comparison must give the same outcomes as with real hashes."""
-    import mulegraph.ingest as ingest_module
+    import mulegraph.ingest.commit as commit_module
+    import mulegraph.ingest.dedupe as dedupe_module
 
     body = (
         "t1,2024-01-01T10:00:00Z,A,B,5,EUR,X\n"
@@ -330,9 +331,9 @@ def test_id_hash_collisions_do_not_change_outcomes(tmp_path, monkeypatch):
     )
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    monkeypatch.setattr(ingest_module, "BATCH_ROWS", 3)
+    monkeypatch.setattr(commit_module, "BATCH_ROWS", 3)
     r1, s1 = run(tmp_path / "a", body)
-    monkeypatch.setattr(ingest_module, "_id_hash", lambda ids: pl.Series("__idh", [0] * ids.len(), pl.UInt64))
+    monkeypatch.setattr(dedupe_module, "_id_hash", lambda ids: pl.Series("__idh", [0] * ids.len(), pl.UInt64))
     r2, s2 = run(tmp_path / "b", body)
     assert (r1.accepted, r1.duplicates, r1.quarantined) == (r2.accepted, r2.duplicates, r2.quarantined) == (4, 2, 1)
     assert s1.transfers().sort("txn_id").equals(s2.transfers().sort("txn_id"))
@@ -345,7 +346,7 @@ def test_id_hash_collisions_do_not_change_outcomes(tmp_path, monkeypatch):
     st.lists(st.lists(st.integers(0, 40), max_size=20), max_size=4),
 )
 def test_hashes_in_matches_a_plain_set(batch, earlier):
-    from mulegraph.ingest import _hashes_in, _repeated_hashes
+    from mulegraph.ingest.dedupe import _hashes_in, _repeated_hashes
 
     srt = np.sort(np.array(batch, dtype=np.uint64))
     got = _hashes_in(srt, [np.sort(np.array(e, dtype=np.uint64)) for e in earlier])
@@ -383,7 +384,7 @@ def test_parts_named_by_final_ingest_id_and_same_size_files(tmp_path):
 def test_seen_hashes_matches_a_plain_set(batch, earlier, bits):
     """The bitmap + sorted arrays membership test against a Python set (few bits: many
     bitmap collisions, which the exact search must sort out)."""
-    from mulegraph.ingest import _SeenHashes
+    from mulegraph.ingest.dedupe import _SeenHashes
 
     seen = _SeenHashes(bits=bits)
     for e in earlier:

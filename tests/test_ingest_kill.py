@@ -17,18 +17,21 @@ from mulegraph.io.store import Store
 
 HEADER = "txn_id,ts,src_account,dst_account,amount,currency,channel\n"
 
-# Runs an ingest in a fresh interpreter; SIGKILLs itself when the named stage is reached.
+# Fault injection: runs an ingest in a fresh interpreter with the stage function of
+# mulegraph.ingest.commit replaced, so that the process SIGKILLs itself when the named stage
+# ("read", "validated", "written", "staged", "moved", "committed"; see commit._stage) is reached.
 SCRIPT = """
 import os, signal, sys
-import mulegraph.ingest as m
+import mulegraph.ingest.commit as commit
+from mulegraph.ingest import ingest
 stage = sys.argv[3]
 if len(sys.argv) > 4:
-    m.BATCH_ROWS = int(sys.argv[4])  # several batches staged before the commit
-def hook(name):
+    commit.BATCH_ROWS = int(sys.argv[4])  # several batches staged before the commit
+def kill_at(name):
     if name == stage:
         os.kill(os.getpid(), signal.SIGKILL)
-m._stage_hook = hook
-m.ingest([sys.argv[1]], sys.argv[2])
+commit._stage = kill_at
+ingest([sys.argv[1]], sys.argv[2])
 """
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 from hypothesis import given, strategies as st
 
-import mulegraph.ingest as ingest_module
+import mulegraph.ingest.commit as commit_module
 from mulegraph.ingest import ingest
 from mulegraph.io.store import Store
 
@@ -156,12 +156,12 @@ def test_random_messy_csv_matches_reference(tmp_path_factory, rows, delimiter, q
     d = tmp_path_factory.mktemp("messy")
     export = d / ("export.csv.gz" if gz else "export.csv")
     write_csv(export, rows, delimiter, quoting, newline, bom, order, gz)
-    saved = ingest_module.BATCH_ROWS
-    ingest_module.BATCH_ROWS = batch_rows or saved  # small batches: dedupe across batches
+    saved = commit_module.BATCH_ROWS
+    commit_module.BATCH_ROWS = batch_rows or saved  # small batches: dedupe across batches
     try:
         report = ingest([export], d / "store").to_dict()
     finally:
-        ingest_module.BATCH_ROWS = saved
+        commit_module.BATCH_ROWS = saved
     outcomes, accepted = reference(rows)
 
     # counts add up and match the reference

@@ -15,6 +15,8 @@ __all__ = [
     "OPTIONAL_SCHEMA",
     "LABEL_SCHEMA",
     "DECISION_SCHEMA",
+    "STORE_SCHEMA",
+    "QUARANTINE_SCHEMA",
     "SCORE_SCHEMA",
     "REASON_STRUCT",
     "REASONS_DTYPE",
@@ -27,6 +29,9 @@ __all__ = [
     "reasons_to_json",
     "reasons_from_json",
     "as_reasons",
+    "LEDGER_LINKS_SCHEMA",
+    "TRAIL_LINKS_SCHEMA",
+    "EXPLAIN_SCHEMA",
 ]
 
 ACCOUNT_ID = "account_id"
@@ -68,6 +73,19 @@ DECISION_SCHEMA: dict[str, pl.DataType] = {
     "decision": pl.String(),  # confirmed | cleared
     "date": pl.Datetime("us", "UTC"),
     "note": pl.String(),
+}
+
+# ---- ingest/store contracts (see mulegraph.io.store) ----
+#: What every transfer part of the store holds: the canonical columns, then every optional column.
+STORE_SCHEMA: dict[str, pl.DataType] = {**TRANSFER_SCHEMA, **OPTIONAL_SCHEMA}
+
+#: The store's quarantine table: one row per rejected export row.
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "ingest_id": pl.String(),
+    "source_file": pl.String(),
+    "line": pl.Int64(),  # 1-based data row (the header is not counted), CSV and Parquet alike
+    "rule": pl.String(),
+    "original": pl.String(),  # JSON object: export column -> original text (null when empty)
 }
 
 #: One reason code of a scored account (see :mod:`mulegraph.scoring.explain`): the rule or signal
@@ -158,6 +176,40 @@ DRIFT_COLUMNS: dict[str, pl.DataType] = {
 
 #: The CSV report (one row per suspect, in this order): the alert columns without ``reasons``.
 REPORT_CSV_SCHEMA: dict[str, pl.DataType] = {k: v for k, v in ALERT_COLUMNS.items() if k != "reasons"}
+
+
+# ---- investigation contracts: ledgers, money trails, reasons with evidence (mulegraph.investigate) ----
+#: One account's ledger (:func:`mulegraph.investigate.trails.ledger_links`): ``value`` of the
+#: inbound transfer ``in_txn`` that left through the outbound transfer ``out_txn``, ``dwell_s``
+#: seconds after it arrived.
+LEDGER_LINKS_SCHEMA: dict[str, pl.DataType] = {
+    "in_txn": pl.String(),
+    "out_txn": pl.String(),
+    "value": pl.Float64(),
+    "dwell_s": pl.Float64(),
+}
+
+#: The links of a money trail (``Trail.links``): ``value`` traced from transfer ``from_txn`` of hop
+#: ``hop - 1`` into transfer ``to_txn`` of hop ``hop``, and its value-weighted dwell in seconds.
+TRAIL_LINKS_SCHEMA: dict[str, pl.DataType] = {
+    "hop": pl.Int32(),
+    "from_txn": pl.String(),
+    "to_txn": pl.String(),
+    "value": pl.Float64(),
+    "dwell_s": pl.Float64(),
+}
+
+#: An account's reasons with their evidence (``Investigation.explain``): one row per reason,
+#: strongest first (``reason`` 1), the fields of :data:`REASON_STRUCT`, the count and sum of the
+#: evidence transfers found in the store, and the account's score and rank.
+EXPLAIN_SCHEMA: dict[str, pl.DataType] = {
+    "reason": pl.UInt32(),
+    **REASON_STRUCT.to_schema(),
+    "n_transfers": pl.UInt32(),
+    "evidence_total": pl.Float64(),
+    "score": pl.Float64(),
+    "rank": pl.Int64(),
+}
 
 
 def reasons_to_json(column: str = "reasons") -> pl.Expr:

@@ -8,24 +8,29 @@ Layout::
       quarantine/<ingest_id>.parquet                 rejected rows of one ingested file
       decisions.parquet                              investigator decisions (confirmed / cleared)
       .staging/<ingest_id>/                          work area of an ingest in progress
-      .lock                                          held (flock) while an ingest writes
+      .lock                                          held (filelock) while an ingest writes
 
 Every transfer part holds the canonical columns, then the optional columns
-(:data:`~mulegraph.schema.OPTIONAL_SCHEMA`) its export carried, in :data:`STORE_SCHEMA` order
+(:data:`~mulegraph.core.schema.OPTIONAL_SCHEMA`) its export carried, in
+:data:`~mulegraph.core.schema.STORE_SCHEMA` order
 (writing all-null columns costs time for nothing). Readers go through :meth:`Store.scan`, which
 gives every optional column that any ingest carried, null in the parts without it.
 
 Readers only read the parts that ``manifest.json`` lists, so a file is visible entirely or not at
 all: an ingest writes its parts into ``.staging``, fsyncs them, renames them into place and only
-then replaces the manifest (write to a temporary file, fsync, ``os.replace``). If the process is
-killed before that last step the new parts are orphans that no reader sees; the next ingest (or
-:meth:`Store.open` when no ingest holds the lock) deletes them.
+then replaces the manifest (:func:`mulegraph.core.atomic.write_text_atomic`: a temporary file,
+fsync, ``os.replace``). If the process is killed before that last step the new parts are orphans
+that no reader sees; the next ingest (or :meth:`Store.open` when no ingest holds the lock)
+deletes them. Writers serialise on the ``.lock`` file (:class:`filelock.FileLock`, an ``flock``
+on Unix, released by the kernel when a writer dies, so a killed ingest never leaves a stale lock).
+The store's column contracts (:data:`~mulegraph.core.schema.STORE_SCHEMA`,
+:data:`~mulegraph.core.schema.QUARANTINE_SCHEMA`) live in :mod:`mulegraph.core.schema` and are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -34,79 +39,27 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import polars as pl
+from filelock import FileLock, Timeout
 
+from mulegraph.core.atomic import atomic_path, fsync_dir, fsync_file, write_text_atomic
 from mulegraph.core.errors import InputError, StoreError
-from mulegraph.core.schema import DECISION_SCHEMA, OPTIONAL_SCHEMA, TRANSFER_COLUMNS, TRANSFER_SCHEMA
+from mulegraph.core.schema import (
+    DECISION_SCHEMA,
+    OPTIONAL_SCHEMA,
+    QUARANTINE_SCHEMA,
+    STORE_SCHEMA,
+    TRANSFER_COLUMNS,
+)
 from mulegraph.core.window import TimeWindow, filter_window, resolve_window
 
-__all__ = [
-    "Store",
-    "STORE_SCHEMA",
-    "QUARANTINE_SCHEMA",
-    "MANIFEST_NAME",
-    "write_parquet_atomic",
-    "write_text_atomic",
-    "fsync_file",
-]
+__all__ = ["Store", "STORE_SCHEMA", "QUARANTINE_SCHEMA", "MANIFEST_NAME"]
 
 MANIFEST_NAME = "manifest.json"
+_LOCK_NAME = ".lock"
 _FORMAT = "mulegraph-store"
 _VERSION = 1
 
-#: What every transfer part holds: the canonical columns, then every optional column.
-STORE_SCHEMA: dict[str, pl.DataType] = {**TRANSFER_SCHEMA, **OPTIONAL_SCHEMA}
-
-#: The quarantine table: one row per rejected export row.
-QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
-    "ingest_id": pl.String(),
-    "source_file": pl.String(),
-    "line": pl.Int64(),  # 1-based data row (the header is not counted), CSV and Parquet alike
-    "rule": pl.String(),
-    "original": pl.String(),  # JSON object: export column -> original text (null when empty)
-}
-
 _DECISIONS = ("confirmed", "cleared")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
-    """Flush a file's content to disk."""
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to ``path`` atomically: temporary file in the same folder, fsync, rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
-    """Write a Parquet file atomically (temporary file in the same folder, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    frame.write_parquet(tmp)
-    fsync_file(tmp)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -139,7 +92,7 @@ class Store:
         if not p.is_dir():
             raise StoreError(f"store '{p}' is not a folder; pass a store folder with --store.")
         if not man.is_file():
-            leftovers = [x for x in p.iterdir() if x.name not in (".lock", ".staging")]
+            leftovers = [x for x in p.iterdir() if x.name not in (_LOCK_NAME, ".staging")]
             if not create or leftovers:
                 raise StoreError(
                     f"'{p}' is not a mulegraph store (no {MANIFEST_NAME}); pass a store folder "
@@ -175,33 +128,30 @@ class Store:
         self._manifest = self._read_manifest(self.path)
 
     # ------------------------------------------------------------------ locking and commits
+    def _file_lock(self, timeout: float = -1) -> FileLock:
+        return FileLock(self.path / _LOCK_NAME, timeout=timeout)
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the store's write lock (other writers wait). Cleans up orphans on entry."""
-        with open(self.path / ".lock", "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                self.reload()
-                self._cleanup()
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with self._file_lock():
+            self.reload()
+            self._cleanup()
+            yield
 
     def _try_cleanup(self) -> None:
         try:
-            fh = open(self.path / ".lock", "a+")
+            lock = self._file_lock(timeout=0)
+            lock.acquire()
+        except Timeout:
+            return  # an ingest is running; its files are not orphans
         except OSError:
             return  # read-only store: nothing to clean
-        with fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return  # an ingest is running; its files are not orphans
-            try:
-                self.reload()
-                self._cleanup()
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        try:
+            self.reload()
+            self._cleanup()
+        finally:
+            lock.release()
 
     def _committed_files(self) -> set[str]:
         files: set[str] = set()
@@ -227,10 +177,10 @@ class Store:
             for d in emptied - {root}:
                 with contextlib.suppress(OSError):
                     d.rmdir()  # only when nothing else is in it
-        for f in self.path.glob(f".{MANIFEST_NAME}.tmp-*"):
-            f.unlink()
-        for f in self.path.glob(".decisions.parquet.tmp-*"):
-            f.unlink()
+        # temporary files of an interrupted atomic write (see mulegraph.core.atomic)
+        for name in (MANIFEST_NAME, "decisions.parquet"):
+            for f in self.path.glob(f".{name}.*"):
+                f.unlink()
 
     def staging_dir(self, ingest_id: str) -> Path:
         """A fresh staging folder for one ingest (inside the store, same file system)."""
@@ -262,7 +212,7 @@ class Store:
             os.replace(staged / rel, dst)
             dirs.add(dst.parent)
         for d in dirs | {self.path / "transfers", self.path / "quarantine"}:
-            _fsync_dir(d)
+            fsync_dir(d)
         if hook:
             hook("moved")
         manifest = dict(self._manifest)
@@ -327,7 +277,7 @@ class Store:
         return self._scan_parts(self._parts(), columns)
 
     def time_window(self, window: "TimeWindow | str | None" = "all", as_of=None) -> TimeWindow:
-        """Resolve ``window``/``as_of`` against the newest transfer (see :mod:`mulegraph.window`)."""
+        """Resolve ``window``/``as_of`` against the newest transfer (see :mod:`mulegraph.core.window`)."""
         if isinstance(window, TimeWindow):
             return window
         return resolve_window(window, as_of, self.newest_ts())
@@ -375,7 +325,7 @@ class Store:
 
     # ------------------------------------------------------------------ decisions
     def decisions(self) -> pl.DataFrame:
-        """Investigator decisions (:data:`~mulegraph.schema.DECISION_SCHEMA`); empty when none."""
+        """Investigator decisions (:data:`~mulegraph.core.schema.DECISION_SCHEMA`); empty when none."""
         f = self.path / "decisions.parquet"
         if not f.is_file():
             return _empty(DECISION_SCHEMA)
@@ -407,7 +357,8 @@ class Store:
             raise InputError("every decision needs a non-blank account_id.")
         with self.lock():
             out = pl.concat([self.decisions(), f], how="vertical")
-            write_parquet_atomic(out, self.path / "decisions.parquet")
+            with atomic_path(self.path / "decisions.parquet") as tmp:
+                out.write_parquet(tmp)
 
     # ------------------------------------------------------------------ summary
     def summary(self) -> dict[str, Any]:

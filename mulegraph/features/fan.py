@@ -134,12 +134,12 @@ def compute(p: Prepared) -> pl.DataFrame:
     first = (
         inb_pairs.with_columns((pl.col("t") == pair_first_t).alias("first"))
         .group_by("acc")
-        .agg((pl.col("amount").filter(pl.col("first")).sum() / pl.col("amount").sum()).alias("first_time_in_share"))
+        .agg((pl.col("amount").filter(pl.col("first")).sort().sum() / pl.col("amount").sort().sum()).alias("first_time_in_share"))
     )
     hhi = (
         outb_pairs.group_by("acc", "cp")
-        .agg(pl.col("amount").sum().alias("v"))
-        .sort("acc", "cp")  # a fixed summation order: the same bits on every run
+        .agg(pl.col("amount").sort().sum().alias("v"))
+        .sort("acc", "cp")  # fixed summation orders: the same bits on every run and in every shard
         .group_by("acc", maintain_order=True)
         .agg(((pl.col("v") / pl.col("v").sum()) ** 2).sum().alias("out_hhi"))
     )

@@ -163,7 +163,9 @@ def _dwell_pieces(st: pl.DataFrame, inb: pl.DataFrame) -> pl.DataFrame:
         "acc", pl.col("cin").alias("y"), pl.col("t").alias("t_in"), pl.lit(None, pl.Int64).alias("t_out"),
         pl.col("acc").alias("acc_in"), pl.lit(None, pl.UInt32).alias("acc_out"),
     )
-    b = pl.concat([ends, outc]).sort(["acc", "y"]).with_columns(
+    # a stable sort: rows of equal y (floating-point running sums can repeat a value) stay in
+    # event order, so the result depends only on the account's own events, never on its neighbours
+    b = pl.concat([ends, outc]).sort(["acc", "y"], maintain_order=True).with_columns(
         pl.col("t_in", "t_out", "acc_in", "acc_out").backward_fill()
     )
     new_acc = (pl.col("acc") != pl.col("acc").shift(1)).fill_null(True)

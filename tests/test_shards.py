@@ -1,0 +1,77 @@
+"""Account shards give the whole-window features, column by column and bit for bit."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from mulegraph.core.config import FeatureConfig
+from mulegraph.core.errors import FeatureError
+from mulegraph.core.hashing import hash_text, shard_of
+from mulegraph.features.build import window_features
+from mulegraph.features.shards import LocalEngine, plan_shards, sharded_features
+from mulegraph.ingest import ingest
+from mulegraph.io.store import Store
+from mulegraph.synth import generate, write_export
+
+
+@pytest.fixture(scope="module")
+def synth_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    data = generate(4000, 20, seed=11)
+    files = write_export(data, root / "export")
+    ingest([files["transfers"]], root / "store", mapping=str(files["mapping"]))
+    return Store.open(root / "store")
+
+
+def assert_same_features(a: pl.DataFrame, b: pl.DataFrame) -> None:
+    assert a.columns == b.columns
+    assert a["account_id"].to_list() == b["account_id"].to_list()
+    differing = [c for c in a.columns if not a[c].equals(b[c])]
+    assert not differing, f"columns differ between whole window and shards: {differing}"
+
+
+@pytest.mark.parametrize("shard_accounts", [450, 1300, 10**9])
+def test_shards_equal_the_whole_window(synth_store, shard_accounts):
+    cfg = FeatureConfig(hub_degree=150)
+    whole = window_features(synth_store, window="all", config=cfg)
+    done = []
+    engine = LocalEngine(progress=lambda i, n: done.append((i, n)))
+    sharded = sharded_features(synth_store, whole.window, cfg, shard_accounts=shard_accounts, engine=engine)
+    assert_same_features(whole.features, sharded)
+    n = done[-1][1]
+    assert n == max(1, -(-whole.features.height // shard_accounts)) and len(done) == n
+
+
+def test_shards_equal_a_window_with_listed_hubs(synth_store):
+    busiest = (
+        synth_store.transfers().group_by("dst_account").len().sort(["len", "dst_account"], descending=True)["dst_account"][:3]
+    )
+    cfg = FeatureConfig(hub_accounts=tuple(busiest.to_list()))
+    whole = window_features(synth_store, window="10d", config=cfg)
+    assert_same_features(whole.features, sharded_features(synth_store, whole.window, cfg, shard_accounts=700))
+
+
+def test_plan_puts_every_account_in_one_shard_and_lists_hubs(synth_store):
+    win = synth_store.time_window("all")
+    plan = plan_shards(synth_store, win, FeatureConfig(hub_degree=150), 500)
+    acc = plan.accounts
+    assert acc["account_id"].is_sorted() and acc["account_id"].n_unique() == acc.height
+    assert acc["shard"].min() >= 0 and acc["shard"].max() < plan.n_shards
+    assert set(plan.config.hub_accounts) == set(acc.filter(pl.col("degree") > 150)["account_id"].to_list())
+    assert sum(plan.shard_accounts(k).len() for k in range(plan.n_shards)) == acc.height
+
+
+def test_stable_hash_is_fixed():
+    # fixed values: a shard must hold the same accounts on every machine and every release
+    ids = pl.Series(["NL00SYNB0000000001", "", None, "é"])
+    assert hash_text(ids).tolist() == hash_text(ids.clone()).tolist()
+    assert len(set(hash_text(ids).tolist())) == 4
+    assert shard_of(pl.Series(["a", "b", "c"]), 1).tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="n_shards"):
+        shard_of(ids, 0)
+
+
+def test_bad_shard_size_is_refused(synth_store):
+    with pytest.raises(FeatureError, match="shard_accounts must be a positive"):
+        plan_shards(synth_store, synth_store.time_window("all"), FeatureConfig(), 0)

@@ -33,7 +33,20 @@ from typing import Any
 
 from mulegraph.core.errors import ConfigError
 
-__all__ = ["StoreConfig", "FeatureConfig", "ModelConfig", "RunConfig", "ReportConfig", "Config", "load_config"]
+__all__ = [
+    "StoreConfig",
+    "FeatureConfig",
+    "ModelConfig",
+    "RunConfig",
+    "ReportConfig",
+    "Config",
+    "DEFAULT_CONFIG_FILE",
+    "load_config",
+    "discover_config",
+]
+
+#: the settings file a command reads from the working directory when no --config is given
+DEFAULT_CONFIG_FILE = "mulegraph.toml"
 
 
 @dataclass(frozen=True)
@@ -260,3 +273,16 @@ def load_config(path: str | os.PathLike | None = None, data: dict[str, Any] | No
         if key:
             cfg = cfg.replace("report", pseudonym_key=key)
     return cfg
+
+
+def discover_config(path: str | os.PathLike | None = None) -> Config:
+    """The settings every command uses: the file ``path`` (``--config``) when given, else
+    ``./mulegraph.toml`` when it exists in the working directory, else the defaults.
+
+    Relative paths inside the file are read from the working directory, not the file's folder.
+    """
+    if path is not None:
+        return load_config(path)
+    if Path(DEFAULT_CONFIG_FILE).is_file():
+        return load_config(DEFAULT_CONFIG_FILE)
+    return Config()

@@ -208,6 +208,27 @@ def test_explain_with_evidence():
     assert g.nodes["B"]["score"] == pytest.approx(0.9) and "score" not in g.nodes["A"]
 
 
+def test_explain_reads_struct_and_json_reasons_alike(tmp_path):
+    """Scores carry reasons as a List(Struct) column; old run folders as JSON text."""
+    from mulegraph.core.schema import EXPLAIN_SCHEMA, REASONS_DTYPE, as_reasons
+
+    legacy = scores_frame()
+    struct = as_reasons(legacy)
+    assert struct.schema["reasons"] == REASONS_DTYPE
+    a = Investigation(frame(ROWS), scores=legacy).explain("B")
+    b = Investigation(frame(ROWS), scores=struct).explain("B")
+    assert a.equals(b) and dict(a.schema) == EXPLAIN_SCHEMA
+    assert a["value"].to_list() == [0.93, 3.0, 1.0] and a["txn_ids"][1].to_list() == ["t7", "missing"]
+    struct.write_parquet(tmp_path / "scores.parquet")
+    assert Investigation(frame(ROWS), scores=load_scores(tmp_path)).explain("B").equals(a)
+    assert dict(Investigation(frame(ROWS), scores=struct).explain("C").schema) == EXPLAIN_SCHEMA
+    bare = Investigation(frame(ROWS), scores=legacy.drop("reasons")).explain("B")
+    assert bare.height == 0 and dict(bare.schema) == EXPLAIN_SCHEMA
+    damaged = legacy.with_columns(pl.lit("not json").alias("reasons"))
+    with pytest.raises(InputError, match="reasons for the account cannot be read"):
+        Investigation(frame(ROWS), scores=damaged).explain("B")
+
+
 def test_load_scores_forms(tmp_path):
     sf = scores_frame()
     run = tmp_path / "runs" / "r1"
@@ -305,6 +326,44 @@ def test_html_is_offline_and_escaped(tmp_path):
     assert root.tag == "svg"
     out = save_picture(g, tmp_path / "view.html")
     assert out.read_text(encoding="utf-8") == to_html(g, title="mulegraph")
+
+
+def test_html_data_cannot_close_the_script():
+    evil = "</script><script>alert(1)</script>"
+    rows = ROWS + [("t9", 8, evil, "B", 3), ("t10", 9, "B", "x'&<y>", 2)]
+    page = to_html(Investigation(frame(rows)).ego_graph("B", hops=1), title=evil)
+    assert page.count("<script") == 1 and page.count("</script>") == 1
+    assert page.rstrip().endswith("</script></body></html>")
+    assert evil not in page and "alert(1)" in page  # shown, as escaped text
+    script = page[page.index("<script>") + 8: page.index("</script>")]
+    assert "alert" not in script
+    view = script[script.index("var view = ") + len("var view = "): script.index(";", script.index("var view = "))]
+    assert json.loads(view) == {"size": 1000}
+
+
+def test_html_has_a_fixed_layout():
+    rows = ROWS + [(f"u{i}", 9 + i, "B", f"R{i}", 1 + i) for i in range(12)]
+    pages = {to_html(Investigation(frame(rows)).ego_graph("B", hops=2)) for _ in range(4)}
+    assert len(pages) == 1
+
+
+def test_save_graph_chooses_picture_or_graph_file_by_suffix(tmp_path):
+    from mulegraph.investigate import SAVE_FORMATS, save_graph
+
+    inv = Investigation(frame(ROWS), scores=scores_frame())
+    trail = inv.trace("A", hops=3)
+    assert save_graph(trail, tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = save_graph(trail, tmp_path / "t.html").read_text(encoding="utf-8")
+    assert "<title>forward trail, fifo, within 72h</title>" in page
+    back = nx.read_graphml(save_graph(trail, tmp_path / "t.graphml"), force_multigraph=True)
+    assert sorted(k for _, _, k in back.edges(keys=True)) == sorted(trail.transfers["txn_id"].unique())
+    doc = json.loads(save_graph(inv.ego_graph("B", hops=1), tmp_path / "ego.json").read_text())
+    assert {n["data"]["id"] for n in doc["elements"]["nodes"]} == {"A", "B", "C", "X", "Y"}
+    assert save_graph(trail, tmp_path / "t.gexf").read_text().lstrip().startswith("<?xml")
+    with pytest.raises(InputError, match="must end in one of"):
+        save_graph(trail, tmp_path / "t.txt")
+    assert {".png", ".svg", ".pdf", ".html", ".graphml", ".gexf", ".json"} <= set(SAVE_FORMATS)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 # ------------------------------------------------------------------------------ command line

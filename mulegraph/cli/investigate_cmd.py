@@ -14,14 +14,6 @@ from mulegraph.cli._app import app, check_writable, handle_errors
 
 __all__ = ["trace_command", "show_command"]
 
-_OUT_SUFFIXES = (".png", ".svg", ".pdf", ".html", ".graphml", ".gexf", ".json")
-
-
-def _load(config: Path | None):
-    from mulegraph.core.config import load_config
-
-    return load_config(config) if config is not None else None
-
 
 def _console():
     from rich.console import Console
@@ -40,7 +32,7 @@ class Alloc(str, Enum):
 def trace_command(
     account: str = typer.Argument(..., help="Account id as it appears in the store."),
     store: Path = typer.Option(..., "--store", help="Store folder."),
-    out: Path = typer.Option(..., "--out", help="Output file: .png, .svg, .pdf, .html, .graphml, .gexf or .json."),
+    out: Path = typer.Option(..., "--out", help="Output file: .png, .svg, .pdf, .html (pictures), .graphml, .gexf or .json (graph files)."),
     backward: bool = typer.Option(False, "--backward", help="Follow the money back to where it came from."),
     hops: int = typer.Option(4, "--hops", min=1, max=12, help="Transfers to follow from the account."),
     within: str = typer.Option("72h", "--within", help="Follow only transfers within this time of the money's arrival."),
@@ -49,7 +41,7 @@ def trace_command(
     window: str = typer.Option("all", "--window", help="Only transfers in this window (e.g. 30d), or 'all'."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the window (default: newest transfer)."),
     expand_hubs: bool = typer.Option(False, "--expand-hubs", help="Follow money through hub accounts too."),
-    config: Optional[Path] = typer.Option(None, "--config", help="mulegraph TOML config ([features] hub settings)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="mulegraph TOML config ([features] hub settings); default ./mulegraph.toml when present."),
     base_amounts: bool = typer.Option(
         False, "--base-amounts", help="Trace amount_base (amounts in one reporting currency) where the store has it."
     ),
@@ -64,29 +56,19 @@ def trace_command(
       mulegraph trace ACCOUNT --store store --hops 4 --within 72h --out trail.png
       mulegraph trace ACCOUNT --store store --backward --alloc proportional --out trail.html
     """
-    from mulegraph.investigate.draw import save_picture
-    from mulegraph.investigate.export import export_graph
-    from mulegraph.investigate import open_investigation
+    from mulegraph.core.config import discover_config
+    from mulegraph.investigate import trace_to_file
 
-    suffix = out.suffix.lower()
-    if suffix not in _OUT_SUFFIXES:
-        raise InputError(f"--out must end in one of {', '.join(_OUT_SUFFIXES)}. Got '{suffix or out.name}' instead.")
     check_writable(out.parent)
-    inv = open_investigation(store, run, config=_load(config))
-    trail = inv.trace(
-        account, "backward" if backward else "forward", hops=hops, within=within, alloc=alloc.value,
-        window=window, as_of=as_of, expand_hubs=expand_hubs, txn_ids=txn or None,
+    direction = "backward" if backward else "forward"
+    trail = trace_to_file(
+        store, account, out, run=run, config=discover_config(config), direction=direction, hops=hops, within=within,
+        alloc=alloc.value, window=window, as_of=as_of, expand_hubs=expand_hubs, txn_ids=txn or None,
         value="amount_base" if base_amounts else "amount",
     )
-    graph = trail.to_graph()
-    direction = "backward" if backward else "forward"
-    if suffix in (".graphml", ".gexf", ".json"):
-        export_graph(graph, out)
-    else:
-        save_picture(graph, out, title=f"{direction} trail, {alloc.value}, within {within}")
     console = _console()
     console.print(_summary_table(trail, f"{direction.capitalize()} trail ({alloc.value}, within {within})"))
-    console.print(f"wrote {out} ({graph.number_of_nodes()} accounts, {graph.number_of_edges()} transfers)")
+    console.print(f"wrote {out} ({trail.accounts.height} accounts, {trail.transfers['txn_id'].n_unique()} transfers)")
 
 
 def _summary_table(trail, title: str):
@@ -114,7 +96,7 @@ def show_command(
     last: int = typer.Option(15, "--last", min=1, help="How many of the newest transfers to list."),
     window: str = typer.Option("all", "--window", help="Only transfers in this window (e.g. 30d), or 'all'."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the window (default: newest transfer)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="mulegraph TOML config ([features] hub settings)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="mulegraph TOML config ([features] hub settings); default ./mulegraph.toml when present."),
 ) -> None:
     """Print an account's summary, the run's reasons for it and its recent timeline.
 
@@ -124,9 +106,10 @@ def show_command(
     """
     from rich.table import Table
 
+    from mulegraph.core.config import discover_config
     from mulegraph.investigate import open_investigation
 
-    inv = open_investigation(store, run, config=_load(config))
+    inv = open_investigation(store, run, config=discover_config(config))
     s = inv.account_summary(account, window=window, as_of=as_of)
     console = _console()
     summary = Table(title=f"Account {account}", show_header=False)

@@ -8,12 +8,13 @@ squares, the account under investigation has a thick outline. Trails are laid ou
 to right (forward) or right to left (backward); other graphs with a seeded spring layout.
 
 The HTML view is one self-contained file: an inline SVG with a little inline JavaScript for zoom
-(wheel), pan (drag) and details on hover. It loads nothing from the network.
+(wheel), pan (drag) and details on hover, rendered from the Jinja2 template
+``templates/graph.html.j2`` with autoescaping. It loads nothing from the network.
 """
 
 from __future__ import annotations
 
-import html
+import functools
 import json
 import math
 import os
@@ -21,6 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import markupsafe
 import networkx as nx
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -34,6 +37,9 @@ __all__ = ["PICTURE_FORMATS", "pair_edges", "graph_layout", "draw_graph", "save_
 PICTURE_FORMATS = (".png", ".svg", ".pdf", ".html")
 
 _CMAP = "YlOrRd"
+# SVG stroke attributes of the account under investigation and of the others (trusted markup)
+_FOCUS_STROKE = markupsafe.Markup('stroke="#000" stroke-width="4"')
+_NODE_STROKE = markupsafe.Markup('stroke="#555" stroke-width="1.2"')
 
 
 def _short(name: Any, n: int = 14) -> str:
@@ -221,7 +227,12 @@ def draw_graph(graph: nx.Graph, *, ax=None, title: str | None = None, seed: int 
 
 
 def to_html(graph: nx.Graph, *, title: str = "mulegraph", seed: int = 0) -> str:
-    """A self-contained interactive HTML page (inline SVG and JavaScript, no network access)."""
+    """A self-contained interactive HTML page (inline SVG and JavaScript, no network access).
+
+    Rendered from the package template ``templates/graph.html.j2`` with autoescaping: account ids,
+    attributes and the title are HTML-escaped text, and the data the script reads is JSON with
+    ``<``, ``>``, ``&`` and ``'`` escaped, so no value can close the ``<script>`` element.
+    """
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
@@ -232,8 +243,7 @@ def to_html(graph: nx.Graph, *, title: str = "mulegraph", seed: int = 0) -> str:
     P = {k: (pad + x * (size - 2 * pad), pad + (1 - y) * (size - 2 * pad)) for k, (x, y) in pos.items()}
     pairs = pair_edges(graph)
     vmax = max((p["value"] for p in pairs), default=1.0) or 1.0
-    esc = lambda s: html.escape(str(s), quote=True)  # noqa: E731
-    parts: list[str] = []
+    edges: list[dict[str, str]] = []
     for p in pairs:
         if p["u"] == p["v"]:
             continue
@@ -243,29 +253,36 @@ def to_html(graph: nx.Graph, *, title: str = "mulegraph", seed: int = 0) -> str:
                 f"{p['n']} transfer(s) | first {_iso(p['first'])} | last {_iso(p['last'])} | txn {', '.join(p['txn_ids'][:12])}"
                 + (" ..." if len(p["txn_ids"]) > 12 else ""))
         mx, my = (x0 + x1) / 2 + (y1 - y0) * 0.08, (y0 + y1) / 2 - (x1 - x0) * 0.08
-        parts.append(
-            f'<path class="e" d="M{x0:.1f},{y0:.1f} Q{mx:.1f},{my:.1f} {x1:.1f},{y1:.1f}" stroke-width="{w:.2f}" '
-            f'marker-end="url(#arr)" data-info="{esc(info)}"><title>{esc(info)}</title></path>'
-        )
+        edges.append({"d": f"M{x0:.1f},{y0:.1f} Q{mx:.1f},{my:.1f} {x1:.1f},{y1:.1f}", "width": f"{w:.2f}", "info": info})
+    nodes: list[dict[str, Any]] = []
     for v, d in graph.nodes(data=True):
         x, y = P[v]
         score = d.get("score")
-        fill = to_hex(cmap(float(score))) if score is not None else "#d0d0d0"
         details = " | ".join(f"{k} {_fmt(val)}" for k, val in d.items() if val is not None)
-        info = f"{v} | {details}"
-        stroke = 'stroke="#000" stroke-width="4"' if d.get("focus") else 'stroke="#555" stroke-width="1.2"'
-        if d.get("is_hub"):
-            shape = f'<rect x="{x - 13:.1f}" y="{y - 13:.1f}" width="26" height="26" fill="{fill}" {stroke}/>'
-        else:
-            shape = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="14" fill="{fill}" {stroke}/>'
-        parts.append(
-            f'<g class="n" data-info="{esc(info)}"><title>{esc(info)}</title>{shape}'
-            f'<text x="{x:.1f}" y="{y + 30:.1f}" text-anchor="middle">{esc(_short(v, 18))}</text></g>'
-        )
-    meta = esc(" | ".join(f"{k} {_fmt(v)}" for k, v in graph.graph.items()))
-    body = "\n".join(parts)
-    return _PAGE.format(title=esc(title), meta=meta, size=int(size), body=body,
-                        n_nodes=graph.number_of_nodes(), n_edges=graph.number_of_edges())
+        nodes.append({
+            "info": f"{v} | {details}",
+            "label": _short(v, 18),
+            "hub": bool(d.get("is_hub")),
+            "fill": to_hex(cmap(float(score))) if score is not None else "#d0d0d0",
+            "stroke": _FOCUS_STROKE if d.get("focus") else _NODE_STROKE,
+            "x": f"{x:.1f}", "y": f"{y:.1f}", "rx": f"{x - 13:.1f}", "ry": f"{y - 13:.1f}", "ty": f"{y + 30:.1f}",
+        })
+    meta = " | ".join(f"{k} {_fmt(v)}" for k, v in graph.graph.items())
+    return _template().render(title=title, meta=meta, view={"size": int(size)}, edges=edges, nodes=nodes,
+                              n_nodes=graph.number_of_nodes(), n_edges=graph.number_of_edges())
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("mulegraph.investigate", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template("graph.html.j2")
 
 
 def _iso(ts: Any) -> str:
@@ -280,55 +297,6 @@ def _fmt(v: Any) -> str:
     if isinstance(v, (list, dict)):
         return json.dumps(v, default=str)
     return str(v)
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: sans-serif; margin: 0; }}
-header {{ padding: 6px 10px; background: #f3f3f3; font-size: 13px; }}
-#info {{ padding: 6px 10px; font-size: 13px; min-height: 1.4em; background: #fffbe6; white-space: pre-wrap; }}
-svg {{ width: 100%; height: 82vh; cursor: grab; background: #fff; }}
-.e {{ fill: none; stroke: #4a6fa5; stroke-opacity: 0.6; }}
-.e:hover {{ stroke: #d62728; stroke-opacity: 0.9; }}
-.n text {{ font-size: 12px; pointer-events: none; }}
-.n:hover circle, .n:hover rect {{ stroke: #d62728; }}
-</style></head><body>
-<header><b>{title}</b> &middot; {n_nodes} accounts, {n_edges} transfers &middot; wheel: zoom, drag: pan, hover: details
-<br><small>{meta}</small></header>
-<div id="info">hover over an account or an arrow</div>
-<svg id="view" viewBox="0 0 {size} {size}" preserveAspectRatio="xMidYMid meet">
-<defs><marker id="arr" viewBox="0 0 10 10" refX="21.7" refY="5" markerUnits="userSpaceOnUse" markerWidth="12" markerHeight="12" orient="auto">
-<path d="M0,0 L10,5 L0,10 z" fill="#4a6fa5"/></marker></defs>
-<g id="scene">
-{body}
-</g></svg>
-<script>
-(function () {{
-  var svg = document.getElementById('view'), info = document.getElementById('info');
-  var vb = [0, 0, {size}, {size}], drag = null;
-  function apply() {{ svg.setAttribute('viewBox', vb.join(' ')); }}
-  svg.addEventListener('wheel', function (ev) {{
-    ev.preventDefault();
-    var r = svg.getBoundingClientRect(), f = ev.deltaY > 0 ? 1.15 : 1 / 1.15;
-    var mx = vb[0] + (ev.clientX - r.left) / r.width * vb[2], my = vb[1] + (ev.clientY - r.top) / r.height * vb[3];
-    vb = [mx - (mx - vb[0]) * f, my - (my - vb[1]) * f, vb[2] * f, vb[3] * f]; apply();
-  }}, {{passive: false}});
-  svg.addEventListener('mousedown', function (ev) {{ drag = [ev.clientX, ev.clientY]; svg.style.cursor = 'grabbing'; }});
-  window.addEventListener('mouseup', function () {{ drag = null; svg.style.cursor = 'grab'; }});
-  window.addEventListener('mousemove', function (ev) {{
-    if (!drag) return;
-    var r = svg.getBoundingClientRect();
-    vb[0] -= (ev.clientX - drag[0]) / r.width * vb[2]; vb[1] -= (ev.clientY - drag[1]) / r.height * vb[3];
-    drag = [ev.clientX, ev.clientY]; apply();
-  }});
-  svg.addEventListener('mouseover', function (ev) {{
-    var el = ev.target.closest('[data-info]');
-    if (el) info.textContent = el.getAttribute('data-info').split(' | ').join('\\n');
-  }});
-}})();
-</script></body></html>
-"""
 
 
 def save_picture(graph: nx.Graph, path: str | os.PathLike, *, title: str | None = None, seed: int = 0) -> Path:

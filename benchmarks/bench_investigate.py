@@ -32,10 +32,8 @@ def main() -> None:
     ap.add_argument("--in-memory", action="store_true", help="load the store's transfers into memory once")
     args = ap.parse_args()
 
-    from mulegraph.investigate.draw import save_picture
-    from mulegraph.investigate.export import export_graph
     from mulegraph.ingest import ingest
-    from mulegraph.investigate import open_investigation
+    from mulegraph.investigate import open_investigation, save_graph
     from mulegraph.io.store import Store
     from mulegraph.synth import generate
 
@@ -76,8 +74,9 @@ def main() -> None:
         timed("trace backward proportional hops=4", lambda: inv.trace(acc, "backward", hops=4, alloc="proportional"))
         timed("timeline", lambda: inv.timeline(acc))
         tg = fwd.to_graph()
-        timed("draw trail png", lambda: save_picture(tg, work / "trail.png"))
-        timed("export trail graphml", lambda: export_graph(tg, work / "trail.graphml"))
+        timed("draw trail png", lambda: save_graph(tg, work / "trail.png"))
+        timed("draw trail html", lambda: save_graph(tg, work / "trail.html"))
+        timed("export trail graphml", lambda: save_graph(tg, work / "trail.graphml"))
         sizes.append((g.number_of_nodes(), g.number_of_edges(), tg.number_of_nodes()))
     print(f"store: {rows:,} transfers; {len(mules)} planted mules")
     print(f"ego graph sizes (accounts, transfers): {[(a, b) for a, b, _ in sizes]}; trail accounts: {[c for _, _, c in sizes]}")

@@ -399,9 +399,9 @@ class Investigation:
         hop 1, and so on. Backward, hop 1 are the account's inbound transfers and each further hop
         goes to the senders' inbound transfers that they were drawn from. Only transfers
         within ``within`` after the money arrived (forward) or before it left (backward) are
-        followed, under the ``alloc`` model of :mod:`mulegraph.investigate`; each account's ledger starts
-        at the window start. Traced values below ``min_value`` are dropped. Hubs are not expanded
-        unless ``expand_hubs``.
+        followed, under the ``alloc`` model of :mod:`mulegraph.investigate`; each account's ledger
+        starts at the window start. Traced values below ``min_value`` are dropped. Hubs are not
+        expanded unless ``expand_hubs``. The hop-by-hop work is :func:`~mulegraph.investigate.trails.trace_transfers`.
 
         Amounts are added up as they are, so a trail through several currencies mixes them; with
         ``value="amount_base"`` (when the store carries amounts converted to one reporting currency)
@@ -425,12 +425,16 @@ class Investigation:
                 raise InputError("the transfers carry no amount_base column; trace with value='amount'.")
             lf = lf.with_columns(pl.coalesce("amount_base", "amount").alias("amount"))
         forward = direction == "forward"
+
+        def is_hub(accounts: list[str]) -> dict[str, bool]:
+            return self.hubs(accounts, win)
+
         transfers, links, expanded = trace_transfers(
-            lf, account, forward=forward, hops=hops, within=w, alloc=alloc, is_hub=lambda accs: self.hubs(accs, win),
+            lf, account, forward=forward, hops=hops, within=w, alloc=alloc, is_hub=is_hub,
             txn_ids=txn_ids, expand_hubs=expand_hubs, min_value=min_value,
         )
-        accounts = trail_accounts(account, transfers, forward=forward, expanded=expanded,
-                                  is_hub=lambda accs: self.hubs(accs, win), score_map=self._score_map)
+        accounts = trail_accounts(account, transfers, forward=forward, expanded=expanded, is_hub=is_hub,
+                                  score_map=self._score_map)
         return Trail(account=account, direction=direction, alloc=alloc, within=w, hops=hops,
                      transfers=transfers, links=links, accounts=accounts, window=win)
 

@@ -1,18 +1,26 @@
-"""Run folders: where the nightly run's outputs live, and which run is the latest.
+"""Run folders: where the nightly run's outputs live, which run is the latest, and reading one.
 
 A runs folder holds one folder per finished run (``<run_id>/`` with a ``manifest.json``) and a
 ``latest`` pointer: a symbolic link, or a text file holding the run id where links are not
-possible. :mod:`mulegraph.pipeline` writes them; reports, scoring and investigators read them.
+possible. :mod:`mulegraph.pipeline` writes them; reports, scoring and investigators read them,
+through :func:`resolve_run_dir` (a run folder, or the latest run of a runs folder) and
+:func:`load_run` (the files of one run, with the contracts of :mod:`mulegraph.core.schema`).
 """
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import polars as pl
 
 from mulegraph.core.errors import InputError
+from mulegraph.core.schema import ALERT_COLUMNS, CHANGE_COLUMNS, DRIFT_COLUMNS, FLOW_COLUMNS, as_reasons
 
-__all__ = ["LATEST", "list_runs", "latest_run", "resolve_run_dir"]
+__all__ = ["LATEST", "RunData", "list_runs", "latest_run", "resolve_run_dir", "load_run", "read_run_file"]
 
 #: name of the pointer to the latest run inside a runs folder
 LATEST = "latest"
@@ -60,3 +68,65 @@ def resolve_run_dir(path: str | os.PathLike | None = None, runs_dir: str | os.Pa
             "or give the path of a run folder."
         )
     return latest
+
+
+@dataclass
+class RunData:
+    """The files of one run folder, read into memory.
+
+    ``alerts`` has :data:`~mulegraph.core.schema.ALERT_COLUMNS` (its ``reasons`` as a struct
+    list, also when an older run wrote them as JSON text); ``scores`` is ``scores.parquet`` as
+    written; ``changes``, ``drift`` and ``flows`` are empty frames of their contract when the run
+    folder lacks the file.
+    """
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    config: dict[str, Any]
+    scores: pl.DataFrame
+    alerts: pl.DataFrame
+    changes: pl.DataFrame
+    drift: pl.DataFrame
+    flows: pl.DataFrame
+
+
+def read_run_file(path: Path, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
+    """A Parquet file of a run folder; an empty frame of ``schema`` when it is not there.
+
+    A file that cannot be read is an :class:`~mulegraph.core.errors.InputError` naming it.
+    """
+    if path.is_file():
+        try:
+            return pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError):
+            raise InputError(
+                f"the run file '{path.name}' cannot be read; the run folder is damaged, rerun 'mulegraph run'."
+            ) from None
+    return pl.DataFrame(schema=schema or {})
+
+
+def load_run(run_dir: str | os.PathLike) -> RunData:
+    """Read a run folder (or the latest run of a runs folder); see :mod:`mulegraph.pipeline` for its files.
+
+    A folder without ``scores.parquet`` or ``alerts.parquet`` is refused: an empty report would
+    read as "no suspects".
+    """
+    d = resolve_run_dir(run_dir)
+    try:
+        manifest = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+        config = json.loads((d / "config.json").read_text(encoding="utf-8")) if (d / "config.json").is_file() else {}
+    except (OSError, ValueError):
+        raise InputError(f"the run folder '{d}' has an unreadable manifest.json or config.json; rerun 'mulegraph run'.") from None
+    missing = [n for n in ("scores.parquet", "alerts.parquet") if not (d / n).is_file()]
+    if missing:
+        raise InputError(f"the run folder '{d}' lacks {', '.join(missing)}; it is damaged, rerun 'mulegraph run'.")
+    return RunData(
+        run_dir=d,
+        manifest=manifest,
+        config=config,
+        scores=read_run_file(d / "scores.parquet", {"account_id": pl.String, "score": pl.Float64, "rank": pl.Int64}),
+        alerts=as_reasons(read_run_file(d / "alerts.parquet", ALERT_COLUMNS)),
+        changes=read_run_file(d / "alert_changes.parquet", CHANGE_COLUMNS),
+        drift=read_run_file(d / "drift.parquet", DRIFT_COLUMNS),
+        flows=read_run_file(d / "flows.parquet", FLOW_COLUMNS),
+    )

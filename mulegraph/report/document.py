@@ -1,0 +1,193 @@
+"""The report document: one JSON-ready dict that every format is rendered from, and its schema.
+
+:func:`report_document` selects and formats what a run folder holds (it computes nothing new);
+the result follows :data:`REPORT_JSON_SCHEMA`, the JSON Schema in ``report.schema.json`` next to
+this module, and :func:`validate_json` checks a document against it with ``jsonschema``.
+
+With pseudonymisation on, every account identifier (suspects, alert changes) is replaced by its
+keyed pseudonym (:mod:`mulegraph.report.pseudonym`); transfer ids in the reasons are kept, so a case
+system can still find them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+from typing import Any
+
+import polars as pl
+from jsonschema import Draft202012Validator
+
+from mulegraph.core.config import ReportConfig
+from mulegraph.core.errors import ConfigError
+from mulegraph.core.schema import as_reasons
+from mulegraph.io.runs import RunData
+from mulegraph.report.pseudonym import Pseudonymiser
+
+__all__ = ["REPORT_JSON_SCHEMA", "report_document", "validate_json", "pseudonymiser_for", "fmt_num"]
+
+#: JSON Schema (draft 2020-12) of the JSON report, loaded from ``report.schema.json``
+REPORT_JSON_SCHEMA: dict[str, Any] = json.loads(
+    resources.files("mulegraph.report").joinpath("report.schema.json").read_text(encoding="utf-8")
+)
+Draft202012Validator.check_schema(REPORT_JSON_SCHEMA)
+_VALIDATOR = Draft202012Validator(REPORT_JSON_SCHEMA)
+
+
+def validate_json(doc: Any, schema: dict[str, Any] = REPORT_JSON_SCHEMA, path: str = "$") -> list[str]:
+    """The problems of ``doc`` against ``schema`` (empty when valid), one line each.
+
+    Each line is the JSON path of the problem (starting at ``path``) and ``jsonschema``'s message,
+    e.g. ``$.suspects[0].score: 1.5 is greater than the maximum of 1``.
+    """
+    validator = _VALIDATOR if schema is REPORT_JSON_SCHEMA else Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: (e.json_path, e.message))
+    return [f"{path}{e.json_path[1:]}: {e.message}" for e in errors]
+
+
+def pseudonymiser_for(config: ReportConfig, pseudonymise: bool | None) -> Pseudonymiser:
+    """The pseudonymiser a report uses: ``pseudonymise`` when given, else ``[report] pseudonymise``."""
+    on = config.pseudonymise if pseudonymise is None else pseudonymise
+    if not on:
+        return Pseudonymiser(None)
+    key = config.resolved_key()
+    if not key:
+        raise ConfigError("pseudonymised reports need a key: set MULEGRAPH_PSEUDONYM_KEY or [report] pseudonym_key.")
+    return Pseudonymiser(key)
+
+
+def fmt_num(v: Any, digits: int = 0) -> str:
+    """A number for people: thousands separated, ``digits`` decimals for floats, ``-`` when missing."""
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "-"
+        return f"{v:,.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _finite(v):
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _iso(v) -> str | None:
+    if v is None:
+        return None
+    return v.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(v, "strftime") else str(v)
+
+
+def _reason_items(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The reasons of one alert (rows of the struct column) as schema objects; non-finite numbers become null."""
+    out = []
+    for r in items or []:
+        if r is None:
+            continue
+        pct = r.get("percentile")
+        out.append(
+            {
+                "code": "" if r.get("code") is None else str(r["code"]),
+                "feature": None if r.get("feature") is None else str(r["feature"]),
+                "family": None if r.get("family") is None else str(r["family"]),
+                "text": "" if r.get("text") is None else str(r["text"]),
+                "value": _finite(r.get("value")),
+                "percentile": pct if isinstance(pct, (int, float)) and math.isfinite(pct) else None,
+                "txn_ids": [str(t) for t in (r.get("txn_ids") or [])],
+            }
+        )
+    return out
+
+
+def _counts(d: dict[str, Any] | None) -> dict[str, Any]:
+    d = d or {}
+    return {
+        "rows_read": int(d.get("rows_read") or 0),
+        "accepted": int(d.get("accepted") or 0),
+        "quarantined": int(d.get("quarantined") or 0),
+        "duplicates": int(d.get("duplicates") or 0),
+        "quarantined_by_rule": {str(k): int(v) for k, v in (d.get("quarantined_by_rule") or {}).items()},
+    }
+
+
+def _signals(alerts: pl.DataFrame) -> list[dict[str, Any]]:
+    """Alerts per reason family (any reason, and the first reason), most alerts first."""
+    counts: dict[str, list[int]] = {}
+    for fams in alerts["reason_families"].to_list() if "reason_families" in alerts.columns else []:
+        names = [f for f in (fams or "").split("|") if f]
+        for i, f in enumerate(names):
+            c = counts.setdefault(f, [0, 0])
+            c[0] += 1
+            c[1] += i == 0
+    return [
+        {"family": f, "alerts": a, "first_reason": b}
+        for f, (a, b) in sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    ]
+
+
+def _suspect(row: dict[str, Any], ps: Pseudonymiser) -> dict[str, Any]:
+    return {
+        "alert_rank": int(row["alert_rank"]),
+        "account_id": ps(row["account_id"]),
+        "rank": int(row["rank"]),
+        "score": float(row["score"]),
+        "status": row["status"],
+        "previous_rank": row.get("previous_rank"),
+        "previous_score": _finite(row.get("previous_score")),
+        "decision": row.get("decision"),
+        "reasons": _reason_items(row.get("reasons")),
+        "key_figures": {
+            "in_count": int(row.get("in_count") or 0),
+            "in_value": float(row.get("in_value") or 0.0),
+            "in_counterparties": int(row.get("in_counterparties") or 0),
+            "out_count": int(row.get("out_count") or 0),
+            "out_value": float(row.get("out_value") or 0.0),
+            "out_counterparties": int(row.get("out_counterparties") or 0),
+            "first_ts": _iso(row.get("first_ts")),
+            "last_ts": _iso(row.get("last_ts")),
+        },
+    }
+
+
+def report_document(run: RunData, *, top: int | None = None, pseudonymiser: Pseudonymiser | None = None) -> dict[str, Any]:
+    """The report as one JSON-ready dict following :data:`REPORT_JSON_SCHEMA`.
+
+    ``top`` limits the suspects shown (all alerts when None); the signals count every alert.
+    """
+    ps = pseudonymiser or Pseudonymiser(None)
+    m = run.manifest
+    alerts = as_reasons(run.alerts).sort("alert_rank")
+    shown = alerts if top is None else alerts.head(top)
+    changes = [
+        {**r, "account_id": ps(r["account_id"]), "score": _finite(r["score"]), "previous_score": _finite(r["previous_score"])}
+        for r in run.changes.sort(["status", "rank", "previous_rank"], nulls_last=True).to_dicts()
+    ]
+    window = m.get("window") or {}
+    model = m.get("model") or {}
+    return {
+        "schema_version": 1,
+        "pseudonymised": ps.active,
+        "run": {
+            "run_id": str(m.get("run_id", run.run_dir.name)),
+            "created_at": str(m.get("created_at", "")),
+            "finished_at": m.get("finished_at"),
+            "window_start": window.get("start"),
+            "window_end": str(window.get("end", "")),
+            "mode": model.get("mode") or "no-label",
+            "model_version": model.get("version"),
+            "mulegraph_version": str(m.get("mulegraph_version", "")),
+            "previous_run": m.get("previous_run"),
+            "seconds": {k: float(v) for k, v in (m.get("seconds") or {}).items()},
+        },
+        "data_quality": {"this_run": _counts(m.get("ingest")), "store": _counts(m.get("store"))},
+        "counts": {k: int(v) for k, v in (m.get("counts") or {}).items()},
+        "suspects": [_suspect(row, ps) for row in shown.to_dicts()],
+        "signals": _signals(alerts),
+        "alert_changes": changes,
+        "drift": [
+            {"feature": r["feature"], "psi": _finite(r["psi"]), "warning": bool(r["warning"])}
+            for r in run.drift.to_dicts()
+        ],
+    }

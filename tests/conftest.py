@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -21,3 +22,59 @@ settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHES
 @pytest.fixture
 def sample_dir() -> Path:
     return SAMPLE
+
+
+# ---------------------------------------------------------------------------------------------
+# fault injection for the nightly run
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by :func:`fail_at_stage` at the end of a stage of the nightly run."""
+
+
+def inject_at_stage(stage: str, action=None, setattr=setattr) -> list[Path]:
+    """Make ``stage`` of the nightly run call ``action(work_dir)`` at the end of its work, then fail.
+
+    The stage's function (``mulegraph.pipeline.nightly._stage_<stage>``) is wrapped: it does its
+    work, the hidden work folder is appended to the returned list, ``action`` (if given) is called
+    with it (e.g. to kill the process), and :class:`InjectedFailure` is raised. ``setattr`` is the
+    function that replaces the stage (``monkeypatch.setattr`` in tests, so it is undone after the
+    test; the builtin in a child process).
+    """
+    from mulegraph.pipeline import STAGES, nightly
+
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; one of {STAGES}")
+    name = f"_stage_{stage}"
+    original = getattr(nightly, name)
+    seen: list[Path] = []
+
+    def failing(state):
+        original(state)
+        seen.append(state.work)
+        if action is not None:
+            action(state.work)
+        raise InjectedFailure(f"failure injected at the end of stage {stage}")
+
+    setattr(nightly, name, failing)
+    return seen
+
+
+@pytest.fixture
+def fail_at_stage(monkeypatch):
+    """``with fail_at_stage(stage, action=None) as seen:`` the nightly run fails at the end of ``stage``.
+
+    Inside the block, every run fails with :class:`InjectedFailure` once ``stage`` has done its
+    work (after calling ``action(work_dir)`` when given); ``seen`` receives the run's hidden work
+    folder. Leaving the block restores the stage::
+
+        with fail_at_stage("score") as seen, pytest.raises(InjectedFailure):
+            run(config, ...)
+    """
+
+    @contextlib.contextmanager
+    def arm(stage: str, action=None):
+        with monkeypatch.context() as mp:
+            yield inject_at_stage(stage, action, mp.setattr)
+
+    return arm

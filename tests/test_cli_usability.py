@@ -58,6 +58,10 @@ def _user_error(res, *needles: str) -> None:
         assert n in lines[-1], lines[-1]
 
 
+#: the first stage of the nightly run: checks of its options and inputs must come before it
+RUN_STARTS = "mulegraph.pipeline.nightly._stage_ingest"
+
+
 def _must_not_run(*_a, **_k):
     raise AssertionError("the computation started before the options were checked")
 
@@ -207,7 +211,7 @@ def test_score_refused_model_fails_before_features(store, tmp_path, monkeypatch)
 
 
 def test_run_refused_model_fails_before_ingest(store, tmp_path, monkeypatch):
-    monkeypatch.setattr("mulegraph.pipeline.run", _must_not_run)
+    monkeypatch.setattr(RUN_STARTS, _must_not_run)
     res = runner.invoke(app, ["run", str(SAMPLE / "transfers.csv"), "--store", str(store), "--runs", str(tmp_path / "runs"),
                               "--model", str(_stale_model(tmp_path)), "-q"])
     _user_error(res, "format")
@@ -227,7 +231,7 @@ def test_run_prints_the_report_path_on_a_line_of_its_own(store, tmp_path):
 
 
 def test_run_config_mapping_path_says_where_paths_are_read_from(tmp_path, monkeypatch):
-    monkeypatch.setattr("mulegraph.pipeline.run", _must_not_run)
+    monkeypatch.setattr(RUN_STARTS, _must_not_run)
     monkeypatch.chdir(tmp_path)  # not the repository root the sample config expects
     res = runner.invoke(app, ["run", str(SAMPLE / "transfers.csv"), "--config", str(SAMPLE / "mulegraph.toml"), "-q"])
     _user_error(res, "[store] mapping", "working directory", "--mapping")
@@ -269,7 +273,7 @@ def test_root_help_quick_start_works(tmp_path, monkeypatch):
 
 
 def test_run_bad_window_fails_before_ingest(tmp_path, monkeypatch):
-    monkeypatch.setattr("mulegraph.pipeline.run", _must_not_run)
+    monkeypatch.setattr(RUN_STARTS, _must_not_run)
     for opts in (["--window", "0h"], ["--window", "garbage"], ["--as-of", "yesterday"]):
         res = runner.invoke(app, ["run", str(SAMPLE / "transfers.csv"), "--store", str(tmp_path / "store"),
                                   "--runs", str(tmp_path / "runs"), "-q", *opts])

@@ -20,21 +20,20 @@ from typer.testing import CliRunner
 
 from mulegraph.cli import app
 from mulegraph.core.config import Config, ModelConfig, load_config
-from mulegraph.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_NOTHING_NEW, InputError, NothingNewError
+from mulegraph.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_NOTHING_NEW, InputError, ModelError, NothingNewError
+from conftest import InjectedFailure
 from mulegraph.pipeline import (
     ALERT_COLUMNS,
     CHANGE_COLUMNS,
     STAGES,
-    InjectedFailure,
-    _flows,
-    _key_figures,
     compute_alerts,
     find_exports,
     latest_run,
     list_runs,
     run,
 )
-from mulegraph.core.schema import SCORE_SCHEMA
+from mulegraph.pipeline.alerts import flows, key_figures, reason_summary
+from mulegraph.core.schema import REASONS_DTYPE, SCORE_SCHEMA, as_reasons
 from mulegraph.io.store import Store
 from mulegraph.synth import generate
 
@@ -120,6 +119,10 @@ def test_run_writes_a_complete_run_folder(base):
     assert json.loads((d / "alerts.json").read_text())[0]["account_id"] == alerts["account_id"][0]
     csv = pl.read_csv(d / "alerts.csv", infer_schema=False)
     assert csv.columns == list(ALERT_COLUMNS) and csv.height == 15
+    # reasons: a struct list in Parquet, JSON text in CSV, objects in JSON
+    first = alerts["reasons"][0].to_list()
+    assert first and json.loads(csv["reasons"][0]) == first
+    assert json.loads((d / "alerts.json").read_text())[0]["reasons"] == first
 
     m = json.loads((d / "manifest.json").read_text())
     export = root / "inbox" / "export-1.parquet"
@@ -229,17 +232,33 @@ def test_cleared_account_is_not_alerted_again_unless_its_score_rises(ws):
     assert top in pl.read_parquet(third.run_dir / "alerts.parquet")["account_id"].to_list()
 
 
+def test_reason_summary_reads_the_reason_structs():
+    """top_reason, reason_codes and reason_families from struct reasons (legacy JSON text read through as_reasons)."""
+    def reason(code, family, text):
+        return {"code": code, "feature": "f", "family": family, "text": text, "value": 1.0, "percentile": 90.0,
+                "txn_ids": []}
+
+    given = [[reason("X", "fan", "t1"), reason("Y", "fan", "t2"), reason("Z", "", "t3"), reason("W", "flow", "t4")],
+             [], None, [reason("Q", None, "x")]]
+    text = [None if r is None else json.dumps(r) for r in given]
+    frame = as_reasons(pl.DataFrame({"account_id": ["a", "b", "c", "d"], "reasons": text}))
+    assert frame.schema["reasons"] == REASONS_DTYPE
+    out = reason_summary(frame)
+    assert out["top_reason"].to_list() == ["t1", None, None, "x"]
+    assert out["reason_codes"].to_list() == ["X|Y|Z|W", None, None, "Q"]
+    assert out["reason_families"].to_list() == ["fan|flow", None, None, None]
+
+
 # ------------------------------------------------------------------------------------ failures
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_failure_at_any_stage_leaves_the_previous_run_intact(ws, stage):
+def test_failure_at_any_stage_leaves_the_previous_run_intact(ws, stage, fail_at_stage):
     w, res, later = ws
     later.write_parquet(w / "inbox" / "export-2.parquet")  # so that the run has work to do
     before = _tree(w / "runs")
-    seen = []
-    with pytest.raises(InjectedFailure):
-        _run(w, fail_at=stage, hooks={stage: seen.append})
+    with fail_at_stage(stage) as seen, pytest.raises(InjectedFailure):
+        _run(w)
     assert seen and not Path(seen[0]).exists()  # the hidden work folder is gone
     assert _tree(w / "runs") == before
     assert latest_run(w / "runs") == w / "runs" / res.run_id
@@ -255,13 +274,14 @@ def test_killed_run_leaves_previous_run_and_is_cleaned_up(ws):
     before = _tree(w / "runs")
     script = textwrap.dedent(
         f"""
-        import os, signal
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from conftest import inject_at_stage
         from mulegraph.core.config import load_config
         from mulegraph.pipeline import run
         cfg = load_config(data={{"run": {{"window": "all", "alert_budget": 15, "flow_accounts": 1}}}})
-        kill = lambda _dir: os.kill(os.getpid(), signal.SIGKILL)
-        run(cfg, inbox={str(w / 'inbox')!r}, store={str(w / 'store')!r}, runs_dir={str(w / 'runs')!r},
-            hooks={{"report": kill}})
+        inject_at_stage("report", lambda _dir: os.kill(os.getpid(), signal.SIGKILL))
+        run(cfg, inbox={str(w / 'inbox')!r}, store={str(w / 'store')!r}, runs_dir={str(w / 'runs')!r})
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
@@ -279,13 +299,43 @@ def test_killed_run_leaves_previous_run_and_is_cleaned_up(ws):
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
-    with pytest.raises(InputError, match="store is empty"):
+    # checked before any folder is made
+    with pytest.raises(InputError, match="no exports were found .* no store"):
         run(_config(), inbox=tmp_path / "nothing", store=tmp_path / "s", runs_dir=tmp_path / "r")
     with pytest.raises(InputError, match="does not exist"):
         run(_config(), paths=[tmp_path / "missing.csv"], store=tmp_path / "s", runs_dir=tmp_path / "r")
-    with pytest.raises(InputError, match="stage to fail at"):
-        run(_config(), fail_at="nowhere", store=tmp_path / "s", runs_dir=tmp_path / "r")
-    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").glob("2*"))
+    with pytest.raises(InputError, match="positive duration"):
+        run(_config(window="0h"), paths=[tmp_path / "missing.csv"], store=tmp_path / "s", runs_dir=tmp_path / "r")
+    with pytest.raises(InputError, match="model folder"):
+        run(_config(), model=tmp_path / "no-model", inbox=tmp_path / "nothing", store=tmp_path / "s",
+            runs_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
+    # a store that exists but holds nothing
+    Store.open(tmp_path / "s", create=True)
+    with pytest.raises(InputError, match="store is empty"):
+        run(_config(), inbox=tmp_path / "nothing", store=tmp_path / "s", runs_dir=tmp_path / "r")
+    assert not any((tmp_path / "r").glob("2*"))
+    # test seams are not part of the API
+    with pytest.raises(TypeError):
+        run(_config(), fail_at="score", store=tmp_path / "s", runs_dir=tmp_path / "r")
+
+
+def test_a_refused_model_fails_before_any_work(tmp_path, monkeypatch):
+    """Python callers get the same early refusal as the command: nothing ingested, no folder made."""
+    import mulegraph.pipeline.nightly as nightly
+
+    def must_not_run(*_a, **_k):
+        raise AssertionError("the run started before its model was checked")
+
+    monkeypatch.setattr(nightly, "_stage_ingest", must_not_run)
+    stale = tmp_path / "old-model"
+    stale.mkdir()
+    (stale / "model_card.json").write_text('{"format": "0.1", "kind": "mulegraph.MuleModel"}')
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "export.csv").write_text("txn_id,ts\n")
+    with pytest.raises(ModelError, match="format"):
+        run(_config(), model=stale, inbox=tmp_path / "inbox", store=tmp_path / "s", runs_dir=tmp_path / "r")
+    assert not (tmp_path / "s").exists() and not (tmp_path / "r").exists()
 
 
 def test_find_exports_skips_hidden_and_partial_files(tmp_path):
@@ -302,7 +352,7 @@ def test_latest_pointer_as_text_file(tmp_path):
     assert latest_run(tmp_path) == tmp_path / "r1"
 
 
-def test_cli_run_exit_codes(ws, monkeypatch):
+def test_cli_run_exit_codes(ws, monkeypatch, fail_at_stage):
     w, res, later = ws
     runner = CliRunner()
     monkeypatch.chdir(w)
@@ -312,7 +362,8 @@ def test_cli_run_exit_codes(ws, monkeypatch):
     assert r.exit_code == EXIT_NOTHING_NEW, r.output
     assert "nothing new" in r.output
     later.write_parquet(w / "inbox" / "export-2.parquet")
-    r = runner.invoke(app, ["run", "--fail-at", "score"])
+    with fail_at_stage("score"):
+        r = runner.invoke(app, ["run"])
     assert r.exit_code == EXIT_FAILURE and "internal error" in r.output
     r = runner.invoke(app, ["run", "--quiet"])
     assert r.exit_code == 0, r.output
@@ -413,8 +464,8 @@ def _frame(rows):
 @given(rows=_tx, accounts=st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=4, unique=True))
 def test_key_figures_and_flows_match_loops(rows, accounts):
     tx = _frame(rows)
-    kf = {r["account_id"]: r for r in _key_figures(tx, pl.Series(accounts)).to_dicts()}
-    fl = _flows(tx, accounts)
+    kf = {r["account_id"]: r for r in key_figures(tx, pl.Series(accounts)).to_dicts()}
+    fl = flows(tx, accounts)
     for a in accounts:
         ins = [r for r in rows if r[1] == a]
         outs = [r for r in rows if r[0] == a]
@@ -469,8 +520,8 @@ def test_end_to_end_on_sample_data(sample_dir, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_run_with_a_trained_model(ws):
-    model_mod = pytest.importorskip("mulegraph.scoring.model")
     from mulegraph.features import compute_features, prepare
+    from mulegraph.scoring import model as model_mod
 
     w, res, _ = ws
     data = generate(250, 20, seed=7)

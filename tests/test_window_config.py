@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from mulegraph.core.config import Config, FeatureConfig, load_config
+from mulegraph.core.config import Config, FeatureConfig, discover_config, load_config
 from mulegraph.core.errors import ConfigError, InputError
 from mulegraph.core.window import filter_window, parse_duration, parse_instant, resolve_window
 
@@ -56,6 +56,18 @@ def test_config_defaults_and_overrides(tmp_path):
     assert cfg.replace("features", hub_degree=None).features.hub_degree == 50
     assert cfg.replace("features", hub_degree=9).features.hub_degree == 9
     assert isinstance(cfg.features, FeatureConfig)
+
+
+def test_discover_config_is_the_option_else_the_working_directory_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert discover_config(None) == Config()
+    (tmp_path / "mulegraph.toml").write_text("[run]\nalert_budget = 7\n")
+    assert discover_config(None).run.alert_budget == 7
+    other = tmp_path / "other.toml"
+    other.write_text("[run]\nalert_budget = 9\n")
+    assert discover_config(other).run.alert_budget == 9
+    with pytest.raises(ConfigError, match="does not exist"):
+        discover_config(tmp_path / "missing.toml")
 
 
 @pytest.mark.parametrize(

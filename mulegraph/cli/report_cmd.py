@@ -1,4 +1,4 @@
-"""CLI commands: report."""
+"""CLI commands: report (options -> :func:`mulegraph.report.render` or :func:`~mulegraph.report.write_report`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from mulegraph.core.errors import InputError
 from mulegraph.cli._app import app, check_writable, handle_errors
 
 __all__ = ["report_command", "ReportFormat"]
@@ -18,24 +17,6 @@ class ReportFormat(str, Enum):
     md = "md"
     csv = "csv"
     json = "json"
-
-
-_SUFFIX_FORMATS = {".html": ReportFormat.html, ".htm": ReportFormat.html, ".md": ReportFormat.md,
-                   ".csv": ReportFormat.csv, ".json": ReportFormat.json}
-
-
-def _choose_format(fmt: ReportFormat | None, out: Path | None) -> ReportFormat:
-    """The format: --format, else the one --out's suffix names; a suffix that does not fit is an error."""
-    if out is None:
-        return fmt or ReportFormat.html
-    by_suffix = _SUFFIX_FORMATS.get(out.suffix.lower())
-    if by_suffix is None:
-        raise InputError(f"--out '{out.name}' must end in .html, .md, .csv or .json; pass e.g. --out report.html.")
-    if fmt is not None and fmt is not by_suffix:
-        raise InputError(
-            f"--format {fmt.value} does not fit --out '{out.name}'; use a .{fmt.value} file name or leave out --format."
-        )
-    return by_suffix
 
 
 @app.command("report")
@@ -64,18 +45,18 @@ def report_command(
       mulegraph report runs/20250131T020000Z --format md
       mulegraph report --top 100 --out alerts.csv        # the format follows the suffix
     """
-    from mulegraph.report import load_run, render, resolve_run_dir, write_report
-    from mulegraph.cli.run_cmd import resolve_config
+    from mulegraph.core.config import discover_config
+    from mulegraph.report import load_run, render, report_format, resolve_run_dir, write_report
 
-    fmt = _choose_format(fmt, out)
+    chosen = report_format(fmt.value if fmt is not None else None, out)
     if out is not None:
         check_writable(out.parent)
-    cfg = resolve_config(config)
+    cfg = discover_config(config)
     target = resolve_run_dir(run_dir, cfg.run.runs_dir)
     if out is not None:
-        path = write_report(target, fmt.value, out, top=top, config=cfg.report, pseudonymise=pseudonymise)
+        path = write_report(target, chosen, out, top=top, config=cfg.report, pseudonymise=pseudonymise)
         typer.echo(f"wrote {path}", err=True)
         return
-    text = render(load_run(target), fmt.value, top=top if top is not None else cfg.report.top, config=cfg.report,
+    text = render(load_run(target), chosen, top=top if top is not None else cfg.report.top, config=cfg.report,
                   pseudonymise=pseudonymise)
     typer.echo(text, nl=False)

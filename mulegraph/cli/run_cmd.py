@@ -1,4 +1,4 @@
-"""CLI commands: run (the nightly batch)."""
+"""CLI commands: run (the nightly batch): options -> :func:`mulegraph.pipeline.run` -> a summary."""
 
 from __future__ import annotations
 
@@ -7,23 +7,10 @@ from pathlib import Path
 
 import typer
 
-from mulegraph.core.errors import EXIT_NOTHING_NEW, NothingNewError
 from mulegraph.cli._app import app, handle_errors
+from mulegraph.core.errors import EXIT_NOTHING_NEW, NothingNewError
 
-__all__ = ["run_command", "resolve_config"]
-
-DEFAULT_CONFIG = "mulegraph.toml"
-
-
-def resolve_config(path: Path | None):
-    """``--config`` when given, else ``./mulegraph.toml`` when present, else the defaults."""
-    from mulegraph.core.config import Config, load_config
-
-    if path is not None:
-        return load_config(path)
-    if Path(DEFAULT_CONFIG).is_file():
-        return load_config(DEFAULT_CONFIG)
-    return Config()
+__all__ = ["run_command"]
 
 
 @app.command("run")
@@ -51,7 +38,6 @@ def run_command(
     force: bool = typer.Option(False, "--force", help="Score again even when nothing is new."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's manifest as JSON instead of a summary."),
-    fail_at: str | None = typer.Option(None, "--fail-at", hidden=True, help="Testing: fail at the end of this stage."),
 ) -> None:
     """Ingest new exports, compute features, score, alert and report: one run folder under runs/.
 
@@ -66,39 +52,25 @@ def run_command(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from mulegraph.core.config import discover_config
     from mulegraph.pipeline import STAGES, run
 
-    cfg = resolve_config(config)
-    if mapping is None:
-        _check_config_mapping(cfg.store.mapping, config)
-    _check_before_work(cfg, paths, inbox, store, window, as_of)
-    model_dir = model if model is not None else (Path(cfg.run.model) if cfg.run.model else None)
-    if model_dir is not None and model_dir.exists():
-        from mulegraph.scoring.model import load_model
-
-        load_model(model_dir)  # a refused model fails the run now, not after ingest and features
-    err_console = Console(stderr=True)
+    cfg = discover_config(config)
     progress = Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.fields[stage]:<9}"),
         BarColumn(bar_width=20),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        console=err_console,
+        console=Console(stderr=True),
         transient=False,
         disable=quiet or as_json,
     )
     task = progress.add_task("starting", total=len(STAGES), stage="run")
-    done: set[str] = set()
 
-    def on_progress(stage: str, message: str) -> None:
-        progress.update(task, description=message, stage=stage)
+    def on_progress(stage: str, message: str) -> None:  # the stages before this one are done
+        progress.update(task, description=message, stage=stage, completed=STAGES.index(stage))
 
-    def on_stage_end(stage: str) -> None:
-        done.add(stage)
-        progress.update(task, completed=len(done))
-
-    hooks = {s: (lambda _dir, s=s: on_stage_end(s)) for s in STAGES}
     try:
         with progress:
             result = run(
@@ -115,9 +87,8 @@ def run_command(
                 mapping=mapping,
                 force=force,
                 progress=on_progress,
-                fail_at=fail_at,
-                hooks=hooks,
             )
+            progress.update(task, completed=len(STAGES))
     except NothingNewError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(EXIT_NOTHING_NEW) from None
@@ -125,38 +96,6 @@ def run_command(
         typer.echo(json.dumps(result.manifest, indent=2, default=str))
         return
     _print_summary(result)
-
-
-def _check_before_work(cfg, paths, inbox: Path | None, store: Path | None, window: str | None, as_of: str | None) -> None:
-    """Refuse a bad window or an empty start before the run ingests or creates any folder."""
-    from mulegraph.core.errors import InputError
-    from mulegraph.pipeline import find_exports
-    from mulegraph.core.window import parse_duration, parse_instant
-
-    win = window if window is not None else cfg.run.window
-    if win is not None and str(win).strip().lower() != "all":
-        parse_duration(win)
-    if as_of is not None:
-        parse_instant(as_of)
-    box = inbox if inbox is not None else Path(cfg.run.inbox)
-    if not paths and not Path(store if store is not None else cfg.store.path).exists() and not find_exports(box):
-        raise InputError(
-            f"no exports were found in the inbox '{box}' and there is no store '{store or cfg.store.path}' yet; "
-            "put exports in the inbox, pass their paths, or run from the folder that holds the store."
-        )
-
-
-def _check_config_mapping(value: str, config: Path | None) -> None:
-    """A mapping file named in the config must exist; say where relative paths are read from."""
-    if config is None or not value.lower().endswith(".toml") or Path(value).is_file():
-        return
-    from mulegraph.core.errors import ConfigError
-
-    raise ConfigError(
-        f"[store] mapping file '{value}' does not exist; paths in '{config.name}' are read from the working "
-        f"directory ({Path.cwd()}), not from the config's folder: run from the folder they refer to, make "
-        "them absolute, or pass --mapping."
-    )
 
 
 def _print_summary(result) -> None:

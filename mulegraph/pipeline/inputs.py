@@ -1,0 +1,124 @@
+"""A run's inputs, and the checks that cost nothing, done before any work.
+
+:func:`find_exports` lists the exports waiting in the inbox. :func:`check_inputs` refuses, before
+a run ingests anything or creates a folder, what would make it fail later: a bad window or as-of,
+a negative alert budget, a mapping file named in the config that is not there, an empty start
+(no exports, no store), a model folder that is missing or will be refused, and output folders
+that cannot be written. It returns the resolved exports and the loaded model, so that the run
+reads each only once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mulegraph.core.config import Config
+from mulegraph.core.errors import ConfigError, InputError
+from mulegraph.core.window import parse_duration, parse_instant
+from mulegraph.ingest import resolve_inputs
+from mulegraph.scoring.model import load_model
+
+__all__ = ["EXPORT_SUFFIXES", "RunInputs", "find_exports", "check_inputs"]
+
+#: file name endings picked up from the inbox (those ingest reads)
+EXPORT_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz", ".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What :func:`check_inputs` resolved: the exports to ingest, and the model (None: no-label mode)."""
+
+    exports: list[Path]
+    model_path: Path | None
+    model: Any
+
+
+def find_exports(inbox: str | os.PathLike) -> list[Path]:
+    """Export files in ``inbox`` (not recursive), sorted by name; hidden and partial files skipped."""
+    root = Path(inbox)
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        name = p.name.lower()
+        if p.is_file() and not name.startswith((".", "~")) and name.endswith(EXPORT_SUFFIXES):
+            out.append(p)
+    return sorted(out)
+
+
+def check_inputs(
+    config: Config,
+    *,
+    paths: Sequence[str | os.PathLike] | None,
+    as_of: str | datetime | None,
+    mapping_given: bool,
+) -> RunInputs:
+    """Check a run's settings and inputs before any work; see the module docstring.
+
+    ``config`` is the run's resolved config (arguments already applied); ``paths`` replaces the
+    inbox; ``mapping_given`` says that the mapping was passed as an argument rather than read
+    from the config.
+    """
+    run = config.run
+    if run.alert_budget < 0:
+        raise InputError(f"The alert budget must be zero or more. Got {run.alert_budget} instead.")
+    if run.window is not None and str(run.window).strip().lower() != "all":
+        parse_duration(run.window)
+    if as_of is not None:
+        parse_instant(as_of)
+    if not mapping_given:
+        _check_config_mapping(config.store.mapping)
+    model_path = Path(run.model) if run.model else None
+    if model_path is not None and not model_path.exists():
+        raise InputError(
+            f"the model folder '{model_path}' does not exist; train one with 'mulegraph train' or leave out --model."
+        )
+    model = load_model(model_path) if model_path is not None else None  # a refused model fails now
+    if paths is not None:
+        exports = resolve_inputs(list(paths))  # files, folders and globs; InputError when missing
+    else:
+        exports = find_exports(run.inbox)
+    store = Path(config.store.path)
+    if not exports and not store.exists():
+        raise InputError(
+            f"no exports were found in the inbox '{run.inbox}' and there is no store '{store}' yet; "
+            "put exports in the inbox, pass their paths, or run from the folder that holds the store."
+        )
+    _check_writable(store, "store")
+    _check_writable(Path(run.runs_dir), "runs folder")
+    return RunInputs(exports=exports, model_path=model_path, model=model)
+
+
+def _check_config_mapping(value: str) -> None:
+    """A mapping file named in the config must exist; say where relative paths are read from."""
+    if not value.lower().endswith(".toml") or Path(value).is_file():
+        return
+    raise ConfigError(
+        f"[store] mapping file '{value}' does not exist; paths in a config file are read from the working "
+        f"directory ({Path.cwd()}), not from the config file's folder: run from the folder they refer to, make "
+        "them absolute, or pass --mapping."
+    )
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """``folder`` (or its nearest existing parent) is a folder a file can be created in.
+
+    Checked by creating one: ``os.access`` says yes to root on a read-only file system.
+    """
+    here = folder
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        raise InputError(f"the {what} '{folder}' cannot be created: '{here}' is a file; choose another path.")
+    try:
+        fd, probe = tempfile.mkstemp(dir=here, prefix=".mulegraph-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise InputError(f"cannot write the {what} in '{here}' ({err.strerror}); choose another path.") from None

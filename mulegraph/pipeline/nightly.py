@@ -56,7 +56,7 @@ from mulegraph.pipeline.alerts import (
 from mulegraph.pipeline.fingerprint import hash_tree, input_files, libraries, run_fingerprint, store_totals
 from mulegraph.pipeline.folders import clean_stale, fsync_tree, new_run_id, new_work_folder, publish, runs_lock, write_json
 from mulegraph.pipeline.inputs import RunInputs, check_inputs
-from mulegraph.report import write_run_reports
+from mulegraph.report.writer import write_run_reports
 from mulegraph.report.drift import feature_psi
 from mulegraph.scoring.score import score_features
 

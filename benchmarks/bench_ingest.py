@@ -8,7 +8,7 @@ RSS is its own:
 2. ``ingest``: ``mulegraph.ingest.ingest`` into a fresh store (validation, dedupe, day
    partitions, quarantine, atomic commit);
 3. ``append``: a further export of a tenth of the size into that store (its txn_ids are
-   checked against every stored transfer).
+   looked up in the store's id index, see ``mulegraph.ingest.index``).
 
 Usage::
 
@@ -17,6 +17,17 @@ Usage::
 
 Prints rows/s, seconds and peak RSS for both, and the ratio (target: ingest >= 60% of bare, peak
 RSS <= 3 GB). Work files go to ``benchmarks/_work/`` (git-ignored) and are removed unless ``--keep``.
+
+``--new-day`` measures incremental ingest (issue 11's row "ingest one new day into a 20M-transfer
+store <= 3x ingesting that day into an empty store"): a random export of ``--rows`` transfers over
+60 days is split into its first 59 days and its last day; the 59 days are ingested into a store,
+then the last day is ingested, each in its own process, (1) into an empty store and (2) into that
+store. With ``--without-index`` it also measures (3) the same append into a hard-linked copy of
+the store whose id index was removed (a store written before the index existed: this first
+append indexes it)::
+
+    python benchmarks/bench_ingest.py --new-day                 # 20M rows (about 1.2 GB of CSV)
+    python benchmarks/bench_ingest.py --new-day --rows 2000000 --without-index
 
 ``--amlgentex DIR`` instead ingests ``DIR/raw/tx_log.parquet`` with the built-in ``amlgentex``
 mapping and checks it against the set's canonical ``DIR/transactions.parquet``: row counts, the
@@ -141,6 +152,64 @@ def check_amlgentex(root: Path, base_date: str | None = None) -> None:
         sys.exit(1)
 
 
+def split_last_day(csv: Path, history: Path, day: Path) -> str:
+    """Write the rows of the export's last UTC day to ``day`` and the others to ``history``."""
+    lf = pl.scan_csv(csv, infer_schema=False)
+    last = lf.select(pl.col("ts").str.slice(0, 10).max()).collect().item()
+    lf.filter(pl.col("ts").str.slice(0, 10) < last).sink_csv(history)
+    lf.filter(pl.col("ts").str.slice(0, 10) == last).sink_csv(day)
+    return last
+
+
+def drop_index(store: Path) -> None:
+    """Make ``store`` look like a store written before the id index existed."""
+    man = store / "manifest.json"
+    data = json.loads(man.read_text())
+    data.pop("id_index", None)
+    tmp = man.with_name(".manifest.json.bench")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, man)
+    shutil.rmtree(store / "index", ignore_errors=True)
+
+
+def bench_new_day(rows: int, without_index: bool, keep: bool) -> None:
+    """Ingest one new day into an empty store and into a store holding the days before it."""
+    csv = WORK / f"newday_{rows}.csv"
+    history, day = WORK / f"newday_{rows}_history.csv", WORK / f"newday_{rows}_lastday.csv"
+    if not (history.exists() and day.exists()):
+        t0 = time.perf_counter()
+        make_csv(csv, rows)
+        last = split_last_day(csv, history, day)
+        csv.unlink()
+        print(f"generated {rows:,} rows in {time.perf_counter() - t0:.1f} s; last day {last}: "
+              f"{day.stat().st_size / 1e6:.0f} MB, history {history.stat().st_size / 1e6:.0f} MB")
+    big, empty, old = WORK / "newday_store", WORK / "newday_empty", WORK / "newday_noindex"
+    for d in (big, empty, old):
+        shutil.rmtree(d, ignore_errors=True)
+    load0 = os.getloadavg()[0]
+    hist = run_child("ingest", str(history), str(big))
+    if without_index:  # hard links: an ingest only adds files and replaces the manifest by rename
+        shutil.copytree(big, old, copy_function=os.link)
+        drop_index(old)
+    fresh = run_child("ingest", str(day), str(empty))
+    append = run_child("ingest", str(day), str(big))
+    results = [(f"history ({hist['rows']:,} rows)", hist), ("new day -> empty store", fresh),
+               (f"new day -> store of {hist['accepted']:,}", append)]
+    if without_index:
+        results.append(("new day -> same, no index yet", run_child("ingest", str(day), str(old))))
+    for name, r in results:
+        print(f"{name:40s} {r['rows']:>10,} rows {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mb']:7.0f} MB  "
+              f"CPU {r['cpu_seconds']:6.1f} s  accepted {r['accepted']:,} dup {r['duplicates']:,} quar {r['quarantined']:,}")
+    print(f"load average before: {load0:.1f}, after: {os.getloadavg()[0]:.1f}")
+    print(f"new day into the store / into an empty store: {append['seconds'] / fresh['seconds']:.2f}x wall "
+          f"(target <= 3x), peak RSS {append['peak_rss_mb'] / fresh['peak_rss_mb']:.2f}x")
+    if not keep:
+        for d in (big, empty, old):
+            shutil.rmtree(d, ignore_errors=True)
+        history.unlink(missing_ok=True)
+        day.unlink(missing_ok=True)
+
+
 def run_child(step: str, *args: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--step", step, *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -148,11 +217,13 @@ def run_child(step: str, *args: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rows", type=int, default=5_000_000)
+    ap.add_argument("--rows", type=int, default=None, help="rows of the export (default 5M; 20M with --new-day)")
     ap.add_argument("--keep", action="store_true", help="keep the work files")
     ap.add_argument("--repeat", type=int, default=1, help="alternate bare and ingest this many times")
     ap.add_argument("--amlgentex", type=Path, help="check the AMLGentex raw log ingest against its canonical files")
     ap.add_argument("--base-date", help="AMLGentex simulation start (YYYY-MM-DD) when not 2024-03-01")
+    ap.add_argument("--new-day", action="store_true", help="ingest one new day into a store of --rows vs an empty one")
+    ap.add_argument("--without-index", action="store_true", help="with --new-day: also into a store without id index")
     ap.add_argument("--step", help=argparse.SUPPRESS)
     ap.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -167,6 +238,10 @@ def main() -> None:
     if a.amlgentex:
         check_amlgentex(a.amlgentex, a.base_date)
         return
+    if a.new_day:
+        bench_new_day(a.rows or 20_000_000, a.without_index, a.keep)
+        return
+    a.rows = a.rows or 5_000_000
     csv = WORK / f"ingest_{a.rows}.csv"
     if not csv.exists():
         t0 = time.perf_counter()

@@ -58,6 +58,10 @@ def state(root: Path):
     committed = {str(root / p) for e in s.manifest() for p in e["parts"]}
     on_disk = {str(p) for p in (root / "transfers").rglob("*.parquet")} if (root / "transfers").exists() else set()
     assert on_disk == committed, "uncommitted parts left in the store"
+    runs = {r["file"] for r in (s.id_index() or {}).get("runs", [])}
+    indexed = {p.relative_to(root).as_posix() for p in (root / "index").glob("*")} if (root / "index").exists() else set()
+    assert indexed == runs, "id index runs on disk differ from those the manifest lists"
+    assert sum(r["rows"] for r in s.id_index()["runs"]) == t.height, "the id index does not cover the store"
     assert not (root / ".staging").exists() or not any((root / ".staging").iterdir())
     return (t.to_dict(as_series=False), s.quarantine().drop("ingest_id").sort("line").to_dict(as_series=False),
             [e["sha256"] for e in s.manifest()])

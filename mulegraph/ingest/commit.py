@@ -23,8 +23,9 @@ import pyarrow.parquet as pq
 from mulegraph.core.atomic import fsync_file
 from mulegraph.core.errors import InputError, MappingError
 from mulegraph.core.schema import OPTIONAL_SCHEMA, STORE_SCHEMA, TRANSFER_SCHEMA
-from mulegraph.ingest.dedupe import ACCEPTED, CONFLICT, DUPLICATE, _SeenHashes, classify
+from mulegraph.ingest.dedupe import ACCEPTED, CONFLICT, DUPLICATE, StoredIds, _SeenHashes, classify
 from mulegraph.ingest.hashing import CONTENT, content_hash
+from mulegraph.ingest.index import key_expr
 from mulegraph.ingest.parse import _ORIG, canonicalize
 from mulegraph.ingest.sources import Export, csv_error, looks_like_data, read_export
 from mulegraph.ingest.validate import _ROW, _RULE, RULES, validate
@@ -167,6 +168,8 @@ def ingest_file(
     # the canonical columns and the optional ones this export carries (see mulegraph.io.store)
     store_cols = [c for c in STORE_SCHEMA if c in m.columns or c in TRANSFER_SCHEMA]
     earlier = _SeenHashes()  # id hashes of the valid rows of earlier batches
+    stored = StoredIds(store)  # the store's txn_ids, through its id index
+    index_keys: list[np.ndarray] = []  # id index keys of the accepted rows
     pending_hashes: np.ndarray | None = None
     rows_read = duplicates = accepted_n = 0
     ts_min = ts_max = None
@@ -200,10 +203,10 @@ def ingest_file(
                 )
             if pending_hashes is not None:  # added only when a next batch comes: none for the last
                 earlier.add(pending_hashes)
-            status_col, pending_hashes = classify(parsed, store, earlier, read_earlier)
+            status_col, pending_hashes, idh_col = classify(parsed, stored, earlier, read_earlier)
             # pending_hashes: hashes of every valid txn_id of the batch, the accepted ones and ids
             # accepted before (a superset is harmless: the hashes only pre-select candidates)
-            parsed = parsed.with_columns(status_col)
+            parsed = parsed.with_columns(status_col, idh_col)
             bad = parsed.lazy().select(_ROW, _RULE, status).filter(
                 pl.col(_RULE).is_not_null() | (status == CONFLICT)
             ).select(_ROW, pl.coalesce(_RULE, pl.when(status == CONFLICT).then(pl.lit("txn_id_conflict"))).alias(_RULE)).collect()
@@ -216,7 +219,9 @@ def ingest_file(
             if m.labels:
                 label_parts.append(_labels_frame(parsed.filter(status.is_in([ACCEPTED, DUPLICATE])), m))
             accepted = parsed.lazy().filter(status == ACCEPTED).select(store_cols).collect()
-            del parsed
+            keys = parsed.lazy().filter(status == ACCEPTED).select(key_expr(pl.col("__idh"), pl.col("ts").dt.date()))
+            index_keys.append(keys.collect().to_series().to_numpy())
+            del parsed, keys
             if accepted.height:
                 lo, hi = accepted["ts"].min(), accepted["ts"].max()
                 ts_min = lo if ts_min is None else min(ts_min, lo)
@@ -256,6 +261,12 @@ def ingest_file(
             syncs.append(pool.submit(fsync_file, staged / quarantine_rel))
         else:
             quarantine = None
+        # the id index run of the accepted rows, committed with the parts (mulegraph.ingest.index)
+        keys = np.concatenate(index_keys) if index_keys else np.empty(0, np.uint64)
+        del index_keys
+        id_index = stored.index.add(staged, ingest_id, [ingest_id], keys)
+        del keys
+        syncs += [pool.submit(fsync_file, staged / r["file"]) for r in id_index["runs"] if (staged / r["file"]).is_file()]
         _stage("written")
         for f in syncs:
             f.result()
@@ -292,5 +303,5 @@ def ingest_file(
     if rows_read != accepted_n + quarantined + entry["duplicates"]:
         raise RuntimeError("ingest counts do not add up")  # a bug, never a user error
     labels = pl.concat(label_parts, how="vertical").unique("txn_id", keep="first", maintain_order=True) if label_parts else None
-    store.commit(entry, staged, hook=_stage, synced=True)
+    store.commit(entry, staged, hook=_stage, synced=True, id_index=id_index)
     return entry, accounts, labels

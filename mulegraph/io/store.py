@@ -6,6 +6,7 @@ Layout::
       manifest.json                                  the commit record (replaced atomically)
       transfers/day=YYYY-MM-DD/<ingest_id>-<n>.parquet   canonical transfers, one folder per UTC day
       quarantine/<ingest_id>.parquet                 rejected rows of one ingested file
+      index/<name>.parquet                           id index runs (see mulegraph.ingest.index)
       decisions.parquet                              investigator decisions (confirmed / cleared)
       .staging/<ingest_id>/                          work area of an ingest in progress
       .lock                                          held (filelock) while an ingest writes
@@ -36,7 +37,7 @@ import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import polars as pl
 from filelock import FileLock, Timeout
@@ -60,6 +61,9 @@ _FORMAT = "mulegraph-store"
 _VERSION = 1
 
 _DECISIONS = ("confirmed", "cleared")
+
+#: Folders of committed files: transfer parts, quarantine tables, id index runs.
+_DATA_DIRS = ("transfers", "quarantine", "index")
 
 
 def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -159,13 +163,17 @@ class Store:
             files.update(e.get("parts", []))
             if e.get("quarantine"):
                 files.add(e["quarantine"])
-        return files
+        return files | self._index_files(self._manifest)
+
+    @staticmethod
+    def _index_files(manifest: dict[str, Any]) -> set[str]:
+        return {r["file"] for r in (manifest.get("id_index") or {}).get("runs", [])}
 
     def _cleanup(self) -> None:
         """Delete staging folders and any part not listed in the manifest. Caller holds the lock."""
         shutil.rmtree(self.path / ".staging", ignore_errors=True)
         committed = self._committed_files()
-        for sub in ("transfers", "quarantine"):
+        for sub in _DATA_DIRS:
             root = self.path / sub
             if not root.is_dir():
                 continue
@@ -193,14 +201,28 @@ class Store:
         """The id the next committed ingest gets: a sequence number and the file hash's prefix."""
         return f"i{len(self._manifest['ingests']) + 1:06d}-{sha256[:10]}"
 
-    def commit(self, entry: dict[str, Any], staged: Path, hook=None, synced: bool = False) -> None:
+    def commit(
+        self,
+        entry: dict[str, Any] | None,
+        staged: Path,
+        hook=None,
+        synced: bool = False,
+        id_index: dict[str, Any] | None = None,
+    ) -> None:
         """Move staged files into place and record ``entry`` in the manifest (caller holds the lock).
 
-        ``staged`` mirrors the store layout (``transfers/...``, ``quarantine/...``); the entry's
-        ``parts`` and ``quarantine`` name those relative paths. ``synced``: the caller has already
-        fsynced those files.
+        ``staged`` mirrors the store layout (``transfers/...``, ``quarantine/...``, ``index/...``);
+        the entry's ``parts`` and ``quarantine`` name those relative paths. ``id_index``, when
+        given, replaces the manifest's id index section (see :mod:`mulegraph.ingest.index`): its
+        runs found in ``staged`` are moved too, and runs it no longer lists are deleted after the
+        manifest is written. ``entry`` may be None to commit an index change alone. ``synced``:
+        the caller has already fsynced the staged files.
         """
-        rel_files = list(entry.get("parts", [])) + ([entry["quarantine"]] if entry.get("quarantine") else [])
+        rel_files = []
+        if entry is not None:
+            rel_files = list(entry.get("parts", [])) + ([entry["quarantine"]] if entry.get("quarantine") else [])
+        if id_index is not None:
+            rel_files += [r["file"] for r in id_index["runs"] if (staged / r["file"]).is_file()]
         dirs = set()
         for rel in rel_files if not synced else ():
             fsync_file(staged / rel)
@@ -211,16 +233,23 @@ class Store:
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged / rel, dst)
             dirs.add(dst.parent)
-        for d in dirs | {self.path / "transfers", self.path / "quarantine"}:
+        for d in dirs | {self.path / sub for sub in _DATA_DIRS}:
             fsync_dir(d)
         if hook:
             hook("moved")
         manifest = dict(self._manifest)
-        manifest["ingests"] = list(self._manifest["ingests"]) + [entry]
+        if entry is not None:
+            manifest["ingests"] = list(self._manifest["ingests"]) + [entry]
+        if id_index is not None:
+            manifest["id_index"] = id_index
         write_text_atomic(self.path / MANIFEST_NAME, json.dumps(manifest, indent=1, default=str))
+        replaced = self._index_files(self._manifest) - self._index_files(manifest)
         self._manifest = manifest
         if hook:
             hook("committed")
+        for rel in replaced:  # runs merged into a new one; the next cleanup would delete them too
+            with contextlib.suppress(OSError):
+                (self.path / rel).unlink()
         shutil.rmtree(staged, ignore_errors=True)
 
     # ------------------------------------------------------------------ reading
@@ -232,19 +261,32 @@ class Store:
         """sha256 of every ingested file -> its ingest_id."""
         return {e["sha256"]: e["ingest_id"] for e in self._manifest["ingests"]}
 
+    def id_index(self) -> dict[str, Any] | None:
+        """The manifest's id index section (``hash``, ``runs``), or None for a store without one."""
+        section = self._manifest.get("id_index")
+        return json.loads(json.dumps(section)) if section else None
+
     def optional_columns(self) -> list[str]:
         """Optional canonical columns that at least one ingested export carried."""
         have = {c for e in self._manifest["ingests"] for c in e.get("optional_columns", [])}
         return [c for c in OPTIONAL_SCHEMA if c in have]
 
-    def _parts(self, start: datetime | None = None, end: datetime | None = None) -> list[str]:
+    def _parts(
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        days: "set[str] | None" = None,
+        ingests: "set[str] | None" = None,
+    ) -> list[str]:
         lo = start.date().isoformat() if start else None
         hi = end.date().isoformat() if end else None
         out = []
         for e in self._manifest["ingests"]:
+            if ingests is not None and e["ingest_id"] not in ingests:
+                continue
             for rel in e.get("parts", []):
                 day = rel.split("/")[1].removeprefix("day=")
-                if (lo and day < lo) or (hi and day > hi):
+                if (lo and day < lo) or (hi and day > hi) or (days is not None and day not in days):
                     continue
                 out.append(str(self.path / rel))
         return out
@@ -275,6 +317,20 @@ class Store:
     def scan(self, columns: list[str] | None = None) -> pl.LazyFrame:
         """Lazy frame of all committed transfers (canonical columns + optional columns present)."""
         return self._scan_parts(self._parts(), columns)
+
+    def scan_subset(
+        self,
+        columns: list[str] | None = None,
+        *,
+        days: "Iterable[str] | None" = None,
+        ingests: "Iterable[str] | None" = None,
+    ) -> pl.LazyFrame:
+        """Like :meth:`scan`, reading only the parts of the given UTC ``days`` (``YYYY-MM-DD``)
+        and/or ``ingests`` (ingest ids); None means no restriction."""
+        return self._scan_parts(
+            self._parts(days=None if days is None else set(days), ingests=None if ingests is None else set(ingests)),
+            columns,
+        )
 
     def time_window(self, window: "TimeWindow | str | None" = "all", as_of=None) -> TimeWindow:
         """Resolve ``window``/``as_of`` against the newest transfer (see :mod:`mulegraph.core.window`)."""

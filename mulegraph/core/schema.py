@@ -17,6 +17,7 @@ __all__ = [
     "DECISION_SCHEMA",
     "STORE_SCHEMA",
     "QUARANTINE_SCHEMA",
+    "ID_INDEX_SCHEMA",
     "SCORE_SCHEMA",
     "REASON_STRUCT",
     "REASONS_DTYPE",
@@ -87,6 +88,10 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "rule": pl.String(),
     "original": pl.String(),  # JSON object: export column -> original text (null when empty)
 }
+
+#: A run of the store's id index (see :mod:`mulegraph.ingest.index`), sorted: one key per stored
+#: transfer, the top 48 bits of its txn_id's hash and the 16 bits of its UTC day.
+ID_INDEX_SCHEMA: dict[str, pl.DataType] = {"key": pl.UInt64()}
 
 #: One reason code of a scored account (see :mod:`mulegraph.scoring.explain`): the rule or signal
 #: ``code``, the ``feature`` it reads and its ``family``, a sentence for people, the account's

@@ -39,7 +39,7 @@ from mulegraph.report import (
 )
 from mulegraph.synth import generate
 
-KEY = "test-pseudonym-key-123"
+KEY = "test-pseudonym-key-of-at-least-32-bytes"
 
 
 @pytest.fixture(scope="module")

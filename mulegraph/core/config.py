@@ -163,6 +163,8 @@ class ReportConfig:
     #: MULEGRAPH_PSEUDONYM_KEY environment variable when not set here
     pseudonymise: bool = False
     pseudonym_key: str | None = None
+    #: coarsen reports: amounts to 2 significant figures, timestamps to dates (see mulegraph.report.coarsen)
+    coarsen: bool = False
     #: feature drift (PSI against the previous run) above this is flagged in reports
     psi_warning: float = 0.25
     #: counterparties drawn per side in a flow picture (the rest are summed into one node)

@@ -27,6 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from mulegraph.core.errors import InputError
+from mulegraph.core.escape import neutralise_formulas
 from mulegraph.core.schema import ALERT_COLUMNS, CHANGE_COLUMNS, FLOW_COLUMNS, reasons_to_json
 from mulegraph.io.runs import list_runs
 
@@ -292,12 +293,15 @@ def reason_summary(alerts: pl.DataFrame) -> pl.DataFrame:
 def write_alerts(alerts: pl.DataFrame, run_dir: Path) -> pl.DataFrame:
     """Write ``alerts.parquet``, ``alerts.csv`` and ``alerts.json`` into ``run_dir``; returns the alerts as written.
 
-    The CSV file carries the reasons as JSON text, the JSON file as a list of objects.
+    The CSV file carries the reasons as JSON text, the JSON file as a list of objects. In the CSV
+    file a text cell starting with ``=``, ``+``, ``-``, ``@``, tab, carriage return or ``'`` gets a
+    leading ``'`` (:func:`mulegraph.core.escape.neutralise_formulas`).
     """
     alerts = alerts.select(list(ALERT_COLUMNS)).cast(ALERT_COLUMNS)
     alerts.write_parquet(run_dir / "alerts.parquet")
     stamped = alerts.with_columns(pl.col("first_ts", "last_ts").dt.strftime(_TS_FORMAT))
-    stamped.with_columns(reasons_to_json()).write_csv(run_dir / "alerts.csv")
+    # a text cell a spreadsheet would run as a formula gets a leading "'" (ids come from exports)
+    neutralise_formulas(stamped.with_columns(reasons_to_json())).write_csv(run_dir / "alerts.csv")
     records = stamped.with_columns(pl.col("reasons").fill_null([])).to_dicts()
     (run_dir / "alerts.json").write_text(json.dumps(records, indent=2, default=str) + "\n", encoding="utf-8")
     return alerts

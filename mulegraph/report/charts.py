@@ -5,7 +5,10 @@
   those it paid on the right, line width by value.
 
 Drawn with matplotlib's object API (no global state, no display needed); the SVG has no metadata
-block and no DOCTYPE, so the only URLs inside are the SVG namespace declarations.
+block and no DOCTYPE, so the only URLs inside are the SVG namespace declarations. Labels from the
+data are drawn as plain text: control characters as visible escapes
+(:func:`mulegraph.core.escape.visible`), no mathtext (a ``$`` in an id is a dollar sign), and
+matplotlib's SVG writer escapes ``<``, ``>`` and ``&``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import re
 
 import polars as pl
 
+from mulegraph.core.escape import visible
+from mulegraph.report.coarsen import fmt_amount, round_amount
 from mulegraph.report.pseudonym import Pseudonymiser
 
 __all__ = ["score_chart", "flow_chart"]
@@ -56,14 +61,16 @@ def score_chart(scores: pl.DataFrame, cutoff: float | None) -> str | None:
 
 
 def _short(label: str, n: int = 20) -> str:
+    label = visible(label)
     return label if len(label) <= n else label[: n - 1] + "\u2026"
 
 
-def flow_chart(account: str, flows: pl.DataFrame, ps: Pseudonymiser, max_side: int) -> str | None:
+def flow_chart(account: str, flows: pl.DataFrame, ps: Pseudonymiser, max_side: int, *, coarsen: bool = False) -> str | None:
     """The account in the middle, payers on the left, payees on the right; width by value.
 
     At most ``max_side`` counterparties per side, the rest summed into one "+n others" node;
-    labels are pseudonymised with ``ps``. None when there are no flows.
+    labels are pseudonymised with ``ps``; ``coarsen`` rounds the values shown to 2 significant
+    figures. None when there are no flows.
     """
     from matplotlib.figure import Figure
 
@@ -94,9 +101,10 @@ def flow_chart(account: str, flows: pl.DataFrame, ps: Pseudonymiser, max_side: i
             # plain lines (no arrow patches): cheap to draw; the side says the direction
             ax.plot([x, 0.0], [y, cy], color=color, alpha=0.55, linewidth=0.6 + 6.0 * value / vmax,
                     solid_capstyle="butt")
-            ax.text(x - 0.08 if direction == "in" else x + 0.08, y, f"{_short(label)}  {value:,.0f} ({n})",
-                    ha="right" if direction == "in" else "left", va="center", fontsize=7)
-    ax.text(0, cy, _short(ps(account), 22), ha="center", va="center", fontsize=8, weight="bold",
+            shown = fmt_amount(round_amount(value)) if coarsen else f"{value:,.0f}"
+            ax.text(x - 0.08 if direction == "in" else x + 0.08, y, f"{_short(label)}  {shown} ({n})",
+                    ha="right" if direction == "in" else "left", va="center", fontsize=7, parse_math=False)
+    ax.text(0, cy, _short(ps(account), 22), ha="center", va="center", fontsize=8, weight="bold", parse_math=False,
             bbox={"boxstyle": "round,pad=0.3", "fc": "#fdebd0", "ec": "#7f6000"})
     ax.text(-1.1, rows - 0.35, "paid in by", ha="right", fontsize=7, color="#555555")
     ax.text(1.1, rows - 0.35, "paid out to", ha="left", fontsize=7, color="#555555")

@@ -6,7 +6,11 @@ this module, and :func:`validate_json` checks a document against it with ``jsons
 
 With pseudonymisation on, every account identifier (suspects, alert changes) is replaced by its
 keyed pseudonym (:mod:`mulegraph.report.pseudonym`); transfer ids in the reasons are kept, so a case
-system can still find them.
+system can still find them. With coarsening on, amounts are rounded and timestamps cut to dates
+(:mod:`mulegraph.report.coarsen`); the document says so in ``coarsened``.
+
+The document holds the values as they are; each format escapes them for its readers
+(:mod:`mulegraph.core.escape`).
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from mulegraph.core.config import ReportConfig
 from mulegraph.core.errors import ConfigError
 from mulegraph.core.schema import as_reasons
 from mulegraph.io.runs import RunData
+from mulegraph.report.coarsen import coarse_date, coarsen_text, round_amount
 from mulegraph.report.pseudonym import Pseudonymiser
 
-__all__ = ["REPORT_JSON_SCHEMA", "report_document", "validate_json", "pseudonymiser_for", "fmt_num"]
+__all__ = ["REPORT_JSON_SCHEMA", "report_document", "validate_json", "pseudonymiser_for", "coarsen_for", "check_report_config",
+           "fmt_num"]
 
 #: JSON Schema (draft 2020-12) of the JSON report, loaded from ``report.schema.json``
 REPORT_JSON_SCHEMA: dict[str, Any] = json.loads(
@@ -57,6 +63,17 @@ def pseudonymiser_for(config: ReportConfig, pseudonymise: bool | None) -> Pseudo
     return Pseudonymiser(key)
 
 
+def coarsen_for(config: ReportConfig, coarsen: bool | None) -> bool:
+    """Whether a report is coarsened: ``coarsen`` when given, else ``[report] coarsen``."""
+    return bool(config.coarsen if coarsen is None else coarsen)
+
+
+def check_report_config(config: ReportConfig) -> None:
+    """Refuse report settings that would fail only when the report is written (a missing or short
+    pseudonym key): a :class:`~mulegraph.core.errors.ConfigError`. Call it before long work."""
+    pseudonymiser_for(config, None)
+
+
 def fmt_num(v: Any, digits: int = 0) -> str:
     """A number for people: thousands separated, ``digits`` decimals for floats, ``-`` when missing."""
     if v is None:
@@ -80,8 +97,11 @@ def _iso(v) -> str | None:
     return v.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(v, "strftime") else str(v)
 
 
-def _reason_items(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """The reasons of one alert (rows of the struct column) as schema objects; non-finite numbers become null."""
+def _reason_items(items: list[dict[str, Any]] | None, coarse: bool = False) -> list[dict[str, Any]]:
+    """The reasons of one alert (rows of the struct column) as schema objects; non-finite numbers become null.
+
+    ``coarse`` rounds the values and the numbers in the texts (:mod:`mulegraph.report.coarsen`).
+    """
     out = []
     for r in items or []:
         if r is None:
@@ -92,8 +112,8 @@ def _reason_items(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
                 "code": "" if r.get("code") is None else str(r["code"]),
                 "feature": None if r.get("feature") is None else str(r["feature"]),
                 "family": None if r.get("family") is None else str(r["family"]),
-                "text": "" if r.get("text") is None else str(r["text"]),
-                "value": _finite(r.get("value")),
+                "text": "" if r.get("text") is None else (coarsen_text if coarse else str)(str(r["text"])),
+                "value": round_amount(_finite(r.get("value"))) if coarse else _finite(r.get("value")),
                 "percentile": pct if isinstance(pct, (int, float)) and math.isfinite(pct) else None,
                 "txn_ids": [str(t) for t in (r.get("txn_ids") or [])],
             }
@@ -127,7 +147,9 @@ def _signals(alerts: pl.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def _suspect(row: dict[str, Any], ps: Pseudonymiser) -> dict[str, Any]:
+def _suspect(row: dict[str, Any], ps: Pseudonymiser, coarse: bool) -> dict[str, Any]:
+    amount = round_amount if coarse else float
+    when = (lambda v: coarse_date(_iso(v))) if coarse else _iso
     return {
         "alert_rank": int(row["alert_rank"]),
         "account_id": ps(row["account_id"]),
@@ -137,24 +159,26 @@ def _suspect(row: dict[str, Any], ps: Pseudonymiser) -> dict[str, Any]:
         "previous_rank": row.get("previous_rank"),
         "previous_score": _finite(row.get("previous_score")),
         "decision": row.get("decision"),
-        "reasons": _reason_items(row.get("reasons")),
+        "reasons": _reason_items(row.get("reasons"), coarse),
         "key_figures": {
             "in_count": int(row.get("in_count") or 0),
-            "in_value": float(row.get("in_value") or 0.0),
+            "in_value": amount(float(row.get("in_value") or 0.0)),
             "in_counterparties": int(row.get("in_counterparties") or 0),
             "out_count": int(row.get("out_count") or 0),
-            "out_value": float(row.get("out_value") or 0.0),
+            "out_value": amount(float(row.get("out_value") or 0.0)),
             "out_counterparties": int(row.get("out_counterparties") or 0),
-            "first_ts": _iso(row.get("first_ts")),
-            "last_ts": _iso(row.get("last_ts")),
+            "first_ts": when(row.get("first_ts")),
+            "last_ts": when(row.get("last_ts")),
         },
     }
 
 
-def report_document(run: RunData, *, top: int | None = None, pseudonymiser: Pseudonymiser | None = None) -> dict[str, Any]:
+def report_document(run: RunData, *, top: int | None = None, pseudonymiser: Pseudonymiser | None = None,
+                    coarsen: bool = False) -> dict[str, Any]:
     """The report as one JSON-ready dict following :data:`REPORT_JSON_SCHEMA`.
 
     ``top`` limits the suspects shown (all alerts when None); the signals count every alert.
+    ``coarsen`` rounds amounts and cuts timestamps to dates (:mod:`mulegraph.report.coarsen`).
     """
     ps = pseudonymiser or Pseudonymiser(None)
     m = run.manifest
@@ -165,16 +189,18 @@ def report_document(run: RunData, *, top: int | None = None, pseudonymiser: Pseu
         for r in run.changes.sort(["status", "rank", "previous_rank"], nulls_last=True).to_dicts()
     ]
     window = m.get("window") or {}
+    day = coarse_date if coarsen else (lambda v: v)
     model = m.get("model") or {}
     return {
         "schema_version": 1,
         "pseudonymised": ps.active,
+        "coarsened": bool(coarsen),
         "run": {
             "run_id": str(m.get("run_id", run.run_dir.name)),
             "created_at": str(m.get("created_at", "")),
             "finished_at": m.get("finished_at"),
-            "window_start": window.get("start"),
-            "window_end": str(window.get("end", "")),
+            "window_start": day(window.get("start")),
+            "window_end": day(str(window.get("end", ""))),
             "mode": model.get("mode") or "no-label",
             "model_version": model.get("version"),
             "mulegraph_version": str(m.get("mulegraph_version", "")),
@@ -183,7 +209,7 @@ def report_document(run: RunData, *, top: int | None = None, pseudonymiser: Pseu
         },
         "data_quality": {"this_run": _counts(m.get("ingest")), "store": _counts(m.get("store"))},
         "counts": {k: int(v) for k, v in (m.get("counts") or {}).items()},
-        "suspects": [_suspect(row, ps) for row in shown.to_dicts()],
+        "suspects": [_suspect(row, ps, coarsen) for row in shown.to_dicts()],
         "signals": _signals(alerts),
         "alert_changes": changes,
         "drift": [

@@ -8,7 +8,9 @@ distribution, a flow picture for each of the first suspects, the alert changes s
 run, and the feature drift against the previous run (flagged above ``[report] psi_warning``).
 
 The template is rendered by Jinja2 with autoescape on, so every value from the run folder (account
-ids, reason texts, feature names) is escaped.
+ids, reason texts, feature names) is HTML-escaped, and with :func:`mulegraph.core.escape.visible` as
+the finaliser of every expression, so control and bidirectional characters show as visible escapes.
+The pictures draw their labels as plain text (no mathtext), escaped in the SVG by matplotlib.
 """
 
 from __future__ import annotations
@@ -18,13 +20,22 @@ from typing import Any
 
 import polars as pl
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
+from mulegraph.core.escape import visible
 from mulegraph.io.runs import RunData
 from mulegraph.report.charts import flow_chart, score_chart
+from mulegraph.report.coarsen import fmt_amount
 from mulegraph.report.document import fmt_num, report_document
 from mulegraph.report.pseudonym import Pseudonymiser
 
 __all__ = ["render_html"]
+
+
+def _finalize(value: Any) -> Any:
+    """Every ``{{ expression }}`` of the template: text with control characters made visible
+    (trusted markup and non-text values as they are); autoescape then escapes it for HTML."""
+    return visible(value) if isinstance(value, str) and not isinstance(value, Markup) else value
 
 
 @lru_cache(maxsize=1)
@@ -36,8 +47,10 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        finalize=_finalize,
     )
     env.filters["num"] = fmt_num
+    env.filters["amount"] = lambda v, coarse=False, digits=2: fmt_amount(v) if coarse else fmt_num(v, digits)
     return env
 
 
@@ -68,14 +81,15 @@ def _quality(doc: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def _flows(run: RunData, doc: dict[str, Any], ps: Pseudonymiser, pictures: int, counterparties: int) -> list[dict[str, str]]:
+def _flows(run: RunData, doc: dict[str, Any], ps: Pseudonymiser, pictures: int, counterparties: int,
+           coarsen: bool = False) -> list[dict[str, str]]:
     """Flow pictures of the first ``pictures`` suspects that have flows recorded."""
     out: list[dict[str, str]] = []
     accounts = run.alerts.sort("alert_rank")["account_id"].to_list()
     for s, account in zip(doc["suspects"], accounts):
         if len(out) >= pictures:
             break
-        pic = flow_chart(account, run.flows.filter(pl.col("account_id") == account), ps, counterparties)
+        pic = flow_chart(account, run.flows.filter(pl.col("account_id") == account), ps, counterparties, coarsen=coarsen)
         if pic:
             out.append({"label": f"#{s['alert_rank']} {s['account_id']}", "alt": f"flows of suspect {s['alert_rank']}",
                         "src": pic})
@@ -83,16 +97,17 @@ def _flows(run: RunData, doc: dict[str, Any], ps: Pseudonymiser, pictures: int, 
 
 
 def render_html(run: RunData, *, top: int | None = None, pseudonymiser: Pseudonymiser | None = None,
-                psi_warning: float = 0.25, flow_pictures: int = 10, flow_counterparties: int = 8) -> str:
+                psi_warning: float = 0.25, flow_pictures: int = 10, flow_counterparties: int = 8,
+                coarsen: bool = False) -> str:
     """The HTML report: one self-contained file (no external references of any kind)."""
     ps = pseudonymiser or Pseudonymiser(None)
-    doc = report_document(run, top=top, pseudonymiser=ps)
+    doc = report_document(run, top=top, pseudonymiser=ps, coarsen=coarsen)
     cutoff = float(run.alerts["score"].min()) if run.alerts.height else None
     return _environment().get_template("report.html.j2").render(
         doc=doc,
         summary=_summary(doc),
         quality=_quality(doc),
         score_chart=score_chart(run.scores, cutoff),
-        flows=_flows(run, doc, ps, flow_pictures, flow_counterparties),
+        flows=_flows(run, doc, ps, flow_pictures, flow_counterparties, coarsen),
         psi_warning=psi_warning,
     )

@@ -15,7 +15,7 @@ from mulegraph.core.atomic import write_text_atomic
 from mulegraph.core.config import ReportConfig
 from mulegraph.core.errors import InputError
 from mulegraph.io.runs import RunData, load_run, resolve_run_dir
-from mulegraph.report.document import pseudonymiser_for
+from mulegraph.report.document import coarsen_for, pseudonymiser_for
 from mulegraph.report.html import render_html
 from mulegraph.report.text import render_csv, render_json, render_markdown
 
@@ -47,27 +47,31 @@ def report_format(fmt: str | None, out: str | os.PathLike | None) -> str:
 
 
 def render(run: RunData, fmt: str, *, top: int | None = None, config: ReportConfig | None = None,
-           pseudonymise: bool | None = None) -> str:
-    """Render ``run`` in ``fmt`` (html, md, csv or json)."""
+           pseudonymise: bool | None = None, coarsen: bool | None = None) -> str:
+    """Render ``run`` in ``fmt`` (html, md, csv or json).
+
+    ``pseudonymise`` and ``coarsen`` None take ``[report] pseudonymise`` and ``[report] coarsen``.
+    """
     cfg = config or ReportConfig()
     if fmt not in REPORT_FORMATS:
         raise InputError(f"The report format must be one of {', '.join(REPORT_FORMATS)}. Got '{fmt}' instead.")
     if top is not None and top < 0:
         raise InputError(f"The number of suspects to show must be zero or more. Got {top} instead.")
     ps = pseudonymiser_for(cfg, pseudonymise)
+    coarse = coarsen_for(cfg, coarsen)
     if fmt == "html":
         return render_html(run, top=top, pseudonymiser=ps, psi_warning=cfg.psi_warning,
-                           flow_counterparties=cfg.flow_counterparties)
+                           flow_counterparties=cfg.flow_counterparties, coarsen=coarse)
     if fmt == "md":
-        return render_markdown(run, top=top, pseudonymiser=ps, psi_warning=cfg.psi_warning)
+        return render_markdown(run, top=top, pseudonymiser=ps, psi_warning=cfg.psi_warning, coarsen=coarse)
     if fmt == "csv":
-        return render_csv(run, top=top, pseudonymiser=ps)
-    return render_json(run, top=top, pseudonymiser=ps)
+        return render_csv(run, top=top, pseudonymiser=ps, coarsen=coarse)
+    return render_json(run, top=top, pseudonymiser=ps, coarsen=coarse)
 
 
 def write_report(run_dir: str | os.PathLike | None, fmt: str | None, out: str | os.PathLike, *,
                  top: int | None = None, config: ReportConfig | None = None, pseudonymise: bool | None = None,
-                 runs_dir: str | os.PathLike = "runs") -> Path:
+                 coarsen: bool | None = None, runs_dir: str | os.PathLike = "runs") -> Path:
     """Render a run (a run folder, or the latest run under ``runs_dir``) and write it atomically to ``out``.
 
     ``fmt`` None takes the format from ``out``'s suffix (:func:`report_format`); ``top`` None takes
@@ -76,7 +80,8 @@ def write_report(run_dir: str | os.PathLike | None, fmt: str | None, out: str | 
     cfg = config or ReportConfig()
     fmt = fmt if fmt is not None else report_format(None, out)
     run = load_run(resolve_run_dir(run_dir, runs_dir))
-    text = render(run, fmt, top=top if top is not None else cfg.top, config=cfg, pseudonymise=pseudonymise)
+    text = render(run, fmt, top=top if top is not None else cfg.top, config=cfg, pseudonymise=pseudonymise,
+                  coarsen=coarsen)
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(target, text)
@@ -84,17 +89,14 @@ def write_report(run_dir: str | os.PathLike | None, fmt: str | None, out: str | 
 
 
 def write_run_reports(run_dir: str | os.PathLike, config: ReportConfig | None = None) -> list[Path]:
-    """Write ``report.html`` and ``report.md`` into a run folder (called by the nightly run)."""
+    """Write ``report.html`` and ``report.md`` into a run folder (called by the nightly run), with
+    the pseudonymisation and coarsening of ``config``."""
     cfg = config or ReportConfig()
     d = Path(run_dir)
     run = load_run(d)
-    ps = pseudonymiser_for(cfg, None)
     out = []
-    for name, text in (
-        ("report.html", render_html(run, top=cfg.top, pseudonymiser=ps, psi_warning=cfg.psi_warning,
-                                    flow_counterparties=cfg.flow_counterparties)),
-        ("report.md", render_markdown(run, top=cfg.top, pseudonymiser=ps, psi_warning=cfg.psi_warning)),
-    ):
+    for name, fmt in (("report.html", "html"), ("report.md", "md")):
+        text = render(run, fmt, top=cfg.top, config=cfg)
         write_text_atomic(d / name, text)
         out.append(d / name)
     return out

@@ -17,6 +17,9 @@ A ``mulegraph.toml`` has one table per stage::
     [report]
     ...
 
+    [engine]
+    kind = "local"          # or "dask"
+
 Unknown keys are an error (a typo must not silently fall back to a default). The resolved config is
 written next to every run's outputs (:meth:`Config.to_dict`).
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -39,6 +43,9 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "ReportConfig",
+    "EngineConfig",
+    "ENGINE_KINDS",
+    "DEFAULT_SHARD_ACCOUNTS",
     "Config",
     "DEFAULT_CONFIG_FILE",
     "load_config",
@@ -175,6 +182,53 @@ class ReportConfig:
         return self.pseudonym_key or os.environ.get("MULEGRAPH_PSEUDONYM_KEY") or None
 
 
+#: the engines that can compute a window's features (see ``mulegraph.engine``)
+ENGINE_KINDS: tuple[str, ...] = ("local", "dask")
+#: accounts per shard when ``[engine] shard_accounts`` is not set: a shard of a 5M-transfer window
+#: (about 500k accounts) then holds about half of its transfers
+DEFAULT_SHARD_ACCOUNTS = 250_000
+_SCHEDULER = re.compile(r"(?:(?:tcp|tls|ucx|ws|wss|inproc)://)?\S+")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Where a window's features are computed (see ``mulegraph.engine``).
+
+    ``kind = "local"`` computes in this process: the whole window at once, or one shard of
+    accounts after another when ``shard_accounts`` is set. ``kind = "dask"`` runs the shards as
+    tasks on a Dask cluster: the one whose scheduler listens at ``scheduler`` (e.g.
+    ``"tcp://10.0.0.5:8786"``), or, when ``scheduler`` is empty, a local cluster sized to the
+    machine. Both give identical features.
+    """
+
+    kind: str = "local"
+    scheduler: str = ""
+    #: accounts per shard (memory per task is set by it); unset: ``DEFAULT_SHARD_ACCOUNTS``, and
+    #: with the dask engine at least two shards per worker
+    shard_accounts: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENGINE_KINDS:
+            raise ConfigError(
+                f"[engine] kind must be one of {', '.join(ENGINE_KINDS)}, e.g. kind = \"dask\". Got {self.kind!r} instead."
+            )
+        if self.scheduler and not _SCHEDULER.fullmatch(self.scheduler):
+            raise ConfigError(
+                f"[engine] scheduler must be a Dask scheduler address such as \"tcp://10.0.0.5:8786\". "
+                f"Got {self.scheduler!r} instead."
+            )
+        if self.scheduler and self.kind != "dask":
+            raise ConfigError(
+                "[engine] scheduler is set but kind is \"local\"; set kind = \"dask\" to use the cluster, "
+                "or leave scheduler out."
+            )
+        if self.shard_accounts is not None and (isinstance(self.shard_accounts, bool) or self.shard_accounts < 1):
+            raise ConfigError(
+                f"[engine] shard_accounts must be a positive number of accounts, e.g. shard_accounts = "
+                f"{DEFAULT_SHARD_ACCOUNTS}. Got {self.shard_accounts!r} instead."
+            )
+
+
 @dataclass(frozen=True)
 class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -182,6 +236,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     run: RunConfig = field(default_factory=RunConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -267,7 +322,8 @@ def load_config(path: str | os.PathLike | None = None, data: dict[str, Any] | No
     unknown = sorted(set(data) - set(sections))
     if unknown:
         raise ConfigError(f"unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sections)}.")
-    classes = {"store": StoreConfig, "features": FeatureConfig, "model": ModelConfig, "run": RunConfig, "report": ReportConfig}
+    classes = {"store": StoreConfig, "features": FeatureConfig, "model": ModelConfig, "run": RunConfig, "report": ReportConfig,
+               "engine": EngineConfig}
     built = {name: _build(cls, data.get(name, {}) or {}, name) for name, cls in classes.items()}
     cfg = Config(**built)
     if cfg.report.pseudonymise and not cfg.report.pseudonym_key:

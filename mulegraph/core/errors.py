@@ -21,6 +21,7 @@ __all__ = [
     "StoreError",
     "FeatureError",
     "ModelError",
+    "EngineError",
     "NothingNewError",
 ]
 
@@ -58,6 +59,12 @@ class FeatureError(MulegraphError):
 
 class ModelError(MulegraphError):
     """A model file is missing, incompatible, tampered with, or cannot be trained."""
+
+
+class EngineError(MulegraphError):
+    """The engine computing a window's features failed (e.g. a cluster lost the same task repeatedly)."""
+
+    exit_code = EXIT_FAILURE
 
 
 class NothingNewError(MulegraphError):

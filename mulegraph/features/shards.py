@@ -20,23 +20,34 @@ size is set by ``shard_accounts``, with identical results (tested column by colu
    the shards.
 
 Shards are pure functions of (store, plan, shard number): an engine may run them in any order, in
-this process (:class:`LocalEngine`) or elsewhere, and the result is concatenated in account order.
+this process (:class:`~mulegraph.engine.local.LocalEngine`) or as tasks on a Dask cluster
+(:class:`~mulegraph.engine.dask.DaskEngine`), and the result is concatenated in account order. The
+graph step is the engine's combination of the shards' results (:func:`combine_shards`), so that on
+a cluster the flow table goes from worker to worker, not through the calling process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import polars as pl
 
-from mulegraph.core.config import FeatureConfig
+from mulegraph.core.config import Config, FeatureConfig
 from mulegraph.core.errors import FeatureError
 from mulegraph.core.hashing import shard_of
+from mulegraph.core.version import __version__
 from mulegraph.core.window import TimeWindow, filter_window
+from mulegraph.engine.factory import make_engine, shard_layout
+from mulegraph.engine.local import Engine, LocalEngine
 from mulegraph.features import FAMILIES, compute_features, load_families
 from mulegraph.features.prepare import Prepared, prepare
 
@@ -44,13 +55,17 @@ __all__ = [
     "FLOW_FAMILIES",
     "GRAPH_FAMILIES",
     "ShardPlan",
+    "ShardJob",
     "Engine",
     "LocalEngine",
     "plan_shards",
     "shard_transfers",
     "compute_shard",
     "compute_graph",
+    "run_shard",
+    "combine_shards",
     "sharded_features",
+    "engine_features",
 ]
 
 #: families whose values for an account depend only on the transfers touching it
@@ -59,27 +74,6 @@ FLOW_FAMILIES: tuple[str, ...] = ("volume", "fan", "passthrough", "temporal", "a
 GRAPH_FAMILIES: tuple[str, ...] = ("patterns", "network")
 
 _TX_COLUMNS = ("txn_id", "ts", "src_account", "dst_account", "amount")
-
-
-class Engine(Protocol):
-    """Runs ``func`` on every item; returns the results in the order of ``items``."""
-
-    def map(self, func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]: ...
-
-
-class LocalEngine:
-    """Runs shards one after another in this process (memory bounded by one shard)."""
-
-    def __init__(self, progress: Callable[[int, int], None] | None = None) -> None:
-        self.progress = progress
-
-    def map(self, func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        out = []
-        for i, item in enumerate(items):
-            out.append(func(item))
-            if self.progress:
-                self.progress(i + 1, len(items))
-        return out
 
 
 @dataclass(frozen=True)
@@ -109,8 +103,14 @@ def _scan(store: Any, window: TimeWindow, columns: Iterable[str] | None = None) 
     return filter_window(st.scan(cols), window)
 
 
-def plan_shards(store: Any, window: TimeWindow, config: FeatureConfig, shard_accounts: int) -> ShardPlan:
-    """Accounts, degrees, hubs and shards of a window (one pass over the two account columns)."""
+def plan_shards(
+    store: Any, window: TimeWindow, config: FeatureConfig, shard_accounts: int, *, min_shards: int = 1
+) -> ShardPlan:
+    """Accounts, degrees, hubs and shards of a window (one pass over the two account columns).
+
+    Shards hold at most ``shard_accounts`` accounts each (on average: an account's shard is a hash
+    of its id), and there are at least ``min_shards`` of them when there are that many accounts.
+    """
     if shard_accounts < 1:
         raise FeatureError(f"shard_accounts must be a positive number of accounts. Got {shard_accounts} instead.")
     lf = _scan(store, window, ["src_account", "dst_account"])
@@ -129,7 +129,7 @@ def plan_shards(store: Any, window: TimeWindow, config: FeatureConfig, shard_acc
         pl.col("idx").cast(pl.UInt32),
         ((pl.col("degree") > config.hub_degree) | pl.col("account_id").is_in(listed)).alias("is_hub"),
     )
-    n_shards = max(1, math.ceil(acc.height / shard_accounts))
+    n_shards = max(1, math.ceil(acc.height / shard_accounts), min(min_shards, acc.height))
     acc = acc.with_columns(pl.Series("shard", shard_of(acc["account_id"], n_shards)))
     hubs = tuple(sorted(set(listed) | set(acc.filter(pl.col("is_hub"))["account_id"].to_list())))
     return ShardPlan(window=window, config=replace(config, hub_accounts=hubs), n_shards=n_shards, accounts=acc)
@@ -195,37 +195,143 @@ def compute_graph(store: Any, plan: ShardPlan, flow: pl.DataFrame, families: Seq
     return out.join(base.select("idx", "account_id"), on="idx").drop("idx")
 
 
+@dataclass(frozen=True)
+class ShardJob:
+    """Everything a shard task needs: the store (its path and the parts it held when the plan was
+    made), the plan and the families of each step. Sent to every worker once."""
+
+    store: Any
+    plan: ShardPlan
+    flow_families: tuple[str, ...]
+    graph_families: tuple[str, ...]
+
+    def key(self) -> str:
+        """A name for this job's tasks: equal for equal inputs (same store parts, window, settings, code)."""
+        doc = {
+            "store": str(self.store.path),
+            "parts": sorted(str(e.get("sha256")) for e in self.store.manifest()),
+            "window": self.plan.window.describe(),
+            "config": dataclasses.asdict(self.plan.config),
+            "shards": self.plan.n_shards,
+            "families": [self.flow_families, self.graph_families],
+            "version": __version__,
+        }
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def run_shard(job: ShardJob, k: int) -> pl.DataFrame:
+    """The flow features of shard ``k`` of ``job`` (a task)."""
+    return compute_shard(job.store, job.plan, k, job.flow_families)
+
+
+def combine_shards(job: ShardJob, parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """Every account's features from the shards' flow features, plus the graph families (a task)."""
+    parts = [p for p in parts if p.height]
+    base = job.plan.accounts.select("account_id", "is_hub")
+    out = base.join(pl.concat(parts, how="vertical").drop("is_hub"), on="account_id", how="left") if parts else base
+    if job.graph_families:
+        out = out.join(compute_graph(job.store, job.plan, out, job.graph_families), on="account_id", how="left")
+    return out.sort("account_id")
+
+
+def _absolute(store: Any) -> Any:
+    """The store with an absolute path, so that a worker in another folder finds it too."""
+    from mulegraph.io.store import Store
+
+    st = store if isinstance(store, Store) else Store.open(store)
+    if st.path.is_absolute():
+        return st
+    st = copy.copy(st)
+    st.path = st.path.absolute()
+    return st
+
+
 def sharded_features(
     store: Any,
     window: TimeWindow,
     config: FeatureConfig | None = None,
     *,
     shard_accounts: int,
+    min_shards: int = 1,
     families: Iterable[str] | None = None,
     engine: Engine | None = None,
+    timings: dict[str, float] | None = None,
+    info: dict[str, Any] | None = None,
 ) -> pl.DataFrame:
     """The features :func:`mulegraph.features.compute_features` gives for the window, by shards.
 
     One row per account, ``account_id``, ``is_hub`` and the feature columns in the same order,
-    sorted by account; equal to the whole-window computation.
+    sorted by account; equal to the whole-window computation, whichever ``engine`` runs the shards
+    (a :class:`~mulegraph.engine.local.LocalEngine` by default). ``timings`` (if given) receives
+    the seconds of the ``plan``, the ``shards`` and the ``graph`` step, ``info`` the number of
+    ``shards``.
     """
     config = config or FeatureConfig()
     names = list(FAMILIES) if families is None else list(families)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:
         raise FeatureError(f"unknown feature family {', '.join(unknown)}; known: {', '.join(FAMILIES)}.")
-    plan = plan_shards(store, window, config, shard_accounts)
+    st = _absolute(store)
+    t0 = time.perf_counter()
+    plan = plan_shards(st, window, config, shard_accounts, min_shards=min_shards)
+    if timings is not None:
+        timings["plan"] = time.perf_counter() - t0
+    if info is not None:
+        info["shards"] = plan.n_shards
+    job = ShardJob(
+        store=st,
+        plan=plan,
+        flow_families=tuple(n for n in FLOW_FAMILIES if n in names),
+        graph_families=tuple(n for n in GRAPH_FAMILIES if n in names),
+    )
     engine = engine or LocalEngine()
-    flow_names = [n for n in FLOW_FAMILIES if n in names]
-    graph_names = [n for n in GRAPH_FAMILIES if n in names]
-    parts = engine.map(partial(compute_shard, store, plan, families=flow_names), list(range(plan.n_shards)))
-    parts = [p for p in parts if p.height]
-    flow = pl.concat(parts, how="vertical") if parts else pl.DataFrame()
-    base = plan.accounts.select("account_id", "is_hub")
-    if flow.height:
-        out = base.join(flow.drop("is_hub"), on="account_id", how="left")
-    else:
-        out = base
-    if graph_names:
-        out = out.join(compute_graph(store, plan, out, graph_names), on="account_id", how="left")
-    return out.sort("account_id")
+    return engine.map_reduce(
+        run_shard, list(range(plan.n_shards)), combine_shards, shared=job, key=job.key(), timings=timings
+    )
+
+
+def engine_features(
+    store: Any,
+    window: TimeWindow,
+    config: Config,
+    *,
+    engine: Engine | None = None,
+    families: Iterable[str] | None = None,
+    progress: bool | Callable[[str], None] | None = None,
+    timings: dict[str, float] | None = None,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The window's features by shards, on ``engine`` or else the engine of ``config``'s ``[engine]``.
+
+    Returns the features (as :func:`sharded_features`) and what computed them: ``kind``,
+    ``scheduler``, ``workers``, ``shards`` and ``shard_accounts``. ``progress``: True shows shards
+    done / total on stderr, a callable receives ``"shards 3/8"`` as they finish.
+    """
+    with _shard_progress(progress) as report, contextlib.ExitStack() as stack:
+        if engine is None:
+            engine = stack.enter_context(make_engine(config.engine, report))
+        size, min_shards = shard_layout(config.engine, engine)
+        info: dict[str, Any] = {}
+        feats = sharded_features(
+            store, window, config.features, shard_accounts=size, min_shards=min_shards, families=families,
+            engine=engine, timings=timings, info=info,
+        )
+        return feats, {**engine.describe(), "shards": info["shards"], "shard_accounts": size}
+
+
+@contextlib.contextmanager
+def _shard_progress(progress: bool | Callable[[str], None] | None) -> Iterator[Callable[[int, int], None] | None]:
+    """A ``(done, total)`` callback showing shards done: a bar on stderr (True), text (a callable)."""
+    if callable(progress):
+        yield lambda done, total: progress(f"shards {done}/{total}")
+        return
+    if progress is not True:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("features: shards"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("shards", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)

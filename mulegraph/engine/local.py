@@ -1,0 +1,107 @@
+"""The engine protocol, and the local engine that runs shards one after another in this process.
+
+An engine runs pure functions of (shared input, item), such as the account shards of
+:mod:`mulegraph.features.shards`, and hands their results back in the order of the items, however
+and wherever they ran. :class:`LocalEngine` is the reference: results are exactly what a plain loop
+gives. :class:`mulegraph.engine.dask.DaskEngine` runs the same functions on a Dask cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, Protocol
+
+__all__ = ["Engine", "LocalEngine"]
+
+
+class Engine(Protocol):
+    """Runs functions over items; results come back in the order of the items.
+
+    ``kind`` names the engine (``"local"``, ``"dask"``) and ``workers`` says how many processes
+    compute at once; :meth:`describe` is what a run's manifest records about it.
+    """
+
+    kind: str
+
+    @property
+    def workers(self) -> int: ...
+
+    def map(self, func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``[func(item) for item in items]``."""
+        ...
+
+    def map_reduce(
+        self,
+        func: Callable[[Any, Any], Any],
+        items: Sequence[Any],
+        combine: Callable[[Any, list[Any]], Any],
+        *,
+        shared: Any = None,
+        key: str = "",
+        timings: dict[str, float] | None = None,
+    ) -> Any:
+        """``combine(shared, [func(shared, item) for item in items])``.
+
+        ``shared`` is sent to where the work runs once, not once per item; ``key`` names the work
+        (equal keys mean equal inputs, so an engine may reuse results); ``timings`` receives the
+        seconds until every item was done (``shards``) and for the combination (``graph``).
+        """
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """``kind``, ``scheduler`` (None when local) and ``workers``."""
+        ...
+
+
+class LocalEngine:
+    """Runs items one after another in this process (memory bounded by one item's work).
+
+    ``progress(done, total)`` is called after each item.
+    """
+
+    kind = "local"
+
+    def __init__(self, progress: Callable[[int, int], None] | None = None) -> None:
+        self.progress = progress
+
+    @property
+    def workers(self) -> int:
+        return 1
+
+    def map(self, func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        out = []
+        for i, item in enumerate(items):
+            out.append(func(item))
+            if self.progress:
+                self.progress(i + 1, len(items))
+        return out
+
+    def map_reduce(
+        self,
+        func: Callable[[Any, Any], Any],
+        items: Sequence[Any],
+        combine: Callable[[Any, list[Any]], Any],
+        *,
+        shared: Any = None,
+        key: str = "",
+        timings: dict[str, float] | None = None,
+    ) -> Any:
+        t0 = time.perf_counter()
+        parts = self.map(partial(func, shared), items)
+        t1 = time.perf_counter()
+        out = combine(shared, parts)
+        if timings is not None:
+            timings["shards"] = t1 - t0
+            timings["graph"] = time.perf_counter() - t1
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "scheduler": None, "workers": self.workers}
+
+    def __enter__(self) -> "LocalEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None

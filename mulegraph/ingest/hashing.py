@@ -10,58 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+
 import pyarrow as pa
+
+from mulegraph.core.hashing import hash_text, mix64
 
 __all__ = ["CONTENT", "content_hash", "content_key", "hash_text"]
 
 #: The canonical content of a transfer: two rows with one txn_id are duplicates when these agree.
 CONTENT: tuple[str, ...] = ("ts", "src_account", "dst_account", "amount", "currency", "channel")
 
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser (wrapping uint64 arithmetic)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
-
-
-def hash_text(s: pl.Series, seed: int, chunk_rows: int = 250_000) -> np.ndarray:
-    """A stable 64-bit hash of each string (nulls hash differently from every text)."""
-    arr = s.cast(pl.String).to_arrow(compat_level=pl.CompatLevel.oldest())
-    if isinstance(arr, pa.ChunkedArray):
-        arr = pa.concat_arrays(arr.chunks) if arr.num_chunks else pa.array([], pa.large_string())
-    if arr.type != pa.large_string():
-        arr = arr.cast(pa.large_string())
-    n = len(arr)
-    out = np.empty(n, dtype=np.uint64)
-    if n == 0:
-        return out
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
-    valid = ~s.is_null().to_numpy()
-    sd = np.uint64(seed)
-    with np.errstate(over="ignore"):
-        for lo in range(0, n, chunk_rows):
-            hi = min(n, lo + chunk_rows)
-            b0, b1 = int(offsets[lo]), int(offsets[hi])
-            starts = offsets[lo:hi] - b0
-            ends = offsets[lo + 1 : hi + 1] - b0
-            lens = ends - starts
-            pos = np.arange(b1 - b0, dtype=np.int64) - np.repeat(starts, lens)
-            terms = _mix(data[b0:b1].astype(np.uint64) + ((pos.astype(np.uint64) + np.uint64(1)) << np.uint64(8)) + sd)
-            cs = np.zeros(b1 - b0 + 1, dtype=np.uint64)
-            np.cumsum(terms, out=cs[1:])
-            h = cs[ends] - cs[starts]
-            h = _mix(h ^ _mix(lens.astype(np.uint64) + sd * _GOLD))
-            out[lo:hi] = np.where(valid[lo:hi], h, _mix(sd ^ _M2))
-    return out
+_mix = mix64
 
 
 def _content_u64(frame: pl.DataFrame, seed: int) -> np.ndarray:

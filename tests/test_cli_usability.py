@@ -204,7 +204,7 @@ def _stale_model(tmp_path: Path) -> Path:
 
 
 def test_score_refused_model_fails_before_features(store, tmp_path, monkeypatch):
-    monkeypatch.setattr("mulegraph.scoring.score.read_transfers", _must_not_run)
+    monkeypatch.setattr("mulegraph.scoring.score.read_window", _must_not_run)
     res = runner.invoke(app, ["score", "--store", str(store), "--out", str(tmp_path / "s.parquet"),
                               "--model", str(_stale_model(tmp_path))])
     _user_error(res, "format")

@@ -24,7 +24,7 @@ from mulegraph.scoring.explain import (
 )
 from mulegraph.features import prepare
 from mulegraph.features.registry import REGISTRY, FeatureSpec, register
-from mulegraph.core.schema import TRANSFER_SCHEMA
+from mulegraph.core.schema import REASONS_DTYPE, TRANSFER_SCHEMA, reasons_from_json, reasons_to_json
 
 register(
     FeatureSpec("test_share_xx", "passthrough", "Test share.", "share", 1, "{value:.0%} of received value left"),
@@ -225,8 +225,8 @@ def test_explain_json_shape_and_evidence_only_for_top():
     order = sorted(accounts)
     reasons = explain(feats, sigs, prepared=p, order=order, evidence_top=4)
     assert reasons.len() == len(accounts)
-    for acc, text in zip(accounts, reasons.to_list()):
-        items = json.loads(text)
+    assert reasons.dtype == REASONS_DTYPE
+    for acc, items in zip(accounts, reasons.to_list()):
         assert 3 <= len(items) <= 5
         assert {"code", "feature", "family", "text", "value", "percentile", "txn_ids"} <= set(items[0])
         assert len({i["feature"] for i in items}) == len(items)
@@ -235,13 +235,40 @@ def test_explain_json_shape_and_evidence_only_for_top():
         # ordered by strength (equal weights: by how unusual)
         pcts = [i["percentile"] for i in items]
         assert pcts == sorted(pcts, reverse=True)
-    assert any(json.loads(t)[0]["txn_ids"] for a, t in zip(accounts, reasons.to_list()) if a in order[:4])
+    assert any(items[0]["txn_ids"] for a, items in zip(accounts, reasons.to_list()) if a in order[:4])
     assert "not_a_column" not in REGISTRY
+    # the JSON wire format round-trips exactly, values rounded to 6 significant digits
+    frame = pl.DataFrame({"reasons": reasons})
+    text = frame.select(reasons_to_json())
+    assert text.select(reasons_from_json()).equals(frame)
+    first = json.loads(text["reasons"][0])
+    assert first == reasons.to_list()[0]
+    assert all(len(repr(r["value"]).lstrip("-0.").replace(".", "")) <= 7 for r in first if r["value"] is not None)
+
+
+def test_no_reasons_is_an_empty_list_and_json_brackets():
+    feats = pl.DataFrame({"account_id": ["a", "b"], "x": [1.0, 2.0]})
+    reasons = explain(feats, [Signal("MISSING", "not_a_column")])
+    assert reasons.dtype == REASONS_DTYPE and reasons.to_list() == [[], []]
+    assert pl.DataFrame({"reasons": reasons}).select(reasons_to_json())["reasons"].to_list() == ["[]", "[]"]
+
+
+def test_evidence_kind_and_horizon_come_from_the_feature_spec():
+    """Evidence follows the spec's fields, not the feature's name."""
+    t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    rows = [("T1", t0, "X", "M", 1000.0), ("T2", t0 + timedelta(hours=30), "M", "Y", 950.0)]
+    p = prepare(_transfers(rows))
+    register(FeatureSpec("zz_forwarding_48h_test", "custom", "Test.", "share", 1, evidence="passthrough", horizon="48h"),
+             FeatureSpec("zz_forwarding_short_test", "custom", "Test.", "share", 1, evidence="passthrough", horizon="1d"))
+    assert evidence(p, ["M"], "zz_forwarding_48h_test")["M"] == ["T1", "T2"]  # 30 h apart: within 48h
+    assert evidence(p, ["M"], "zz_forwarding_short_test").get("M", []) == []  # ... but not within 1d
+    assert REGISTRY["passthrough_share_24h"].evidence == "passthrough" and REGISTRY["passthrough_share_24h"].horizon == "24h"
+    assert REGISTRY["fanin_max_72h"].evidence == "busiest_in" and REGISTRY["fresh_square_share"].evidence == "one_off"
+    with pytest.raises(ValueError, match="evidence must be one of"):
+        FeatureSpec("zz_bad", "custom", "Test.", "share", 1, evidence="guess")
 
 
 def test_structure_evidence_uses_one_off_transfers_only():
-    import mulegraph.scoring.nolabel  # noqa: F401  (registers the structure features)
-
     t0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
     rows = [
         ("T1", 0, "S", "M1"), ("T2", 1, "S", "M2"), ("T3", 30, "M1", "D"), ("T4", 40, "M2", "D"),

@@ -20,6 +20,7 @@ from mulegraph.features import compute_features, prepare
 from mulegraph.features import proximity
 from mulegraph.io.labels import combine_labels, load_labels, read_decisions, read_labels
 from mulegraph.scoring.model import MuleModel, load_model, make_folds, oof_proximity, save_model, train
+from mulegraph.scoring.signals import NotFittedModelError
 from mulegraph.synth import generate
 
 FAST = ModelConfig(random_state=3, cv_folds=3, proximity_folds=4, max_leaf_nodes=(7,), max_iter=40, n_models=2, importance_repeats=1)
@@ -43,37 +44,93 @@ def data():
 
 @pytest.fixture(scope="module")
 def fitted(data):
-    return MuleModel(FAST, data["fcfg"]).fit(data["features"], data["train_labels"], data["p"])
+    return MuleModel(FAST, data["fcfg"]).set_context(data["p"]).fit(data["features"], data["train_labels"])
+
+
+def _scores(model, data):
+    return model.set_context(data["p"]).predict_scores(data["features"])
 
 
 # -- estimator contract ------------------------------------------------------------------------
 def test_fit_returns_self_and_sets_trailing_underscore_state(data):
     m = MuleModel(TINY, data["fcfg"])
     assert not [k for k in vars(m) if k.endswith("_")]
-    assert m.fit(data["features"], data["train_labels"], data["p"]) is m
-    for attr in ("estimators_", "calibration_", "feature_names_", "known_", "cv_metrics_", "best_params_"):
+    assert m.set_context(data["p"]) is m
+    assert not [k for k in vars(m) if k.endswith("_")]  # the graph context is not fitted state
+    assert m.fit(data["features"], data["train_labels"]) is m
+    for attr in ("estimators_", "calibration_", "feature_names_", "known_", "cv_metrics_", "best_params_", "classes_"):
         assert hasattr(m, attr)
     assert m.config is TINY  # settings are stored untouched
 
 
-def test_unfitted_model_refuses_to_predict(data):
-    with pytest.raises(ModelError, match="not trained"):
-        MuleModel(FAST).predict(data["features"], data["p"])
+def test_get_params_set_params_and_clone(data):
+    from sklearn.base import clone, is_classifier
+
+    m = MuleModel(TINY, data["fcfg"])
+    assert m.get_params() == {"config": TINY, "feature_config": data["fcfg"]}
+    assert is_classifier(m)
+    other = dataclasses.replace(TINY, random_state=9)
+    assert m.set_params(config=other) is m and m.config is other
+    fitted = MuleModel(TINY, data["fcfg"]).set_context(data["p"]).fit(data["features"], data["train_labels"])
+    copy = clone(fitted)
+    assert copy.get_params()["config"] == TINY and copy.get_params()["feature_config"] == data["fcfg"]
+    assert not hasattr(copy, "estimators_")  # clone copies settings, not fitted state or the context
+    with pytest.raises(InputError, match="set_context"):
+        copy.fit(data["features"], data["train_labels"])
+    again = copy.set_context(data["p"]).fit(data["features"], data["train_labels"])
+    assert _scores(again, data).equals(_scores(fitted, data))
+
+
+def test_unfitted_model_raises_not_fitted_error(data):
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    m = MuleModel(FAST).set_context(data["p"])
+    with pytest.raises(NotFittedError):
+        check_is_fitted(m)
+    for call in (m.predict_proba, m.predict, m.predict_scores):
+        with pytest.raises(NotFittedError, match="not fitted yet"):
+            call(data["features"])
+    with pytest.raises(ModelError, match="not fitted yet"):  # one line on the command line
+        m.closeness()
+    with pytest.raises(NotFittedModelError):
+        m.feature_importance  # noqa: B018
+
+
+def test_fit_takes_labels_aligned_with_the_rows_too(data, fitted):
+    feats = data["features"]
+    known = dict(data["train_labels"].iter_rows())
+    y = [known.get(a) for a in feats["account_id"].to_list()]  # None: no label
+    m = MuleModel(FAST, data["fcfg"]).set_context(data["p"]).fit(feats, y)
+    assert m.training_hash_ == fitted.training_hash_
+    assert _scores(m, data).equals(_scores(fitted, data))
+    with pytest.raises(InputError, match="one label"):
+        MuleModel(TINY, data["fcfg"]).set_context(data["p"]).fit(feats, y[:-1])
+
+
+def test_predict_proba_is_one_row_per_feature_row(data, fitted):
+    proba = fitted.set_context(data["p"]).predict_proba(data["features"])
+    assert proba.shape == (data["features"].height, 2)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    scores = _scores(fitted, data)
+    pos = dict(zip(data["features"]["account_id"].to_list(), proba[:, 1].tolist()))
+    assert [pos[a] for a in scores["account_id"].to_list()] == scores["score"].to_list()
+    assert (fitted.predict(data["features"]) == (proba[:, 1] >= 0.5)).all()
 
 
 def test_same_seed_same_scores_other_seed_differs(data):
     first = train(data["features"], data["train_labels"], data["p"], TINY, data["fcfg"])
     again = train(data["features"], data["train_labels"], data["p"], TINY, data["fcfg"])
-    a = first.predict(data["features"], data["p"])
-    b = again.predict(data["features"], data["p"])
+    a = _scores(first, data)
+    b = _scores(again, data)
     assert a.equals(b)
     other = train(data["features"], data["train_labels"], data["p"], dataclasses.replace(TINY, random_state=4), data["fcfg"])
-    c = other.predict(data["features"], data["p"])
+    c = _scores(other, data)
     assert not np.allclose(a["score"].to_numpy(), c["score"].to_numpy())
 
 
 def test_scores_are_probabilities_and_hubs_are_left_out(data, fitted):
-    s = fitted.predict(data["features"], data["p"])
+    s = _scores(fitted, data)
     assert s.columns == ["account_id", "score"]
     assert ((s["score"] >= 0) & (s["score"] <= 1)).all()
     hubs = set(data["p"].accounts.filter(pl.col("is_hub"))["account_id"].to_list())
@@ -82,7 +139,7 @@ def test_scores_are_probabilities_and_hubs_are_left_out(data, fitted):
 
 
 def test_planted_mules_rank_at_the_top(data, fitted):
-    s = fitted.predict(data["features"], data["p"])
+    s = _scores(fitted, data)
     res = evaluate(s, data["syn"].labels, data["split"], budgets=(0.02,))
     prev = res["prevalence"]
     assert res["mules"] >= 10
@@ -92,45 +149,47 @@ def test_planted_mules_rank_at_the_top(data, fitted):
 
 
 def test_calibration_tracks_mule_rate(data, fitted):
-    s = fitted.predict(data["features"], data["p"]).join(data["syn"].labels, on="account_id")
+    s = _scores(fitted, data).join(data["syn"].labels, on="account_id")
     # mean calibrated score and mule share agree within a factor of two over all accounts
     ratio = s["score"].mean() / s["is_mule"].mean()
     assert 0.5 < ratio < 2.0
 
 
 def test_wrong_inputs_are_clear_errors(data):
-    m = MuleModel(TINY, data["fcfg"])
+    m = MuleModel(TINY, data["fcfg"]).set_context(data["p"])
     with pytest.raises(InputError, match="account_id"):
-        m.fit(data["features"].drop("account_id"), data["train_labels"], data["p"])
+        m.fit(data["features"].drop("account_id"), data["train_labels"])
     with pytest.raises(InputError, match="DataFrame"):
-        m.fit({"account_id": ["a"]}, data["train_labels"], data["p"])
+        m.fit({"account_id": ["a"]}, data["train_labels"])
     with pytest.raises(InputError, match="is_mule"):
-        m.fit(data["features"], data["train_labels"].drop("is_mule"), data["p"])
+        m.fit(data["features"], data["train_labels"].drop("is_mule"))
     with pytest.raises(InputError, match="transfers"):
-        m.fit(data["features"], data["train_labels"], "not transfers")
+        MuleModel(TINY).set_context("not transfers")
+    with pytest.raises(InputError, match="set_context"):
+        MuleModel(TINY).fit(data["features"], data["train_labels"])
     few = data["train_labels"].with_columns(pl.lit(False).alias("is_mule"))
     with pytest.raises(ModelError, match="too few labels"):
-        m.fit(data["features"], few, data["p"])
+        m.fit(data["features"], few)
     with pytest.raises(ModelError, match="ppr_alpha"):
-        MuleModel(dataclasses.replace(TINY, ppr_alpha=1.5)).fit(data["features"], data["train_labels"], data["p"])
+        MuleModel(dataclasses.replace(TINY, ppr_alpha=1.5)).set_context(data["p"]).fit(data["features"], data["train_labels"])
     with pytest.raises(ModelError, match="sync_window"):
-        MuleModel(dataclasses.replace(TINY, sync_window="soon")).fit(data["features"], data["train_labels"], data["p"])
+        MuleModel(dataclasses.replace(TINY, sync_window="soon")).set_context(data["p"]).fit(data["features"], data["train_labels"])
     with pytest.raises(ModelError, match="class_weight"):
-        MuleModel(dataclasses.replace(TINY, class_weight="heavy")).fit(data["features"], data["train_labels"], data["p"])
+        MuleModel(dataclasses.replace(TINY, class_weight="heavy")).set_context(data["p"]).fit(data["features"], data["train_labels"])
 
 
 def test_few_mules_still_train_with_fewer_closeness_folds(data):
     lab = data["train_labels"]
     mules = lab.filter(pl.col("is_mule")).head(4)
     few = pl.concat([mules, lab.filter(~pl.col("is_mule"))])
-    m = MuleModel(dataclasses.replace(TINY, proximity_folds=10), data["fcfg"]).fit(data["features"], few, data["p"])
+    m = MuleModel(dataclasses.replace(TINY, proximity_folds=10), data["fcfg"]).set_context(data["p"]).fit(data["features"], few)
     assert m.label_counts_["mule"] == 4
 
 
 def test_missing_feature_column_at_predict(data, fitted):
     col = next(c for c in fitted.feature_names_ if c not in {s.name for s in proximity.FEATURES})
     with pytest.raises(ModelError, match="lack 1 column"):
-        fitted.predict(data["features"].drop(col), data["p"])
+        fitted.set_context(data["p"]).predict_scores(data["features"].drop(col))
 
 
 def test_feature_importance_is_a_distribution_over_features(fitted):
@@ -142,26 +201,30 @@ def test_feature_importance_is_a_distribution_over_features(fitted):
 
 def test_importance_from_search_models_equals_refitting(data, monkeypatch):
     # the settings-search ensembles read at the chosen round count are the refitted ones exactly
+    from mulegraph.scoring import training
+
     seen = {}
-    orig = MuleModel._importance
+    orig = training.permutation_drops
 
-    def spy(self, X, y, folds, fold_models=None, max_rows=None):
-        seen.update(X=X, y=y, folds=folds, fold_models=fold_models)
-        return orig(self, X, y, folds, fold_models, max_rows)
+    def spy(X, y, folds, cfg, best_params, fold_models=None, max_rows=None):
+        seen.update(X=X, y=y, folds=folds, cfg=cfg, best_params=best_params, fold_models=fold_models)
+        return orig(X, y, folds, cfg, best_params, fold_models, max_rows)
 
-    monkeypatch.setattr(MuleModel, "_importance", spy)
+    monkeypatch.setattr(training, "permutation_drops", spy)
     cfg = dataclasses.replace(FAST, max_iter=30, n_models=1)
-    m = MuleModel(cfg, data["fcfg"]).fit(data["features"], data["train_labels"], data["p"])
+    m = MuleModel(cfg, data["fcfg"]).set_context(data["p"]).fit(data["features"], data["train_labels"])
     assert seen["fold_models"] is not None and len(seen["fold_models"]) == cfg.cv_folds
     assert m.best_params_["max_iter"] <= cfg.max_iter
-    reused = orig(m, seen["X"], seen["y"], seen["folds"], seen["fold_models"], max_rows=0)
-    refit = orig(m, seen["X"], seen["y"], seen["folds"], None, max_rows=0)
+    assert list(m.importance_.values()) == orig(seen["X"], seen["y"], seen["folds"], cfg, m.best_params_, seen["fold_models"]).tolist()
+    args = (seen["X"], seen["y"], seen["folds"], cfg, m.best_params_)
+    reused = orig(*args, seen["fold_models"], max_rows=0)
+    refit = orig(*args, None, max_rows=0)
     assert reused == pytest.approx(refit, abs=1e-12)
-    assert max(reused.values()) > 0
+    assert reused.max() > 0
     # a row cap smaller than a held-out fold samples non-mules (every mule kept): still a valid result
-    capped = orig(m, seen["X"], seen["y"], seen["folds"], seen["fold_models"], max_rows=60)
-    assert set(capped) == set(reused) and all(np.isfinite(v) for v in capped.values())
-    assert capped != reused
+    capped = orig(*args, seen["fold_models"], max_rows=60)
+    assert capped.shape == reused.shape and np.isfinite(capped).all()
+    assert not np.array_equal(capped, reused)
 
 
 # -- out-of-fold closeness -----------------------------------------------------------------------
@@ -235,7 +298,8 @@ def test_save_load_round_trip_gives_identical_scores(tmp_path, data, fitted):
     assert card["training_data_sha256"] == fitted.training_hash_
     assert "PR-AUC" in (tmp_path / "m" / "model_card.md").read_text()
     loaded = load_model(tmp_path / "m")
-    assert loaded.predict(data["features"], data["p"]).equals(fitted.predict(data["features"], data["p"]))
+    assert _scores(loaded, data).equals(_scores(fitted, data))
+    assert loaded.get_params() == fitted.get_params() and loaded.n_features_in_ == fitted.n_features_in_
     assert loaded.feature_importance == pytest.approx(fitted.feature_importance)
     assert loaded.model_version == fitted.model_version and fitted.model_version.startswith("mulegraph-")
 
@@ -395,7 +459,7 @@ def test_cli_train_then_evaluate(tmp_path, data):
     model = load_model(tmp_path / "model")
     assert model.training_data_["transfers"] == syn.transfers.height
     assert "training data:" in (tmp_path / "model" / "model_card.md").read_text()
-    scores = model.predict(data["features"], data["p"])
+    scores = _scores(model, data)
     scores.write_parquet(tmp_path / "scores.parquet")
     all_labels = tmp_path / "all.parquet"
     syn.labels.write_parquet(all_labels)

@@ -15,18 +15,15 @@ from sklearn.metrics import average_precision_score
 
 from mulegraph.core.config import FeatureConfig
 from mulegraph.features import prepare
-from mulegraph.scoring.nolabel import (
-    MIN_BITS,
-    RULES,
+from mulegraph.features.structure import (
     SQUARE_MAX_DEGREE,
     STRUCTURE_FEATURES,
-    NoLabelScorer,
-    Rule,
     _square_share,
     fresh_transfers,
-    rules_frame,
     structure_features,
 )
+from mulegraph.scoring.nolabel import MIN_BITS, RULES, NoLabelScorer, Rule, rules_frame
+from mulegraph.scoring.signals import NotFittedModelError
 from mulegraph.core.schema import TRANSFER_SCHEMA
 
 T0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
@@ -188,6 +185,40 @@ def test_detector_is_seeded_and_deterministic():
     assert a.equals(b)
     assert not np.allclose(a["score"].to_numpy(), c["score"].to_numpy())
     assert a["score"].is_between(0, 1).all()
+
+
+def test_unfitted_scorer_refuses_to_score():
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    from mulegraph.core.errors import ModelError
+
+    feats = pl.DataFrame({"account_id": ["a", "b", "c"], "fanin_max_72h": [1.0, 5.0, 2.0]})
+    scorer = NoLabelScorer()
+    for call in (lambda: scorer.score(feats), lambda: scorer.rule_strengths(feats), scorer.signals):
+        with pytest.raises(NotFittedModelError, match="not fitted yet; call fit"):
+            call()
+    with pytest.raises(NotFittedError):  # scikit-learn's error, and mulegraph's one-line ModelError
+        scorer.score(feats)
+    with pytest.raises(ModelError):
+        scorer.score(feats)
+    assert not hasattr(scorer, "rules_used_")  # scoring never fits silently
+    scorer.fit(feats)
+    check_is_fitted(scorer)
+    assert scorer.score(feats)["account_id"].to_list() == ["a", "b", "c"]
+
+
+def test_fit_reads_the_population_and_score_only_scores():
+    """Fitting chooses the rules from the population; scoring the same rows twice gives the same."""
+    rng = np.random.default_rng(4)
+    feats = pl.DataFrame({"account_id": [f"a{i}" for i in range(40)], "fanin_max_72h": rng.random(40),
+                          "chain_depth": rng.random(40)})
+    scorer = NoLabelScorer().fit(feats)
+    first = scorer.score(feats)
+    assert scorer.score(feats).equals(first)
+    assert [r.code for r in scorer.rules_used_] == ["FANIN_FORWARD", "LAYERING_CHAIN", "FAN_IN"]
+    # a frame without those features scores with the rules fitted, not rules chosen again
+    assert scorer.score(feats.drop("chain_depth"))["rule_FAN_IN"].len() == 40
 
 
 def test_rules_are_documented():

@@ -16,7 +16,7 @@ from mulegraph.cli import app
 from mulegraph.core.config import Config
 from mulegraph.core.errors import FeatureError, InputError
 from mulegraph.features import compute_features, prepare
-from mulegraph.core.schema import SCORE_SCHEMA
+from mulegraph.core.schema import REASONS_DTYPE, SCORE_SCHEMA, reasons_from_json, reasons_to_json
 from mulegraph.scoring.score import ScoreOptions, rank_scores, score, score_features, write_scores
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,8 +62,7 @@ def test_reasons_point_at_real_transfers_of_the_account(synth_data, scored):
     tx = synth_data.transfers.select("txn_id", "src_account", "dst_account")
     owners = {r[0]: (r[1], r[2]) for r in tx.rows()}
     with_evidence = 0
-    for rank, acc, text in scores.select("rank", "account_id", "reasons").rows():
-        reasons = json.loads(text)
+    for rank, acc, reasons in scores.select("rank", "account_id", "reasons").rows():
         assert 3 <= len(reasons) <= 5
         for r in reasons:
             assert set(r) == {"code", "feature", "family", "text", "value", "percentile", "txn_ids"}
@@ -81,7 +80,7 @@ def test_reasons_point_at_real_transfers_of_the_account(synth_data, scored):
 def test_percentile_in_reasons_is_share_of_ranked_accounts_below(scored):
     scores, feats, _ = scored
     ranked = feats.filter(~pl.col("is_hub"))
-    top = json.loads(scores["reasons"][0])
+    top = scores["reasons"][0].to_list()
     for r in top:
         if r["value"] is None or r["feature"] not in ranked.columns:
             continue
@@ -121,7 +120,11 @@ class _FakeModel:
     feature_importance = {"in_cp": 0.7, "passthrough_share_24h": 0.3}
     training_hash_ = "abcdef0123456789"
 
-    def predict(self, features, transfers):
+    def set_context(self, transfers):
+        self.context = transfers
+        return self
+
+    def predict_scores(self, features):
         v = features["in_cp"].cast(pl.Float64).fill_null(0).to_numpy()
         return pl.DataFrame({"account_id": features["account_id"], "score": v / max(v.max(), 1.0)})
 
@@ -129,12 +132,14 @@ class _FakeModel:
 def test_supervised_path_uses_the_model(synth_data):
     p = prepare(synth_data.transfers)
     feats = compute_features(p)
-    out = score_features(feats, p, _FakeModel(), run_id="r1", options=ScoreOptions(evidence_top=5))
+    model = _FakeModel()
+    out = score_features(feats, p, model, run_id="r1", options=ScoreOptions(evidence_top=5))
+    assert model.context is p  # the model reads the graph of this window
     assert out["model_version"].unique().to_list() == ["model-abcdef012345"]
     ranked = feats.filter(~pl.col("is_hub"))
     best = ranked.sort(["in_cp", "account_id"], descending=[True, False])["account_id"][0]
     assert out["account_id"][0] == best
-    first = json.loads(out["reasons"][0])
+    first = out["reasons"][0].to_list()
     assert first[0]["feature"] == "in_cp" and first[0]["code"] == "VOLUME"
     assert out["run_id"].unique().to_list() == ["r1"]
 
@@ -151,14 +156,20 @@ def test_write_scores_formats(tmp_path, scored, ext):
     path = write_scores(scores.head(20), tmp_path / f"scores{ext}")
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
     if ext == ".parquet":
-        assert pl.read_parquet(path).equals(scores.head(20))
+        back = pl.read_parquet(path)
+        assert back.schema["reasons"] == REASONS_DTYPE
+        assert back.equals(scores.head(20))
     elif ext == ".csv":
-        back = pl.read_csv(path, schema=SCORE_SCHEMA)
+        back = pl.read_csv(path, schema={**SCORE_SCHEMA, "reasons": pl.String})
         assert back["account_id"].to_list() == scores.head(20)["account_id"].to_list()
+        # the reasons are JSON text in CSV, and read back to the same structs
+        assert back.select(reasons_from_json())["reasons"].equals(scores.head(20)["reasons"])
+        assert back["reasons"].to_list() == scores.head(20).select(reasons_to_json())["reasons"].to_list()
     else:
         rows = json.loads(path.read_text())
         assert rows[0]["account_id"] == scores["account_id"][0]
         assert isinstance(rows[0]["reasons"], list) and rows[0]["reasons"]
+        assert [r["reasons"] for r in rows] == scores.head(20)["reasons"].to_list()
 
 
 def test_write_scores_rejects_unknown_extension(tmp_path, scored):
@@ -183,7 +194,7 @@ def test_cli_score_writes_file_and_prints_top(tmp_path, store_dir):
     assert res.exit_code == 0, res.output
     frame = pl.read_parquet(out)
     assert frame.schema == pl.Schema(SCORE_SCHEMA)
-    assert all(3 <= len(json.loads(t)) <= 4 for t in frame["reasons"])
+    assert all(3 <= len(r) <= 4 for r in frame["reasons"].to_list())
     assert "scored" in res.output and frame["account_id"][0] in res.output
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -77,7 +76,7 @@ def score_cmd(
         for col in ("rank", "account", "score", "strongest reason"):
             table.add_column(col)
         for row in scores.head(show).iter_rows(named=True):
-            reasons = json.loads(row["reasons"] or "[]")
+            reasons = row["reasons"] or []
             first = reasons[0]["text"] if reasons else ""
             table.add_row(str(row["rank"]), row["account_id"], f"{row['score']:.3f}", first)
         Console().print(table)

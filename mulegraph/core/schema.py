@@ -95,7 +95,7 @@ ID_INDEX_SCHEMA: dict[str, pl.DataType] = {"key": pl.UInt64()}
 
 #: One reason code of a scored account (see :mod:`mulegraph.scoring.explain`): the rule or signal
 #: ``code``, the ``feature`` it reads and its ``family``, a sentence for people, the account's
-#: ``value`` and how unusual it is (``percentile``, 0-100), and the transfers behind it (filled for
+#: ``value`` and how unusual it is (``percentile``, 0-1), and the transfers behind it (filled for
 #: the top accounts only). Field order is the order of the JSON wire format.
 REASON_STRUCT: pl.Struct = pl.Struct(
     {
@@ -116,7 +116,7 @@ SCORE_SCHEMA: dict[str, pl.DataType] = {
     "account_id": pl.String(),
     "score": pl.Float64(),
     "rank": pl.Int64(),
-    "reasons": pl.String(),  # JSON text for now; becomes REASONS_DTYPE
+    "reasons": REASONS_DTYPE,  # JSON text in CSV and JSON files (reasons_to_json)
     "model_version": pl.String(),
     "run_id": pl.String(),
 }

@@ -1,9 +1,9 @@
 """The feature engine: one row per account from canonical transfers.
 
 Each family lives in its own module with a ``compute(p: Prepared) -> pl.DataFrame`` function that
-returns ``idx`` plus its feature columns, and registers its features in
-:mod:`mulegraph.features.registry` at import time. :func:`compute_features` runs the families in
-order and joins their outputs on the account index.
+returns ``idx`` plus its feature columns, and declares them in a ``SPECS`` tuple, which
+:mod:`mulegraph.features.registry` collects. :func:`compute_features` runs the families in order
+and joins their outputs on the account index.
 
 Label-based features (closeness to known mules) live in :mod:`mulegraph.features.proximity`; they
 need training labels and are computed out-of-fold by the model, never here.
@@ -20,7 +20,7 @@ import polars as pl
 from mulegraph.core.config import FeatureConfig
 from mulegraph.core.errors import FeatureError
 from mulegraph.features.prepare import Prepared, prepare
-from mulegraph.features.registry import REGISTRY, FeatureSpec, families, registry_frame, specs
+from mulegraph.features.registry import REGISTRY, FeatureSpec, families, register_windows, registry_frame, specs
 
 __all__ = [
     "FAMILIES",
@@ -49,7 +49,7 @@ FAMILIES: dict[str, str] = {
 
 
 def load_families(names: Iterable[str] | None = None) -> dict[str, object]:
-    """Import the family modules (which registers their features)."""
+    """The family modules that compute ``names`` (every family of the default run when None)."""
     names = list(FAMILIES) if names is None else list(names)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:
@@ -80,6 +80,7 @@ def compute_features(
         p = prepare(transfers, config, accounts)
         if timings is not None:
             timings["prepare"] = time.perf_counter() - t0
+    register_windows(p.config)  # the specs of windowed features of non-default windows
     out = p.accounts.select("idx", "account_id", "is_hub")
     for name, mod in load_families(families).items():
         if progress:

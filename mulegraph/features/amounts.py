@@ -27,10 +27,10 @@ import numpy as np
 import polars as pl
 
 from mulegraph.features.prepare import Prepared
-from mulegraph.features.registry import FeatureSpec, register
+from mulegraph.features.spec import FeatureSpec
 from mulegraph.features.volume import TIME_BITS, account_events
 
-__all__ = ["compute", "MATCH_LOW", "MATCH_WINDOW", "REL_TOL", "is_round", "is_structuring"]
+__all__ = ["compute", "MATCH_LOW", "MATCH_WINDOW", "REL_TOL", "is_round", "is_structuring", "SPECS"]
 
 #: an outbound matches an inbound when its amount is in [MATCH_LOW, 1] of it
 MATCH_LOW = 0.8
@@ -40,14 +40,16 @@ REL_TOL = 1e-9
 #: bits an Int64 sort key may use; beyond, (account, bucket) pairs are ranked first
 KEY_BITS = 62
 
-register(
+SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec("round_share", "amounts", "Share of transfers with a round amount.", "share", 1,
                 "{value:.0%} of transfers were round amounts"),
     FeatureSpec("structuring_share", "amounts", "Share of transfers just below a reporting threshold.", "share", 1,
-                "{value:.0%} of transfers were just below a reporting threshold"),
+                "{value:.0%} of transfers were just below a reporting threshold",
+                evidence="structuring"),
     FeatureSpec("amount_match_share", "amounts",
                 "Share of outbound transfers of 80-100% of an inbound amount received in the 72h before.", "share", 1,
-                "{value:.0%} of outbound transfers passed on most of a recent inbound amount"),
+                "{value:.0%} of outbound transfers passed on most of a recent inbound amount",
+                evidence="passthrough", horizon="72h"),
 )
 
 

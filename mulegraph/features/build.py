@@ -40,7 +40,7 @@ from mulegraph.core.atomic import atomic_path
 from mulegraph.core.config import Config, FeatureConfig
 from mulegraph.core.errors import FeatureError, InputError
 from mulegraph.core.window import TimeWindow, filter_window, resolve_window
-from mulegraph.features import FAMILIES, compute_features, load_families
+from mulegraph.features import FAMILIES, compute_features
 from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.registry import specs
 
@@ -249,17 +249,12 @@ def write_features(frame: pl.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def feature_table() -> pl.DataFrame:
-    """Every feature a run can compute (all families, and the label-based ones), in run order.
+    """Every feature a run can compute (all families, the label-based and the one-off structure ones), in run order.
 
     Columns: ``name``, ``family``, ``unit``, ``direction`` (+1 higher is suspicious, -1 lower,
     0 neither), ``description``.
     """
-    load_families()
-    try:  # label-based closeness features live outside the default run
-        from mulegraph.features import proximity  # noqa: F401
-    except ImportError:  # pragma: no cover - optional family
-        pass
-    order = {f: i for i, f in enumerate([*FAMILIES, "proximity"])}
+    order = {f: i for i, f in enumerate([*FAMILIES, "proximity", "structure"])}
     rows = [
         {"name": s.name, "family": s.family, "unit": s.unit, "direction": s.direction, "description": s.description}
         for s in specs()

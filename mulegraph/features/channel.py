@@ -16,14 +16,14 @@ from __future__ import annotations
 import polars as pl
 
 from mulegraph.features.prepare import Prepared
-from mulegraph.features.registry import FeatureSpec, register
+from mulegraph.features.spec import FeatureSpec
 from mulegraph.features.volume import account_events
 
-__all__ = ["compute"]
+__all__ = ["compute", "SPECS"]
 
-register(
+SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec("cash_out_share", "channel", "Share of outbound value withdrawn as cash.", "share", 1,
-                "{value:.0%} of the value sent was cashed out"),
+                "{value:.0%} of the value sent was cashed out", evidence="cash"),
     FeatureSpec("cross_currency_share", "channel", "Share of transfers not in the account's main currency.",
                 "share", 1, "{value:.0%} of transfers in another currency"),
     FeatureSpec("cross_border_share", "channel", "Share of transfers between different countries.", "share", 1,

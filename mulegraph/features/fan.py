@@ -24,10 +24,10 @@ import polars as pl
 
 from mulegraph.core.window import parse_duration
 from mulegraph.features.prepare import Prepared
-from mulegraph.features.registry import FeatureSpec, register
+from mulegraph.features.spec import FeatureSpec
 from mulegraph.features.volume import account_events, time_key
 
-__all__ = ["compute", "window_specs", "max_distinct_in_window", "pair_order"]
+__all__ = ["compute", "window_specs", "max_distinct_in_window", "pair_order", "SPECS"]
 
 
 def window_specs(windows) -> list[FeatureSpec]:
@@ -36,24 +36,27 @@ def window_specs(windows) -> list[FeatureSpec]:
     for w in windows:
         out.append(FeatureSpec(
             f"fanin_max_{w}", "fan", f"Most distinct senders paying the account within any {w}.", "count", 1,
-            f"{{value:.0f}} distinct senders paid in within {w}",
+            f"{{value:.0f}} distinct senders paid in within {w}", evidence="busiest_in", horizon=w,
         ))
         out.append(FeatureSpec(
             f"fanout_max_{w}", "fan", f"Most distinct payees paid by the account within any {w}.", "count", 1,
-            f"paid {{value:.0f}} distinct payees within {w}",
+            f"paid {{value:.0f}} distinct payees within {w}", evidence="busiest_out", horizon=w,
         ))
     return out
 
 
-register(
+#: the default windows' specs; other windows of ``FeatureConfig.fan_windows`` are registered by
+#: :func:`mulegraph.features.registry.register_windows`
+SPECS: tuple[FeatureSpec, ...] = (
     *window_specs(("24h", "72h")),
     FeatureSpec(
         "first_time_in_share", "fan",
         "Share of inbound value from senders that never paid the account before.", "share", 1,
-        "{value:.0%} of received value came from first-time senders",
+        "{value:.0%} of received value came from first-time senders", evidence="first_in",
     ),
     FeatureSpec(
         "out_hhi", "fan", "Herfindahl concentration of outbound value over payees (1 = one payee).", "ratio", 0,
+        evidence="outbound",
     ),
 )
 
@@ -118,7 +121,6 @@ def compute(p: Prepared) -> pl.DataFrame:
     """Windowed fan-in/fan-out, first-time sender share and outbound concentration."""
     ev = account_events(p)
     windows = tuple(p.config.fan_windows)
-    register(*window_specs(windows))
     out = ev.select(pl.col("acc").unique())
     inb = ev.filter(pl.col("kind") == 0)
     outb = ev.filter(pl.col("kind") == 1)

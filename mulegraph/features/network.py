@@ -38,9 +38,9 @@ from scipy.sparse.csgraph import connected_components
 
 from mulegraph.features.patterns import pattern_edges
 from mulegraph.features.prepare import Prepared
-from mulegraph.features.registry import FeatureSpec, register
+from mulegraph.features.spec import FeatureSpec
 
-__all__ = ["compute", "adjacency", "pagerank", "core_numbers", "neighbour_stats", "FEATURES", "NEIGHBOUR_SOURCES"]
+__all__ = ["compute", "adjacency", "pagerank", "core_numbers", "neighbour_stats", "FEATURES", "NEIGHBOUR_SOURCES", "SPECS"]
 
 FAMILY = "network"
 
@@ -56,26 +56,26 @@ NEIGHBOUR_SOURCES: dict[str, tuple[str, str]] = {
 }
 
 FEATURES = [
-    FeatureSpec("wcc_size", FAMILY, "accounts in the weakly connected component, hubs removed", "count", 0),
-    FeatureSpec("pagerank", FAMILY, "value-weighted PageRank without hubs, times the number of non-hub accounts", "score", 0),
+    FeatureSpec("wcc_size", FAMILY, "accounts in the weakly connected component, hubs removed", "count", 0, evidence="pattern"),
+    FeatureSpec("pagerank", FAMILY, "value-weighted PageRank without hubs, times the number of non-hub accounts", "score", 0, evidence="pattern"),
     FeatureSpec("kcore", FAMILY, "core number in the undirected graph without hubs", "count", 1,
-                "sits in a densely knit group (k-core {value:.0f})"),
+                "sits in a densely knit group (k-core {value:.0f})", evidence="pattern"),
     FeatureSpec("nbr_mean_passthrough_24h", FAMILY, "mean 24h pass-through share of the counterparties", "share", 1,
-                "its counterparties pass on {value:.0%} of inbound value within 24h on average"),
+                "its counterparties pass on {value:.0%} of inbound value within 24h on average", evidence="pattern"),
     FeatureSpec("nbr_max_passthrough_24h", FAMILY, "highest 24h pass-through share among the counterparties", "share", 1,
-                "trades with an account that passes on {value:.0%} of inbound value within 24h"),
+                "trades with an account that passes on {value:.0%} of inbound value within 24h", evidence="pattern"),
     FeatureSpec("nbr_mean_fanin_72h", FAMILY, "mean 72h fan-in of the counterparties", "count", 1,
-                "its counterparties receive from {value:.1f} distinct senders in 72h on average"),
+                "its counterparties receive from {value:.1f} distinct senders in 72h on average", evidence="pattern"),
     FeatureSpec("nbr_max_fanin_72h", FAMILY, "highest 72h fan-in among the counterparties", "count", 1,
-                "trades with an account paid by {value:.0f} distinct senders within 72h"),
+                "trades with an account paid by {value:.0f} distinct senders within 72h", evidence="pattern"),
     FeatureSpec("nbr_mean_forward_ratio", FAMILY, "mean forwarded ratio (out value / in value) of the counterparties", "ratio", 1,
-                "its counterparties pass on {value:.0%} of what they receive on average"),
+                "its counterparties pass on {value:.0%} of what they receive on average", evidence="pattern"),
     FeatureSpec("nbr_max_chain_depth", FAMILY, "longest pass-through chain (chain_depth) among the counterparties", "count", 1,
-                "trades with an account in a pass-through chain of {value:.0f} transfers"),
+                "trades with an account in a pass-through chain of {value:.0f} transfers", evidence="pattern"),
     FeatureSpec("nbr_max_cycle_long", FAMILY, "most cycles of 3+ accounts (cycle_long_count) among the counterparties", "count", 1,
-                "trades with an account on {value:.0f} cycles through three or more accounts"),
+                "trades with an account on {value:.0f} cycles through three or more accounts", evidence="pattern"),
 ]
-register(*FEATURES)
+SPECS: tuple[FeatureSpec, ...] = tuple(FEATURES)
 
 
 def adjacency(p: Prepared) -> sp.csr_matrix:

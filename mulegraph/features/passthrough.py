@@ -41,10 +41,10 @@ import polars as pl
 from mulegraph.core.errors import FeatureError
 from mulegraph.core.window import parse_duration
 from mulegraph.features.prepare import Prepared
-from mulegraph.features.registry import FeatureSpec, register
+from mulegraph.features.spec import FeatureSpec
 from mulegraph.features.volume import TIME_BITS, account_events
 
-__all__ = ["compute", "window_specs", "fifo_state", "REL_TOL"]
+__all__ = ["compute", "window_specs", "fifo_state", "REL_TOL", "SPECS"]
 
 #: relative tolerance of amount comparisons (sums of floats), shared with the test references
 REL_TOL = 1e-9
@@ -56,27 +56,32 @@ def window_specs(windows) -> list[FeatureSpec]:
         FeatureSpec(
             f"passthrough_share_{w}", "passthrough",
             f"Share of inbound value that left again within {w} (FIFO).", "share", 1,
-            f"{{value:.0%}} of received value left again within {w}",
+            f"{{value:.0%}} of received value left again within {w}", evidence="passthrough", horizon=w,
         )
         for w in windows
     ]
 
 
-register(
+#: the default horizons' specs; other horizons of ``FeatureConfig.passthrough_windows`` are registered
+#: by :func:`mulegraph.features.registry.register_windows`
+SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec("forward_ratio", "passthrough", "Outbound value divided by inbound value.", "ratio", 1,
-                "sent on {value:.0%} of the value received"),
+                "sent on {value:.0%} of the value received", evidence="passthrough"),
     *window_specs(("24h", "72h")),
     FeatureSpec("dwell_median_h", "passthrough", "Value-weighted median time forwarded money stayed (FIFO).",
-                "hours", -1, "forwarded money stayed {value:.1f} h (median)"),
+                "hours", -1, "forwarded money stayed {value:.1f} h (median)", evidence="passthrough"),
     FeatureSpec("dwell_p10_h", "passthrough", "Value-weighted 10th percentile of the time forwarded money stayed.",
-                "hours", -1, "the fastest tenth of forwarded money stayed under {value:.1f} h"),
+                "hours", -1, "the fastest tenth of forwarded money stayed under {value:.1f} h",
+                evidence="passthrough"),
     FeatureSpec("retained_share", "passthrough", "Share of inbound value never forwarded (FIFO).", "share", -1,
-                "kept only {value:.0%} of the value received"),
+                "kept only {value:.0%} of the value received", evidence="passthrough"),
     FeatureSpec("split_count", "passthrough",
                 "Inbound transfers split into two or more outbound transfers summing to most of them.", "count", 1,
-                "{value:.0f} inbound transfers were split into several outbound ones"),
+                "{value:.0f} inbound transfers were split into several outbound ones",
+                evidence="passthrough"),
     FeatureSpec("split_share", "passthrough", "Share of inbound value in inbound transfers that were split on.",
-                "share", 1, "{value:.0%} of received value was split into several outbound transfers"),
+                "share", 1, "{value:.0%} of received value was split into several outbound transfers",
+                evidence="passthrough"),
 )
 
 
@@ -103,7 +108,6 @@ def compute(p: Prepared) -> pl.DataFrame:
     windows = tuple(cfg.passthrough_windows)
     if not windows:
         raise FeatureError("passthrough_windows is empty; list at least one duration such as \"24h\" in [features].")
-    register(*window_specs(windows))
     horizons = {w: int(parse_duration(w, name="passthrough_windows").total_seconds()) for w in windows}
     ev = account_events(p)
     st = fifo_state(ev)

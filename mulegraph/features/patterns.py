@@ -59,37 +59,37 @@ import polars as pl
 from mulegraph.core.errors import FeatureError
 from mulegraph.core.window import parse_duration
 from mulegraph.features.prepare import Prepared
-from mulegraph.features.registry import FeatureSpec, register
+from mulegraph.features.spec import FeatureSpec
 
-__all__ = ["compute", "pattern_edges", "busy_accounts", "two_paths", "enumerate_cycles", "chain_depths", "FEATURES"]
+__all__ = ["compute", "pattern_edges", "busy_accounts", "two_paths", "enumerate_cycles", "chain_depths", "FEATURES", "SPECS"]
 
 FAMILY = "patterns"
 
 FEATURES = [
     FeatureSpec("cycle_count", FAMILY, "time-respecting cycles (2-5 accounts, within the cycle window) through the account", "count", 1,
-                "part of {value:.0f} time-respecting cycles of transfers"),
+                "part of {value:.0f} time-respecting cycles of transfers", evidence="pattern"),
     FeatureSpec("cycle_value", FAMILY, "sum over those cycles of the smallest transfer amount in the cycle", "currency", 1,
-                "{value:,.0f} moved round time-respecting cycles"),
+                "{value:,.0f} moved round time-respecting cycles", evidence="pattern"),
     FeatureSpec("cycle_count_consistent", FAMILY, "cycles in which each hop passes on 80-100% of the previous amount", "count", 1,
-                "part of {value:.0f} cycles that pass the same money on, less a fee"),
+                "part of {value:.0f} cycles that pass the same money on, less a fee", evidence="pattern"),
     FeatureSpec("cycle_long_count", FAMILY, "time-respecting cycles of 3 or more accounts through the account", "count", 1,
-                "part of {value:.0f} time-respecting cycles through three or more accounts"),
+                "part of {value:.0f} time-respecting cycles through three or more accounts", evidence="pattern"),
     FeatureSpec("sg_count", FAMILY, "scatter-gather pairs where the account is the source (>=2 intermediaries to one target)", "count", 1,
-                "scatters money through intermediaries that gather it again ({value:.0f} times)"),
+                "scatters money through intermediaries that gather it again ({value:.0f} times)", evidence="pattern"),
     FeatureSpec("sg_mid_count", FAMILY, "scatter-gather pairs where the account is an intermediary", "count", 1,
-                "intermediary in {value:.0f} scatter-gather structures"),
+                "intermediary in {value:.0f} scatter-gather structures", evidence="pattern"),
     FeatureSpec("sg_target_count", FAMILY, "scatter-gather pairs where the account is the target", "count", 1,
-                "gathers money that was scattered through intermediaries ({value:.0f} times)"),
+                "gathers money that was scattered through intermediaries ({value:.0f} times)", evidence="pattern"),
     FeatureSpec("sg_role_count", FAMILY, "scatter-gather pairs the account takes part in, any role", "count", 1,
-                "takes part in {value:.0f} scatter-gather structures"),
+                "takes part in {value:.0f} scatter-gather structures", evidence="pattern"),
     FeatureSpec("gs_count", FAMILY, "gather-scatter: distinct sender-receiver pairs joined through the account within the window", "count", 1,
-                "gathers from several senders and scatters to several receivers ({value:.0f} pairs)"),
+                "gathers from several senders and scatters to several receivers ({value:.0f} pairs)", evidence="pattern"),
     FeatureSpec("chain_hops", FAMILY, "pass-through hops (forwarding 70-100% of an inbound within the window)", "count", 1,
-                "forwards most of an inbound transfer {value:.0f} times"),
+                "forwards most of an inbound transfer {value:.0f} times", evidence="pattern"),
     FeatureSpec("chain_depth", FAMILY, "transfers in the longest time-respecting pass-through chain through the account", "count", 1,
-                "sits in a pass-through chain of {value:.0f} transfers"),
+                "sits in a pass-through chain of {value:.0f} transfers", evidence="pattern"),
 ]
-register(*FEATURES)
+SPECS: tuple[FeatureSpec, ...] = tuple(FEATURES)
 
 _U32 = pl.UInt32
 

@@ -40,9 +40,9 @@ import polars as pl
 import scipy.sparse as sp
 
 from mulegraph.features.prepare import Prepared
-from mulegraph.features.registry import FeatureSpec, register
+from mulegraph.features.spec import FeatureSpec
 
-__all__ = ["compute", "ppr_features", "closeness_graph", "ClosenessGraph", "PPR_FEATURES", "FEATURES", "FAMILY", "account_groups", "non_hub_pairs"]
+__all__ = ["compute", "ppr_features", "closeness_graph", "ClosenessGraph", "PPR_FEATURES", "FEATURES", "FAMILY", "account_groups", "non_hub_pairs", "SPECS"]
 
 FAMILY = "proximity"
 
@@ -90,7 +90,7 @@ FEATURES: tuple[FeatureSpec, ...] = (
                 "personalised PageRank from known mules over one-off relationships only (pairs with one transfer; 1 = uniform)",
                 "score", reason="closeness to known mules through one-off payments of {value:.1f}x the average"),
 )
-register(*FEATURES)
+SPECS: tuple[FeatureSpec, ...] = FEATURES
 
 #: the graph-wide PageRank features (see :func:`ppr_features`)
 PPR_FEATURES: tuple[str, ...] = ("known_mule_ppr", "known_mule_ppr_oneoff")
@@ -101,6 +101,14 @@ def account_groups(account_ids: pl.Series, n_groups: int) -> np.ndarray:
     return np.fromiter((zlib.crc32(a.encode("utf-8")) % n_groups for a in account_ids.to_list()), dtype=np.int64, count=len(account_ids))
 
 
+def _fixed_sum(column: str) -> pl.Expr:
+    """A group's sum taken over its values in sorted order: the same bits on every run and thread count.
+
+    (``sort().sum()`` is not enough in a lazy query: the optimiser drops a sort before a sum.)
+    """
+    return pl.col(column).sort().implode().list.sum()
+
+
 def non_hub_pairs(p: Prepared) -> pl.DataFrame:
     """Aggregated directed edges ``src, dst, n, value`` without hub endpoints and self-transfers."""
     hubs = p.hub_idx
@@ -108,7 +116,7 @@ def non_hub_pairs(p: Prepared) -> pl.DataFrame:
         p.tx.lazy()
         .filter((pl.col("src") != pl.col("dst")) & ~pl.col("src").is_in(hubs.implode()) & ~pl.col("dst").is_in(hubs.implode()))
         .group_by("src", "dst")
-        .agg(pl.len().alias("n"), pl.col("amount").sum().alias("value"))
+        .agg(pl.len().alias("n"), _fixed_sum("amount").alias("value"))
         .collect()
     )
 
@@ -267,10 +275,10 @@ def compute(
     # one hop, directed
     from_m = pairs.filter(pl.col("src").is_in(mset))
     to_m = pairs.filter(pl.col("dst").is_in(mset))
-    in1 = from_m.group_by("dst").agg(pl.len().cast(pl.Float64).alias("known_mule_in"), pl.col("value").sum().alias("known_mule_in_value")).rename({"dst": "idx"})
-    out1 = to_m.group_by("src").agg(pl.len().cast(pl.Float64).alias("known_mule_out"), pl.col("value").sum().alias("known_mule_out_value")).rename({"src": "idx"})
-    in_tot = pairs.group_by("dst").agg(pl.col("value").sum().alias("_in_tot")).rename({"dst": "idx"})
-    out_tot = pairs.group_by("src").agg(pl.col("value").sum().alias("_out_tot")).rename({"src": "idx"})
+    in1 = from_m.group_by("dst").agg(pl.len().cast(pl.Float64).alias("known_mule_in"), _fixed_sum("value").alias("known_mule_in_value")).rename({"dst": "idx"})
+    out1 = to_m.group_by("src").agg(pl.len().cast(pl.Float64).alias("known_mule_out"), _fixed_sum("value").alias("known_mule_out_value")).rename({"src": "idx"})
+    in_tot = pairs.group_by("dst").agg(_fixed_sum("value").alias("_in_tot")).rename({"dst": "idx"})
+    out_tot = pairs.group_by("src").agg(_fixed_sum("value").alias("_out_tot")).rename({"src": "idx"})
     nbrs = und.group_by("a").agg(pl.len().cast(pl.Float64).alias("_nbrs"), pl.col("b").is_in(mset).sum().cast(pl.Float64).alias("_m_nbrs")).rename({"a": "idx"})
     # two hops: distinct known mules c != a on a path a - b - c (b not a hub, b != a, b != c)
     und_m = und.filter(pl.col("b").is_in(mset)).rename({"a": "mid", "b": "c"})

@@ -22,12 +22,12 @@ from __future__ import annotations
 import polars as pl
 
 from mulegraph.features.prepare import Prepared
-from mulegraph.features.registry import FeatureSpec, register
+from mulegraph.features.spec import FeatureSpec
 from mulegraph.features.volume import DAY, account_events
 
-__all__ = ["compute"]
+__all__ = ["compute", "SPECS"]
 
-register(
+SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec("age_at_first_in_d", "temporal", "Days from the account's first transfer to its first inbound.",
                 "days", -1, "first received money {value:.0f} days after its first transfer"),
     FeatureSpec("max_dormancy_d", "temporal", "Longest run of inactive days between two active days.", "days", 1,
@@ -37,7 +37,7 @@ register(
     FeatureSpec("velocity", "temporal", "Transfers per active day.", "count", 1,
                 "{value:.1f} transfers per active day"),
     FeatureSpec("night_share", "temporal", "Share of transfers in the night hours (UTC).", "share", 1,
-                "{value:.0%} of transfers at night"),
+                "{value:.0%} of transfers at night", evidence="night"),
 )
 
 

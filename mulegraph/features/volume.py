@@ -15,26 +15,34 @@ from __future__ import annotations
 import polars as pl
 
 from mulegraph.features.prepare import Prepared
-from mulegraph.features.registry import FeatureSpec, register
+from mulegraph.features.spec import FeatureSpec
 
-__all__ = ["compute", "account_events", "time_key", "TIME_BITS", "DAY"]
+__all__ = ["compute", "account_events", "time_key", "TIME_BITS", "DAY", "SPECS"]
 
 #: seconds in a day; days are UTC calendar days (``t // DAY``)
 DAY = 86_400
 
-register(
-    FeatureSpec("in_count", "volume", "Number of inbound transfers.", "count", 1, "received {value:.0f} transfers"),
-    FeatureSpec("out_count", "volume", "Number of outbound transfers.", "count", 1, "sent {value:.0f} transfers"),
-    FeatureSpec("in_cp", "volume", "Distinct senders paying the account.", "count", 1, "paid by {value:.0f} distinct senders"),
-    FeatureSpec("out_cp", "volume", "Distinct payees the account paid.", "count", 1, "paid {value:.0f} distinct payees"),
-    FeatureSpec("in_value", "volume", "Total inbound value.", "currency", 1, "received {value:,.0f} in total"),
-    FeatureSpec("out_value", "volume", "Total outbound value.", "currency", 1, "sent {value:,.0f} in total"),
-    FeatureSpec("in_mean", "volume", "Mean inbound amount (null without inbound).", "currency", 0),
-    FeatureSpec("out_mean", "volume", "Mean outbound amount (null without outbound).", "currency", 0),
-    FeatureSpec("in_max", "volume", "Largest inbound amount.", "currency", 0),
-    FeatureSpec("out_max", "volume", "Largest outbound amount.", "currency", 0),
-    FeatureSpec("in_std", "volume", "Population standard deviation of inbound amounts.", "currency", 0),
-    FeatureSpec("out_std", "volume", "Population standard deviation of outbound amounts.", "currency", 0),
+SPECS: tuple[FeatureSpec, ...] = (
+    FeatureSpec("in_count", "volume", "Number of inbound transfers.", "count", 1, "received {value:.0f} transfers",
+                evidence="inbound"),
+    FeatureSpec("out_count", "volume", "Number of outbound transfers.", "count", 1, "sent {value:.0f} transfers",
+                evidence="outbound"),
+    FeatureSpec("in_cp", "volume", "Distinct senders paying the account.", "count", 1, "paid by {value:.0f} distinct senders",
+                evidence="first_in"),
+    FeatureSpec("out_cp", "volume", "Distinct payees the account paid.", "count", 1, "paid {value:.0f} distinct payees",
+                evidence="first_out"),
+    FeatureSpec("in_value", "volume", "Total inbound value.", "currency", 1, "received {value:,.0f} in total",
+                evidence="inbound"),
+    FeatureSpec("out_value", "volume", "Total outbound value.", "currency", 1, "sent {value:,.0f} in total",
+                evidence="outbound"),
+    FeatureSpec("in_mean", "volume", "Mean inbound amount (null without inbound).", "currency", 0, evidence="inbound"),
+    FeatureSpec("out_mean", "volume", "Mean outbound amount (null without outbound).", "currency", 0, evidence="outbound"),
+    FeatureSpec("in_max", "volume", "Largest inbound amount.", "currency", 0, evidence="inbound"),
+    FeatureSpec("out_max", "volume", "Largest outbound amount.", "currency", 0, evidence="outbound"),
+    FeatureSpec("in_std", "volume", "Population standard deviation of inbound amounts.", "currency", 0,
+                evidence="inbound"),
+    FeatureSpec("out_std", "volume", "Population standard deviation of outbound amounts.", "currency", 0,
+                evidence="outbound"),
     FeatureSpec("active_days", "volume", "Distinct UTC days with any transfer.", "days", 0),
 )
 

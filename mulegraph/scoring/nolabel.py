@@ -27,18 +27,18 @@ How a score is built
 Rules whose features are all missing from the frame are skipped (``NoLabelScorer.rules_used_``
 lists the ones used), so the mode works with any subset of feature families.
 
+Fitting is explicit: :meth:`NoLabelScorer.fit` reads the population the percentiles are taken
+among (the ranked accounts of the window), :meth:`NoLabelScorer.score` scores rows against it, and
+a scorer that was not fitted refuses to score
+(:class:`~mulegraph.scoring.signals.NotFittedModelError`).
+
 One-off relationships
 ---------------------
 The strongest rules look for laundering structures among **one-off relationships**: pairs of
-(non-hub) accounts that exchanged exactly one transfer, in either direction, in the scored window
-(:func:`fresh_transfers`). Legitimate money mostly moves along standing relationships (salary, rent,
-family, regular merchants), while a laundering scheme wires accounts together that have nothing
-else to do with each other. :func:`structure_features` runs the pattern search of
-:mod:`mulegraph.features.patterns` on those transfers only, with a pattern window of
-:data:`STRUCTURE_WINDOW` (14 days: schemes play out over days to weeks), and counts the squares
-(4-cycles of the undirected one-off graph: two accounts that share two one-off counterparties),
-which every scatter-gather, bipartite and layered scheme closes while unrelated one-off payments
-rarely do. :func:`mulegraph.scoring.score_features` adds these columns in the no-label mode.
+(non-hub) accounts that exchanged exactly one transfer, in either direction, in the scored window.
+The ``structure`` features of :mod:`mulegraph.features.structure` (re-exported here) search the
+laundering patterns among those transfers only; :func:`mulegraph.scoring.score.score_features`
+adds these columns in the no-label mode.
 
 The rules (code, weight, features) are listed in :data:`RULES`; ``mulegraph score --list-rules``
 prints them as a table.
@@ -46,20 +46,24 @@ prints them as a table.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sps
+from sklearn.base import BaseEstimator
 
 from mulegraph.core.errors import FeatureError
-from mulegraph.scoring.explain import Signal, _as_float, directional, feature_columns
-from mulegraph.features.prepare import Prepared
-from mulegraph.features.registry import REGISTRY, FeatureSpec, register
-from mulegraph.core.window import parse_duration
+from mulegraph.features.registry import REGISTRY
+from mulegraph.features.structure import (
+    SQUARE_MAX_DEGREE,
+    STRUCTURE_FEATURES,
+    STRUCTURE_WINDOW,
+    fresh_transfers,
+    structure_features,
+)
+from mulegraph.scoring.signals import Signal, as_float_matrix, directional, feature_columns, require_fitted
 
 __all__ = [
     "Rule",
@@ -74,118 +78,8 @@ __all__ = [
     "structure_features",
 ]
 
-#: how long a laundering structure may take to play out (first to last hop)
-STRUCTURE_WINDOW = "14d"
-
-#: an account with more one-off counterparties than this (a biller, a marketplace seller, a
-#: processor below the hub degree) does not count as the corner of a one-off square; it also keeps
-#: the square computation linear in the number of one-off links
-SQUARE_MAX_DEGREE = 100
-
-#: no-label structure signals: the laundering patterns, searched among one-off relationships only
-STRUCTURE_FEATURES: tuple[FeatureSpec, ...] = (
-    FeatureSpec("fresh_cycle_count", "structure",
-                "time-respecting cycles through the account made only of one-off relationships", "count", 1,
-                "part of {value:.0f} cycles of one-off transfers between otherwise unrelated accounts"),
-    FeatureSpec("fresh_sg_role_count", "structure",
-                "scatter-gather structures (any role) made only of one-off relationships", "count", 1,
-                "takes part in {value:.0f} scatter-gather structures of one-off transfers"),
-    FeatureSpec("fresh_gs_count", "structure",
-                "gather-scatter sender-receiver pairs through the account over one-off relationships", "count", 1,
-                "gathers from and scatters to one-off counterparties ({value:.0f} pairs)"),
-    FeatureSpec("fresh_chain_hops", "structure",
-                "pass-through hops forwarding most of an inbound, over one-off relationships", "count", 1,
-                "forwards most of a one-off inbound to a one-off payee {value:.0f} times"),
-    FeatureSpec("fresh_square_share", "structure",
-                "squares closed by one-off relationships (two accounts sharing two one-off counterparties), "
-                "per one-off counterparty", "ratio", 1,
-                "its one-off counterparties are linked to each other ({value:.2f} squares per counterparty)"),
-)
-register(*STRUCTURE_FEATURES)
-
 #: version of the rule set; part of ``model_version`` in scores
 NOLABEL_VERSION = "nolabel-1"
-
-
-def fresh_transfers(p: Prepared, window: str = STRUCTURE_WINDOW, max_transfers: int = 1) -> pl.DataFrame:
-    """Transfers on short-lived relationships between two non-hub accounts.
-
-    A relationship (an unordered pair of accounts) is short-lived when it has at most
-    ``max_transfers`` transfers in the scored window, all within ``window`` of its first one.
-    Legitimate payments mostly follow standing relationships (salary, rent, family, regular
-    merchants); laundering structures are built from new links between accounts that otherwise
-    have nothing to do with each other. Same columns as ``p.tx``.
-    """
-    w = int(parse_duration(window, name="structure window").total_seconds())
-    hubs = p.hub_idx.implode()
-    nt = p.tx.filter(~pl.col("src").is_in(hubs) & ~pl.col("dst").is_in(hubs))
-    keyed = nt.with_columns(pl.min_horizontal("src", "dst").alias("_lo"), pl.max_horizontal("src", "dst").alias("_hi"))
-    short = (
-        keyed.group_by("_lo", "_hi")
-        .agg(pl.len().alias("_n"), (pl.col("t").max() - pl.col("t").min()).alias("_span"))
-        .filter((pl.col("_n") <= max_transfers) & (pl.col("_span") <= w))
-    )
-    return keyed.join(short.select("_lo", "_hi"), on=["_lo", "_hi"], how="semi").drop("_lo", "_hi")
-
-
-def _square_share(fresh: pl.DataFrame, n_accounts: int) -> pl.DataFrame:
-    """Per account: degree-discounted squares of the undirected short-lived graph, per counterparty.
-
-    A square ``u - w1 - v - w2 - u`` counts ``1 / sqrt((d(w1) - 1) * (d(w2) - 1))`` (``d`` = degree
-    in that graph): two customers who both paid the same two busy merchants once close a square of
-    little weight, while two accounts linked through two otherwise unconnected intermediaries close
-    one of weight 1. (The square root keeps intermediaries that are busy mule hubs visible; a full
-    1/degree discount hid them.) Corners ``w`` with more than :data:`SQUARE_MAX_DEGREE` one-off
-    counterparties count 0. The sum over squares through ``u`` is divided by ``d(u)``.
-    """
-    schema = {"idx": pl.UInt32, "fresh_square_share": pl.Float64}
-    if fresh.is_empty():
-        return pl.DataFrame(schema=schema)
-    a = fresh["src"].to_numpy().astype(np.int64)
-    b = fresh["dst"].to_numpy().astype(np.int64)
-    u = sps.coo_matrix((np.ones(a.size), (a, b)), shape=(n_accounts, n_accounts)).tocsr()
-    u = ((u + u.T) > 0).astype(np.float64).tocsr()
-    u.setdiag(0)
-    u.eliminate_zeros()
-    deg = np.asarray(u.sum(axis=1)).ravel()
-    wgt = np.where((deg > 1) & (deg <= SQUARE_MAX_DEGREE), 1.0 / np.sqrt(np.maximum(deg - 1.0, 1.0)), 0.0)
-    s1 = (u @ sps.diags(wgt) @ u).tocsr()
-    s2 = (u @ sps.diags(wgt * wgt) @ u).tocsr()
-    s1.setdiag(0)
-    s2.setdiag(0)
-    pair = s1.multiply(s1) - s2  # (sum of weights)^2 - sum of squared weights, over common neighbours
-    squares = np.asarray(pair.sum(axis=1)).ravel() / 2.0
-    idx = np.flatnonzero(deg > 0)
-    return pl.DataFrame(
-        {"idx": idx.astype(np.uint32), "fresh_square_share": np.maximum(squares[idx], 0.0) / deg[idx]},
-        schema=schema,
-    )
-
-
-def structure_features(p: Prepared, window: str = STRUCTURE_WINDOW) -> pl.DataFrame:
-    """The ``structure`` signals (:data:`STRUCTURE_FEATURES`) for every account of ``p``.
-
-    The pattern search of :mod:`mulegraph.features.patterns` (cycles, scatter-gather,
-    gather-scatter, pass-through hops), run on :func:`fresh_transfers` only with ``window`` as the
-    pattern window, plus the square share. Returns ``account_id`` and the features; hubs get null.
-    """
-    from mulegraph.features import patterns
-
-    fresh = fresh_transfers(p, window)
-    cfg = dataclasses.replace(p.config, cycle_window=window)
-    found = patterns.compute(Prepared(tx=fresh, accounts=p.accounts, config=cfg))
-    names = {"cycle_count": "fresh_cycle_count", "sg_role_count": "fresh_sg_role_count",
-             "gs_count": "fresh_gs_count", "chain_hops": "fresh_chain_hops"}
-    out = (
-        p.accounts.select("idx", "account_id", "is_hub")
-        .join(found.select("idx", *names).rename(names), on="idx", how="left")
-        .join(_square_share(fresh, p.n_accounts), on="idx", how="left")
-    )
-    cols = [s.name for s in STRUCTURE_FEATURES]
-    return out.select(
-        "account_id",
-        *[pl.when(pl.col("is_hub")).then(None).otherwise(pl.col(c).cast(pl.Float64).fill_null(0.0)).alias(c) for c in cols],
-    )
 
 
 @dataclass(frozen=True)
@@ -336,29 +230,49 @@ def rules_frame(rules: Sequence[Rule] = RULES) -> pl.DataFrame:
     )
 
 
-@dataclass
-class NoLabelScorer:
+class NoLabelScorer(BaseEstimator):
     """Score accounts with the typology rules (plus an optional seeded IsolationForest).
 
-    ``fit(features)`` reads the population of ranked accounts (percentiles, the detector);
+    ``fit(features)`` reads the population of ranked accounts: it chooses the rules whose features
+    are present (``rules_used_``) and fits the detector when ``detector_weight > 0``.
     ``score(features)`` returns ``account_id``, ``score`` and one ``rule_<CODE>`` strength column per
-    rule used. Both take a feature frame from :func:`mulegraph.features.compute_features` with hubs
-    already removed.
+    rule used; percentiles are taken among the rows it is given, so score the whole population in
+    one call. Both take a feature frame from :func:`mulegraph.features.compute_features` with hubs
+    already removed. Scoring, :meth:`rule_strengths` and :meth:`signals` refuse an unfitted scorer
+    with :class:`~mulegraph.scoring.signals.NotFittedModelError` (a scikit-learn ``NotFittedError``).
+
+    Examples
+    --------
+    >>> scorer = NoLabelScorer().fit(ranked)  # doctest: +SKIP
+    >>> scores = scorer.score(ranked)  # doctest: +SKIP
     """
 
-    rules: Sequence[Rule] = RULES
-    min_bits: float = MIN_BITS
-    detector_weight: float = 0.0
-    random_state: int = 0
-    n_estimators: int = 200
-    rules_used_: list[Rule] = field(default_factory=list, init=False)
+    def __init__(
+        self,
+        rules: Sequence[Rule] = RULES,
+        min_bits: float = MIN_BITS,
+        detector_weight: float = 0.0,
+        random_state: int = 0,
+        n_estimators: int = 200,
+    ) -> None:
+        self.rules = rules
+        self.min_bits = min_bits
+        self.detector_weight = detector_weight
+        self.random_state = random_state
+        self.n_estimators = n_estimators
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "rules_used_")
+
+    def _check_fitted(self) -> None:
+        require_fitted(self, "call fit(features) with the ranked accounts of the window first")
 
     def fit(self, features: pl.DataFrame) -> "NoLabelScorer":
         """Choose the rules that have features in ``features``; fit the detector when asked."""
         if "account_id" not in features.columns:
             raise FeatureError("the feature frame has no account_id column; compute features first.")
-        self.rules_used_ = [r for r in self.rules if any(f in features.columns for f in r.features)]
-        self.columns_ = feature_columns(features)
+        columns = feature_columns(features)
+        self.columns_ = columns
         self.detector_ = None
         if self.detector_weight > 0 and self.columns_ and features.height >= 10:
             from sklearn.ensemble import IsolationForest
@@ -372,10 +286,12 @@ class NoLabelScorer:
             self.detector_ = IsolationForest(
                 n_estimators=self.n_estimators, random_state=self.random_state, n_jobs=1
             ).fit(x)
+        # set last: a scorer is fitted once this exists
+        self.rules_used_ = [r for r in self.rules if any(f in features.columns for f in r.features)]
         return self
 
     def _log_matrix(self, features: pl.DataFrame) -> np.ndarray:
-        x = _as_float(features, self.columns_)
+        x = as_float_matrix(features, self.columns_)
         return np.sign(x) * np.log1p(np.abs(x))
 
     def _detector_matrix(self, features: pl.DataFrame) -> np.ndarray:
@@ -385,12 +301,13 @@ class NoLabelScorer:
 
     def rule_strengths(self, features: pl.DataFrame) -> dict[str, np.ndarray]:
         """Rule code -> strength (0..1) per row of ``features``."""
+        self._check_fitted()
         out: dict[str, np.ndarray] = {}
         for r in self.rules_used_:
             parts = []
             for i, f in enumerate(r.features):
                 if f in features.columns:
-                    x = _as_float(features, [f])[:, 0]
+                    x = as_float_matrix(features, [f])[:, 0]
                     parts.append(np.nan_to_num(directional(x, r.direction_of(i)), nan=0.0))
             if not parts:
                 continue
@@ -405,8 +322,7 @@ class NoLabelScorer:
 
     def score(self, features: pl.DataFrame) -> pl.DataFrame:
         """``account_id``, ``score`` (0..1) and ``rule_<CODE>`` strengths for each row."""
-        if not hasattr(self, "columns_"):
-            self.fit(features)
+        self._check_fitted()
         n = features.height
         strengths = self.rule_strengths(features)
         eps = 1.0 / max(n, 2)
@@ -432,6 +348,7 @@ class NoLabelScorer:
 
     def signals(self) -> list[Signal]:
         """Candidate reasons: each feature of each rule used, under the rule's code, by weight."""
+        self._check_fitted()
         sigs = []
         for r in sorted(self.rules_used_, key=lambda r: -r.weight):
             for f in r.features:

@@ -1,15 +1,16 @@
 """Scoring: every account active in a window gets a score, a rank and its reasons.
 
-:func:`score` is the one call behind ``mulegraph score``: it reads the transfers of a window (from a
-store or a frame), computes the features once, scores them with a supervised model when one is
-given (:func:`mulegraph.model.load_model`) or with the transparent no-label mode
-(:mod:`mulegraph.nolabel`) when not, ranks, and explains (:mod:`mulegraph.explain`).
-:func:`score_features` does the same from features that were computed already (the nightly run
-reuses its features this way).
+:func:`score` is the one call behind ``mulegraph score``: it gets the transfers and features of a
+window through :func:`mulegraph.features.build.window_features` (from a store or a frame), scores
+them with a supervised model when one is given (:func:`mulegraph.scoring.persist.load_model`) or
+with the transparent no-label mode (:mod:`mulegraph.scoring.nolabel`) when not, ranks, and
+explains (:mod:`mulegraph.scoring.explain`). :func:`score_features` does the same from features
+that were computed already (the nightly run reuses its features this way).
 
-The output follows :data:`mulegraph.schema.SCORE_SCHEMA`: ``account_id``, ``score`` (0..1),
+The output follows :data:`mulegraph.core.schema.SCORE_SCHEMA`: ``account_id``, ``score`` (0..1),
 ``rank`` (1 = most suspicious, 1..n without gaps; ties in score are broken by account id, so the
-ranking is deterministic), ``reasons`` (JSON, see :mod:`mulegraph.explain`), ``model_version``,
+ranking is deterministic), ``reasons`` (a list of reason structs,
+:data:`~mulegraph.core.schema.REASONS_DTYPE`; JSON text in CSV and JSON files), ``model_version``,
 ``run_id``. Hubs (``is_hub``: external pseudo-accounts, processors, accounts with more
 counterparties than ``FeatureConfig.hub_degree``) are not ranked and do not appear; percentiles in
 reasons are computed among the ranked accounts.
@@ -29,16 +30,18 @@ import polars as pl
 
 from mulegraph.core.atomic import atomic_path
 from mulegraph.core.config import Config
-from mulegraph.core.errors import FeatureError, InputError, ModelError, StoreError
-from mulegraph.scoring.explain import Signal, explain
-from mulegraph.features import compute_features, prepare
-from mulegraph.features.prepare import Prepared
+from mulegraph.core.errors import FeatureError, InputError, ModelError
+from mulegraph.core.schema import SCORE_SCHEMA, reasons_to_json
+from mulegraph.features.build import read_window, window_features
+from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.registry import REGISTRY
-from mulegraph.scoring.nolabel import NOLABEL_VERSION, STRUCTURE_FEATURES, NoLabelScorer, structure_features
-from mulegraph.core.schema import SCORE_SCHEMA
-from mulegraph.core.window import filter_window, resolve_window
+from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
+from mulegraph.scoring.explain import explain
+from mulegraph.scoring.nolabel import NOLABEL_VERSION, NoLabelScorer
+from mulegraph.scoring.persist import load_model
+from mulegraph.scoring.signals import Signal
 
-__all__ = ["ScoreOptions", "score", "score_features", "rank_scores", "write_scores", "read_transfers"]
+__all__ = ["ScoreOptions", "score", "score_features", "rank_scores", "write_scores"]
 
 
 @dataclass(frozen=True)
@@ -109,10 +112,15 @@ def score_features(
     ``features``: ``account_id``, ``is_hub`` and feature columns. ``prepared`` (from
     :func:`mulegraph.features.prepare`, for the same transfers) is needed for the transfer ids
     behind the reasons, for the no-label mode's one-off structure signals
-    (:func:`mulegraph.nolabel.structure_features`, computed here when the frame lacks them) and,
-    with ``transfers``, by supervised models that compute label-based features. ``model``: an object
-    with ``predict(features, transfers) -> account_id, score`` (and ``feature_importance``); None
-    selects the no-label mode.
+    (:func:`mulegraph.features.structure.structure_features`, computed here when the frame lacks
+    them) and, or else ``transfers``, by supervised models that compute label-based features.
+
+    ``model``: None selects the no-label mode (a :class:`~mulegraph.scoring.nolabel.NoLabelScorer`
+    fitted on the ranked accounts, then scoring them). Otherwise a fitted
+    :class:`~mulegraph.scoring.estimator.MuleModel`, or an object with the same scoring methods:
+    ``set_context(prepared_or_transfers)``, ``predict_scores(features) -> account_id, score``,
+    ``feature_importance`` (feature -> weight) and optionally ``closeness() -> account_id, ...``
+    (label-based features shown in reasons). ``set_context`` is called with this window's transfers.
     """
     options = options or ScoreOptions()
     if "account_id" not in features.columns:
@@ -128,6 +136,7 @@ def score_features(
         if prepared is not None and missing:
             extra = structure_features(prepared).select("account_id", *missing)
             ranked = ranked.join(extra, on="account_id", how="left")
+        # the population the rules' percentiles are read against is the ranked accounts themselves
         scorer = NoLabelScorer(detector_weight=options.detector_weight, random_state=random_state).fit(ranked)
         if not scorer.rules_used_:
             raise FeatureError(
@@ -137,17 +146,18 @@ def score_features(
         signals = scorer.signals()
         version = NOLABEL_VERSION
     else:
-        tx = prepared if prepared is not None else transfers
-        if tx is None:
+        context = prepared if prepared is not None else transfers
+        if context is None:
             raise ModelError("scoring with a model needs the transfers too (for closeness to known mules).")
-        pred = model.predict(ranked, tx)
+        model.set_context(context)
+        pred = model.predict_scores(ranked)
         if "account_id" not in pred.columns or "score" not in pred.columns:
             raise ModelError("the model's predictions lack account_id or score; the model is incompatible.")
         scored = ranked.select("account_id").join(pred.select("account_id", "score"), on="account_id", how="left")
         scored = scored.with_columns(pl.col("score").cast(pl.Float64).fill_nan(None).fill_null(0.0).clip(0.0, 1.0))
         closeness = getattr(model, "closeness", None)
         if callable(closeness):
-            extra = closeness(tx)
+            extra = closeness()
             new = [c for c in extra.columns if c != "account_id" and c not in ranked.columns]
             if new:
                 ranked = ranked.join(extra.select("account_id", *new), on="account_id", how="left")
@@ -173,34 +183,6 @@ def score_features(
     return out.select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items()]).sort("rank")
 
 
-def read_transfers(
-    source: Any, *, window: str = "all", as_of: str | datetime | None = None, require_rows: bool = False
-) -> tuple[pl.DataFrame, str]:
-    """Canonical transfers of the window from a store directory, a ``Store`` or a frame.
-
-    Returns the transfers and a text description of the resolved window. With ``require_rows`` an
-    empty window raises :class:`~mulegraph.errors.InputError`.
-    """
-    if isinstance(source, (pl.DataFrame, pl.LazyFrame)):
-        lf = source.lazy()
-        if "ts" not in lf.collect_schema().names():
-            raise FeatureError("transfers lack the ts column; they must follow the canonical schema.")
-        newest = lf.select(pl.col("ts").max()).collect().item()
-        win = resolve_window(window, as_of, newest)
-        transfers = filter_window(lf, win).collect()
-    else:
-        try:
-            from mulegraph.io.store import Store
-        except ImportError as err:  # pragma: no cover - the store module ships with the package
-            raise StoreError("this installation has no store support; pass transfers directly.") from err
-        store = source if isinstance(source, Store) else Store.open(source)
-        win = store.time_window(window, as_of)
-        transfers = store.transfers(win)
-    if require_rows and transfers.is_empty():
-        raise InputError("there are no transfers in the chosen window; widen --window or check --as-of.")
-    return transfers, win.describe()
-
-
 def score(
     transfers_or_store: Any,
     *,
@@ -217,31 +199,33 @@ def score(
 ) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
     """Score every account active in the window; see the module docstring for the output.
 
-    ``transfers_or_store``: a store directory, a ``mulegraph.store.Store`` or canonical transfers.
-    ``model_dir``: a model saved by ``mulegraph train``; None for the no-label mode. ``features``:
-    features computed already for the same transfers (skips the feature stage). With
+    ``transfers_or_store``: a store directory, a :class:`~mulegraph.io.store.Store` or canonical
+    transfers. ``model_dir``: a model saved by ``mulegraph train``; None for the no-label mode.
+    ``features``: features computed already for the same transfers (skips the feature stage). With
     ``return_features`` the features are returned too, as ``(scores, features)``.
+
+    Raises :class:`~mulegraph.core.errors.InputError` when the window holds no transfers, and
+    :class:`~mulegraph.core.errors.ModelError` when the model is refused (before any feature work).
     """
     config = config or Config()
     model = None  # loaded first: a refused model must not cost a feature computation
     if model_dir is not None:
         if progress:
             progress("loading model")
-        try:
-            from mulegraph.scoring.model import load_model
-        except ImportError as err:  # pragma: no cover - the model module ships with the package
-            raise ModelError("this installation has no supervised model support; leave out --model.") from err
         model = load_model(model_dir)
     if progress:
         progress("reading transfers")
-    transfers, _desc = read_transfers(transfers_or_store, window=window, as_of=as_of, require_rows=True)
-    if progress:
-        progress("preparing")
-    prepared = prepare(transfers, config.features)
+    transfers, _window = read_window(transfers_or_store, window=window, as_of=as_of, require_rows=True)
     if features is None:
         if progress:
             progress("computing features")
-        features = compute_features(prepared, config.features, progress=progress)
+        wf = window_features(transfers_or_store, window=window, as_of=as_of, config=config, progress=progress,
+                             transfers=transfers)
+        prepared, features = wf.prepared, wf.features
+    else:
+        if progress:
+            progress("preparing")
+        prepared = prepare(transfers, config.features)
     if run_id is None:
         newest = transfers["ts"].max()
         run_id = f"score-{newest:%Y%m%dT%H%M%SZ}" if newest is not None else "score"
@@ -263,7 +247,9 @@ def score(
 def write_scores(scores: pl.DataFrame, path: str | os.PathLike) -> Path:
     """Write scores atomically; the format follows the extension (.parquet, .csv, .json).
 
-    JSON is a list of objects with ``reasons`` as a parsed list (not a string).
+    Parquet keeps ``reasons`` as a list of structs; CSV holds it as JSON text
+    (:func:`~mulegraph.core.schema.reasons_to_json`), and JSON is a list of objects with ``reasons``
+    as a list of objects. Legacy scores with JSON text reasons are written as they are.
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -271,6 +257,8 @@ def write_scores(scores: pl.DataFrame, path: str | os.PathLike) -> Path:
         raise InputError(f"the output file must end in .parquet, .csv or .json. Got '{path.name}' instead.")
     if not path.parent.exists():
         raise InputError(f"the folder '{path.parent}' does not exist; create it first.")
+    if ext != ".parquet" and "reasons" in scores.columns and scores.schema["reasons"] != pl.String:
+        scores = scores.with_columns(reasons_to_json())
     with atomic_path(path) as tmp:
         if ext == ".parquet":
             scores.write_parquet(tmp)

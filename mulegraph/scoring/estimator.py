@@ -1,0 +1,325 @@
+"""The supervised model: a scikit-learn classifier over label-free and out-of-fold closeness features.
+
+:class:`MuleModel` follows the scikit-learn estimator contract: ``__init__`` stores the settings
+only, :meth:`~MuleModel.fit` returns ``self``, fitted state ends in ``_``, randomness comes only from
+``ModelConfig.random_state``; :func:`sklearn.base.clone` and ``get_params`` work, and an unfitted
+model raises :class:`~mulegraph.scoring.signals.NotFittedModelError` (a scikit-learn
+``NotFittedError``).
+
+What scikit-learn does not know about is the **graph context**: the closeness features of an
+account (:mod:`mulegraph.features.proximity`) depend on the transfers around it and on the known
+labels. :meth:`~MuleModel.set_context` gives the model the (prepared) transfers the feature rows
+came from; :meth:`~MuleModel.fit` computes the closeness features of the training accounts from it
+out-of-fold, and the predicting methods compute every account's closeness from all known labels.
+Give the scoring window's transfers before predicting on another window::
+
+    model = MuleModel(config.model, config.features).set_context(prepared).fit(features, labels)
+    model.set_context(new_prepared).predict_scores(new_features)
+
+The training procedure is described in :mod:`mulegraph.scoring.training`; persistence in
+:mod:`mulegraph.scoring.persist`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from mulegraph.core.config import FeatureConfig, ModelConfig
+from mulegraph.core.errors import InputError, ModelError
+from mulegraph.features import proximity
+from mulegraph.features.prepare import Prepared, prepare
+from mulegraph.scoring import training
+from mulegraph.scoring.signals import require_fitted
+
+__all__ = ["MuleModel", "labels_frame"]
+
+_CLOSENESS = tuple(s.name for s in proximity.FEATURES)
+
+
+def _check_features(features: Any) -> pl.DataFrame:
+    if not isinstance(features, pl.DataFrame):
+        raise InputError(f"features must be a polars DataFrame with an account_id column. Got {type(features).__name__} instead.")
+    if "account_id" not in features.columns:
+        raise InputError("features lack the account_id column; pass the output of compute_features().")
+    if features["account_id"].is_duplicated().any():
+        raise InputError("features have duplicate account_id rows; pass one row per account.")
+    return features
+
+
+def labels_frame(X: pl.DataFrame, y: Any) -> pl.DataFrame:
+    """``y`` as a label table (``account_id``, ``is_mule``).
+
+    ``y`` is either a label table already (see :mod:`mulegraph.io.labels`), or one boolean per row
+    of ``X`` (a sequence, numpy array or polars Series) with None for accounts without a label.
+    """
+    if isinstance(y, pl.DataFrame):
+        if not {"account_id", "is_mule"} <= set(y.columns):
+            raise InputError("labels must be a polars DataFrame with account_id and is_mule; read files with mulegraph.labels.load_labels().")
+        labels = y
+    else:
+        try:
+            values = pl.Series("is_mule", y, dtype=pl.Boolean, strict=False)
+        except (TypeError, ValueError, pl.exceptions.PolarsError):
+            raise InputError(f"y must be a label table or one boolean per feature row. Got {type(y).__name__} instead.") from None
+        if values.len() != X.height:
+            raise InputError(f"y has {values.len()} values for {X.height} feature rows; give one label (or None) per row.")
+        labels = pl.DataFrame({"account_id": X["account_id"], "is_mule": values}).drop_nulls("is_mule")
+    if labels["is_mule"].dtype != pl.Boolean or labels["is_mule"].null_count():
+        raise InputError("labels.is_mule must be a boolean column without empty values.")
+    return labels
+
+
+def _hash_training(ids: pl.Series, y: np.ndarray, X: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update("\n".join(ids.to_list()).encode("utf-8"))
+    h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(np.nan_to_num(X, nan=-1e300), dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+class MuleModel(ClassifierMixin, BaseEstimator):
+    """Gradient-boosted mule classifier over label-free and out-of-fold closeness features.
+
+    Parameters
+    ----------
+    config : ModelConfig, optional
+        Training settings (``random_state`` among them); defaults when None.
+    feature_config : FeatureConfig, optional
+        The feature settings the label-free features were computed with; its hub settings also
+        decide which edges the closeness features ignore, and transfers given to
+        :meth:`set_context` are prepared with it.
+
+    Attributes
+    ----------
+    estimators_ : list of HistGradientBoostingClassifier
+        The averaged ensembles of the final fit.
+    calibration_ : tuple of float
+        Slope and intercept of the Platt map from raw scores to probabilities.
+    feature_names_ : list of str
+        The columns the ensembles read, closeness features last.
+    known_ : polars.DataFrame
+        The labelled accounts (``account_id``, ``is_mule``): the known set for scoring.
+    best_params_, cv_results_, cv_metrics_, label_counts_, training_hash_, importance_
+        The chosen settings, the settings search, cross-validated metrics, label counts, the hash
+        of the training data and the raw permutation importance per feature.
+    classes_ : numpy.ndarray
+        ``[False, True]`` (not a mule, a mule).
+    """
+
+    def __init__(self, config: ModelConfig | None = None, feature_config: FeatureConfig | None = None) -> None:
+        self.config = config
+        self.feature_config = feature_config
+
+    # -- settings and context ------------------------------------------------------------------
+    def _cfg(self) -> ModelConfig:
+        return self.config or ModelConfig()
+
+    def _fcfg(self) -> FeatureConfig:
+        return self.feature_config or FeatureConfig()
+
+    def set_context(self, transfers: Prepared | pl.DataFrame | pl.LazyFrame) -> "MuleModel":
+        """Give the model the transfers the feature rows come from; returns ``self``.
+
+        ``transfers``: a :class:`~mulegraph.features.prepare.Prepared` frame, or canonical
+        transfers (prepared here with ``feature_config``). :meth:`fit` reads the training
+        accounts' neighbourhoods from it; :meth:`predict_proba`, :meth:`predict_scores` and
+        :meth:`closeness` the scored accounts'. The context is not a setting: :func:`~sklearn.base.clone`
+        does not copy it.
+        """
+        if isinstance(transfers, Prepared):
+            prepared = transfers
+        elif isinstance(transfers, (pl.DataFrame, pl.LazyFrame)):
+            prepared = prepare(transfers, self._fcfg())
+        else:
+            raise InputError(
+                f"transfers must be a polars DataFrame of canonical transfers or a Prepared frame. Got {type(transfers).__name__} instead."
+            )
+        self._context = prepared
+        self._closeness = None
+        return self
+
+    def _prepared(self) -> Prepared:
+        context = getattr(self, "_context", None)
+        if context is None:
+            raise InputError("the model has no transfers to read the graph from; call set_context(prepared) with the transfers the features came from.")
+        return context
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "estimators_")
+
+    def _check_fitted(self) -> None:
+        require_fitted(self, "call fit() or load a trained model with load_model()")
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self, X: pl.DataFrame, y: Any) -> "MuleModel":
+        """Train on the labelled accounts of ``X``; returns ``self``.
+
+        ``X``: one row per account (``compute_features`` output) for the transfers given to
+        :meth:`set_context`. ``y``: a label table (``account_id``, ``is_mule``; see
+        :mod:`mulegraph.io.labels`) or one boolean per row of ``X``, None where unknown. Labelled
+        accounts without a feature row or on hubs are not used (counted in ``label_counts_``).
+        """
+        cfg = self._cfg()
+        training.check_config(cfg)
+        features = _check_features(X)
+        labels = labels_frame(features, y)
+        p = self._prepared()
+        t_stage = time.perf_counter()
+        seconds: dict[str, float] = {}
+
+        def lap(stage: str) -> None:
+            nonlocal t_stage
+            now = time.perf_counter()
+            seconds[stage] = round(now - t_stage, 3)
+            t_stage = now
+
+        columns = training.feature_matrix_columns(features)
+        # a column with no value at all (e.g. night-time share on day-resolution data) carries nothing
+        columns = [c for c in columns if features[c].null_count() + (features[c].is_nan().sum() if features[c].dtype.is_float() else 0) < features.height]
+
+        acc = p.accounts.select("idx", "account_id", "is_hub")
+        lab = (
+            labels.select("account_id", "is_mule")
+            .unique("account_id", keep="last")
+            .join(features.select("account_id"), on="account_id", how="inner")
+            .join(acc, on="account_id", how="inner")
+            .filter(~pl.col("is_hub"))
+            .sort("account_id")
+        )
+        n_unmatched = labels.height - lab.height
+        idx = lab["idx"].to_numpy().astype(np.int64)
+        y_ = lab["is_mule"].to_numpy().astype(np.int64)
+        comp = training.components(p)[idx]
+        folds, scheme = training.make_folds(y_, comp, cfg.cv_folds, cfg.random_state)
+        lap("folds")
+
+        # as many closeness folds as asked for, but never more than there are mules (or non-mules)
+        n_pf = min(cfg.proximity_folds, int(y_.sum()), int(len(y_) - y_.sum()))
+        pfolds, _ = training.make_folds(y_, None, max(n_pf, 2), cfg.random_state + 1)
+        prox = training.oof_proximity(p, idx, y_, pfolds, cfg)
+        base = lab.select("account_id").join(features, on="account_id", how="left")
+        all_columns = columns + list(_CLOSENESS)
+        Xm = np.hstack([training.to_matrix(base, columns), training.to_matrix(prox, list(_CLOSENESS))])
+        lap("closeness")
+
+        search = training.search_settings(Xm, y_, folds, cfg)
+        best = search.best
+        lap("cv")
+
+        from sklearn.metrics import roc_auc_score
+
+        self.calibration_ = training.platt(search.oof, y_)
+        oof_score = training.sigmoid(self.calibration_[0] * search.oof + self.calibration_[1])
+
+        self.estimators_ = training.make_estimators(cfg, best["max_leaf_nodes"], best["max_iter"], cfg.n_models)
+        for est in self.estimators_:
+            est.fit(Xm, y_)
+        lap("final")
+        self.classes_ = np.array([False, True])
+        self.n_features_in_ = len(all_columns)
+        self.feature_names_ = all_columns
+        self.best_params_ = {"max_leaf_nodes": best["max_leaf_nodes"], "max_iter": best["max_iter"]}
+        self.cv_results_ = search.results
+        self.cv_metrics_ = {
+            "folds": cfg.cv_folds,
+            "fold_scheme": scheme,
+            "pr_auc": best["cv_pr_auc"],
+            "pr_auc_std": best["cv_pr_auc_std"],
+            "pr_auc_pooled": training.average_precision(y_, search.oof),
+            "roc_auc_pooled": float(roc_auc_score(y_, search.oof)),
+            "brier_calibrated": float(np.mean((oof_score - y_) ** 2)),
+            "prevalence": float(y_.mean()),
+        }
+        self.known_ = lab.select("account_id", "is_mule")
+        self.label_counts_ = {"mule": int(y_.sum()), "not_mule": int(len(y_) - y_.sum()), "unmatched": int(n_unmatched)}
+        self.training_hash_ = _hash_training(lab["account_id"], y_, Xm)
+        self.importance_ = {}
+        if cfg.importance_repeats > 0:
+            drops = training.permutation_drops(Xm, y_, folds, cfg, self.best_params_, search.fold_models)
+            self.importance_ = {name: float(d) for name, d in zip(self.feature_names_, drops)}
+        lap("importance")
+        #: seconds per training stage (not saved; for benchmarks)
+        self.fit_seconds_ = seconds
+        self._closeness = None
+        return self
+
+    # -- what the fitted model knows -----------------------------------------------------------
+    @property
+    def feature_importance(self) -> dict[str, float]:
+        """Importance per feature (held-out permutation drop in PR-AUC, negatives set to 0, sums to 1)."""
+        self._check_fitted()
+        pos = {k: max(v, 0.0) for k, v in self.importance_.items()}
+        total = sum(pos.values())
+        if total <= 0:
+            return {k: 1.0 / len(self.feature_names_) for k in self.feature_names_}
+        return {k: v / total for k, v in sorted(pos.items(), key=lambda kv: -kv[1])}
+
+    @property
+    def model_version(self) -> str:
+        """A short id of the trained model: ``mulegraph-`` and 12 hex digits of its training-data hash."""
+        self._check_fitted()
+        return f"mulegraph-{self.training_hash_[:12]}"
+
+    # -- scoring -------------------------------------------------------------------------------
+    def closeness(self) -> pl.DataFrame:
+        """Closeness-to-known-mules features of every account of the context, from all known labels.
+
+        ``account_id`` plus one column per :data:`mulegraph.features.proximity.FEATURES`; computed
+        once per :meth:`set_context`.
+        """
+        self._check_fitted()
+        if getattr(self, "_closeness", None) is None:
+            p = self._prepared()
+            ids = p.accounts.select("idx", "account_id")
+            known = self.known_.join(ids, on="account_id", how="inner")
+            feats = proximity.compute(
+                p, known.filter(pl.col("is_mule"))["idx"], known["idx"], **training.proximity_kwargs(self._cfg())
+            )
+            self._closeness = ids.join(feats, on="idx", how="left").drop("idx")
+        return self._closeness
+
+    def _matrix(self, features: pl.DataFrame) -> np.ndarray:
+        base_cols = [c for c in self.feature_names_ if c not in _CLOSENESS]
+        missing = [c for c in base_cols if c not in features.columns]
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise ModelError(f"features lack {len(missing)} column(s) the model was trained on ({shown}); recompute features with the feature set of the model.")
+        frame = features.drop([c for c in _CLOSENESS if c in features.columns])
+        frame = frame.join(self.closeness(), on="account_id", how="left")
+        return training.to_matrix(frame, self.feature_names_)
+
+    def _proba(self, X: np.ndarray) -> np.ndarray:
+        raw = np.mean([training.logit(est.predict_proba(X)[:, 1]) for est in self.estimators_], axis=0)
+        a, b = self.calibration_
+        return training.sigmoid(a * raw + b)
+
+    def predict_proba(self, X: pl.DataFrame) -> np.ndarray:
+        """Calibrated probabilities ``[not a mule, a mule]``, one row per row of ``X`` (hubs too)."""
+        self._check_fitted()
+        features = _check_features(X)
+        p1 = self._proba(self._matrix(features))
+        return np.column_stack([1.0 - p1, p1])
+
+    def predict(self, X: pl.DataFrame) -> np.ndarray:
+        """True where the calibrated mule probability is at least 0.5, one value per row of ``X``."""
+        proba = self.predict_proba(X)
+        return self.classes_[(proba[:, 1] >= 0.5).astype(int)]
+
+    def predict_scores(self, X: pl.DataFrame) -> pl.DataFrame:
+        """Calibrated mule probability per ranked account: ``account_id, score`` (hubs left out).
+
+        Hubs are the context's hub accounts and rows whose ``is_hub`` is true.
+        """
+        self._check_fitted()
+        features = _check_features(X)
+        hubs = self._prepared().accounts.filter(pl.col("is_hub")).select("account_id")
+        frame = features.join(hubs, on="account_id", how="anti")
+        if "is_hub" in frame.columns:
+            frame = frame.filter(~pl.col("is_hub").fill_null(False))
+        return pl.DataFrame({"account_id": frame["account_id"], "score": self._proba(self._matrix(frame))})

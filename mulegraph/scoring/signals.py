@@ -1,0 +1,130 @@
+"""What both scorers share: candidate reasons (:class:`Signal`), percentiles, and the unfitted error.
+
+A **signal** is a feature that may explain an account's rank, under a reason code and with a
+weight (the rule weight in the no-label mode, the feature importance for a supervised model).
+How unusual an account is on a feature is read from its **percentile** among the ranked accounts
+(hubs left out): the share of accounts with a strictly lower value, or with a strictly higher one
+for features where lower is suspicious (:func:`directional`).
+
+:mod:`mulegraph.scoring.nolabel` builds its rule strengths from these percentiles and
+:mod:`mulegraph.scoring.explain` its reasons; neither imports the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from mulegraph.core.errors import ModelError
+
+__all__ = [
+    "Signal",
+    "NON_FEATURE_COLUMNS",
+    "NotFittedModelError",
+    "require_fitted",
+    "feature_columns",
+    "as_float_matrix",
+    "percentiles",
+    "share_beyond",
+    "directional",
+]
+
+#: columns of a feature frame that are not features
+NON_FEATURE_COLUMNS: frozenset[str] = frozenset({"idx", "account_id", "is_hub", "score", "rank"})
+
+
+class NotFittedModelError(ModelError, NotFittedError):
+    """A scorer was used before it was fitted.
+
+    Both a :class:`~mulegraph.core.errors.ModelError` (the command line reports it in one line) and
+    scikit-learn's :class:`~sklearn.exceptions.NotFittedError`.
+    """
+
+
+def require_fitted(estimator: object, hint: str) -> None:
+    """Raise :class:`NotFittedModelError` (with ``hint``, what to do) unless ``estimator`` is fitted.
+
+    Fitted means what :func:`sklearn.utils.validation.check_is_fitted` says.
+    """
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        raise NotFittedModelError(f"this {type(estimator).__name__} is not fitted yet; {hint}.") from None
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A candidate reason: a feature, the reason code it is reported under and its weight."""
+
+    code: str
+    feature: str
+    weight: float = 1.0
+
+
+def feature_columns(features: pl.DataFrame) -> list[str]:
+    """The numeric feature columns of a feature frame (identifiers and flags left out)."""
+    return [
+        c
+        for c, dt in features.schema.items()
+        if c not in NON_FEATURE_COLUMNS and (dt.is_numeric() or dt == pl.Boolean)
+    ]
+
+
+def as_float_matrix(features: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """The columns as a float matrix (rows x columns) with NaN for missing values."""
+    if not columns:
+        return np.zeros((features.height, 0))
+    mat = features.select(
+        [pl.col(c).cast(pl.Float64).fill_null(float("nan")) for c in columns]
+    ).to_numpy()
+    return np.asarray(mat, dtype=np.float64).reshape(features.height, len(columns))
+
+
+def share_beyond(x: np.ndarray, *, higher: bool = False) -> np.ndarray:
+    """Per value, the share of the non-NaN values strictly below it (strictly above with ``higher``)."""
+    ok = ~np.isnan(x)
+    vals = np.sort(x[ok])
+    res = np.full(x.shape, np.nan)
+    if vals.size:
+        if higher:
+            res[ok] = (vals.size - np.searchsorted(vals, x[ok], side="right")) / vals.size
+        else:
+            res[ok] = np.searchsorted(vals, x[ok], side="left") / vals.size
+    return res
+
+
+def percentiles(features: pl.DataFrame, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """Percentile of each account's value: the share of the given accounts with a strictly lower value.
+
+    ``features`` holds the ranked accounts only (leave hubs out before calling). Missing and NaN
+    values get a null percentile and are not counted in the denominator. Returns ``account_id``
+    (when present) plus one column per feature with the same name.
+    """
+    columns = feature_columns(features) if columns is None else list(columns)
+    mat = as_float_matrix(features, columns)
+    out = {}
+    for j, c in enumerate(columns):
+        out[c] = share_beyond(mat[:, j])
+    frame = pl.DataFrame(out, schema={c: pl.Float64 for c in columns}) if columns else pl.DataFrame()
+    if "account_id" in features.columns:
+        frame = frame.with_columns(features["account_id"]) if columns else features.select("account_id")
+        frame = frame.select("account_id", *columns)
+    return frame
+
+
+def directional(x: np.ndarray, direction: int) -> np.ndarray:
+    """How unusual each value is in the suspicious direction, 0..1 (NaN stays NaN).
+
+    ``direction`` +1 (higher is suspicious): the share of accounts with a strictly lower value.
+    ``direction`` -1: the share with a strictly higher value. 0: zeros (never suspicious on its own).
+    """
+    if direction > 0:
+        return share_beyond(x)
+    if direction < 0:
+        return share_beyond(x, higher=True)
+    return np.where(np.isnan(x), np.nan, 0.0)

@@ -1,0 +1,325 @@
+"""The steps of supervised training: folds, out-of-fold closeness, settings search, calibration, importance.
+
+:meth:`mulegraph.scoring.estimator.MuleModel.fit` runs them in this order:
+
+1. **Folds** (:func:`make_folds`). The labelled, non-hub accounts are split into ``cv_folds``
+   stratified folds. When the hub-free account graph falls apart into components that keep
+   connected patterns together (no component holds more than half of the labelled accounts), the
+   folds are grouped by component (:func:`components`), so that one pattern never sits on both
+   sides of a fold; otherwise (one giant component, common in real exports) the folds are
+   stratified only. The model card records which.
+2. **Closeness to known mules, out-of-fold** (:func:`oof_proximity`). The labelled accounts are
+   split again into ``proximity_folds`` stratified folds; accounts of fold *k* get their
+   :mod:`~mulegraph.features.proximity` features from the labels of the other folds only, so no
+   account's label reaches its own features (the PageRank walks of all folds run in one pass,
+   restarting at the known mules outside the account's fold). More folds make the training
+   features closer to scoring time, when every training label is known.
+3. **Settings by cross-validation** (:func:`search_settings`) on the folds of step 1: each
+   candidate tree size is fitted per fold (one ensemble, to keep it cheap) and scored (average
+   precision) every :data:`EVAL_EVERY` boosting rounds; the best size and round count win.
+4. **Calibration** (:func:`platt`). A logistic (Platt) map from the out-of-fold raw scores to
+   probabilities: it is monotone, so it keeps the ranking, and gives scores in 0..1 that track
+   the mule rate.
+5. **Final fit** on every labelled account (``n_models`` boosted ensembles with derived seeds,
+   :func:`make_estimators`, averaged).
+6. **Importance** (:func:`permutation_drops`): the drop in average precision when a feature is
+   shuffled among held-out rows, with the settings-search ensembles.
+
+Nothing here keeps state: every function takes arrays and settings and returns arrays.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from mulegraph.core.config import ModelConfig
+from mulegraph.core.errors import InputError, ModelError
+from mulegraph.core.window import parse_duration
+from mulegraph.features import proximity
+from mulegraph.features.prepare import Prepared
+
+__all__ = [
+    "EVAL_EVERY",
+    "IMPORTANCE_MAX_ROWS",
+    "SettingsSearch",
+    "check_config",
+    "feature_matrix_columns",
+    "to_matrix",
+    "average_precision",
+    "components",
+    "make_folds",
+    "proximity_kwargs",
+    "oof_proximity",
+    "make_estimators",
+    "search_settings",
+    "platt",
+    "sigmoid",
+    "logit",
+    "proba_at",
+    "permutation_drops",
+]
+
+#: the settings search reads each candidate every this many boosting rounds
+EVAL_EVERY = 10
+#: held-out rows per fold (all mules kept, non-mules sampled) for the permutation importance
+IMPORTANCE_MAX_ROWS = 5000
+
+_EXCLUDE = {"account_id", "idx", "is_hub"}
+
+
+def check_config(cfg: ModelConfig) -> None:
+    """Refuse settings training cannot work with, with a :class:`~mulegraph.core.errors.ModelError`."""
+    if cfg.cv_folds < 2:
+        raise ModelError("model.cv_folds must be at least 2.")
+    if cfg.class_weight not in ("balanced", "none"):
+        raise ModelError(f"model.class_weight must be 'balanced' or 'none'. Got '{cfg.class_weight}' instead.")
+    if cfg.proximity_folds < 2 or cfg.max_hops < 1 or cfg.ppr_groups < 2 or not 0 < cfg.ppr_alpha < 1:
+        raise ModelError("model.proximity_folds and model.ppr_groups must be at least 2, model.max_hops at least 1, and 0 < model.ppr_alpha < 1.")
+    if not cfg.max_leaf_nodes or cfg.max_iter < EVAL_EVERY:
+        raise ModelError(f"model.max_leaf_nodes needs at least one size and model.max_iter at least {EVAL_EVERY}.")
+
+
+def feature_matrix_columns(features: pl.DataFrame) -> list[str]:
+    """The label-free feature columns the model uses: numeric and boolean columns except ids and ``is_hub``."""
+    closeness = {s.name for s in proximity.FEATURES}
+    cols = []
+    for name, dtype in features.schema.items():
+        if name in _EXCLUDE or name in closeness:
+            continue
+        if dtype.is_numeric() or dtype == pl.Boolean:
+            cols.append(name)
+    return cols
+
+
+def to_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
+    """The columns as a float64 matrix (nulls become NaN, which the trees handle)."""
+    return frame.select([pl.col(c).cast(pl.Float64) for c in columns]).to_numpy().astype(np.float64, copy=False)
+
+
+def average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """Average precision of scores ``s`` for labels ``y``; NaN when ``y`` holds one class only."""
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(y, s)) if y.any() and not y.all() else float("nan")
+
+
+def components(p: Prepared) -> np.ndarray:
+    """Weakly connected component per account index of the hub-free graph."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    pairs = proximity.non_hub_pairs(p)
+    n = p.n_accounts
+    g = csr_matrix((np.ones(pairs.height), (pairs["src"].to_numpy(), pairs["dst"].to_numpy())), shape=(n, n))
+    return connected_components(g, directed=True, connection="weak")[1]
+
+
+def make_folds(y: np.ndarray, groups: np.ndarray | None, n_folds: int, random_state: int) -> tuple[np.ndarray, str]:
+    """A fold number per labelled account and the scheme used (``grouped`` or ``stratified``).
+
+    Folds are grouped by ``groups`` (connected components) when no group holds more than half of the
+    accounts and every fold can still get mules; otherwise plain stratified folds.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    n_pos = int(y.sum())
+    if n_pos < n_folds or len(y) - n_pos < n_folds:
+        raise ModelError(
+            f"too few labels to train: need at least {n_folds} mules and {n_folds} non-mules among the labelled "
+            f"accounts with transfers (got {n_pos} and {len(y) - n_pos}); add labels or lower model.cv_folds."
+        )
+    folds = np.empty(len(y), dtype=np.int64)
+    if groups is not None:
+        _, counts = np.unique(groups, return_counts=True)
+        pos_groups = len(np.unique(groups[y == 1]))
+        if counts.max() <= len(y) / 2 and pos_groups >= n_folds:
+            splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+            for k, (_, test) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
+                folds[test] = k
+            return folds, "grouped"
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        folds[test] = k
+    return folds, "stratified"
+
+
+def proximity_kwargs(config: ModelConfig) -> dict[str, Any]:
+    """The settings of :func:`mulegraph.features.proximity.compute` from the model settings."""
+    try:
+        sync = int(parse_duration(config.sync_window, name="model.sync_window").total_seconds())
+    except InputError as err:
+        raise ModelError(str(err)) from None
+    return {"max_hops": config.max_hops, "ppr_alpha": config.ppr_alpha, "ppr_groups": config.ppr_groups, "sync_window": sync}
+
+
+def oof_proximity(p: Prepared, idx: np.ndarray, y: np.ndarray, folds: np.ndarray, config: ModelConfig) -> pl.DataFrame:
+    """Out-of-fold closeness features for the labelled accounts ``idx`` (one row each, in order).
+
+    Accounts of fold *k* get features computed from the labels of the other folds only. The
+    PageRank features of every fold come from one pass (:func:`~mulegraph.features.proximity.ppr_features`
+    with the folds as exclusion groups: an account's walk restarts at the known mules outside its
+    own fold); the other features are computed per fold.
+    """
+    parts = []
+    kw = proximity_kwargs(config)
+    fold_ids, fold_no = np.unique(folds, return_inverse=True)
+    graph = proximity.closeness_graph(p)  # the label-free parts, built once for every fold
+    for k in range(len(fold_ids)):
+        other = fold_no != k
+        known_m = pl.Series("idx", idx[other & (y == 1)], dtype=pl.UInt32)
+        known_l = pl.Series("idx", idx[other], dtype=pl.UInt32)
+        feats = proximity.compute(p, known_m, known_l, with_ppr=False, graph=graph, **kw).drop(*proximity.PPR_FEATURES)
+        mine = pl.DataFrame({"idx": pl.Series(idx[fold_no == k], dtype=pl.UInt32), "_pos": np.flatnonzero(fold_no == k)})
+        parts.append(mine.join(feats, on="idx", how="left"))
+    groups = np.zeros(p.n_accounts, dtype=np.int64)
+    groups[idx] = fold_no
+    ppr = proximity.ppr_features(p, pl.Series(idx[y == 1], dtype=pl.UInt32), groups, len(fold_ids), ppr_alpha=config.ppr_alpha, graph=graph)
+    out = pl.concat(parts).join(ppr, on="idx", how="left").sort("_pos")
+    return out.select(s.name for s in proximity.FEATURES)
+
+
+def make_estimators(cfg: ModelConfig, max_leaf_nodes: int, n_iter: int, n_models: int) -> list:
+    """``n_models`` unfitted boosted ensembles with seeds derived from ``cfg.random_state``."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    seeds = np.random.default_rng(cfg.random_state).integers(0, 2**31 - 1, size=n_models)
+    return [
+        HistGradientBoostingClassifier(
+            learning_rate=cfg.learning_rate,
+            max_iter=n_iter,
+            max_leaf_nodes=max_leaf_nodes,
+            min_samples_leaf=cfg.min_samples_leaf,
+            l2_regularization=cfg.l2_regularization,
+            max_features=cfg.max_features,
+            class_weight=None if cfg.class_weight == "none" else cfg.class_weight,
+            early_stopping=False,
+            random_state=int(s),
+        )
+        for s in seeds
+    ]
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function."""
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of probabilities, clipped away from 0 and 1."""
+    p = np.clip(p, 1e-9, 1 - 1e-9)
+    return np.log(p / (1 - p))
+
+
+def proba_at(est: Any, X: np.ndarray, n_iter: int) -> np.ndarray:
+    """Mule probability from the first ``n_iter`` boosting rounds of ``est``."""
+    if n_iter >= est.n_iter_:
+        return est.predict_proba(X)[:, 1]
+    return next(islice(est.staged_predict_proba(X), n_iter - 1, None))[:, 1]
+
+
+class SettingsSearch:
+    """What :func:`search_settings` found.
+
+    ``results``: one dict per (tree size, round count) with the mean and spread of the fold PR-AUC;
+    ``best``: the winning entry; ``oof``: the out-of-fold raw scores (log-odds) of the winner, one
+    per labelled account; ``fold_models``: the winner's tree size's ensemble of each fold.
+    """
+
+    def __init__(self, results: list[dict[str, Any]], best: dict[str, Any], oof: np.ndarray, fold_models: list) -> None:
+        self.results = results
+        self.best = best
+        self.oof = oof
+        self.fold_models = fold_models
+
+
+def search_settings(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelConfig) -> SettingsSearch:
+    """Tree size x boosting rounds by cross-validation: average precision per fold, best mean wins."""
+    grid = [int(m) for m in cfg.max_leaf_nodes]
+    checkpoints = list(range(EVAL_EVERY, cfg.max_iter + 1, EVAL_EVERY))
+    results = []
+    fold_models: list[list] = []
+    oof_raw: dict[tuple[int, int], np.ndarray] = {}
+    for gi, leaves in enumerate(grid):
+        ap = np.zeros((cfg.cv_folds, len(checkpoints)))
+        raw = np.zeros((len(checkpoints), len(y)))
+        fold_models.append([])
+        for k in range(cfg.cv_folds):
+            tr, te = folds != k, folds == k
+            staged = np.zeros((len(checkpoints), int(te.sum())))
+            est = make_estimators(cfg, leaves, cfg.max_iter, 1)[0]
+            est.fit(X[tr], y[tr])
+            fold_models[gi].append(est)
+            for j, proba in enumerate(est.staged_predict_proba(X[te])):
+                if (j + 1) % EVAL_EVERY == 0:
+                    staged[(j + 1) // EVAL_EVERY - 1] = logit(proba[:, 1])
+            raw[:, te] = staged
+            for c in range(len(checkpoints)):
+                ap[k, c] = average_precision(y[te], staged[c])
+        mean_ap = np.nanmean(ap, axis=0)
+        for c, n_iter in enumerate(checkpoints):
+            results.append({"max_leaf_nodes": leaves, "max_iter": n_iter, "cv_pr_auc": float(mean_ap[c]),
+                            "cv_pr_auc_std": float(np.nanstd(ap[:, c]))})
+            oof_raw[(gi, c)] = raw[c]
+    best_i = int(np.nanargmax([r["cv_pr_auc"] for r in results]))
+    gi, ci = divmod(best_i, len(checkpoints))
+    return SettingsSearch(results, results[best_i], oof_raw[(gi, ci)], fold_models[gi])
+
+
+def platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Slope and intercept of a logistic (Platt) map from raw scores to probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    fitted = LogisticRegression(C=1e6).fit(raw.reshape(-1, 1), y)
+    return float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
+
+
+def permutation_drops(
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    cfg: ModelConfig,
+    best_params: dict[str, int],
+    fold_models: list | None = None,
+    max_rows: int | None = None,
+) -> np.ndarray:
+    """Permutation importance on held-out folds: mean drop in average precision per column of ``X``.
+
+    For each CV fold, the ensemble of the settings search with the chosen tree size, read at the
+    chosen number of rounds (the first rounds of a longer fit are exactly the shorter fit), scores
+    the held-out rows with each feature shuffled in turn among them, ``cfg.importance_repeats``
+    times. ``fold_models``: those estimators, one per fold (refitted when not given). On a
+    held-out fold of more than ``max_rows`` rows (default :data:`IMPORTANCE_MAX_ROWS`), every mule
+    and a random sample of the non-mules are used, so the cost stays bounded on large banks.
+    Folds without a mule are skipped.
+    """
+    rng = np.random.default_rng(cfg.random_state)
+    n_iter = best_params["max_iter"]
+    max_rows = IMPORTANCE_MAX_ROWS if max_rows is None else max_rows
+    drops = np.zeros(X.shape[1])
+    n_used = 0
+    for k in np.unique(folds):
+        tr, te = folds != k, folds == k
+        if not y[te].any():
+            continue
+        if fold_models is not None:
+            est = fold_models[int(k)]
+        else:
+            est = make_estimators(cfg, best_params["max_leaf_nodes"], n_iter, 1)[0].fit(X[tr], y[tr])
+        rows = np.flatnonzero(te)
+        if max_rows and len(rows) > max_rows:
+            pos, neg = rows[y[rows] == 1], rows[y[rows] == 0]
+            keep = max(max_rows - len(pos), 1)
+            rows = np.sort(np.concatenate([pos, rng.choice(neg, size=min(keep, len(neg)), replace=False)]))
+        Xte, yte = X[rows], y[rows]
+        base = average_precision(yte, proba_at(est, Xte, n_iter))
+        for j in range(X.shape[1]):
+            for _ in range(cfg.importance_repeats):
+                Xp = Xte.copy()
+                Xp[:, j] = Xte[rng.permutation(len(Xte)), j]
+                drops[j] += (base - average_precision(yte, proba_at(est, Xp, n_iter))) / cfg.importance_repeats
+        n_used += 1
+    return drops / max(n_used, 1)

@@ -30,7 +30,8 @@ from mulegraph.scoring.evaluate import evaluate, format_table
 from mulegraph.features import FAMILIES, compute_features, load_families, prepare
 from mulegraph.features import proximity
 from mulegraph.features.registry import REGISTRY
-from mulegraph.scoring.model import MuleModel, _average_precision, _to_matrix
+from mulegraph.scoring.estimator import MuleModel
+from mulegraph.scoring.training import average_precision, logit, to_matrix
 
 PSEUDO = ("EXT_SOURCE", "EXT_SINK")
 
@@ -39,12 +40,18 @@ def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
+def _raw(model: MuleModel, X: np.ndarray) -> np.ndarray:
+    """The model's uncalibrated score (mean log-odds of its ensembles)."""
+    return np.mean([logit(est.predict_proba(X)[:, 1]) for est in model.estimators_], axis=0)
+
+
 def family_importance(model: MuleModel, features: pl.DataFrame, p, test: pl.DataFrame, repeats: int, seed: int) -> dict[str, float]:
     """Drop in test PR-AUC when all columns of one family are shuffled together (mean of repeats)."""
-    frame = test.select("account_id", "is_mule").join(features, on="account_id", how="left").join(model.closeness(p), on="account_id", how="left")
-    X = _to_matrix(frame, model.feature_names_)
+    closeness = model.set_context(p).closeness()
+    frame = test.select("account_id", "is_mule").join(features, on="account_id", how="left").join(closeness, on="account_id", how="left")
+    X = to_matrix(frame, model.feature_names_)
     y = frame["is_mule"].to_numpy().astype(int)
-    base = _average_precision(y, model._raw(X))
+    base = average_precision(y, _raw(model, X))
     fams: dict[str, list[int]] = {}
     for j, name in enumerate(model.feature_names_):
         spec = REGISTRY.get(name)
@@ -57,7 +64,7 @@ def family_importance(model: MuleModel, features: pl.DataFrame, p, test: pl.Data
             Xp = X.copy()
             perm = rng.permutation(len(X))
             Xp[:, cols] = X[perm][:, cols]
-            drops.append(base - _average_precision(y, model._raw(Xp)))
+            drops.append(base - average_precision(y, _raw(model, Xp)))
         out[fam] = float(np.mean(drops))
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
@@ -129,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     train_labels = labels.join(split.filter(pl.col("split") == "train"), on="account_id").select("account_id", "is_mule")
     model = MuleModel(mcfg, fcfg)
     if args.no_proximity:
-        import mulegraph.scoring.model as mm
+        import mulegraph.features.proximity as prox_mod
 
-        orig = mm.proximity.compute
+        orig = prox_mod.compute
 
         def zero(p_, known, labelled=None, **kw):
             out = orig(p_, known[:0], None, **kw)
@@ -141,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
             return pl.DataFrame({"idx": pl.Series(np.arange(p_.n_accounts), dtype=pl.UInt32)}).with_columns(
                 [pl.lit(0.0).alias(c) for c in proximity.PPR_FEATURES])
 
-        mm.proximity.compute = zero
-        mm.proximity.ppr_features = zero_ppr
+        prox_mod.compute = zero
+        prox_mod.ppr_features = zero_ppr
     t0 = time.perf_counter()
-    model.fit(feats, train_labels, p)
+    model.set_context(p).fit(feats, train_labels)
     t_train = time.perf_counter() - t0
     print(f"train: {t_train:.1f} s; settings {model.best_params_}; CV {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in model.cv_metrics_.items()})}")
     print(f"train seconds per stage: {model.fit_seconds_}; labelled {model.label_counts_}; peak RSS so far {_rss_gb():.2f} GB")
@@ -153,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print("top features (training permutation importance):" if model.importance_ else "", list(model.feature_importance.items())[:10] if model.importance_ else "")
         return 0
     t0 = time.perf_counter()
-    scores = model.predict(feats, p)
+    scores = model.set_context(p).predict_scores(feats)
     t_pred = time.perf_counter() - t0
     test = labels.join(split.filter(pl.col("split") == "test"), on="account_id")
     res = evaluate(scores, labels, split, budgets=(0.005, 0.01, 0.02))

@@ -23,21 +23,9 @@ from sklearn.metrics import average_precision_score
 
 from mulegraph.core.config import Config, FeatureConfig
 from mulegraph.features import FAMILIES, compute_features, prepare
-from mulegraph.scoring.nolabel import NoLabelScorer, structure_features
+from mulegraph.features.structure import structure_features
+from mulegraph.scoring.nolabel import NoLabelScorer
 from mulegraph.scoring.score import ScoreOptions, score_features
-
-
-def _available_families() -> list[str]:
-    import importlib
-
-    out = []
-    for name, mod in FAMILIES.items():
-        try:
-            importlib.import_module(f"mulegraph.features.{mod}")
-            out.append(name)
-        except ImportError:
-            pass
-    return out
 
 
 def at_budget(y: np.ndarray, s: np.ndarray, share: float = 0.01) -> tuple[float, float]:
@@ -79,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--features-cache", type=Path, help="reuse/write computed features here")
     ap.add_argument("--detector-weight", type=float, default=0.0)
-    ap.add_argument("--families", default=None, help="comma-separated families (default: all available)")
+    ap.add_argument("--families", default=None, help="comma-separated families (default: all)")
     ap.add_argument("--eval-split", default="test", choices=["train", "test"], help="accounts to evaluate on (develop on train)")
     args = ap.parse_args(argv)
     if args.synth:
@@ -102,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         feats = pl.read_parquet(args.features_cache)
         print(f"features from cache {args.features_cache}")
     else:
-        fams = args.families.split(",") if args.families else _available_families()
+        fams = args.families.split(",") if args.families else list(FAMILIES)
         feats = compute_features(p, fcfg, families=fams, timings=timings)
         if args.features_cache:
             feats.write_parquet(args.features_cache)

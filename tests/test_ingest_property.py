@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import math
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from mulegraph.io.store import Store
 COLUMNS = ["txn_id", "ts", "src_account", "dst_account", "amount", "currency", "channel"]
 ACCOUNTS = ["A", "B", "C", " padded ", "x y", 'q"uote', "semi;colon", "comma,here", "new\nline", "tab\there", "Ünï"]
 BASE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+#: a control character (C0, DEL, C1): the ``control_chars`` rule
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @st.composite
@@ -108,6 +111,9 @@ def reference(rows):
         text = {k: v[0].strip() for k, v in row.items()}
         if any(text[c] == "" for c in COLUMNS[:-1]):
             outcomes[line] = "missing_field"
+            continue
+        if any(CONTROL.search(text[c]) for c in ("txn_id", "src_account", "dst_account", "currency", "channel")):
+            outcomes[line] = "control_chars"
             continue
         ts, amt, cur = row["ts"][1], row["amount"][1], row["currency"][1]
         if ts is None:

@@ -15,6 +15,8 @@ CSV columns are read as text first, so nothing is lost, and then parsed with Pol
 
   - ``missing_field``: a required field (txn_id when mapped, ts, src_account, dst_account,
     amount, currency) is missing or blank;
+  - ``control_chars``: a text field the store keeps (txn_id, accounts, currency, channel, banks,
+    countries) holds a control character (U+0000-U+001F, U+007F-U+009F) inside its value;
   - ``bad_timestamp``: the timestamp does not parse with the mapping's format, or does not exist
     in the mapping's time zone;
   - ``bad_amount``: the amount is not a positive finite number;

@@ -104,9 +104,29 @@ def _kind(path: Path, shown: Path) -> str:
         raise InputError(f"'{shown}' is an HTML page, not an export (a failed download?); fetch the export again.")
     if head.startswith(b"PK\x03\x04"):
         raise InputError(f"'{shown}' is a ZIP or Excel file, not CSV or Parquet; save it as CSV and retry.")
-    if b"\x00" in head:
+    if _binary(head):
         raise InputError(f"'{shown}' is not a CSV or Parquet file (binary content); pass a CSV or Parquet export.")
     return "csv"
+
+
+def _binary(head: bytes) -> bool:
+    """Binary content: NUL bytes in the header line, in text that is not UTF-8, or in more than
+    one byte in 100 (UTF-16 text, for one, is every other byte NUL).
+
+    A few NULs inside the data rows of UTF-8 text are an export with hostile or damaged values:
+    those rows are quarantined (``control_chars``) wherever they are in the file, rather than the
+    whole export refused because one of them came early.
+    """
+    nul = head.count(b"\x00")
+    if not nul:
+        return False
+    if b"\x00" in head.split(b"\n", 1)[0] or nul * 100 > len(head):
+        return True
+    try:
+        codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def _sniff(text: str, forced: str | None) -> tuple[str, list[str]]:

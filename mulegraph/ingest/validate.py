@@ -2,22 +2,35 @@
 
 A row breaks at most one rule: the first, in :data:`RULES` order. The rules up to
 ``self_transfer`` are decided from the row alone (:func:`rule_expr`, evaluated while the export
-is streamed, then finished by :func:`validate` on each collected batch); ``txn_id_conflict``
-needs the rows seen before and is decided by :mod:`mulegraph.ingest.dedupe`.
+is streamed, then finished by :func:`validate` on each collected batch: the currency and control
+character checks); ``txn_id_conflict`` needs the rows seen before and is decided by
+:mod:`mulegraph.ingest.dedupe`.
+
+``control_chars`` keeps control characters out of the store: a row is quarantined when one of
+the text fields a stored transfer keeps (:data:`TEXT_FIELDS`) holds a C0 control character
+(U+0000-U+001F, tab and line breaks included), DEL (U+007F) or a C1 control character
+(U+0080-U+009F). Account and transfer ids become graph node ids, file names of no one's choosing,
+terminal output and XML (GraphML, GEXF), and XML 1.0 cannot carry most control characters even
+escaped; a bank's own ids never hold them. Leading and trailing white space (tab and line breaks
+included) is stripped from every field before, so only characters inside a value count. The
+quarantine keeps the row's original text (JSON escapes what it must).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from mulegraph.ingest.timestamps import parse_auto
 from mulegraph.io.mapping import Mapping
 
-__all__ = ["RULES", "validate", "rule_expr"]
+__all__ = ["RULES", "TEXT_FIELDS", "CONTROL_CHARS", "validate", "rule_expr", "control_rows"]
 
 #: Validation rules, in the order they are checked.
 RULES: tuple[str, ...] = (
     "missing_field",
+    "control_chars",
     "bad_timestamp",
     "bad_amount",
     "bad_currency",
@@ -29,6 +42,15 @@ RULES: tuple[str, ...] = (
 _ROW = "__row"  # 1-based data row of the export
 _RULE = "__rule"  # the rule a row breaks, null when it breaks none (yet)
 _TS_TEXT = "__ts_text"  # timestamp text the fast ISO form could not parse (second chance)
+
+#: The text fields of a stored transfer that ``control_chars`` checks (those the mapping fills).
+TEXT_FIELDS: tuple[str, ...] = (
+    "txn_id", "src_account", "dst_account", "currency", "channel",
+    "src_bank", "dst_bank", "src_country", "dst_country",
+)
+
+#: Regular expression of one control character: C0, DEL and C1.
+CONTROL_CHARS = r"[\x00-\x1f\x7f-\x9f]"
 
 
 def validate(parsed: pl.DataFrame, m: Mapping, offset: int = 0) -> pl.DataFrame:
@@ -46,6 +68,7 @@ def validate(parsed: pl.DataFrame, m: Mapping, offset: int = 0) -> pl.DataFrame:
                 ts = parsed["ts"].clone().scatter(fixed[_ROW], fixed["ts"])
                 parsed = parsed.with_columns(ts).with_columns(rule_expr().alias(_RULE))
         parsed = parsed.drop(_TS_TEXT)
+    control = control_rows(parsed)  # before the currency is upper-cased (a C1 character would change)
     # currencies: few distinct values, so upper-case and check each distinct value once
     cur = parsed["currency"]
     distinct = cur.unique().drop_nulls()
@@ -58,11 +81,42 @@ def validate(parsed: pl.DataFrame, m: Mapping, offset: int = 0) -> pl.DataFrame:
     else:
         bad_currency = ~cur.is_in(codes.implode()).fill_null(False)
     rule = pl.col(_RULE)
-    return parsed.drop("__missing").with_columns(
-        currency=cur,
-        **{_RULE: pl.when((rule.is_null() | (rule == "self_transfer")) & bad_currency)
-           .then(pl.lit("bad_currency")).otherwise(rule)},
-    )
+    settled = pl.when((rule.is_null() | (rule == "self_transfer")) & bad_currency).then(pl.lit("bad_currency")).otherwise(rule)
+    if control is not None:  # control_chars comes right after missing_field
+        settled = pl.when(pl.lit(control) & (rule.is_null() | (rule != "missing_field"))).then(pl.lit("control_chars")).otherwise(settled)
+    return parsed.drop("__missing").with_columns(currency=cur, **{_RULE: settled})
+
+
+def control_rows(frame: pl.DataFrame) -> pl.Series | None:
+    """Per row: one of the :data:`TEXT_FIELDS` of ``frame`` holds a control character.
+
+    None when no row does (the usual case, found without a per-value search: a column whose bytes
+    are all printable ASCII holds none).
+    """
+    found = None
+    for name in TEXT_FIELDS:
+        if name not in frame.columns or frame[name].dtype != pl.String or _printable_ascii(frame[name]):
+            continue
+        hit = frame[name].str.contains(CONTROL_CHARS).fill_null(False)
+        found = hit if found is None else found | hit
+    return None if found is None or not found.any() else found
+
+
+def _printable_ascii(values: pl.Series) -> bool:
+    """True when every byte of the column's text is printable ASCII (0x20-0x7e), checked on the
+    Arrow data buffer in two vectorised passes; False means "maybe not": search value by value.
+    """
+    arr = values.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type not in (pa.large_string(), pa.string()):
+        return False
+    _, offsets, data = arr.buffers()
+    if data is None or len(arr) == 0:  # no text at all (every value null)
+        return True
+    offsets = np.frombuffer(offsets, dtype=np.int64 if arr.type == pa.large_string() else np.int32)
+    text = np.frombuffer(data, dtype=np.uint8)[offsets[arr.offset]:offsets[arr.offset + len(arr)]]
+    return text.size == 0 or (int(text.min()) >= 0x20 and int(text.max()) < 0x7F)
 
 
 def rule_expr() -> pl.Expr:

@@ -66,6 +66,33 @@ def main() -> None:
         .replace(",", ";").replace("\n", "\r\n").replace("\r\r\n", "\r\n"),
     )
     w("mixed_offsets.csv", H + "t1,2024-01-01T10:00:00+02:00,A,B,5,EUR,\nt2,2024-01-01T08:00:00Z,A,C,5,EUR,\nt3,2024-01-01 08:00,A,D,5,EUR,\n")
+    w(
+        "control_chars.csv",
+        H
+        + GOOD
+        + "t2,2024-01-02,A\x01,B,5,EUR,\n"  # C0 in an account
+        + "t3,2024-01-02,A,B\x1b[2J,5,EUR,\n"  # an ANSI escape sequence
+        + "t4\x7f,2024-01-02,A,B,5,EUR,\n"  # DEL in the txn_id
+        + "t5,2024-01-02,A,B,5,EUR,ca\u0085rd\n"  # C1 (NEL) inside the channel
+        + "t6,2024-01-02,A,B,5,E\tR,\n"  # a tab inside the currency
+        + '"t7",2024-01-02,"A\nB",C,5,EUR,\n'  # a quoted line break inside an account
+        + "t8,2024-01-02,\u202eA,B,5,EUR,\n"  # a right-to-left override is not a control character
+        + "t9,2024-01-02,A\x02,A\x02,-5,EUR,\n"  # control_chars comes before bad_amount and self_transfer
+        + "t10,2024-01-02,,B\x03,5,EUR,\n"  # missing_field comes first
+        + "\tt11 ,2024-01-02,A,B,5,EUR,\n",  # white space around a value is stripped, not a control character
+    )
+    w("nul_after_64k.csv", H + GOOD.replace("t1", "t0") * 3000 + "t1\x00x,2024-01-01,A,B,5,EUR,\n" + GOOD.replace("t1", "t2"))
+    w("nul_early.csv", H + GOOD + "t2,2024-01-01,A\x00,B,5,EUR,\n" + GOOD.replace("t1", "t3"))
+    pl.DataFrame(
+        {
+            "txn_id": ["t1", "t2\x00", "t3", "t4"],
+            "ts": ["2024-01-01"] * 4,
+            "src_account": ["A", "A", "A\u0085Z", "A"],
+            "dst_account": ["B", "B", "B", "B\x1b]0;title\x07"],
+            "amount": [5.0] * 4,
+            "currency": ["EUR"] * 4,
+        }
+    ).write_parquet(HERE / "control_chars.parquet")
     (HERE / "folder_without_exports").mkdir(exist_ok=True)
     w("folder_without_exports/README.txt", "exports go here\n")
 

@@ -122,3 +122,20 @@ def test_read_scores_rejects_non_numeric(tmp_path):
     (tmp_path / "s.csv").write_text("account_id,score\na,high\n")
     with pytest.raises(InputError, match="numeric"):
         read_scores(tmp_path / "s.csv")
+
+
+def test_read_scores_of_a_run_folder_or_runs_folder(tmp_path):
+    from mulegraph.scoring.evaluate import scores_file
+
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text("{}")
+    pl.DataFrame({"account_id": ["a", "b"], "score": [0.9, 0.1]}).write_parquet(run / "scores.parquet")
+    assert scores_file(run) == run / "scores.parquet"
+    assert read_scores(run)["account_id"].to_list() == ["a", "b"]
+    (run / "scores.parquet").unlink()
+    with pytest.raises(InputError, match="has no scores.parquet"):
+        read_scores(run)
+    with pytest.raises(InputError, match="neither a run folder"):
+        read_scores(tmp_path)
+    assert scores_file(tmp_path / "s.csv") == tmp_path / "s.csv"  # a file is taken as it is

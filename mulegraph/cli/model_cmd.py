@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from mulegraph.core.errors import InputError
 from mulegraph.cli._app import app, check_writable, handle_errors
 
 __all__ = ["train_command", "evaluate_command"]
@@ -45,14 +44,9 @@ def train_command(
 
     from mulegraph.core.config import load_config
     from mulegraph.io.labels import training_labels
-    from mulegraph.scoring.model import save_model, train_from_store
+    from mulegraph.scoring.model import check_model_dir, save_model, train_from_store
 
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out '{out}' is a file; give a folder for the model (a new one, or an earlier model's).")
-    if out.is_dir() and not (out / "model_card.json").exists() and any(out.iterdir()):
-        raise InputError(
-            f"--out '{out}' is a folder that holds other files, not a model; give a new or empty folder for the model."
-        )
+    check_model_dir(out)
     check_writable(out)
     cfg = load_config(config)
     table = training_labels(labels, decisions, store=store if store_decisions else None)
@@ -100,13 +94,6 @@ def evaluate_command(
     from mulegraph.scoring.evaluate import DEFAULT_BUDGETS, evaluate, format_table, read_scores, read_split, to_json
     from mulegraph.io.labels import read_labels
 
-    if scores.is_dir():  # a run folder, or a runs folder (its latest run): the run's scores
-        from mulegraph.report import resolve_run_dir
-
-        run_scores = resolve_run_dir(scores) / "scores.parquet"
-        if not run_scores.is_file():
-            raise InputError(f"the run folder '{scores}' has no scores.parquet; pass a scores file or another run.")
-        scores = run_scores
     result = evaluate(
         read_scores(scores), read_labels(labels), read_split(split) if split else None, tuple(budget) if budget else DEFAULT_BUDGETS
     )

@@ -22,8 +22,9 @@ import polars as pl
 
 from mulegraph.core.errors import InputError
 from mulegraph.io.labels import describe_header
+from mulegraph.io.runs import resolve_run_dir
 
-__all__ = ["evaluate", "format_table", "to_json", "read_scores", "read_split", "DEFAULT_BUDGETS"]
+__all__ = ["evaluate", "format_table", "to_json", "read_scores", "read_split", "scores_file", "DEFAULT_BUDGETS"]
 
 DEFAULT_BUDGETS: tuple[float, ...] = (0.005, 0.01, 0.02)
 
@@ -61,9 +62,27 @@ def _read(path: str | os.PathLike, what: str) -> pl.DataFrame:
     raise InputError(f"{what} file '{p.name}' must end in .parquet, .csv or .json. Got '{ext}' instead.")
 
 
+def scores_file(path: str | os.PathLike) -> Path:
+    """The scores file ``path`` stands for: a file as it is, or the ``scores.parquet`` of a run folder.
+
+    A runs folder (with a ``latest`` run) stands for its latest run. A run folder without scores
+    is an :class:`~mulegraph.core.errors.InputError`.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    found = resolve_run_dir(p) / "scores.parquet"
+    if not found.is_file():
+        raise InputError(f"the run folder '{p}' has no scores.parquet; pass a scores file or another run.")
+    return found
+
+
 def read_scores(path: str | os.PathLike) -> pl.DataFrame:
-    """Read a scores file (.parquet, .csv, .json) into ``account_id, score``."""
-    df = _check(_read(path, "scores"), ("account_id", "score"), "scores")
+    """Read a scores file (.parquet, .csv, .json), or a run folder's, into ``account_id, score``.
+
+    ``path`` may be a run folder or a runs folder (see :func:`scores_file`).
+    """
+    df = _check(_read(scores_file(path), "scores"), ("account_id", "score"), "scores")
     try:
         return df.select(pl.col("account_id").cast(pl.String), pl.col("score").cast(pl.Float64))
     except pl.exceptions.PolarsError:

@@ -28,7 +28,7 @@ from mulegraph.core.config import Config, FeatureConfig, ModelConfig
 from mulegraph.features.build import read_window, window_features
 from mulegraph.features.prepare import Prepared
 from mulegraph.scoring.estimator import MuleModel
-from mulegraph.scoring.persist import MODEL_FORMAT, TRUSTED_TYPES, load_model, save_model
+from mulegraph.scoring.persist import MODEL_FORMAT, TRUSTED_TYPES, check_model_dir, load_model, save_model
 from mulegraph.scoring.training import IMPORTANCE_MAX_ROWS, feature_matrix_columns, make_folds, oof_proximity
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "train_from_store",
     "save_model",
     "load_model",
+    "check_model_dir",
     "make_folds",
     "oof_proximity",
     "feature_matrix_columns",

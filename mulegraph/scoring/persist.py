@@ -25,12 +25,12 @@ import polars as pl
 
 from mulegraph.core.atomic import file_sha256, write_bytes_atomic
 from mulegraph.core.config import FeatureConfig, ModelConfig
-from mulegraph.core.errors import ModelError
+from mulegraph.core.errors import InputError, ModelError
 from mulegraph.core.version import __version__
 from mulegraph.features.registry import REGISTRY, register_windows
 from mulegraph.scoring.estimator import MuleModel
 
-__all__ = ["save_model", "load_model", "MODEL_FORMAT", "TRUSTED_TYPES"]
+__all__ = ["save_model", "load_model", "check_model_dir", "MODEL_FORMAT", "TRUSTED_TYPES"]
 
 #: format version of the model directory; a different major number is refused on load
 MODEL_FORMAT = "1.0"
@@ -108,6 +108,20 @@ def _card_markdown(card: dict[str, Any]) -> str:
         lines.append(f"| {name} | {fam.get(name) or '-'} | {v:.3f} |")
     lines += ["", f"{len(card['features'])} features in all; see model_card.json for the full list, the config and the file hashes.", ""]
     return "\n".join(lines)
+
+
+def check_model_dir(directory: str | os.PathLike) -> Path:
+    """Refuse a place a model cannot be saved to, before any training; returns it as a path.
+
+    A new or empty folder, or an earlier model's folder (it is replaced), is fine. A file, or a
+    folder holding other files (a store, a run folder), is an :class:`~mulegraph.core.errors.InputError`.
+    """
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise InputError(f"--out '{d}' is a file; give a folder for the model (a new one, or an earlier model's).")
+    if d.is_dir() and not (d / "model_card.json").exists() and any(d.iterdir()):
+        raise InputError(f"--out '{d}' is a folder that holds other files, not a model; give a new or empty folder for the model.")
+    return d
 
 
 def save_model(model: MuleModel, directory: str | os.PathLike) -> Path:

@@ -14,6 +14,7 @@ import functools
 import os
 import sys
 import tempfile
+from enum import Enum
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -56,6 +57,34 @@ def _root(
     Each command has --help with examples. Exit codes: 0 done; 1 failure; 2 bad input or usage;
     3 nothing new to do. Set MULEGRAPH_DEBUG=1 to see the traceback of an internal error.
     """
+
+
+class EngineKind(str, Enum):
+    """Where a window's features are computed (``--engine``)."""
+
+    local = "local"
+    dask = "dask"
+
+
+def engine_option():
+    """The ``--engine`` option of the commands that compute features (one definition for all)."""
+    return typer.Option(
+        None,
+        "--engine",
+        help="Where features are computed: local (this process) or dask (a Dask cluster; without "
+        "--scheduler a local one sized to this machine). [engine] kind; default local.",
+    )
+
+
+def scheduler_option():
+    """The ``--scheduler`` option of the commands that compute features."""
+    return typer.Option(
+        None,
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler to run the feature shards on, e.g. tcp://10.0.0.5:8786 (implies --engine dask; "
+        "the store must be on a path every worker can read). [engine] scheduler.",
+    )
 
 
 def error(message: str) -> None:

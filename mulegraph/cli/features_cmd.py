@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from mulegraph.core.errors import InputError
-from mulegraph.cli._app import app, check_out_file, handle_errors
+from mulegraph.cli._app import EngineKind, app, check_out_file, engine_option, handle_errors, scheduler_option
 
 __all__ = ["features_command"]
 
@@ -24,6 +24,8 @@ def features_command(
     family: Optional[list[str]] = typer.Option(None, "--family", help="Compute only this family (repeatable)."),
     list_: bool = typer.Option(False, "--list", help="List every feature (name, family, unit, description) and exit."),
     markdown: bool = typer.Option(False, "--markdown", help="With --list: print a Markdown table."),
+    engine: Optional[EngineKind] = engine_option(),
+    scheduler: Optional[str] = scheduler_option(),
 ) -> None:
     """Compute per-account features over a window of the store, or list the features.
 
@@ -34,7 +36,8 @@ def features_command(
     """
     from rich.console import Console
 
-    from mulegraph.core.config import load_config
+    from mulegraph.core.config import Config, load_config
+    from mulegraph.engine import engine_settings
     from mulegraph.features.build import build_features, feature_table, feature_table_markdown, write_features
 
     console = Console()
@@ -54,7 +57,7 @@ def features_command(
     if store is None or out is None:
         raise InputError("features needs --store DIR and --out FILE.parquet (or --list to list the features).")
     check_out_file(out, (".parquet",))
-    cfg = load_config(config) if config is not None else None
+    cfg = engine_settings(load_config(config) if config is not None else Config(), engine, scheduler)
     stats: dict = {}
     feats = build_features(store, window=window, as_of=as_of, config=cfg, progress=True, families=family, stats=stats)
     path = write_features(feats, out)
@@ -63,4 +66,8 @@ def features_command(
         f"{stats['window']}, {feats.width - 2} features, {stats['seconds']:.1f} s -> {path}"
     )
     slow = ", ".join(f"{k} {v:.1f}s" for k, v in stats["timings"].items())
-    console.print(f"  per family: {slow}")
+    console.print(f"  per step: {slow}")
+    eng = stats["engine"]
+    if eng["shards"]:
+        console.print(f"  {eng['shards']} shards on the {eng['kind']} engine" + (
+            f" at {eng['scheduler']}, {eng['workers']} worker(s)" if eng["scheduler"] else ""))

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mulegraph.cli._app import app, check_writable, handle_errors
+from mulegraph.cli._app import EngineKind, app, check_writable, engine_option, handle_errors, scheduler_option
 
 __all__ = ["train_command", "evaluate_command"]
 
@@ -29,6 +29,8 @@ def train_command(
     window: str = typer.Option("all", "--window", help="Window length such as 30d or 72h, or 'all' (the whole store)."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the window (ISO 8601); default: newest transfer."),
     config: Optional[Path] = typer.Option(None, "--config", help="mulegraph TOML config ([features] and [model] sections)."),
+    engine: Optional[EngineKind] = engine_option(),
+    scheduler: Optional[str] = scheduler_option(),
 ) -> None:
     """Train the supervised model on labelled accounts and write it with its model card.
 
@@ -43,12 +45,13 @@ def train_command(
     from rich.console import Console
 
     from mulegraph.core.config import load_config
+    from mulegraph.engine import engine_settings
     from mulegraph.io.labels import training_labels
     from mulegraph.scoring.model import check_model_dir, save_model, train_from_store
 
     check_model_dir(out)
     check_writable(out)
-    cfg = load_config(config)
+    cfg = engine_settings(load_config(config), engine, scheduler)
     table = training_labels(labels, decisions, store=store if store_decisions else None)
     console = Console(stderr=True)
     with console.status("training") as status:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mulegraph.cli._app import app, handle_errors
+from mulegraph.cli._app import EngineKind, app, engine_option, handle_errors, scheduler_option
 from mulegraph.core.errors import EXIT_NOTHING_NEW, NothingNewError
 
 __all__ = ["run_command"]
@@ -36,6 +36,8 @@ def run_command(
     ),
     mapping: str | None = typer.Option(None, "--mapping", help="Column mapping of the exports: a built-in name or a TOML file."),
     force: bool = typer.Option(False, "--force", help="Score again even when nothing is new."),
+    engine: EngineKind | None = engine_option(),
+    scheduler: str | None = scheduler_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's manifest as JSON instead of a summary."),
 ) -> None:
@@ -53,9 +55,10 @@ def run_command(
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from mulegraph.core.config import discover_config
+    from mulegraph.engine import engine_settings
     from mulegraph.pipeline import STAGES, run
 
-    cfg = discover_config(config)
+    cfg = engine_settings(discover_config(config), engine, scheduler)
     progress = Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.fields[stage]:<9}"),
@@ -122,6 +125,9 @@ def _print_summary(result) -> None:
     )
     if c.get("drift_warnings"):
         table.add_row("drift", f"[yellow]{c['drift_warnings']} feature(s) with PSI above the warning level[/yellow]")
+    eng = m.get("engine") or {}
+    if eng.get("kind") == "dask":
+        table.add_row("engine", f"dask at {eng.get('scheduler')}, {eng.get('workers')} worker(s), {eng.get('shards')} shards")
     table.add_row("seconds", ", ".join(f"{k} {v:.1f}" for k, v in m.get("seconds", {}).items()))
     Console().print(table)
     # on a line of its own, never wrapped by the table: the batch log's reader copies it

@@ -161,7 +161,7 @@ class DaskEngine:
         from distributed import Client, LocalCluster
 
         n = n_workers or CPU_COUNT
-        options = {"dashboard_address": None, "silence_logs": logging.ERROR, **cluster_kwargs}
+        options = {"dashboard_address": ":0", "silence_logs": logging.ERROR, **cluster_kwargs}
         with _spawn_environment(worker_environment(n)) as saved:
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, **options)
         try:

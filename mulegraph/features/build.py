@@ -21,6 +21,12 @@ What the families need, which is what a shard of accounts needs (see the README'
 * **network** (components, PageRank, k-core, neighbour aggregates) and **proximity** (closeness to
   known mules) read global tables built once from the aggregated edges (one row per ordered pair).
 
+Where the features are computed is the config's ``[engine]`` (or ``engine=``): by default the
+whole window at once in this process; with ``shard_accounts`` set, shard by shard in this process;
+with ``kind = "dask"``, shard by shard on a Dask cluster (:mod:`mulegraph.features.shards`,
+:mod:`mulegraph.engine`). The features are identical; the transfers and prepared transfers that
+scoring reads are read in this process either way.
+
 :func:`write_features` writes the result atomically, so a killed run leaves the previous file.
 """
 
@@ -29,7 +35,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,9 +46,11 @@ from mulegraph.core.atomic import atomic_path
 from mulegraph.core.config import Config, FeatureConfig
 from mulegraph.core.errors import FeatureError, InputError
 from mulegraph.core.window import TimeWindow, filter_window, resolve_window
+from mulegraph.engine.local import Engine
 from mulegraph.features import FAMILIES, compute_features
 from mulegraph.features.prepare import Prepared, prepare
-from mulegraph.features.registry import specs
+from mulegraph.features.registry import register_windows, specs
+from mulegraph.features.shards import engine_features
 
 __all__ = [
     "WindowFeatures",
@@ -62,7 +70,10 @@ class WindowFeatures:
     ``transfers``: the canonical transfers of the window; ``prepared``: the same, integer-keyed
     (:class:`~mulegraph.features.prepare.Prepared`); ``features``: one row per account
     (``account_id``, ``is_hub`` and the feature columns, sorted by account); ``window``: the
-    resolved window; ``timings``: seconds for ``prepare`` and each family.
+    resolved window; ``timings``: seconds for ``prepare`` and each family (by shards: for the
+    ``plan``, the ``shards`` and the ``graph`` step); ``engine``: what computed the features
+    (``kind``, ``scheduler``, ``workers``, ``shards``, ``shard_accounts``; ``shards`` is None for
+    the whole window at once).
     """
 
     transfers: pl.DataFrame
@@ -70,6 +81,7 @@ class WindowFeatures:
     features: pl.DataFrame
     window: TimeWindow
     timings: dict[str, float]
+    engine: dict[str, Any] = field(default_factory=dict)
 
 
 def read_window(
@@ -107,6 +119,7 @@ def window_features(
     accounts: list[str] | None = None,
     progress: bool | Callable[[str], None] | None = None,
     transfers: pl.DataFrame | None = None,
+    engine: Engine | None = None,
 ) -> WindowFeatures:
     """Transfers, prepared transfers and features of every account active in a window.
 
@@ -128,13 +141,27 @@ def window_features(
         name as it starts; None or False is silent.
     transfers
         The window's transfers when the caller has read them already (skips the read).
+    engine
+        Compute the features by shards on this engine (:mod:`mulegraph.engine`) instead of the
+        one ``config``'s ``[engine]`` section names. A store is needed then, not a frame.
 
     Raises
     ------
     FeatureError
         When the window holds no transfers.
+    InputError
+        When the features are to be computed by shards and ``source`` is a frame, or the Dask
+        scheduler cannot be reached.
     """
     fcfg = _feature_config(config)
+    ecfg = config.engine if isinstance(config, Config) else None
+    is_frame = isinstance(source, (pl.DataFrame, pl.LazyFrame))
+    sharded = engine is not None or (ecfg is not None and (ecfg.kind != "local" or (ecfg.shard_accounts and not is_frame)))
+    if sharded and is_frame:
+        raise InputError(
+            "computing features by shards (the dask engine) reads the window from a store; pass a store "
+            "folder on a path every worker can read, or use the local engine."
+        )
     if transfers is None:
         transfers, win = read_window(source, window=window, as_of=as_of)
     else:
@@ -149,12 +176,21 @@ def window_features(
     t0 = time.perf_counter()
     prepared = prepare(transfers, fcfg, accounts)
     timings["prepare"] = time.perf_counter() - t0
-    if progress is True:
+    used: dict[str, Any] = {"kind": "local", "scheduler": None, "workers": 1, "shards": None, "shard_accounts": None}
+    if sharded:
+        register_windows(fcfg)  # the shards register them where they run, scoring reads them here
+        full = config if isinstance(config, Config) else Config(features=fcfg)
+        feats, used = engine_features(source, win, full, engine=engine, families=names, progress=progress,
+                                      timings=timings)
+        if accounts is not None:
+            feats = feats.filter(pl.col("account_id").is_in(accounts))
+    elif progress is True:
         feats = _with_progress_bar(prepared, fcfg, names, timings)
     else:
         callback = progress if callable(progress) else None
         feats = compute_features(prepared, fcfg, families=names, progress=callback, timings=timings)
-    return WindowFeatures(transfers=transfers, prepared=prepared, features=feats, window=win, timings=timings)
+    return WindowFeatures(transfers=transfers, prepared=prepared, features=feats, window=win, timings=timings,
+                          engine=used)
 
 
 def _feature_config(config) -> FeatureConfig:
@@ -197,8 +233,8 @@ def build_features(
         Restrict the families computed, or the accounts returned (a shard: pass a store holding
         every transfer touching them).
     stats
-        When given, receives ``transfers``, ``accounts``, ``seconds``, ``window`` and ``timings``
-        (seconds per family, and for ``prepare``).
+        When given, receives ``transfers``, ``accounts``, ``seconds``, ``window``, ``timings``
+        (seconds per family, and for ``prepare``) and ``engine`` (what computed the features).
 
     Returns
     -------
@@ -214,6 +250,7 @@ def build_features(
             seconds=time.perf_counter() - t0,
             window=wf.window.describe(),
             timings=wf.timings,
+            engine=wf.engine,
         )
     return wf.features
 

@@ -1,9 +1,10 @@
 """What a run records about its inputs: file hashes, the input fingerprint, library versions.
 
 A run's **fingerprint** is the SHA-256 of everything that decides its scores: the content hashes
-of the files in the store, the investigator decisions, the resolved settings (without paths and
-secrets), the window, the model files and the mulegraph version. When nothing was ingested and the
-fingerprint equals the latest run's, a new run would give identical scores
+of the files in the store, the investigator decisions, the resolved settings (without paths,
+secrets and the ``[engine]``, which changes where features are computed, not what), the window,
+the model files and the mulegraph version. When nothing was ingested and the fingerprint equals
+the latest run's, a new run would give identical scores
 (:class:`~mulegraph.core.errors.NothingNewError`).
 """
 
@@ -64,6 +65,7 @@ def run_fingerprint(
 ) -> str:
     """The fingerprint of a run's inputs (see the module docstring)."""
     settings = config.to_dict()
+    settings.pop("engine", None)  # where features are computed, not what: the same scores anywhere
     for section, key in _LOCATION_SETTINGS:
         settings[section].pop(key, None)
     doc = {

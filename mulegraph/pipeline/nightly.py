@@ -6,7 +6,8 @@ folder's lock, and runs the stages of :data:`STAGES` in order inside a hidden wo
 1. ``ingest``: the exports into the store; the input fingerprint. A run that ingested nothing and
    whose fingerprint equals the latest run's stops here (nothing new).
 2. ``features``: the window's transfers, prepared, and their features
-   (:func:`~mulegraph.features.build.window_features`).
+   (:func:`~mulegraph.features.build.window_features`), on the engine of ``[engine]`` (the shards
+   done / total go to the progress display).
 3. ``score``: scores, alerts and their lifecycle, key figures, flows, drift; then the manifest.
 4. ``report``: ``report.html`` and ``report.md``.
 5. ``finalise``: the manifest's end time, everything flushed to disk; then the work folder is
@@ -262,7 +263,8 @@ def _stop_if_nothing_new(state: _State) -> None:
 def _stage_features(state: _State) -> None:
     """The window's transfers, prepared once, and every account's features (``features.parquet``)."""
     state.begin("features", f"window {state.window.describe()}")
-    wf = state.wf = window_features(state.store, window=state.window, config=state.config)
+    wf = state.wf = window_features(state.store, window=state.window, config=state.config,
+                                    progress=lambda message: state.say("features", message))
     wf.features.write_parquet(state.work / "features.parquet")
     state.end("features", f"{wf.features.height} account(s), {wf.transfers.height} transfer(s)")
 
@@ -349,6 +351,7 @@ def _write_manifest(state: _State) -> None:
                   "version": model_version[0] if model_version else None,
                   "mode": "supervised" if model_path else "no-label"},
         "libraries": libraries(),
+        "engine": state.wf.engine,
         "seconds": state.seconds,
         "feature_seconds": {k: round(v, 4) for k, v in state.wf.timings.items()},
         "score_seconds": state.score_seconds,

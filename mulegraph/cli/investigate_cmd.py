@@ -1,4 +1,9 @@
-"""CLI commands: ``trace`` (a money trail to a picture or graph file) and ``show`` (one account)."""
+"""CLI commands: ``trace`` (a money trail to a picture or graph file) and ``show`` (one account).
+
+Values from the data (account ids, transfer ids, channels, currencies, reason texts) are printed as
+Rich ``Text`` built from :func:`mulegraph.core.escape.terminal_text`: never read as markup, and with
+control characters and escape sequences shown as visible escapes.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Optional
 import typer
 
 from mulegraph.core.errors import InputError
+from mulegraph.core.escape import terminal_text
 from mulegraph.cli._app import app, check_writable, handle_errors
 
 __all__ = ["trace_command", "show_command"]
@@ -20,6 +26,13 @@ def _console():
 
     # wide enough for the tables when the output goes to a file or a pipe
     return Console(width=None if sys.stdout.isatty() else 140)
+
+
+def _text(value, style: str = ""):
+    """A value for the terminal: plain Rich text (no markup), control characters made visible."""
+    from rich.text import Text
+
+    return Text(terminal_text(value), style=style)
 
 
 class Alloc(str, Enum):
@@ -68,13 +81,13 @@ def trace_command(
     )
     console = _console()
     console.print(_summary_table(trail, f"{direction.capitalize()} trail ({alloc.value}, within {within})"))
-    console.print(f"wrote {out} ({trail.accounts.height} accounts, {trail.transfers['txn_id'].n_unique()} transfers)")
+    console.print(_text(f"wrote {out} ({trail.accounts.height} accounts, {trail.transfers['txn_id'].n_unique()} transfers)"))
 
 
 def _summary_table(trail, title: str):
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=_text(title))
     for col, just in (("hop", "right"), ("transfers", "right"), ("accounts", "right"), ("traced", "right"),
                       ("median dwell (h)", "right"), ("max dwell (h)", "right")):
         table.add_column(col, justify=just)
@@ -112,7 +125,7 @@ def show_command(
     inv = open_investigation(store, run, config=discover_config(config))
     s = inv.account_summary(account, window=window, as_of=as_of)
     console = _console()
-    summary = Table(title=f"Account {account}", show_header=False)
+    summary = Table(title=_text(f"Account {account}"), show_header=False)
     summary.add_column("what")
     summary.add_column("value", justify="right")
     if s.score is not None:
@@ -120,8 +133,8 @@ def show_command(
     summary.add_row("active", f"{s.first_seen:%Y-%m-%d %H:%M} .. {s.last_seen:%Y-%m-%d %H:%M}")
     summary.add_row("inbound", f"{s.n_in:,} transfers, {s.total_in:,.2f} from {s.senders:,} senders")
     summary.add_row("outbound", f"{s.n_out:,} transfers, {s.total_out:,.2f} to {s.recipients:,} recipients")
-    summary.add_row("currencies", ", ".join(s.currencies) or "-")
-    summary.add_row("channels", ", ".join(s.channels) or "-")
+    summary.add_row("currencies", _text(", ".join(s.currencies) or "-"))
+    summary.add_row("channels", _text(", ".join(s.channels) or "-"))
     summary.add_row("hub", "yes (not expanded in subgraphs and trails)" if s.is_hub else "no")
     if s.decision:
         summary.add_row("decision", f"{s.decision} on {s.decision_date:%Y-%m-%d}")
@@ -130,13 +143,13 @@ def show_command(
         try:
             reasons = inv.explain(account)
         except InputError as err:
-            console.print(f"reasons: {err}")
+            console.print(_text(f"reasons: {err}"))
         else:
             rt = Table(title="Why it was flagged")
             for col in ("code", "reason", "evidence"):
                 rt.add_column(col)
             for r in reasons.to_dicts():
-                rt.add_row(r["code"], r["text"] or "", f"{r['n_transfers']} transfers, {r['evidence_total']:,.2f}")
+                rt.add_row(_text(r["code"]), _text(r["text"]), f"{r['n_transfers']} transfers, {r['evidence_total']:,.2f}")
             console.print(rt)
     tl = inv.timeline(account, window=window, as_of=as_of, last=last)
     tt = Table(title=f"Last {tl.height} transfers")
@@ -144,6 +157,6 @@ def show_command(
                       ("amount", "right"), ("balance", "right"), ("channel", "left")):
         tt.add_column(col, justify=just)
     for r in tl.to_dicts():
-        tt.add_row(f"{r['ts']:%Y-%m-%d %H:%M}", r["txn_id"], r["direction"], r["counterparty"],
-                   f"{r['flow']:+,.2f}", f"{r['balance']:,.2f}", r["channel"] or "")
+        tt.add_row(f"{r['ts']:%Y-%m-%d %H:%M}", _text(r["txn_id"]), _text(r["direction"]), _text(r["counterparty"]),
+                   f"{r['flow']:+,.2f}", f"{r['balance']:,.2f}", _text(r["channel"]))
     console.print(tt)

@@ -10,6 +10,12 @@ to right (forward) or right to left (backward); other graphs with a seeded sprin
 The HTML view is one self-contained file: an inline SVG with a little inline JavaScript for zoom
 (wheel), pan (drag) and details on hover, rendered from the Jinja2 template
 ``templates/graph.html.j2`` with autoescaping. It loads nothing from the network.
+
+Account ids, transfer ids and other values come from exports and are never trusted: in drawings
+they are plain text (no mathtext, so ``$`` is a dollar sign) with control characters as visible
+escapes (:func:`mulegraph.core.escape.visible`); in the HTML view every expression is
+HTML-escaped by Jinja2 after the same visible escaping (the environment's finaliser), and the
+page's title and its scripts are the template's own.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from mulegraph.core.errors import InputError
+from mulegraph.core.escape import visible
 from mulegraph.investigate.export import atomic_write
 
 __all__ = ["PICTURE_FORMATS", "pair_edges", "graph_layout", "draw_graph", "save_picture", "to_html"]
@@ -43,7 +50,7 @@ _NODE_STROKE = markupsafe.Markup('stroke="#555" stroke-width="1.2"')
 
 
 def _short(name: Any, n: int = 14) -> str:
-    s = str(name)
+    s = visible(name)
     if len(s) <= n:
         return s
     # ids often share a long prefix (country, bank code): keep the head and the distinctive tail
@@ -155,7 +162,7 @@ def draw_graph(graph: nx.Graph, *, ax=None, title: str | None = None, seed: int 
         fig = ax.figure
     ax.set_axis_off()
     if title:
-        ax.set_title(title, fontsize=11)
+        ax.set_title(visible(title), fontsize=11, parse_math=False)
     if n == 0:
         ax.text(0.5, 0.5, "no accounts", ha="center", va="center")
         return fig
@@ -191,7 +198,7 @@ def draw_graph(graph: nx.Graph, *, ax=None, title: str | None = None, seed: int 
             ln = math.hypot(nx_, ny_) or 1.0
             off = rad * 0.5 * math.hypot(x1 - x0, y1 - y0)
             ax.text(mx - nx_ / ln * off, my - ny_ / ln * off, label, fontsize=font - 1, ha="center", va="center",
-                    color="#222222", zorder=3, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.75))
+                    color="#222222", zorder=3, parse_math=False, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.75))
     for shape, is_hub in (("o", False), ("s", True)):
         nodes = [v for v, d in graph.nodes(data=True) if bool(d.get("is_hub", False)) == is_hub]
         if not nodes:
@@ -211,7 +218,7 @@ def draw_graph(graph: nx.Graph, *, ax=None, title: str | None = None, seed: int 
         if v not in labelled:
             continue
         ax.text(x, y - (0.045 if n <= 25 else 0.032), _short(v), fontsize=font, ha="center", va="top", zorder=4,
-                fontweight="bold" if graph.nodes[v].get("focus") else "normal")
+                parse_math=False, fontweight="bold" if graph.nodes[v].get("focus") else "normal")
     ax.set_xlim(-0.08, 1.08)
     ax.set_ylim(-0.1, 1.06)
     if any(d.get("score") is not None for _, d in graph.nodes(data=True)):
@@ -275,6 +282,7 @@ def to_html(graph: nx.Graph, *, title: str = "mulegraph", seed: int = 0) -> str:
 @functools.cache
 def _template() -> jinja2.Template:
     env = jinja2.Environment(
+        finalize=_finalize,
         loader=jinja2.PackageLoader("mulegraph.investigate", "templates"),
         autoescape=True,
         trim_blocks=True,
@@ -283,6 +291,12 @@ def _template() -> jinja2.Template:
         undefined=jinja2.StrictUndefined,
     )
     return env.get_template("graph.html.j2")
+
+
+def _finalize(value: Any) -> Any:
+    """Every ``{{ expression }}`` of the page: text with control characters made visible (trusted
+    markup and non-text values as they are); autoescape then escapes it for HTML."""
+    return visible(value) if isinstance(value, str) and not isinstance(value, markupsafe.Markup) else value
 
 
 def _iso(ts: Any) -> str:

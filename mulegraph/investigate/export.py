@@ -9,6 +9,12 @@ written atomically (a temporary file in the same folder, then a rename).
 Reload an export with ``nx.read_graphml(path, force_multigraph=True)`` or ``nx.read_gexf(path)``
 (networkx reads GEXF as a DiGraph when no two transfers share a pair of accounts; each edge's ``id``
 attribute is still its ``txn_id``).
+
+GraphML and GEXF are XML 1.0, which cannot carry most control characters (NUL, ESC, ...), not even
+as character references. Node ids and edge ids must stay the store's ids, so a graph whose account
+or transfer id holds one is refused (:class:`~mulegraph.core.errors.InputError`; the JSON export
+carries any value, as JSON escapes); in attribute text such characters are written as visible
+escapes (``\x00``, :func:`mulegraph.core.escape.xml_text`). Every file written is well-formed.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import networkx as nx
 
 from mulegraph.core.atomic import atomic_path
 from mulegraph.core.errors import InputError
+from mulegraph.core.escape import has_xml_illegal, xml_text
 
 __all__ = ["EXPORT_FORMATS", "portable_graph", "to_cytoscape", "write_graphml", "write_gexf", "write_json", "export_graph", "atomic_write"]
 
@@ -121,15 +128,30 @@ def to_cytoscape(graph: nx.Graph) -> dict:
             "multigraph": True, "elements": {"nodes": nodes, "edges": edges}}
 
 
+def _xml_graph(graph: nx.Graph) -> nx.MultiDiGraph:
+    """:func:`portable_graph` for an XML file: ids XML cannot carry refused, attribute text made well-formed."""
+    g = portable_graph(graph)
+    if any(has_xml_illegal(n) for n in g.nodes) or any(has_xml_illegal(k) for _, _, k in g.edges(keys=True)):
+        raise InputError(
+            "an account or transfer id in the graph holds a control character that GraphML and GEXF (XML 1.0) "
+            "cannot carry; export it as .json instead."
+        )
+    for attrs in [g.graph, *(d for _, d in g.nodes(data=True)), *(d for _, _, d in g.edges(data=True))]:
+        for k, v in attrs.items():
+            if has_xml_illegal(v):
+                attrs[k] = xml_text(v)
+    return g
+
+
 def write_graphml(graph: nx.Graph, path: str | os.PathLike) -> Path:
     """Write GraphML (reload with ``nx.read_graphml(path, force_multigraph=True)``)."""
-    g = portable_graph(graph)
+    g = _xml_graph(graph)
     return atomic_write(path, lambda tmp: nx.write_graphml(g, tmp, named_key_ids=True))
 
 
 def write_gexf(graph: nx.Graph, path: str | os.PathLike) -> Path:
     """Write GEXF 1.2 for Gephi (reload with ``nx.read_gexf(path)``)."""
-    g = portable_graph(graph)
+    g = _xml_graph(graph)
     # GEXF reserves "label" for nodes; the account id is the label Gephi shows
     for n, d in g.nodes(data=True):
         d.setdefault("label", n)
@@ -146,7 +168,7 @@ def write_json(graph: nx.Graph, path: str | os.PathLike) -> Path:
 
     def _w(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1)
+            json.dump(doc, fh, indent=1, ensure_ascii=True)
 
     return atomic_write(path, _w)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from mulegraph.core.errors import InputError
+from mulegraph.core.escape import strip_formula_guard
 from mulegraph.core.schema import REASON_STRUCT, as_reasons
 
 __all__ = ["load_scores", "reason_frame", "evidence_transfers"]
@@ -49,8 +50,8 @@ def load_scores(run: str | os.PathLike | pl.DataFrame) -> pl.DataFrame:
     try:
         if suffix == ".parquet":
             df = pl.read_parquet(p)
-        elif suffix == ".csv":
-            df = pl.read_csv(p, schema_overrides={"account_id": pl.String})
+        elif suffix == ".csv":  # written by write_scores: formula-like ids carry a guarding "'"
+            df = strip_formula_guard(pl.read_csv(p, schema_overrides={"account_id": pl.String}), ["account_id"])
         elif suffix == ".json":
             df = pl.read_json(p)
         else:

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from mulegraph.core.errors import InputError
+from mulegraph.core.escape import strip_formula_guard
 from mulegraph.io.labels import describe_header
 from mulegraph.io.runs import resolve_run_dir
 
@@ -80,11 +81,14 @@ def scores_file(path: str | os.PathLike) -> Path:
 def read_scores(path: str | os.PathLike) -> pl.DataFrame:
     """Read a scores file (.parquet, .csv, .json), or a run folder's, into ``account_id, score``.
 
-    ``path`` may be a run folder or a runs folder (see :func:`scores_file`).
+    ``path`` may be a run folder or a runs folder (see :func:`scores_file`). The ``'`` that guards
+    a formula-like account id in a CSV written by mulegraph is removed.
     """
-    df = _check(_read(scores_file(path), "scores"), ("account_id", "score"), "scores")
+    src = scores_file(path)
+    df = _check(_read(src, "scores"), ("account_id", "score"), "scores")
     try:
-        return df.select(pl.col("account_id").cast(pl.String), pl.col("score").cast(pl.Float64))
+        df = df.select(pl.col("account_id").cast(pl.String), pl.col("score").cast(pl.Float64))
+        return strip_formula_guard(df, ["account_id"]) if src.suffix.lower() == ".csv" else df
     except pl.exceptions.PolarsError:
         raise InputError("scores: the score column must be numeric.") from None
 

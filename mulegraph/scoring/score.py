@@ -31,6 +31,7 @@ import polars as pl
 from mulegraph.core.atomic import atomic_path
 from mulegraph.core.config import Config
 from mulegraph.core.errors import FeatureError, InputError, ModelError
+from mulegraph.core.escape import neutralise_formulas
 from mulegraph.core.schema import SCORE_SCHEMA, reasons_to_json
 from mulegraph.features.build import read_window, window_features
 from mulegraph.features.prepare import Prepared, prepare
@@ -249,7 +250,10 @@ def write_scores(scores: pl.DataFrame, path: str | os.PathLike) -> Path:
 
     Parquet keeps ``reasons`` as a list of structs; CSV holds it as JSON text
     (:func:`~mulegraph.core.schema.reasons_to_json`), and JSON is a list of objects with ``reasons``
-    as a list of objects. Legacy scores with JSON text reasons are written as they are.
+    as a list of objects. Legacy scores with JSON text reasons are written as they are. In CSV a
+    text cell starting with ``=``, ``+``, ``-``, ``@``, tab, carriage return or ``'`` gets a leading
+    ``'`` (:func:`~mulegraph.core.escape.neutralise_formulas`; undone by
+    :func:`~mulegraph.core.escape.strip_formula_guard`).
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -263,7 +267,7 @@ def write_scores(scores: pl.DataFrame, path: str | os.PathLike) -> Path:
         if ext == ".parquet":
             scores.write_parquet(tmp)
         elif ext == ".csv":
-            scores.write_csv(tmp)
+            neutralise_formulas(scores).write_csv(tmp)  # formula-like text cells get a leading "'"
         else:
             rows = scores.to_dicts()
             for r in rows:

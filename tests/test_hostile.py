@@ -69,6 +69,11 @@ def _plain_terminal(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+def read(path: Path) -> str:
+    """A file's text exactly (``Path.read_text`` would turn a carriage return inside a value into a line feed)."""
+    return Path(path).read_bytes().decode("utf-8")
+
+
 def invoke(*args: str):
     r = CliRunner().invoke(app, [str(a) for a in args])
     assert "Traceback" not in r.output and "internal error" not in r.output, r.output[-2000:]
@@ -206,7 +211,7 @@ def test_run_alerts_the_hostile_accounts(hostile):
 
 
 def test_alerts_csv_has_no_formula_cell_and_reads_back(hostile):
-    text = (hostile.run_dir / "alerts.csv").read_text(encoding="utf-8")
+    text = read(hostile.run_dir / "alerts.csv")
     assert formula_cells(text) == []
     back = strip_formula_guard(pl.read_csv(io.StringIO(text), infer_schema=False))
     assert back["account_id"].to_list() == hostile.alerts["account_id"].to_list()
@@ -214,8 +219,8 @@ def test_alerts_csv_has_no_formula_cell_and_reads_back(hostile):
 
 
 def test_run_reports_are_safe(hostile):
-    assert_markdown_safe((hostile.run_dir / "report.md").read_text(encoding="utf-8"))
-    assert_report_html_safe((hostile.run_dir / "report.html").read_text(encoding="utf-8"), hostile.run_id)
+    assert_markdown_safe(read(hostile.run_dir / "report.md"))
+    assert_report_html_safe(read(hostile.run_dir / "report.html"), hostile.run_id)
 
 
 @pytest.mark.parametrize("fmt", ["html", "md", "csv", "json"])
@@ -226,7 +231,7 @@ def test_report_command_in_every_format(hostile, tmp_path, fmt):
     printed = invoke("report", hostile.run_dir, "--format", fmt, "--config", hostile.config)
     assert printed.exit_code == 0
     assert_terminal_safe(printed.output)
-    text = out.read_text(encoding="utf-8")
+    text = read(out)
     if fmt == "md":
         assert_markdown_safe(text)
         assert printed.output == text
@@ -268,12 +273,12 @@ def test_score_command(hostile, tmp_path, suffix):
     assert r.exit_code == 0, r.output
     assert_terminal_safe(r.output)
     if suffix == ".csv":
-        text = out.read_text(encoding="utf-8")
+        text = read(out)
         assert formula_cells(text) == []
         ids = strip_formula_guard(pl.read_csv(io.StringIO(text), infer_schema=False))["account_id"]
         assert set(read_scores(out)["account_id"]) == set(load_scores(out)["account_id"]) == set(ids)
     elif suffix == ".json":
-        ids = pl.Series([row["account_id"] for row in json.loads(out.read_text(encoding="utf-8"))])
+        ids = pl.Series([row["account_id"] for row in json.loads(read(out))])
     else:
         ids = pl.read_parquet(out)["account_id"]
     assert hostile.accounts <= set(ids.to_list())
@@ -320,14 +325,14 @@ def test_trace(hostile, tmp_path, suffix):
             elif suffix == ".gexf":
                 assert account in nx.read_gexf(out)
             elif suffix == ".json":
-                doc = json.loads(out.read_text(encoding="utf-8"))
+                doc = json.loads(read(out))
                 assert account in {n["data"]["id"] for n in doc["elements"]["nodes"]}
             elif suffix == ".html":
-                page = parse_page(out.read_text(encoding="utf-8"))
+                page = parse_page(read(out))
                 assert page.scripts == 1 and not page.handlers
                 assert page.title.endswith("trail, fifo, within 72h")
             elif suffix == ".svg":
-                assert_svg_safe(out.read_text(encoding="utf-8"))
+                assert_svg_safe(read(out))
             else:
                 assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -357,7 +362,7 @@ def test_graph_files_are_well_formed_for_control_characters(tmp_path):
         with pytest.raises(InputError, match="XML 1.0"):
             save_graph(trail, tmp_path / f"t{suffix}")
         assert not list(tmp_path.glob(f"*{suffix}"))
-    doc = json.loads(save_graph(trail, tmp_path / "t.json").read_text(encoding="utf-8"))
+    doc = json.loads(read(save_graph(trail, tmp_path / "t.json")))
     assert CONTROL[0] in {n["data"]["id"] for n in doc["elements"]["nodes"]}
     # attribute text (here a channel) is written with visible escapes; the file reloads
     g = nx.MultiDiGraph()
@@ -369,7 +374,7 @@ def test_graph_files_are_well_formed_for_control_characters(tmp_path):
     nx.read_gexf(tmp_path / "g.gexf")
     for suffix in (".png", ".html"):
         save_graph(trail, tmp_path / f"t{suffix}")
-    page = (tmp_path / "t.html").read_text(encoding="utf-8")
+    page = read(tmp_path / "t.html")
     assert_terminal_safe(page)
     assert "\\x1b[2Jclear" in page
 
@@ -492,4 +497,4 @@ def test_pages_in_a_browser(hostile, tmp_path):
         assert parsed.title == title
         assert parsed.scripts == scripts and not parsed.handlers, (page.name, parsed.handlers[:5])
         for tag in ("img", "svg", "b", "iframe", "object", "a"):
-            assert parsed.tags.count(tag) == parse_page(page.read_text(encoding="utf-8")).tags.count(tag)
+            assert parsed.tags.count(tag) == parse_page(read(page)).tags.count(tag)

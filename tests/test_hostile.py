@@ -453,6 +453,13 @@ def test_terminal_text_shows_escape_sequences():
     assert visible("a\tb\nc\rd", keep_newlines=True) == "a\tb\nc\\x0dd"
 
 
+def test_error_messages_show_control_characters(capsys):
+    from mulegraph.cli._app import error
+
+    error("no account '\x1b]0;pwned\x07' here\nsecond line")
+    assert capsys.readouterr().err == "error: no account '\\x1b]0;pwned\\x07' here\nsecond line\n"
+
+
 def test_pseudonym_key_must_be_long():
     with pytest.raises(ConfigError, match="at least 32 bytes"):
         Pseudonymiser("a-short-key")

@@ -22,6 +22,7 @@ import typer
 
 from mulegraph.core.version import __version__
 from mulegraph.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, InputError, MulegraphError
+from mulegraph.core.escape import visible
 
 F = TypeVar("F", bound=Callable)
 
@@ -88,8 +89,9 @@ def scheduler_option():
 
 
 def error(message: str) -> None:
-    """Print a one-line error message on stderr."""
-    typer.echo(f"error: {message}", err=True)
+    """Print a one-line error message on stderr (control characters shown as visible escapes, since
+    a message may quote a value from the data)."""
+    typer.echo(f"error: {visible(message, keep_newlines=True)}", err=True)
 
 
 def check_out_file(path: Path, suffixes: tuple[str, ...], option: str = "--out") -> Path:

@@ -87,11 +87,8 @@ def assert_terminal_safe(text: str) -> None:
 
 
 def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
+    """Exactly a decimal number: a spreadsheet reads it as that number."""
+    return re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", cell) is not None
 
 
 def formula_cells(text: str) -> list[str]:
@@ -335,6 +332,24 @@ def test_trace(hostile, tmp_path, suffix):
                 assert_svg_safe(read(out))
             else:
                 assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_labels_out_csv_has_no_formula_cell(tmp_path):
+    export = tmp_path / "ibm.csv"
+    export.write_text(
+        "Timestamp,From Bank,Account,To Bank,Account,Amount Received,Receiving Currency,Amount Paid,"
+        "Payment Currency,Payment Format,Is Laundering\n"
+        '2022/09/01 00:20,=1+1,"=cmd|\' /C calc\'!A0",-2,@x,10,Euro,10,Euro,+ACH,1\n', encoding="utf-8")
+    out = tmp_path / "labels.csv"
+    r = invoke("ingest", export, "--store", tmp_path / "store", "--mapping", "ibm-aml", "--labels-out", out)
+    assert r.exit_code == 0, r.output
+    text = read(out)
+    assert formula_cells(text) == [] and "'=1+1" in text
+    back = strip_formula_guard(pl.read_csv(io.StringIO(text), infer_schema=False))
+    stored = pl.read_parquet(next((tmp_path / "store" / "transfers").rglob("*.parquet")))
+    assert set(back.columns) & {"src_account", "dst_account"}
+    for col in set(back.columns) & {"src_account", "dst_account", "txn_id"}:
+        assert back[col].to_list() == stored[col].to_list()
 
 
 # --------------------------------------------------- control characters, whatever ingest decides

@@ -9,8 +9,9 @@ one of these functions.
   ``-``, ``@``, a tab or a carriage return as a formula. Such text cells get a leading ``'``
   (OWASP's advice for CSV injection); so do text cells that already start with ``'``, which makes
   the guard reversible: :func:`strip_formula_guard` removes exactly one leading ``'`` and gives the
-  value back. Numeric columns stay numbers; only String (and Categorical) columns are touched, in
-  one vectorised expression per column.
+  value back. Numbers stay numbers: numeric columns are not touched, nor is text that is exactly
+  a number (``-1``, ``+2.5e3``), which a spreadsheet reads as that number. Only String (and
+  Categorical) columns are guarded, in one vectorised expression per column.
 * **Text for people** (:func:`visible`): control characters (C0, DEL, C1), bidirectional controls
   (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069), the line and paragraph separators
   U+2028/U+2029 and U+FEFF are shown as visible escapes (``\\x1b``, ``\\u202e``), never raw, so that
@@ -67,6 +68,9 @@ FORMULA_GUARD = "'"
 # FORMULA_PREFIXES and FORMULA_GUARD as one regular expression (Python's re and Polars read it alike)
 _GUARDED_PATTERN = r"^['=+@\t\r-]"
 _GUARDED = re.compile(_GUARDED_PATTERN)
+# text that is exactly a decimal number: a spreadsheet reads it as that number, not as a formula
+_NUMBER_PATTERN = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+_NUMBER = re.compile(_NUMBER_PATTERN)
 
 # control characters shown as visible escapes: C0, DEL, C1, bidirectional controls, separators, BOM
 _INVISIBLE = (
@@ -102,25 +106,28 @@ def neutralise_formula(value: str | None) -> str | None:
     """One cell with the formula guard (see :func:`neutralise_formulas`); None stays None."""
     if value is None:
         return None
-    return FORMULA_GUARD + value if _GUARDED.match(value) else value
+    return FORMULA_GUARD + value if _GUARDED.match(value) and not _NUMBER.match(value) else value
 
 
 def neutralise_formulas(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` with every text cell that a spreadsheet would run as a formula guarded by a ``'``.
 
     Text cells starting with ``=``, ``+``, ``-``, ``@``, tab, carriage return, or ``'`` itself get a
-    leading ``'``; other cells, numeric, temporal and boolean columns and nulls are unchanged. Call
-    it on the frame just before ``write_csv``.
+    leading ``'``, unless the text is exactly a number; other cells, numeric, temporal and boolean
+    columns and nulls are unchanged. Call it on the frame just before ``write_csv``.
 
-    >>> neutralise_formulas(pl.DataFrame({"id": ["=cmd|' /C calc'!A0", "A1", None], "x": [-2, 3, 4]})).rows()
-    [("'=cmd|' /C calc'!A0", -2), ('A1', 3), (None, 4)]
+    >>> neutralise_formulas(pl.DataFrame({"id": ["=cmd|' /C calc'!A0", "-2+3", "-1", None], "x": [-2, 3, 4, 5]})).rows()
+    [("'=cmd|' /C calc'!A0", -2), ("'-2+3", 3), ('-1', 4), (None, 5)]
     """
     exprs = []
     for name, dtype in frame.schema.items():
         if dtype == pl.String or dtype == pl.Categorical:
             col = pl.col(name).cast(pl.String)
             exprs.append(
-                pl.when(col.str.contains(_GUARDED_PATTERN)).then(pl.lit(FORMULA_GUARD) + col).otherwise(col).alias(name)
+                pl.when(col.str.contains(_GUARDED_PATTERN) & ~col.str.contains(_NUMBER_PATTERN))
+                .then(pl.lit(FORMULA_GUARD) + col)
+                .otherwise(col)
+                .alias(name)
             )
     return frame.with_columns(exprs) if exprs else frame
 

@@ -17,6 +17,7 @@ import polars as pl
 
 from mulegraph.core.atomic import atomic_path, file_sha256
 from mulegraph.core.errors import InputError, NothingNewError
+from mulegraph.core.escape import neutralise_formulas
 from mulegraph.ingest.commit import ingest_file, report_progress
 from mulegraph.ingest.sources import resolve_inputs
 from mulegraph.ingest.validate import RULES
@@ -157,11 +158,15 @@ def ingest(
 
 
 def _write_labels(frame: pl.DataFrame, path: Path) -> None:
-    """Write the label rows atomically, as CSV for a ``.csv`` name and as Parquet otherwise."""
+    """Write the label rows atomically, as CSV for a ``.csv`` name and as Parquet otherwise.
+
+    In CSV a formula-like text cell gets a leading ``'`` (:func:`mulegraph.core.escape.neutralise_formulas`);
+    :func:`mulegraph.io.labels.read_labels` removes it again.
+    """
     if not path.parent.is_dir():
         raise InputError(f"folder '{path.parent}' for --labels-out does not exist; create it first.")
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".csv":
-            frame.write_csv(tmp)
+            neutralise_formulas(frame).write_csv(tmp)
         else:
             frame.write_parquet(tmp)

@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from mulegraph.core.errors import InputError
+from mulegraph.core.escape import strip_formula_guard
 from mulegraph.core.schema import DECISION_SCHEMA
 
 __all__ = ["read_labels", "read_decisions", "describe_header", "combine_labels", "load_labels", "training_labels", "LABEL_TABLE_SCHEMA"]
@@ -46,7 +47,8 @@ def _read_table(path: str | os.PathLike, what: str) -> pl.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pl.read_parquet(p)
         if suffix in (".csv", ".csv.gz", ".txt", ".tsv"):
-            return pl.read_csv(p, infer_schema=False, separator="\t" if suffix == ".tsv" else ",")
+            # a text cell starting with "'" loses it: the guard mulegraph puts before formula-like cells
+            return strip_formula_guard(pl.read_csv(p, infer_schema=False, separator="\t" if suffix == ".tsv" else ","))
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
         raise InputError(f"{what} file '{p.name}' cannot be read ({type(err).__name__}); check that it is valid {suffix[1:]}.") from None
     raise InputError(f"{what} file '{p.name}' has an unknown type '{suffix}'; use .csv or .parquet.")

@@ -300,8 +300,11 @@ def test_killed_run_leaves_previous_run_and_is_cleaned_up(ws):
 
 def test_bad_inputs_are_clear_errors(tmp_path):
     # checked before any folder is made
-    with pytest.raises(InputError, match="no exports were found .* no store"):
+    with pytest.raises(InputError, match="inbox folder .* does not exist and there is no store"):
         run(_config(), inbox=tmp_path / "nothing", store=tmp_path / "s", runs_dir=tmp_path / "r")
+    (tmp_path / "empty-inbox").mkdir()
+    with pytest.raises(InputError, match="no exports were found .* no store"):
+        run(_config(), inbox=tmp_path / "empty-inbox", store=tmp_path / "s", runs_dir=tmp_path / "r")
     with pytest.raises(InputError, match="does not exist"):
         run(_config(), paths=[tmp_path / "missing.csv"], store=tmp_path / "s", runs_dir=tmp_path / "r")
     with pytest.raises(InputError, match="positive duration"):
@@ -313,7 +316,7 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     # a store that exists but holds nothing
     Store.open(tmp_path / "s", create=True)
     with pytest.raises(InputError, match="store is empty"):
-        run(_config(), inbox=tmp_path / "nothing", store=tmp_path / "s", runs_dir=tmp_path / "r")
+        run(_config(), inbox=tmp_path / "empty-inbox", store=tmp_path / "s", runs_dir=tmp_path / "r")
     assert not any((tmp_path / "r").glob("2*"))
     # test seams are not part of the API
     with pytest.raises(TypeError):

@@ -23,6 +23,7 @@ import typer
 from mulegraph.core.version import __version__
 from mulegraph.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, InputError, MulegraphError
 from mulegraph.core.escape import visible
+from mulegraph.core.paths import refuse_protected_output
 
 F = TypeVar("F", bound=Callable)
 
@@ -95,7 +96,8 @@ def error(message: str) -> None:
 
 
 def check_out_file(path: Path, suffixes: tuple[str, ...], option: str = "--out") -> Path:
-    """Check an output file before any work is done: a known suffix, an existing writable folder.
+    """Check an output file before any work is done: a known suffix, not in a store or a run
+    folder, an existing writable folder.
 
     A long computation must not end with "cannot write there": commands call this first.
     """
@@ -104,6 +106,7 @@ def check_out_file(path: Path, suffixes: tuple[str, ...], option: str = "--out")
         raise InputError(
             f"{option} '{path.name}' must end in {', '.join(suffixes)}; pass e.g. {option} result{suffixes[0]}."
         )
+    refuse_protected_output(path, option)
     if path.is_dir():
         raise InputError(f"{option} '{path}' is a folder; give a file name such as '{path / ('result' + suffixes[0])}'.")
     parent = path.parent
@@ -113,11 +116,21 @@ def check_out_file(path: Path, suffixes: tuple[str, ...], option: str = "--out")
     return path
 
 
+def check_out_path(path: Path, option: str = "--out") -> Path:
+    """Check an output file of any suffix before any work: not in a store or a run folder, and its
+    folder (or the nearest existing parent) writable."""
+    refuse_protected_output(path, option)
+    check_writable(path.parent, option)
+    return path
+
+
 def check_writable(path: Path, option: str = "--out") -> None:
-    """Check that a file can be created in ``path`` (or its nearest existing parent) by creating one.
+    """Check that a file can be created in ``path`` (or its nearest existing parent) by creating
+    one, and that ``path`` is not in a store or a run folder.
 
     ``os.access`` is not enough: it says yes to root on a read-only file system.
     """
+    refuse_protected_output(path, option)
     here = Path(path)
     while not here.exists() and here != here.parent:
         here = here.parent

@@ -63,8 +63,12 @@ def ingest_command(
     """
     from rich.console import Console
 
+    from mulegraph.core.paths import refuse_misplaced_folder, refuse_protected_output
     from mulegraph.ingest import ingest
 
+    refuse_misplaced_folder(store, "store", "--store")
+    if labels_out is not None:
+        refuse_protected_output(labels_out, "--labels-out")
     console = Console(stderr=as_json)
     progress = None
     status = None

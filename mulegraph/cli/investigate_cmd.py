@@ -16,7 +16,7 @@ import typer
 
 from mulegraph.core.errors import InputError
 from mulegraph.core.escape import terminal_text
-from mulegraph.cli._app import app, check_writable, handle_errors
+from mulegraph.cli._app import app, check_out_path, handle_errors
 
 __all__ = ["trace_command", "show_command"]
 
@@ -72,7 +72,7 @@ def trace_command(
     from mulegraph.core.config import discover_config
     from mulegraph.investigate import trace_to_file
 
-    check_writable(out.parent)
+    check_out_path(out)
     direction = "backward" if backward else "forward"
     trail = trace_to_file(
         store, account, out, run=run, config=discover_config(config), direction=direction, hops=hops, within=within,

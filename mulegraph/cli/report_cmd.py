@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from mulegraph.cli._app import app, check_writable, handle_errors
+from mulegraph.cli._app import app, check_out_path, handle_errors
 from mulegraph.core.escape import visible
 
 __all__ = ["report_command", "ReportFormat"]
@@ -62,7 +62,7 @@ def report_command(
 
     chosen = report_format(fmt.value if fmt is not None else None, out)
     if out is not None:
-        check_writable(out.parent)
+        check_out_path(out)
     cfg = discover_config(config)
     target = resolve_run_dir(run_dir, cfg.run.runs_dir)
     if out is not None:

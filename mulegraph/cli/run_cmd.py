@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from mulegraph.cli._app import EngineKind, app, engine_option, handle_errors, scheduler_option
+from mulegraph.core.config import LIMITS
 from mulegraph.core.errors import EXIT_NOTHING_NEW, NothingNewError
 
 __all__ = ["run_command"]
@@ -30,7 +31,9 @@ def run_command(
     ),
     window: str | None = typer.Option(None, "--window", help="Window ending at the newest transfer, e.g. 30d. [run] window."),
     as_of: str | None = typer.Option(None, "--as-of", help="End of the window (ISO 8601) instead of the newest transfer."),
-    alert_budget: int | None = typer.Option(None, "--alert-budget", min=0, help="At most this many alerts. [run] alert_budget."),
+    alert_budget: int | None = typer.Option(
+        None, "--alert-budget", min=0, max=int(LIMITS["run"]["alert_budget"].hi), help="At most this many alerts. [run] alert_budget."
+    ),
     alert_threshold: float | None = typer.Option(
         None, "--alert-threshold", min=0.0, max=1.0, help="Only alert scores at least this. [run] alert_threshold."
     ),

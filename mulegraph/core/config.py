@@ -20,8 +20,10 @@ A ``mulegraph.toml`` has one table per stage::
     [engine]
     kind = "local"          # or "dask"
 
-Unknown keys are an error (a typo must not silently fall back to a default). The resolved config is
-written next to every run's outputs (:meth:`Config.to_dict`).
+Unknown keys are an error (a typo must not silently fall back to a default), and so is a number
+outside its allowed range or a duration that is not one (:data:`LIMITS`, checked whenever a
+:class:`Config` is built: from a file, a dict, or :meth:`Config.replace` with command-line values).
+The resolved config is written next to every run's outputs (:meth:`Config.to_dict`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mulegraph.core.errors import ConfigError
+from mulegraph.core.errors import ConfigError, InputError
 
 __all__ = [
     "StoreConfig",
@@ -47,6 +49,8 @@ __all__ = [
     "ENGINE_KINDS",
     "DEFAULT_SHARD_ACCOUNTS",
     "Config",
+    "Limit",
+    "LIMITS",
     "DEFAULT_CONFIG_FILE",
     "load_config",
     "discover_config",
@@ -238,6 +242,17 @@ class Config:
     report: ReportConfig = field(default_factory=ReportConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
 
+    def __post_init__(self) -> None:
+        for section, limits in LIMITS.items():
+            values = getattr(self, section)
+            for name, limit in limits.items():
+                limit.check(getattr(values, name), section, name)
+        f = self.features
+        if _is_number(f.split_low) and _is_number(f.split_high) and f.split_low > f.split_high:
+            raise ConfigError(
+                f"[features] split_low ({f.split_low}) must not be above split_high ({f.split_high}); fix the config."
+            )
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         if d["report"].get("pseudonym_key"):
@@ -248,6 +263,142 @@ class Config:
         """A copy with some fields of one section changed (None values are ignored)."""
         changes = {k: v for k, v in changes.items() if v is not None}
         return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+#: the longest duration any setting or option accepts (see :func:`mulegraph.core.window.parse_duration`)
+MAX_DURATION_DAYS = 36_500
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The values one setting allows: a number in ``[lo, hi]`` (each end open when ``*_open``), a
+    duration (``duration=True``; ``"all"`` too when ``all_ok``), or one of ``choices``.
+
+    A tuple setting is checked value by value (and has ``size`` values when given). ``option`` is
+    the command-line option that sets it, named in the message.
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    duration: bool = False
+    all_ok: bool = False
+    choices: tuple[str, ...] = ()
+    size: int | None = None
+    option: str | None = None
+
+    def describe(self) -> str:
+        """The allowed values in words, e.g. ``a number from 0 to 1``."""
+        if self.duration:
+            text = f"a positive duration such as 24h, 72h, 30d or 2w, at most {MAX_DURATION_DAYS}d (100 years)"
+            return text + (", or 'all'" if self.all_ok else "")
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        whole = float(self.lo).is_integer() and float(self.hi).is_integer() and not (self.lo_open or self.hi_open)
+        lo, hi = (f"{int(b)}" if float(b).is_integer() else f"{b}" for b in (self.lo, self.hi))
+        if whole:
+            return f"between {lo} and {hi}"
+        return f"{'above' if self.lo_open else 'at least'} {lo} and {'below' if self.hi_open else 'at most'} {hi}"
+
+    def allows(self, v: Any) -> bool:
+        """True when ``v`` is allowed (values of another type pass: the type is checked elsewhere)."""
+        if self.duration:
+            if not isinstance(v, str):
+                return True
+            if self.all_ok and v.strip().lower() == "all":
+                return True
+            from mulegraph.core.window import parse_duration  # polars is not needed to read a config
+
+            try:
+                parse_duration(v)
+            except InputError:
+                return False
+            return True
+        if self.choices:
+            return not isinstance(v, str) or v in self.choices
+        if not _is_number(v):
+            return True
+        if v != v:  # NaN
+            return False
+        above = v > self.lo if self.lo_open else v >= self.lo
+        below = v < self.hi if self.hi_open else v <= self.hi
+        return above and below
+
+    def check(self, value: Any, section: str, name: str) -> None:
+        """Raise :class:`ConfigError` naming the setting and the allowed values when ``value`` is not allowed."""
+        where = f"[{section}] {name}" + (f" ({self.option})" if self.option else "")
+        if isinstance(value, (tuple, list)):
+            if self.size is not None and len(value) != self.size:
+                raise ConfigError(f"{where} must hold {self.size} values, each {self.describe()}; got {list(value)!r}.")
+            bad = [v for v in value if not self.allows(v)]
+            if bad:
+                raise ConfigError(f"every value of {where} must be {self.describe()}; got {bad[0]!r}.")
+        elif value is not None and not self.allows(value):
+            raise ConfigError(f"{where} must be {self.describe()}; got {value!r}.")
+
+
+def _n(lo: float, hi: float, **kw: Any) -> Limit:
+    return Limit(lo=lo, hi=hi, **kw)
+
+
+_DURATION = Limit(duration=True)
+
+#: The allowed values of every setting that has a range, by section: numbers, durations and
+#: choices. Commands give their options the same bounds.
+LIMITS: dict[str, dict[str, Limit]] = {
+    "features": {
+        "fan_windows": _DURATION,
+        "passthrough_windows": _DURATION,
+        "structuring_thresholds": _n(0, 1e15, lo_open=True),
+        "structuring_margin": _n(0, 1, hi_open=True),
+        "round_unit": _n(0, 1e12, lo_open=True),
+        "cycle_window": _DURATION,
+        "max_cycle_length": _n(2, 5),
+        "hub_degree": _n(1, 1_000_000_000),
+        "night_hours": _n(0, 24, size=2),
+        "split_low": _n(0, 10, lo_open=True),
+        "split_high": _n(0, 10, lo_open=True),
+        "pattern_keep_low": _n(0, 1, lo_open=True),
+        "chain_keep_low": _n(0, 1, lo_open=True),
+        "chain_cap": _n(1, 100),
+        "pattern_max_paths": _n(1, 1_000_000_000_000),
+    },
+    "model": {
+        "random_state": _n(0, 2**32 - 1),
+        "cv_folds": _n(2, 100),
+        "max_leaf_nodes": _n(2, 100_000),
+        "learning_rate": _n(0, 10, lo_open=True),
+        "max_iter": _n(10, 100_000),
+        "min_samples_leaf": _n(1, 10_000_000),
+        "l2_regularization": _n(0, 1_000_000),
+        "max_features": _n(0, 1, lo_open=True),
+        "class_weight": Limit(choices=("none", "balanced")),
+        "n_models": _n(1, 100),
+        "proximity_folds": _n(2, 100),
+        "max_hops": _n(1, 12),
+        "ppr_alpha": _n(0, 1, lo_open=True, hi_open=True),
+        "ppr_groups": _n(2, 1000),
+        "sync_window": _DURATION,
+        "importance_repeats": _n(0, 100),
+    },
+    "run": {
+        "window": Limit(duration=True, all_ok=True, option="--window"),
+        "alert_budget": _n(0, 1_000_000, option="--alert-budget"),
+        "alert_threshold": _n(0, 1, option="--alert-threshold"),
+        "cleared_margin": _n(-1, 1),  # negative: any score counts as a rise
+        "flow_accounts": _n(0, 10_000),
+    },
+    "report": {
+        "top": _n(0, 1_000_000, option="--top"),
+        "psi_warning": _n(0, 100, lo_open=True),
+        "flow_counterparties": _n(1, 1000),
+    },
+}
 
 
 _KINDS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}

@@ -19,6 +19,8 @@ __all__ = ["parse_duration", "parse_instant", "TimeWindow", "resolve_window", "f
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+#: the longest duration accepted: 100 years (36500d); longer ones are typing errors
+MAX_DURATION = timedelta(days=36_500)
 
 
 def parse_duration(text: str | timedelta, *, name: str = "window") -> timedelta:
@@ -27,9 +29,14 @@ def parse_duration(text: str | timedelta, *, name: str = "window") -> timedelta:
     >>> parse_duration("72h")
     datetime.timedelta(days=3)
     """
+    too_long = (
+        f"The '{name}' must be a positive duration of at most {MAX_DURATION.days}d (100 years). Got '{text}' instead."
+    )
     if isinstance(text, timedelta):
         if text <= timedelta(0):
             raise InputError(f"The '{name}' must be a positive duration. Got '{text}' instead.")
+        if text > MAX_DURATION:
+            raise InputError(too_long)
         return text
     m = _DURATION.match(str(text))
     if not m:
@@ -39,6 +46,8 @@ def parse_duration(text: str | timedelta, *, name: str = "window") -> timedelta:
     value = float(m.group(1)) * _UNITS[m.group(2).lower()]
     if value <= 0:
         raise InputError(f"The '{name}' must be a positive duration. Got '{text}' instead.")
+    if value > MAX_DURATION.total_seconds():  # also keeps timedelta() from overflowing
+        raise InputError(too_long)
     return timedelta(seconds=value)
 
 
@@ -83,7 +92,14 @@ def resolve_window(
         end = parse_instant(as_of)
     if window is None or (isinstance(window, str) and window.strip().lower() == "all"):
         return TimeWindow(None, end)
-    return TimeWindow(end - parse_duration(window), end)
+    length = parse_duration(window)
+    try:
+        return TimeWindow(end - length, end)
+    except OverflowError:  # before year 1
+        raise InputError(
+            f"The window of {length.days}d before {end.date().isoformat()} starts before year 1; "
+            "give a later as-of or a shorter window."
+        ) from None
 
 
 def filter_window(frame: pl.LazyFrame | pl.DataFrame, win: TimeWindow, column: str = "ts"):

@@ -45,6 +45,7 @@ import polars as pl
 from mulegraph.core.atomic import atomic_path
 from mulegraph.core.config import Config, FeatureConfig
 from mulegraph.core.errors import FeatureError, InputError
+from mulegraph.core.paths import refuse_protected_output
 from mulegraph.core.window import TimeWindow, filter_window, resolve_window
 from mulegraph.engine.local import Engine
 from mulegraph.features import FAMILIES, compute_features
@@ -278,6 +279,7 @@ def write_features(frame: pl.DataFrame, path: str | os.PathLike) -> Path:
     out = Path(path)
     if out.suffix.lower() != ".parquet":
         raise InputError(f"the features output '{out.name}' must end in .parquet; pass e.g. --out features.parquet.")
+    refuse_protected_output(out)  # never into a store or a run folder
     if not out.parent.exists():
         raise InputError(f"the folder of '{out}' does not exist; create it first or choose another --out.")
     with atomic_path(out) as tmp:

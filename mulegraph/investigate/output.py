@@ -19,6 +19,7 @@ import polars as pl
 
 from mulegraph.core.config import Config, FeatureConfig
 from mulegraph.core.errors import InputError
+from mulegraph.core.paths import refuse_protected_output
 from mulegraph.investigate.draw import PICTURE_FORMATS, save_picture
 from mulegraph.investigate.export import EXPORT_FORMATS, export_graph
 from mulegraph.investigate.session import open_investigation
@@ -36,7 +37,7 @@ def check_save_path(path: str | os.PathLike) -> Path:
     suffix = path.suffix.lower()
     if suffix not in SAVE_FORMATS:
         raise InputError(f"--out must end in one of {', '.join(SAVE_FORMATS)}. Got '{suffix or path.name}' instead.")
-    return path
+    return refuse_protected_output(path)  # never into a store or a run folder
 
 
 def _duration(d: timedelta) -> str:

@@ -1,11 +1,13 @@
 """A run's inputs, and the checks that cost nothing, done before any work.
 
 :func:`find_exports` lists the exports waiting in the inbox. :func:`check_inputs` refuses, before
-a run ingests anything or creates a folder, what would make it fail later: a bad window or as-of,
-a negative alert budget, a mapping file named in the config that is not there, an empty start
-(no exports, no store), a model folder that is missing or will be refused, and output folders
-that cannot be written. It returns the resolved exports and the loaded model, so that the run
-reads each only once.
+a run ingests anything or creates a folder, what would make it fail later: a bad window or as-of
+(the settings' ranges are checked when the :class:`~mulegraph.core.config.Config` is built), a
+mapping file named in the config that is not there, a missing inbox folder (a typo there must not
+read as "nothing new" night after night), an empty start (no exports, no store), a model folder
+that is missing or will be refused, a store or runs folder inside another store or run folder, and
+output folders that cannot be written. It returns the resolved exports and the loaded model, so
+that the run reads each only once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from mulegraph.core.config import Config
 from mulegraph.core.errors import ConfigError, InputError
+from mulegraph.core.paths import refuse_misplaced_folder
 from mulegraph.core.window import parse_duration, parse_instant
 from mulegraph.ingest import resolve_inputs
 from mulegraph.scoring.model import load_model
@@ -66,8 +69,6 @@ def check_inputs(
     from the config.
     """
     run = config.run
-    if run.alert_budget < 0:
-        raise InputError(f"The alert budget must be zero or more. Got {run.alert_budget} instead.")
     if run.window is not None and str(run.window).strip().lower() != "all":
         parse_duration(run.window)
     if as_of is not None:
@@ -80,19 +81,40 @@ def check_inputs(
             f"the model folder '{model_path}' does not exist; train one with 'mulegraph train' or leave out --model."
         )
     model = load_model(model_path) if model_path is not None else None  # a refused model fails now
+    store = Path(config.store.path)
     if paths is not None:
         exports = resolve_inputs(list(paths))  # files, folders and globs; InputError when missing
     else:
+        _check_inbox(Path(run.inbox), store)
         exports = find_exports(run.inbox)
-    store = Path(config.store.path)
     if not exports and not store.exists():
         raise InputError(
             f"no exports were found in the inbox '{run.inbox}' and there is no store '{store}' yet; "
             "put exports in the inbox, pass their paths, or run from the folder that holds the store."
         )
+    refuse_misplaced_folder(store, "store", "--store")
+    refuse_misplaced_folder(run.runs_dir, "runs folder", "--runs")
     _check_writable(store, "store")
     _check_writable(Path(run.runs_dir), "runs folder")
     return RunInputs(exports=exports, model_path=model_path, model=model)
+
+
+def _check_inbox(inbox: Path, store: Path) -> None:
+    """The inbox a run reads when given no export paths must be a folder that exists.
+
+    An empty inbox means "no new exports"; a missing one is a typo or an unmounted share, and
+    reading it as "nothing new" would hide every export night after night.
+    """
+    if inbox.is_dir():
+        return
+    if inbox.exists():
+        raise InputError(f"the inbox '{inbox}' is a file, not a folder; set --inbox or [run] inbox to the folder exports land in.")
+    hint = "" if store.exists() else f" and there is no store '{store}' yet"
+    raise InputError(
+        f"no exports were found: the inbox folder '{inbox}' does not exist{hint}; create it (mkdir -p {inbox}), "
+        "set --inbox or [run] inbox to the folder exports land in, pass the exports' paths, or run from the "
+        "folder that holds the inbox and the store."
+    )
 
 
 def _check_config_mapping(value: str) -> None:

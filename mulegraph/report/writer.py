@@ -14,6 +14,7 @@ from pathlib import Path
 from mulegraph.core.atomic import write_text_atomic
 from mulegraph.core.config import ReportConfig
 from mulegraph.core.errors import InputError
+from mulegraph.core.paths import refuse_protected_output
 from mulegraph.io.runs import RunData, load_run, resolve_run_dir
 from mulegraph.report.document import coarsen_for, pseudonymiser_for
 from mulegraph.report.html import render_html
@@ -79,6 +80,7 @@ def write_report(run_dir: str | os.PathLike | None, fmt: str | None, out: str | 
     """
     cfg = config or ReportConfig()
     fmt = fmt if fmt is not None else report_format(None, out)
+    refuse_protected_output(out)  # never into a store or a run folder
     run = load_run(resolve_run_dir(run_dir, runs_dir))
     text = render(run, fmt, top=top if top is not None else cfg.top, config=cfg, pseudonymise=pseudonymise,
                   coarsen=coarsen)

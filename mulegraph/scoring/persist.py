@@ -26,6 +26,7 @@ import polars as pl
 from mulegraph.core.atomic import file_sha256, write_bytes_atomic
 from mulegraph.core.config import FeatureConfig, ModelConfig
 from mulegraph.core.errors import InputError, ModelError
+from mulegraph.core.paths import refuse_protected_output
 from mulegraph.core.version import __version__
 from mulegraph.features.registry import REGISTRY, register_windows
 from mulegraph.scoring.estimator import MuleModel
@@ -121,7 +122,7 @@ def check_model_dir(directory: str | os.PathLike) -> Path:
         raise InputError(f"--out '{d}' is a file; give a folder for the model (a new one, or an earlier model's).")
     if d.is_dir() and not (d / "model_card.json").exists() and any(d.iterdir()):
         raise InputError(f"--out '{d}' is a folder that holds other files, not a model; give a new or empty folder for the model.")
-    return d
+    return refuse_protected_output(d)  # nor a folder inside a store or a run folder
 
 
 def save_model(model: MuleModel, directory: str | os.PathLike) -> Path:
@@ -129,7 +130,7 @@ def save_model(model: MuleModel, directory: str | os.PathLike) -> Path:
     import skops.io as sio
 
     model._check_fitted()
-    d = Path(directory)
+    d = refuse_protected_output(directory)  # never into a store or a run folder
     if d.exists() and not d.is_dir():
         raise ModelError(f"model path '{d}' is a file; give a directory for the model.")
     d.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ from mulegraph.core.atomic import atomic_path
 from mulegraph.core.config import Config
 from mulegraph.core.errors import FeatureError, InputError, ModelError
 from mulegraph.core.escape import neutralise_formulas
+from mulegraph.core.paths import refuse_protected_output
 from mulegraph.core.schema import SCORE_SCHEMA, reasons_to_json
 from mulegraph.features.build import read_window, window_features
 from mulegraph.features.prepare import Prepared, prepare
@@ -259,6 +260,7 @@ def write_scores(scores: pl.DataFrame, path: str | os.PathLike) -> Path:
     ext = path.suffix.lower()
     if ext not in (".parquet", ".csv", ".json"):
         raise InputError(f"the output file must end in .parquet, .csv or .json. Got '{path.name}' instead.")
+    refuse_protected_output(path)  # never into a store or a run folder
     if not path.parent.exists():
         raise InputError(f"the folder '{path.parent}' does not exist; create it first.")
     if ext != ".parquet" and "reasons" in scores.columns and scores.schema["reasons"] != pl.String:

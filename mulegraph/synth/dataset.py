@@ -25,6 +25,11 @@ from mulegraph.synth.typologies import Planter, plant_typologies
 
 __all__ = ["SynthData", "generate"]
 
+#: the largest synthetic data sets and activity generate() makes (larger ones are typing errors)
+MAX_ACCOUNTS = 10_000_000
+MAX_DAYS = 3660
+MAX_ACTIVITY = 100.0
+
 _FOREIGN_COUNTRIES = ("GB", "PL", "RO", "LT", "AE", "HK", "US", "TR")
 _FOREIGN_CURRENCIES = ("USD", "GBP", "CHF")
 
@@ -164,16 +169,18 @@ def generate(
     if unknown:
         raise InputError(f"unknown synth option(s) {', '.join(unknown)}; allowed: {', '.join(_DEFAULT_KNOBS)}.")
     kn = {**_DEFAULT_KNOBS, **knobs}
-    if int(n_accounts) < 100:
-        raise InputError("n_accounts must be at least 100; pass a larger --accounts.")
-    if int(days) < 2:
-        raise InputError("days must be at least 2; pass a larger --days.")
+    if not 100 <= int(n_accounts) <= MAX_ACCOUNTS:
+        raise InputError(f"n_accounts (--accounts) must be between 100 and {MAX_ACCOUNTS}.")
+    if not 2 <= int(days) <= MAX_DAYS:
+        raise InputError(f"days (--days) must be between 2 and {MAX_DAYS}.")
+    if int(seed) < 0:
+        raise InputError("seed (--seed) must be 0 or more.")
     if not 0.0 <= float(mule_share) <= 0.2:
         raise InputError("mule_share must be between 0 and 0.2.")
     if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha() and currency.isupper()):
         raise InputError("currency must be a three-letter ISO 4217 code such as EUR.")
-    if not float(kn["activity"]) > 0:
-        raise InputError("activity must be a positive number of transfers per account per day.")
+    if not 0 < float(kn["activity"]) <= MAX_ACTIVITY:
+        raise InputError(f"activity (--activity) must be above 0 and at most {MAX_ACTIVITY} transfers per account per day.")
     for name in ("reuse_share", "new_account_share", "new_mule_share"):
         if not 0.0 <= float(kn[name]) <= 1.0:
             raise InputError(f"{name} must be a share between 0 and 1.")
@@ -188,6 +195,8 @@ def generate(
         hour_p = hp / hp.sum()
     n_accounts, days, seed = int(n_accounts), int(days), int(seed)
     start_dt = _parse_start(start)
+    if start_dt.year > 9999 - MAX_DAYS // 365 - 1:  # the period and its timestamps stay within year 9999
+        raise InputError(f"start (--start) must be in the year {9999 - MAX_DAYS // 365 - 1} or earlier.")
 
     ss = np.random.SeedSequence(seed)
     r_accounts, r_background, r_plant, r_open = (np.random.default_rng(s) for s in ss.spawn(4))

@@ -16,6 +16,7 @@ import polars as pl
 
 from mulegraph.core.atomic import atomic_path, write_text_atomic
 from mulegraph.core.errors import InputError
+from mulegraph.core.paths import refuse_protected_output
 from mulegraph.synth.dataset import SynthData
 
 __all__ = ["EXPORT_COLUMNS", "mapping_toml", "check_export_folder", "write_export"]
@@ -115,7 +116,7 @@ def check_export_folder(out_dir: str | os.PathLike) -> Path:
         raise InputError(
             f"--out '{out}' is a mulegraph store or run folder; write the synthetic export to a folder of its own."
         )
-    return out
+    return refuse_protected_output(out)  # nor inside one
 
 
 def write_export(data: SynthData, out_dir: str | os.PathLike, *, daily: bool = False) -> dict[str, Path]:

@@ -146,6 +146,28 @@ def test_a_killed_worker_costs_time_not_results(bank, cluster, whole):
         client.close()
 
 
+def test_every_worker_killed_at_once_costs_time_not_results(bank, cluster, whole):
+    # the plan, sent once to every worker, dies with them: it is sent again and the shards start over
+    client = distributed.Client(cluster, set_as_default=False)
+    killed = []
+
+    def kill_every_worker(done: int, total: int) -> None:
+        if not killed:
+            killed.extend(client.run(os.getpid).values())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    try:
+        engine = DaskEngine(distributed.Client(cluster, set_as_default=False), progress=kill_every_worker)
+        with engine:
+            wf = window_features(bank["store"], window="all", config=local(shard_accounts=300), engine=engine)
+        assert len(killed) == 2
+        assert_same_features(whole.features, wf.features)
+        client.wait_for_workers(2, timeout=60)
+    finally:
+        client.close()
+
+
 def test_local_cluster_sized_to_the_machine_bounds_worker_threads():
     from dask.system import CPU_COUNT
 
@@ -168,6 +190,7 @@ def test_cli_features_and_run_on_the_cluster(bank, cluster, whole, tmp_path):
     assert res.exit_code == 0, res.output
     assert_same_features(whole.features, pl.read_parquet(out))
     runs = tmp_path / "runs"
+    (tmp_path / "in").mkdir()  # an empty inbox: the run scores what the store holds
     res = runner.invoke(app, ["run", "--store", str(bank["store"]), "--runs", str(runs), "--inbox", str(tmp_path / "in"),
                               "--window", "all", "--engine", "dask", "--scheduler", cluster.scheduler_address, "--json"])
     assert res.exit_code == 0, res.output

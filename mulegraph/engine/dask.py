@@ -15,7 +15,9 @@ A worker that dies takes its running tasks and the results it held with it; the 
 again on the other workers (tasks are pure functions of their inputs, so a second run gives the
 same result). Only a task that kills ``distributed.scheduler.allowed-failures`` workers in a row
 (default 3, e.g. one that runs out of memory every time) fails the run, with an
-:class:`~mulegraph.core.errors.EngineError`. Task exceptions are not retried: they come from the
+:class:`~mulegraph.core.errors.EngineError`. The shared input has no lineage to be computed again
+from: when every worker holding a copy died, it is sent again and the work starts over (at most
+:data:`SHARED_ATTEMPTS` times). Task exceptions are not retried: they come from the
 data or the code, and a second run would raise them again.
 
 :meth:`DaskEngine.connect` joins a running cluster (an unreachable scheduler is an
@@ -31,16 +33,19 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import CancelledError
 from typing import Any
 
 from mulegraph.core.errors import ConfigError, EngineError, InputError
 
-__all__ = ["DaskEngine", "CONNECT_TIMEOUT", "WORKER_TIMEOUT", "worker_environment", "require_dask"]
+__all__ = ["DaskEngine", "CONNECT_TIMEOUT", "WORKER_TIMEOUT", "SHARED_ATTEMPTS", "worker_environment", "require_dask"]
 
 #: seconds to wait for a scheduler before giving up on it
 CONNECT_TIMEOUT = 5.0
 #: seconds to wait for a scheduler without workers to get one
 WORKER_TIMEOUT = 60.0
+#: times the shared input (the plan) is sent again after the cluster lost every copy of it
+SHARED_ATTEMPTS = 3
 #: environment variables that set the size of a library's thread pool in a worker
 _THREAD_VARIABLES = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -233,6 +238,33 @@ class DaskEngine:
     ) -> Any:
         prefix = f"mulegraph-{key}" if key else f"mulegraph-{id(items):x}-{time.time_ns():x}"
         t0 = time.perf_counter()
+        for attempt in range(1, SHARED_ATTEMPTS + 1):
+            try:
+                out, t1 = self._map_reduce_once(func, list(items), combine, shared, prefix)
+                break
+            except CancelledError:
+                # the shared input is lost when every worker holding it died (it has no lineage to
+                # be computed again from): send it again and start over
+                if attempt == SHARED_ATTEMPTS:
+                    raise EngineError(
+                        f"the cluster lost every copy of the shard plan {SHARED_ATTEMPTS} times (workers died); "
+                        "check the workers' logs and memory, then run again."
+                    ) from None
+            except Exception as err:
+                if _killed_worker(err):
+                    raise EngineError(
+                        "a shard task was lost with its worker several times (out of memory?); give the workers "
+                        "more memory or set a smaller [engine] shard_accounts."
+                    ) from None
+                raise
+        if timings is not None:
+            timings["shards"] = t1 - t0
+            timings["graph"] = time.perf_counter() - t1
+        return out
+
+    def _map_reduce_once(
+        self, func: Callable, items: list[Any], combine: Callable, shared: Any, prefix: str
+    ) -> tuple[Any, float]:
         shared_f = self.client.scatter(shared, broadcast=True, hash=False)
         parts = [
             self.client.submit(func, shared_f, item, key=f"{prefix}-shard-{i}", pure=True)
@@ -242,21 +274,10 @@ class DaskEngine:
         try:
             self._follow(parts)
             t1 = time.perf_counter()
-            out = final.result()
-        except Exception as err:
-            if _killed_worker(err):
-                raise EngineError(
-                    "a shard task was lost with its worker several times (out of memory?); give the workers "
-                    "more memory or set a smaller [engine] shard_accounts."
-                ) from None
-            raise
+            return final.result(), t1
         finally:
             for f in (final, *parts, shared_f):
                 f.release()
-        if timings is not None:
-            timings["shards"] = t1 - t0
-            timings["graph"] = time.perf_counter() - t1
-        return out
 
     def _follow(self, futures: list[Any]) -> None:
         """Wait for ``futures``, reporting progress; raise the first task error."""

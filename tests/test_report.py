@@ -25,6 +25,7 @@ from mulegraph.report.drift import PSI_WARNING, feature_psi, psi
 from mulegraph.core.errors import EXIT_BAD_INPUT, ConfigError, InputError
 from mulegraph.pipeline import run
 from mulegraph.report.pseudonym import Pseudonymiser, pseudonym
+from mulegraph.report.coarsen import coarsen_text, round_amount
 from mulegraph.report import (
     CSV_COLUMNS,
     CSV_SCHEMA,
@@ -34,6 +35,7 @@ from mulegraph.report import (
     render,
     render_html,
     report_document,
+    check_report_config,
     validate_json,
     write_report,
 )
@@ -251,6 +253,58 @@ def test_pseudonyms_are_consistent_and_keyed(a, b):
 def test_short_key_is_refused():
     with pytest.raises(ConfigError, match="at least"):
         Pseudonymiser("short")
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        Pseudonymiser("x" * 31)
+    with pytest.raises(ConfigError, match="at least 32 bytes"):  # bytes of the UTF-8 text, not characters
+        pseudonym("A", "\u00e9" * 15)
+    assert Pseudonymiser("\u00e9" * 16)("A").startswith("P-")
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        check_report_config(ReportConfig(pseudonymise=True, pseudonym_key="short"))
+    check_report_config(ReportConfig(pseudonymise=True, pseudonym_key=KEY))
+
+
+# ------------------------------------------------------------------------------------- coarsening
+
+
+def _sig2(v: float) -> bool:
+    """True when ``v`` has at most 2 significant figures."""
+    return v == 0 or float(f"{v:.2g}") == v
+
+
+def test_coarsened_reports_round_amounts_and_drop_times(first_run_dir):
+    data = load_run(first_run_dir)
+    exact = data.alerts.sort("alert_rank")
+    assert not all(_sig2(v) for v in exact["in_value"])  # the run has amounts to coarsen
+    out = {fmt: render(data, fmt, config=ReportConfig(coarsen=True)) for fmt in ("html", "md", "csv", "json")}
+    doc = json.loads(out["json"])
+    assert doc["coarsened"] is True and validate_json(doc) == []
+    assert json.loads(render(data, "json"))["coarsened"] is False
+    for s, row in zip(doc["suspects"], exact.to_dicts()):
+        k = s["key_figures"]
+        assert k["in_value"] == pytest.approx(float(f"{row['in_value']:.2g}")) and _sig2(k["in_value"])
+        assert k["first_ts"] == row["first_ts"].strftime("%Y-%m-%d") and k["last_ts"] == row["last_ts"].strftime("%Y-%m-%d")
+        assert all(r["value"] is None or _sig2(r["value"]) for r in s["reasons"])
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", doc["run"]["window_end"])
+    csv_back = read_csv_report(out["csv"])
+    assert all(_sig2(v) for v in csv_back["in_value"]) and all(_sig2(v) for v in csv_back["out_value"])
+    assert csv_back["first_ts"].to_list() == [
+        datetime(t.year, t.month, t.day, tzinfo=timezone.utc) for t in exact["first_ts"].to_list()
+    ]
+    for fmt in ("html", "md"):  # no exact amount or time of day of any suspect is shown
+        text = out[fmt]
+        for row in exact.to_dicts():
+            assert f"{row['in_value']:,.2f}" not in text and row["first_ts"].strftime("%H:%M:%S") not in text
+    assert "rounded to 2 significant figures" in out["md"] and "rounded to 2 significant figures" in out["html"]
+    # [report] coarsen in the config, or the option, in the nightly run's reports too
+    assert render(data, "md", config=ReportConfig(coarsen=True), coarsen=False) == render(data, "md")
+
+
+def test_coarsened_numbers_in_reason_texts():
+    assert coarsen_text("sent 12,345.67 to known mules; higher than 99.6% of accounts") == (
+        "sent 12,000 to known mules; higher than 99.6% of accounts")
+    assert coarsen_text("received from 123 senders within 24h on 2025-01-31") == (
+        "received from 120 senders within 24h on 2025-01-31")
+    assert round_amount(0.0) == 0.0 and round_amount(float("nan")) != round_amount(float("nan"))
 
 
 # ------------------------------------------------------------------------------------------ drift

@@ -475,10 +475,18 @@ def test_error_messages_show_control_characters(capsys):
     assert capsys.readouterr().err == "error: no account '\\x1b]0;pwned\\x07' here\nsecond line\n"
 
 
-def test_pseudonym_key_must_be_long():
+def test_pseudonym_key_must_be_long(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="at least 32 bytes"):
         Pseudonymiser("a-short-key")
     assert Pseudonymiser(KEY)("A").startswith("P-")
+    # the nightly run refuses a short key before it ingests anything (not at its report stage)
+    monkeypatch.setenv("MULEGRAPH_PSEUDONYM_KEY", "a-short-key")
+    config = tmp_path / "mulegraph.toml"
+    config.write_text("[report]\npseudonymise = true\n", encoding="utf-8")
+    r = invoke("run", CORPUS / "hostile.csv", "--config", config, "--store", tmp_path / "store",
+               "--runs", tmp_path / "runs", "-q")
+    assert r.exit_code == 2 and "at least 32 bytes" in r.output
+    assert not (tmp_path / "store").exists() and not (tmp_path / "runs").exists()
 
 
 # ------------------------------------------------------------------------------- in a browser

@@ -5,8 +5,9 @@ a run ingests anything or creates a folder, what would make it fail later: a bad
 (the settings' ranges are checked when the :class:`~mulegraph.core.config.Config` is built), a
 mapping file named in the config that is not there, a missing inbox folder (a typo there must not
 read as "nothing new" night after night), an empty start (no exports, no store), a model folder
-that is missing or will be refused, a store or runs folder inside another store or run folder, and
-output folders that cannot be written. It returns the resolved exports and the loaded model, so
+that is missing or will be refused, a store or runs folder inside another store or run folder,
+report settings the report stage would refuse (a missing or short pseudonym key), and output
+folders that cannot be written. It returns the resolved exports and the loaded model, so
 that the run reads each only once.
 """
 
@@ -25,6 +26,7 @@ from mulegraph.core.errors import ConfigError, InputError
 from mulegraph.core.paths import refuse_misplaced_folder
 from mulegraph.core.window import parse_duration, parse_instant
 from mulegraph.ingest import resolve_inputs
+from mulegraph.report.document import check_report_config
 from mulegraph.scoring.model import load_model
 
 __all__ = ["EXPORT_SUFFIXES", "RunInputs", "find_exports", "check_inputs"]
@@ -75,6 +77,7 @@ def check_inputs(
         parse_instant(as_of)
     if not mapping_given:
         _check_config_mapping(config.store.mapping)
+    check_report_config(config.report)  # a missing or short pseudonym key fails now, not after scoring
     model_path = Path(run.model) if run.model else None
     if model_path is not None and not model_path.exists():
         raise InputError(

@@ -64,26 +64,32 @@ def prepare(
         if c not in names:
             lf = lf.with_columns(pl.lit(None, dtype=TRANSFER_SCHEMA[c]).alias(c))
     df = lf.collect()
-    ids = (
-        pl.concat([df.select(pl.col("src_account").alias("account_id")), df.select(pl.col("dst_account").alias("account_id"))])
-        .unique()
-        .sort("account_id")
-        .with_row_index("idx")
-        .with_columns(pl.col("idx").cast(pl.UInt32))
-    )
+    # account ids -> dense indices in sorted order: the codes of an Enum whose categories are the
+    # sorted distinct ids (no join on strings: much less memory than a hash join on large windows)
+    ids = pl.concat([df["src_account"], df["dst_account"]]).unique().sort().rename("account_id")
+    codes = pl.Enum(ids)
+    src = df["src_account"].cast(codes).to_physical().cast(pl.UInt32).rename("src")
+    dst = df["dst_account"].cast(codes).to_physical().cast(pl.UInt32).rename("dst")
     tx = (
-        df.join(ids.rename({"account_id": "src_account", "idx": "src"}), on="src_account", how="left")
-        .join(ids.rename({"account_id": "dst_account", "idx": "dst"}), on="dst_account", how="left")
-        .with_columns(pl.col("ts").dt.epoch("s").alias("t"))
-        .drop("src_account", "dst_account")
+        df.drop("src_account", "dst_account")
+        .with_columns(src, dst, pl.col("ts").dt.epoch("s").alias("t"))
         .sort(["t", "txn_id"])
         .with_row_index("row")
         .with_columns(pl.col("row").cast(pl.UInt32))
     )
-    pairs = pl.concat(
-        [tx.select(pl.col("src").alias("a"), pl.col("dst").alias("b")), tx.select(pl.col("dst").alias("a"), pl.col("src").alias("b"))]
-    ).unique()
-    degree = pairs.group_by("a").agg(pl.len().cast(pl.UInt32).alias("degree")).rename({"a": "idx"})
+    del df
+    ids = ids.to_frame().with_row_index("idx").with_columns(pl.col("idx").cast(pl.UInt32))
+    # distinct counterparties per account: one 64-bit key per unordered-direction pair
+    key = pl.concat(
+        [
+            tx.select((pl.col("src").cast(pl.UInt64) * (1 << 32) + pl.col("dst")).alias("k")),
+            tx.select((pl.col("dst").cast(pl.UInt64) * (1 << 32) + pl.col("src")).alias("k")),
+        ]
+    )["k"].unique()
+    degree = (
+        (key // (1 << 32)).cast(pl.UInt32).value_counts(name="degree").rename({"k": "idx"})
+        .with_columns(pl.col("degree").cast(pl.UInt32))
+    )
     acc = ids.join(degree, on="idx", how="left").with_columns(pl.col("degree").fill_null(0))
     acc = acc.with_columns(
         ((pl.col("degree") > config.hub_degree) | pl.col("account_id").is_in(list(config.hub_accounts))).alias("is_hub")

@@ -326,3 +326,23 @@ def test_passthrough_evidence_skips_hub_to_hub_money():
     tx = _transfers(rows)
     p = prepare(tx, FeatureConfig(hub_accounts=("EMPLOYER", "SHOP")))
     assert evidence(p, ["M"], "passthrough_share_24h")["M"] == ["P1", "P2"]
+
+
+def test_reasons_json_wire_format_is_pinned():
+    """The JSON text of CSV and JSON outputs: compact, fields in contract order, nulls as null."""
+    reasons = pl.DataFrame(
+        {"reasons": [[{"code": "RAPID_PASSTHROUGH", "feature": "passthrough_share_24h", "family": "passthrough",
+                       "text": "97% left; higher than 99.6% of accounts", "value": 0.970123, "percentile": 0.996,
+                       "txn_ids": ["T1", "T9"]},
+                      {"code": "X", "feature": "f", "family": None, "text": "é", "value": None, "percentile": None,
+                       "txn_ids": []}], []]},
+        schema={"reasons": REASONS_DTYPE},
+    )
+    text = reasons.select(reasons_to_json())["reasons"].to_list()
+    assert text == [
+        '[{"code":"RAPID_PASSTHROUGH","feature":"passthrough_share_24h","family":"passthrough",'
+        '"text":"97% left; higher than 99.6% of accounts","value":0.970123,"percentile":0.996,"txn_ids":["T1","T9"]},'
+        '{"code":"X","feature":"f","family":null,"text":"é","value":null,"percentile":null,"txn_ids":[]}]',
+        "[]",
+    ]
+    assert pl.DataFrame({"reasons": text}).select(reasons_from_json()).equals(reasons)

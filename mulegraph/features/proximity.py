@@ -3,7 +3,7 @@
 These features need a set of *known* mule accounts (training labels, confirmed decisions). They are
 not part of :func:`mulegraph.features.compute_features`: the model computes them out-of-fold for
 training (each account's features come from the labels of the other folds only) and from all known
-labels at scoring time (see :mod:`mulegraph.model`).
+labels at scoring time (see :mod:`mulegraph.scoring.training`).
 
 The graph is the aggregated account graph with every edge that touches a hub removed (hubs are
 settlement and external pseudo-accounts; closeness through them means nothing) and self-transfers
@@ -365,7 +365,7 @@ def ppr_features(p: Prepared, known_mules: pl.Series, groups: np.ndarray, n_grou
     Every account's walk restarts only at the known mules whose group differs from its own;
     ``groups`` holds a group in ``[0, n_groups)`` per account index. All groups share one pass
     (one sparse product with an ``n_groups``-column restart matrix per step). :func:`compute` uses
-    hash groups; out-of-fold training (:func:`mulegraph.model.oof_proximity`) uses the folds, so one
+    hash groups; out-of-fold training (:func:`mulegraph.scoring.training.oof_proximity`) uses the folds, so one
     call serves every fold.
 
     Returns ``idx`` plus the two columns, one row per account, sorted by ``idx``.

@@ -504,7 +504,10 @@ def dump_dom(browser: str, page: Path, profile: Path) -> str:
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={profile}", "--dump-dom", page.resolve().as_uri()]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:  # e.g. an alert() from an injected script blocks the page
+        pytest.fail(f"{page.name} did not finish loading in headless Chromium (a dialog opened by a script?)")
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 

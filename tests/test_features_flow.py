@@ -300,7 +300,7 @@ def test_build_features_empty_window_is_a_clear_error(small_store):
     from mulegraph.features.build import build_features
 
     store, _ = small_store
-    with pytest.raises(FeatureError, match="no transfers in the window"):
+    with pytest.raises(FeatureError, match="no transfers in the chosen window"):
         build_features(store, as_of="1990-01-01", window="1d", progress=False)
 
 

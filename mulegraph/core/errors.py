@@ -20,6 +20,7 @@ __all__ = [
     "ConfigError",
     "StoreError",
     "FeatureError",
+    "EmptyWindowError",
     "ModelError",
     "EngineError",
     "NothingNewError",
@@ -55,6 +56,10 @@ class StoreError(MulegraphError):
 
 class FeatureError(MulegraphError):
     """Features cannot be computed from the given transfers or options."""
+
+
+class EmptyWindowError(InputError, FeatureError):
+    """The chosen window holds no transfers (bad input; also a :class:`FeatureError`)."""
 
 
 class ModelError(MulegraphError):

@@ -44,7 +44,7 @@ import polars as pl
 
 from mulegraph.core.atomic import atomic_path
 from mulegraph.core.config import Config, FeatureConfig
-from mulegraph.core.errors import FeatureError, InputError
+from mulegraph.core.errors import EmptyWindowError, FeatureError, InputError
 from mulegraph.core.paths import refuse_protected_output
 from mulegraph.core.window import TimeWindow, filter_window, resolve_window
 from mulegraph.engine.local import Engine
@@ -68,21 +68,37 @@ __all__ = [
 class WindowFeatures:
     """What :func:`window_features` returns.
 
-    ``transfers``: the canonical transfers of the window; ``prepared``: the same, integer-keyed
-    (:class:`~mulegraph.features.prepare.Prepared`); ``features``: one row per account
-    (``account_id``, ``is_hub`` and the feature columns, sorted by account); ``window``: the
-    resolved window; ``timings``: seconds for ``prepare`` and each family (by shards: for the
-    ``plan``, the ``shards`` and the ``graph`` step); ``engine``: what computed the features
-    (``kind``, ``scheduler``, ``workers``, ``shards``, ``shard_accounts``; ``shards`` is None for
-    the whole window at once).
+    ``prepared``: the window's transfers, integer-keyed (:class:`~mulegraph.features.prepare.Prepared`);
+    ``features``: one row per account (``account_id``, ``is_hub`` and the feature columns, sorted
+    by account); ``window``: the resolved window; ``timings``: seconds for ``prepare`` and each
+    family (by shards: for the ``plan``, the ``shards`` and the ``graph`` step); ``engine``: what
+    computed the features (``kind``, ``scheduler``, ``workers``, ``shards``, ``shard_accounts``;
+    ``shards`` is None for the whole window at once).
+
+    The canonical transfers are not kept next to their prepared form (at bank scale that doubles
+    the memory): :attr:`transfers` rebuilds them, and :meth:`touching` gives those of a few
+    accounts, both sorted by time, then txn_id.
     """
 
-    transfers: pl.DataFrame
     prepared: Prepared
     features: pl.DataFrame
     window: TimeWindow
     timings: dict[str, float]
     engine: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_transfers(self) -> int:
+        """Transfers in the window."""
+        return self.prepared.tx.height
+
+    @property
+    def transfers(self) -> pl.DataFrame:
+        """The window's canonical transfers (rebuilt from the prepared ones on each access)."""
+        return self.prepared.canonical()
+
+    def touching(self, accounts: Iterable[str] | pl.Series) -> pl.DataFrame:
+        """The canonical transfers of the window touching any of ``accounts``."""
+        return self.prepared.canonical(accounts)
 
 
 def read_window(
@@ -148,8 +164,8 @@ def window_features(
 
     Raises
     ------
-    FeatureError
-        When the window holds no transfers.
+    EmptyWindowError
+        When the window holds no transfers (an ``InputError`` and a ``FeatureError``).
     InputError
         When the features are to be computed by shards and ``source`` is a frame, or the Dask
         scheduler cannot be reached.
@@ -163,35 +179,44 @@ def window_features(
             "computing features by shards (the dask engine) reads the window from a store; pass a store "
             "folder on a path every worker can read, or use the local engine."
         )
+    names = list(FAMILIES) if families is None else list(families)
+    timings: dict[str, float] = {}
+    used: dict[str, Any] = {"kind": "local", "scheduler": None, "workers": 1, "shards": None, "shard_accounts": None}
+    feats = None
+    if sharded:
+        # by shards, the features come first: the shards read the store themselves, so the window's
+        # transfers are read and prepared (for scoring) only once the shards are done
+        from mulegraph.io.store import Store
+
+        store = source if isinstance(source, Store) else Store.open(source)
+        win = store.time_window(window, as_of)
+        register_windows(fcfg)  # the shards register them where they run, scoring reads them here
+        full = config if isinstance(config, Config) else Config(features=fcfg)
+        feats, used = engine_features(store, win, full, engine=engine, families=names, progress=progress,
+                                      timings=timings)
+        if accounts is not None:
+            feats = feats.filter(pl.col("account_id").is_in(accounts))
+        source = store
     if transfers is None:
         transfers, win = read_window(source, window=window, as_of=as_of)
     else:
         newest = transfers["ts"].max() if transfers.height else None
         win = resolve_window(window, as_of, newest)
     if transfers.height == 0:
-        raise FeatureError(
-            f"no transfers in the window {win.describe()}; widen --window, check --as-of, or ingest exports first."
+        raise EmptyWindowError(
+            f"there are no transfers in the chosen window ({win.describe()}); widen --window, check --as-of, "
+            "or ingest exports first."
         )
-    names = list(FAMILIES) if families is None else list(families)
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     prepared = prepare(transfers, fcfg, accounts)
     timings["prepare"] = time.perf_counter() - t0
-    used: dict[str, Any] = {"kind": "local", "scheduler": None, "workers": 1, "shards": None, "shard_accounts": None}
-    if sharded:
-        register_windows(fcfg)  # the shards register them where they run, scoring reads them here
-        full = config if isinstance(config, Config) else Config(features=fcfg)
-        feats, used = engine_features(source, win, full, engine=engine, families=names, progress=progress,
-                                      timings=timings)
-        if accounts is not None:
-            feats = feats.filter(pl.col("account_id").is_in(accounts))
-    elif progress is True:
+    del transfers  # the caller's reference, if any, is the caller's: this function keeps the prepared form only
+    if feats is None and progress is True:
         feats = _with_progress_bar(prepared, fcfg, names, timings)
-    else:
+    elif feats is None:
         callback = progress if callable(progress) else None
         feats = compute_features(prepared, fcfg, families=names, progress=callback, timings=timings)
-    return WindowFeatures(transfers=transfers, prepared=prepared, features=feats, window=win, timings=timings,
-                          engine=used)
+    return WindowFeatures(prepared=prepared, features=feats, window=win, timings=timings, engine=used)
 
 
 def _feature_config(config) -> FeatureConfig:

@@ -7,13 +7,14 @@ keeps window arithmetic simple and exact.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from mulegraph.core.config import FeatureConfig
 from mulegraph.core.errors import FeatureError
-from mulegraph.core.schema import TRANSFER_SCHEMA
+from mulegraph.core.schema import OPTIONAL_SCHEMA, TRANSFER_SCHEMA
 
 __all__ = ["Prepared", "prepare"]
 
@@ -46,6 +47,24 @@ class Prepared:
     @property
     def hub_idx(self) -> pl.Series:
         return self.accounts.filter(pl.col("is_hub"))["idx"]
+
+    def canonical(self, accounts: Iterable[str] | pl.Series | None = None) -> pl.DataFrame:
+        """The canonical transfers back from the integer-keyed ones, sorted by time then txn_id.
+
+        With ``accounts``, only the transfers touching them (cheap: the window's transfers need
+        not be kept in memory next to their prepared form).
+        """
+        tx = self.tx
+        if accounts is not None:
+            wanted = pl.Series("account_id", list(accounts) if not isinstance(accounts, pl.Series) else accounts,
+                               dtype=pl.String)
+            idx = self.accounts.filter(pl.col("account_id").is_in(wanted.implode()))["idx"].implode()
+            tx = tx.filter(pl.col("src").is_in(idx) | pl.col("dst").is_in(idx))
+        ids = self.accounts.sort("idx")["account_id"]
+        names = [c for c in (*TRANSFER_SCHEMA, *OPTIONAL_SCHEMA) if c in tx.columns or c in ("src_account", "dst_account")]
+        return tx.with_columns(
+            ids.gather(tx["src"]).alias("src_account"), ids.gather(tx["dst"]).alias("dst_account")
+        ).select(names)
 
 
 def prepare(

@@ -42,7 +42,7 @@ from typing import Any
 import polars as pl
 
 from mulegraph.core.config import Config, FeatureConfig
-from mulegraph.core.errors import FeatureError
+from mulegraph.core.errors import EmptyWindowError, FeatureError
 from mulegraph.core.hashing import shard_of
 from mulegraph.core.version import __version__
 from mulegraph.core.window import TimeWindow, filter_window
@@ -123,7 +123,10 @@ def plan_shards(
     degree = pairs.group_by("account_id").agg(pl.len().cast(pl.UInt32).alias("degree"))
     acc = degree.sort("account_id").collect(engine="streaming")
     if acc.is_empty():
-        raise FeatureError(f"no transfers in the window {window.describe()}; widen --window or ingest exports first.")
+        raise EmptyWindowError(
+            f"there are no transfers in the chosen window ({window.describe()}); widen --window, check --as-of, "
+            "or ingest exports first."
+        )
     listed = list(config.hub_accounts)
     acc = acc.with_row_index("idx").with_columns(
         pl.col("idx").cast(pl.UInt32),

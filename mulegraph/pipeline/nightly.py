@@ -266,7 +266,7 @@ def _stage_features(state: _State) -> None:
     wf = state.wf = window_features(state.store, window=state.window, config=state.config,
                                     progress=lambda message: state.say("features", message))
     wf.features.write_parquet(state.work / "features.parquet")
-    state.end("features", f"{wf.features.height} account(s), {wf.transfers.height} transfer(s)")
+    state.end("features", f"{wf.features.height} account(s), {wf.n_transfers} transfer(s)")
 
 
 def _stage_score(state: _State) -> None:
@@ -298,11 +298,11 @@ def _stage_score(state: _State) -> None:
     alerts = as_reasons(alerts.join(scores.select("account_id", "reasons", "model_version", "run_id"),
                                     on="account_id", how="left"))
     alerts = reason_summary(alerts)
-    alerts = alerts.join(key_figures(wf.transfers, alerts["account_id"]), on="account_id", how="left")
+    alerts = alerts.join(key_figures(wf.touching(alerts["account_id"]), alerts["account_id"]), on="account_id", how="left")
     alerts = write_alerts(alerts.sort("alert_rank"), work)
     changes.write_parquet(work / "alert_changes.parquet")
     flow_ids = alerts["account_id"].head(cfg.run.flow_accounts).to_list()
-    flows(wf.transfers, flow_ids).write_parquet(work / "flows.parquet")
+    flows(wf.touching(flow_ids), flow_ids).write_parquet(work / "flows.parquet")
     features = wf.features
     if state.previous is not None and (state.previous / "features.parquet").is_file():
         drift = feature_psi(pl.read_parquet(state.previous / "features.parquet"), features,
@@ -314,7 +314,7 @@ def _stage_score(state: _State) -> None:
                            "alerts_flows_drift": round(time.perf_counter() - t_alerts, 4)}
     by_status = {s: int(n) for s, n in changes.group_by("status").len().iter_rows()}
     state.counts = {
-        "transfers_in_window": wf.transfers.height,
+        "transfers_in_window": wf.n_transfers,
         "accounts": features.height,
         "scored": int(scores["rank"].is_not_null().sum()),
         "alerts": alerts.height,

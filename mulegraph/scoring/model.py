@@ -25,7 +25,7 @@ from typing import Any
 import polars as pl
 
 from mulegraph.core.config import Config, FeatureConfig, ModelConfig
-from mulegraph.features.build import read_window, window_features
+from mulegraph.features.build import window_features
 from mulegraph.features.prepare import Prepared
 from mulegraph.scoring.estimator import MuleModel
 from mulegraph.scoring.persist import MODEL_FORMAT, TRUSTED_TYPES, check_model_dir, load_model, save_model
@@ -81,14 +81,11 @@ def train_from_store(
     """
     config = config or Config()
     if progress:
-        progress("reading transfers")
-    transfers, win = read_window(store, window=window, as_of=as_of, require_rows=True)
-    if progress:
-        progress("computing features")
-    wf = window_features(store, window=window, as_of=as_of, config=config, transfers=transfers)
+        progress("reading transfers and computing features")
+    wf = window_features(store, window=window, as_of=as_of, config=config)
     if progress:
         progress("training")
     model = MuleModel(config.model, config.features).set_context(wf.prepared).fit(wf.features, labels)
-    desc = win.describe()
-    model.training_data_ = {"window": desc, "transfers": transfers.height, "accounts": wf.features.height}
-    return model, {"transfers": transfers.height, "accounts": wf.features.height, "window": desc}
+    desc = wf.window.describe()
+    model.training_data_ = {"window": desc, "transfers": wf.n_transfers, "accounts": wf.features.height}
+    return model, {"transfers": wf.n_transfers, "accounts": wf.features.height, "window": desc}

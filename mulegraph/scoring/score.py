@@ -215,21 +215,21 @@ def score(
         if progress:
             progress("loading model")
         model = load_model(model_dir)
-    if progress:
-        progress("reading transfers")
-    transfers, _window = read_window(transfers_or_store, window=window, as_of=as_of, require_rows=True)
     if features is None:
         if progress:
-            progress("computing features")
-        wf = window_features(transfers_or_store, window=window, as_of=as_of, config=config, progress=progress,
-                             transfers=transfers)
+            progress("reading transfers and computing features")
+        wf = window_features(transfers_or_store, window=window, as_of=as_of, config=config, progress=progress)
         prepared, features = wf.prepared, wf.features
     else:
         if progress:
+            progress("reading transfers")
+        transfers, _window = read_window(transfers_or_store, window=window, as_of=as_of, require_rows=True)
+        if progress:
             progress("preparing")
         prepared = prepare(transfers, config.features)
+        del transfers
     if run_id is None:
-        newest = transfers["ts"].max()
+        newest = prepared.tx["ts"].max()
         run_id = f"score-{newest:%Y%m%dT%H%M%SZ}" if newest is not None else "score"
     if progress:
         progress("scoring and explaining")
@@ -237,7 +237,6 @@ def score(
         features,
         prepared,
         model,
-        transfers=transfers,
         run_id=run_id,
         exclude_hubs=exclude_hubs,
         options=options,

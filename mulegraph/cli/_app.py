@@ -20,6 +20,7 @@ from typing import Callable, TypeVar
 
 import typer
 
+from mulegraph.core.atomic import is_disk_full
 from mulegraph.core.version import __version__
 from mulegraph.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, InputError, MulegraphError
 from mulegraph.core.escape import visible
@@ -144,9 +145,15 @@ def check_writable(path: Path, option: str = "--out") -> None:
         raise InputError(f"cannot write in '{here}' ({err.strerror}); choose another {option}.") from None
 
 
-#: errors of the file system a user can fix (a path, a permission, a full disk), as one line
+#: errors of the file system a user can fix (a path, a permission), as one line
 _USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
-_FULL_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _disk_full(err: BaseException) -> None:
+    """One line for a full disk (the library usually names the file; some writers do not)."""
+    filename = getattr(err, "filename", None)
+    where = f" to write '{filename}'" if filename else ""
+    error(f"no space left on the device{where}; free some space and run again.")
 
 
 def handle_errors(func: F) -> F:
@@ -169,8 +176,8 @@ def handle_errors(func: F) -> F:
                 pass
             raise typer.Exit(0) from None
         except OSError as err:
-            if err.errno in _FULL_OS_ERRORS:
-                error(f"no space left to write '{err.filename}'; free some space and run again.")
+            if is_disk_full(err):
+                _disk_full(err)
                 raise typer.Exit(EXIT_FAILURE) from None
             if err.errno in _USER_OS_ERRORS and err.filename is not None:
                 error(f"cannot use '{err.filename}': {err.strerror}; check the path and its permissions.")
@@ -179,13 +186,17 @@ def handle_errors(func: F) -> F:
                 raise
             error(f"internal error ({type(err).__name__}) in '{func.__name__}'; rerun with MULEGRAPH_DEBUG=1 to see it.")
             raise typer.Exit(EXIT_FAILURE) from None
-        except KeyboardInterrupt:
-            error("interrupted; the store and earlier runs are left as they were.")
+        except KeyboardInterrupt as err:
+            # an ingest says what it committed before the interrupt (mulegraph.ingest.interrupt)
+            error(str(err) or "interrupted; the store and earlier runs are left as they were.")
             raise typer.Exit(130) from None
         except MemoryError:
             error("out of memory; try a shorter --window or fewer exports at a time.")
             raise typer.Exit(EXIT_FAILURE) from None
         except Exception as err:  # noqa: BLE001 - last line of defence, re-raised in debug mode
+            if is_disk_full(err):  # e.g. a Polars ComputeError from a writer without a file name
+                _disk_full(err)
+                raise typer.Exit(EXIT_FAILURE) from None
             if os.environ.get("MULEGRAPH_DEBUG"):
                 raise
             error(

@@ -63,8 +63,10 @@ def ingest_command(
     """
     from rich.console import Console
 
+    from mulegraph.core.atomic import disk_full_names
     from mulegraph.core.paths import refuse_misplaced_folder, refuse_protected_output
     from mulegraph.ingest import ingest
+    from mulegraph.ingest.interrupt import interrupt_report
 
     refuse_misplaced_folder(store, "store", "--store")
     if labels_out is not None:
@@ -80,7 +82,8 @@ def ingest_command(
             status.update(f"{stage}: {file}")
 
     try:
-        report = ingest(exports, store, mapping=mapping, labels_out=labels_out, progress=progress)
+        with interrupt_report(store), disk_full_names(store):
+            report = ingest(exports, store, mapping=mapping, labels_out=labels_out, progress=progress)
         code = 0
     except NothingNewError as err:
         report = err.report  # type: ignore[attr-defined]

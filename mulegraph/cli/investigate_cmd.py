@@ -106,7 +106,7 @@ def show_command(
     account: str = typer.Argument(..., help="Account id as it appears in the store."),
     store: Path = typer.Option(..., "--store", help="Store folder."),
     run: Optional[Path] = typer.Option(None, "--run", help="Run folder or scores file, for the score and reasons."),
-    last: int = typer.Option(15, "--last", min=1, help="How many of the newest transfers to list."),
+    last: int = typer.Option(15, "--last", min=1, max=1_000_000, help="How many of the newest transfers to list."),
     window: str = typer.Option("all", "--window", help="Only transfers in this window (e.g. 30d), or 'all'."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the window (default: newest transfer)."),
     config: Optional[Path] = typer.Option(None, "--config", help="mulegraph TOML config ([features] hub settings); default ./mulegraph.toml when present."),

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from mulegraph.cli._app import app, check_out_path, handle_errors
+from mulegraph.core.config import LIMITS
 from mulegraph.core.escape import visible
 
 __all__ = ["report_command", "ReportFormat"]
@@ -35,7 +36,9 @@ def report_command(
     fmt: ReportFormat | None = typer.Option(
         None, "--format", "-f", help="html, md, csv or json. Default: from the --out suffix, else html.", show_default=False
     ),
-    top: int | None = typer.Option(None, "--top", min=0, help="Show this many suspects. [report] top; default 50."),
+    top: int | None = typer.Option(
+        None, "--top", min=0, max=int(LIMITS["report"]["top"].hi), help="Show this many suspects. [report] top; default 50."
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write here (atomically) instead of standard output."),
     pseudonymise: bool | None = typer.Option(
         None, "--pseudonymise/--no-pseudonymise",

@@ -16,19 +16,32 @@ permissions a plain ``open(path, "w")`` would give (the process umask applies). 
 fsynced, ``os.replace``\\ d over the target and the folder is fsynced where the platform allows; on
 any exception, ``KeyboardInterrupt`` included, it is removed and the target is left as it was. A
 process killed outright (SIGKILL, power loss) can leave a ``.tmp`` file behind, never a damaged
-target.
+target. A full disk inside an atomic write is a :class:`~mulegraph.core.errors.DiskFullError`
+naming the target (:func:`disk_full_names` does the same for any block of writes).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "fsync_file", "fsync_dir", "file_sha256"]
+from mulegraph.core.errors import DiskFullError
+
+__all__ = [
+    "atomic_path",
+    "write_bytes_atomic",
+    "write_text_atomic",
+    "fsync_file",
+    "fsync_dir",
+    "file_sha256",
+    "is_disk_full",
+    "disk_full_names",
+]
 
 _TMP_SUFFIX = ".tmp"
 
@@ -65,6 +78,40 @@ def _create_temp(folder: Path, name: str) -> Path:
     raise FileExistsError(f"could not create a temporary file next to '{name}'")
 
 
+#: errno values of a full disk or quota, and how the Rust and C libraries under Polars and
+#: pyarrow spell them in messages (they raise OSError without errno, or their own error classes)
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_FULL_TEXTS = ("no space left on device", "os error 28", "disk quota exceeded", "os error 122", "errno 28")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True when ``err`` says the disk (or quota) is full, however the library that raised it says it."""
+    if isinstance(err, DiskFullError):
+        return False  # already named
+    if isinstance(err, OSError) and err.errno in _FULL_ERRNOS:
+        return True
+    text = str(err).lower()
+    return any(t in text for t in _FULL_TEXTS)
+
+
+@contextlib.contextmanager
+def disk_full_names(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a full disk inside the block into one :class:`~mulegraph.core.errors.DiskFullError`
+    naming ``path`` (the file or folder being written); other errors pass through unchanged.
+
+    >>> with disk_full_names("report.html"):
+    ...     pass
+    """
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - re-raised unchanged unless it is a full disk
+        if not is_disk_full(err):
+            raise
+        full = DiskFullError(f"no space left on the device to write '{path}'; free some space and run again.")
+        full.errno, full.filename = errno.ENOSPC, str(path)
+        raise full from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on failure it is removed.
@@ -76,12 +123,14 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    tmp = _create_temp(folder, target.name)
+    with disk_full_names(target):
+        tmp = _create_temp(folder, target.name)
     try:
-        yield tmp
-        if fsync:
-            fsync_file(tmp)
-        os.replace(tmp, target)
+        with disk_full_names(target):
+            yield tmp
+            if fsync:
+                fsync_file(tmp)
+            os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -24,6 +24,7 @@ __all__ = [
     "ModelError",
     "EngineError",
     "NothingNewError",
+    "DiskFullError",
 ]
 
 EXIT_OK = 0
@@ -76,3 +77,16 @@ class NothingNewError(MulegraphError):
     """There is nothing new to do (for example, every export was ingested already)."""
 
     exit_code = EXIT_NOTHING_NEW
+
+
+class DiskFullError(MulegraphError, OSError):
+    """The disk (or the user's quota) is full: a file could not be written. Also an :class:`OSError`.
+
+    Raised by :func:`mulegraph.core.atomic.disk_full_names`, which names the file or folder that
+    was being written; nothing half-written is left in its place.
+    """
+
+    exit_code = EXIT_FAILURE
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno 28] ..." form
+        return str(self.args[0]) if self.args else "no space left on the device"

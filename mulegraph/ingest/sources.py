@@ -23,7 +23,8 @@ from pathlib import Path
 
 import polars as pl
 
-from mulegraph.core.errors import InputError
+from mulegraph.core.atomic import disk_full_names
+from mulegraph.core.errors import InputError, MulegraphError
 from mulegraph.io.mapping import Mapping, dedupe_header
 
 __all__ = ["EXPORT_SUFFIXES", "Export", "resolve_inputs", "read_export", "csv_error", "looks_like_data"]
@@ -79,9 +80,11 @@ def resolve_inputs(paths: "list[str | os.PathLike] | str | os.PathLike") -> list
 def _gunzip(path: Path, workdir: Path) -> Path:
     out = workdir / (path.name.removesuffix(".gz") or "export")
     try:
-        with gzip.open(path, "rb") as src, open(out, "wb") as dst:
+        with disk_full_names(workdir), gzip.open(path, "rb") as src, open(out, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError):
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
+        if isinstance(err, MulegraphError):  # a full disk while writing the decompressed copy
+            raise
         raise InputError(
             f"'{path}' is a truncated or corrupt gzip file; copy the export again or unzip it to check it."
         ) from None

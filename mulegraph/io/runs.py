@@ -41,15 +41,26 @@ def list_runs(runs_dir: str | os.PathLike) -> list[Path]:
 
 
 def latest_run(runs_dir: str | os.PathLike) -> Path | None:
-    """The run the ``latest`` pointer names, or None when there is none yet."""
+    """The run the ``latest`` pointer names, or None when there is none yet.
+
+    A pointer naming anything but a folder directly in ``runs_dir`` (an absolute path elsewhere,
+    ``..``, a link out of it) is refused with :class:`~mulegraph.core.errors.InputError` rather
+    than followed: reports and the next run would otherwise read (and trust) another folder.
+    """
     root = Path(runs_dir)
     ptr = root / _LATEST
     if ptr.is_symlink():
-        target = root / os.readlink(ptr)
+        name = os.readlink(ptr)
     elif ptr.is_file():
-        target = root / ptr.read_text(encoding="utf-8").strip()
+        name = ptr.read_text(encoding="utf-8").strip()
     else:
         return None
+    target = root / name
+    if target.resolve().parent != root.resolve():
+        raise InputError(
+            f"the latest-run pointer '{ptr}' names '{name}', which is not a run folder in '{root}'; "
+            "remove the pointer (the next run writes a new one) or point it at a run folder there."
+        )
     return target if (target / "manifest.json").is_file() else None
 
 

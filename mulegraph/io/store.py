@@ -251,6 +251,8 @@ class Store:
             with contextlib.suppress(OSError):
                 (self.path / rel).unlink()
         shutil.rmtree(staged, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.path / ".staging").rmdir()  # no empty work area left behind (kept while not empty)
 
     # ------------------------------------------------------------------ reading
     def manifest(self) -> list[dict]:

@@ -24,7 +24,7 @@ from typing import Any
 from mulegraph.core.config import Config
 from mulegraph.core.errors import ConfigError, InputError
 from mulegraph.core.paths import refuse_misplaced_folder
-from mulegraph.core.window import parse_duration, parse_instant
+from mulegraph.core.window import parse_duration, resolve_window
 from mulegraph.ingest import resolve_inputs
 from mulegraph.report.document import check_report_config
 from mulegraph.scoring.model import load_model
@@ -74,7 +74,7 @@ def check_inputs(
     if run.window is not None and str(run.window).strip().lower() != "all":
         parse_duration(run.window)
     if as_of is not None:
-        parse_instant(as_of)
+        resolve_window(run.window, as_of, None)  # a window starting before year 1 fails now
     if not mapping_given:
         _check_config_mapping(config.store.mapping)
     check_report_config(config.report)  # a missing or short pseudonym key fails now, not after scoring
@@ -85,6 +85,8 @@ def check_inputs(
         )
     model = load_model(model_path) if model_path is not None else None  # a refused model fails now
     store = Path(config.store.path)
+    refuse_misplaced_folder(store, "store", "--store")
+    refuse_misplaced_folder(run.runs_dir, "runs folder", "--runs")
     if paths is not None:
         exports = resolve_inputs(list(paths))  # files, folders and globs; InputError when missing
     else:
@@ -95,8 +97,6 @@ def check_inputs(
             f"no exports were found in the inbox '{run.inbox}' and there is no store '{store}' yet; "
             "put exports in the inbox, pass their paths, or run from the folder that holds the store."
         )
-    refuse_misplaced_folder(store, "store", "--store")
-    refuse_misplaced_folder(run.runs_dir, "runs folder", "--runs")
     _check_writable(store, "store")
     _check_writable(Path(run.runs_dir), "runs folder")
     return RunInputs(exports=exports, model_path=model_path, model=model)

@@ -34,6 +34,7 @@ from typing import Any
 
 import polars as pl
 
+from mulegraph.core.atomic import disk_full_names
 from mulegraph.core.config import Config
 from mulegraph.core.errors import InputError, MulegraphError, NothingNewError
 from mulegraph.core.schema import SCORE_SCHEMA, as_reasons
@@ -41,6 +42,7 @@ from mulegraph.core.version import __version__
 from mulegraph.core.window import TimeWindow
 from mulegraph.features.build import WindowFeatures, window_features
 from mulegraph.ingest import ingest
+from mulegraph.ingest.interrupt import interrupt_report
 from mulegraph.io.runs import latest_run
 from mulegraph.io.store import Store
 from mulegraph.pipeline.alerts import (
@@ -183,7 +185,11 @@ def run(
                 state = _State(config=cfg, inputs=inputs, as_of=as_of, force=force, root=root, work=work,
                                run_id=run_id, started=started, log=log, say=progress or (lambda stage, message: None))
                 try:
-                    return _run_stages(state)
+                    # a full disk names the runs folder (the store, during ingest); Ctrl-C says
+                    # which exports this run committed to the store before it
+                    published = "no run was published, earlier runs are as they were"
+                    with interrupt_report(cfg.store.path, after=published), disk_full_names(root):
+                        return _run_stages(state)
                 except BaseException as err:
                     log.error("run failed: %s", err if isinstance(err, MulegraphError) else type(err).__name__)
                     raise
@@ -235,8 +241,9 @@ def _stage_ingest(state: _State) -> None:
     state.begin("ingest", f"{len(exports)} export file(s)")
     st = state.store = Store.open(cfg.store.path, create=True)
     state.input_files = input_files(exports)
-    state.ingest_report = _ingest(exports, st, cfg.store.mapping,
-                                  lambda stage, f: state.say("ingest", f"{stage} {Path(f).name}"))
+    with disk_full_names(st.path):
+        state.ingest_report = _ingest(exports, st, cfg.store.mapping,
+                                      lambda stage, f: state.say("ingest", f"{stage} {Path(f).name}"))
     state.store_manifest = st.manifest()
     if not state.store_manifest:
         raise InputError(

@@ -68,10 +68,14 @@ def validate(parsed: pl.DataFrame, m: Mapping, offset: int = 0) -> pl.DataFrame:
                 ts = parsed["ts"].clone().scatter(fixed[_ROW], fixed["ts"])
                 parsed = parsed.with_columns(ts).with_columns(rule_expr().alias(_RULE))
         parsed = parsed.drop(_TS_TEXT)
-    control = control_rows(parsed)  # before the currency is upper-cased (a C1 character would change)
     # currencies: few distinct values, so upper-case and check each distinct value once
     cur = parsed["currency"]
     distinct = cur.unique().drop_nulls()
+    control = control_rows(parsed, skip=("currency",))
+    bad_text = distinct.filter(distinct.str.contains(CONTROL_CHARS))  # before upper-casing (C1 would change)
+    if bad_text.len():
+        in_currency = cur.is_in(bad_text.implode()).fill_null(False)
+        control = in_currency if control is None else control | in_currency
     upper = distinct.str.to_uppercase()
     codes = upper.filter(upper.str.contains(r"^[A-Z]{3}$"))
     if not (upper == distinct).all():  # usually they are upper case already
@@ -87,15 +91,15 @@ def validate(parsed: pl.DataFrame, m: Mapping, offset: int = 0) -> pl.DataFrame:
     return parsed.drop("__missing").with_columns(currency=cur, **{_RULE: settled})
 
 
-def control_rows(frame: pl.DataFrame) -> pl.Series | None:
-    """Per row: one of the :data:`TEXT_FIELDS` of ``frame`` holds a control character.
+def control_rows(frame: pl.DataFrame, skip: tuple[str, ...] = ()) -> pl.Series | None:
+    """Per row: one of the :data:`TEXT_FIELDS` of ``frame`` (but ``skip``) holds a control character.
 
     None when no row does (the usual case, found without a per-value search: a column whose bytes
     are all printable ASCII holds none).
     """
     found = None
     for name in TEXT_FIELDS:
-        if name not in frame.columns or frame[name].dtype != pl.String or _printable_ascii(frame[name]):
+        if name in skip or name not in frame.columns or frame[name].dtype != pl.String or _printable_ascii(frame[name]):
             continue
         hit = frame[name].str.contains(CONTROL_CHARS).fill_null(False)
         found = hit if found is None else found | hit

@@ -205,6 +205,8 @@ def _absurd_cases(ws: Path, tmp: Path) -> list[tuple[list[str], tuple[str, ...]]
         (["trace", account, "--store", store, "--out", str(tmp / "t.json"), "--hops", HUGE], ("--hops",)),
         (["show", account, "--store", store, "--last", HUGE], ("--last", "1000000")),
         (["features", "--store", store, "--out", str(tmp / "f.parquet"), "--window", "99999999999d"], ("window", "36500d")),
+        (["score", "--store", store, "--out", str(tmp / "s.parquet"), "--show", HUGE], ("--show", "1000000")),
+        (["score", "--store", store, "--out", str(tmp / "s.parquet"), "--evidence-top", HUGE], ("--evidence-top", "1000000")),
         (["synth", "--out", str(tmp / "s"), "--accounts", HUGE], ("--accounts", "10000000")),
         (["synth", "--out", str(tmp / "s"), "--days", "99999999999"], ("--days", "3660")),
         (["synth", "--out", str(tmp / "s"), "--seed", "-1"], ("--seed",)),

@@ -22,13 +22,13 @@ def score_cmd(
     config: Path | None = typer.Option(None, "--config", help="A mulegraph.toml with settings."),
     top_reasons: int = typer.Option(5, "--top-reasons", min=3, max=5, help="Reasons per account (3-5)."),
     evidence_top: int = typer.Option(
-        100, "--evidence-top", min=0, help="Gather the transfer ids behind the reasons for this many top accounts."
+        100, "--evidence-top", min=0, max=1_000_000, help="Gather the transfer ids behind the reasons for this many top accounts."
     ),
     detector_weight: float = typer.Option(
         0.0, "--detector-weight", min=0.0, max=1.0, help="No-label mode: weight of the IsolationForest (0 = rules only)."
     ),
     run_id: str | None = typer.Option(None, "--run-id", help="Run id written into every row."),
-    show: int = typer.Option(10, "--show", min=0, help="Print this many top accounts."),
+    show: int = typer.Option(10, "--show", min=0, max=1_000_000, help="Print this many top accounts."),
     list_rules: bool = typer.Option(False, "--list-rules", help="Print the no-label rules and their weights, then exit."),
 ) -> None:
     """Score and rank every account active in the window, with reasons; write them to --out.

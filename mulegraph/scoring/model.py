@@ -82,7 +82,7 @@ def train_from_store(
     config = config or Config()
     if progress:
         progress("reading transfers and computing features")
-    wf = window_features(store, window=window, as_of=as_of, config=config)
+    wf = window_features(store, window=window, as_of=as_of, config=config, progress=progress)
     if progress:
         progress("training")
     model = MuleModel(config.model, config.features).set_context(wf.prepared).fit(wf.features, labels)

@@ -53,6 +53,16 @@ def test_ingest_table_output(tmp_path):
     assert res.exit_code == 3 and "already ingested" in res.stdout
 
 
+def test_file_names_with_brackets_are_names_not_patterns_or_markup(tmp_path):
+    f = export(tmp_path, "a[bold red]b*.csv")
+    res = runner.invoke(app, ["ingest", str(f), "--store", str(tmp_path / "s"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["accepted"] == 2
+    again = runner.invoke(app, ["ingest", str(f), "--store", str(tmp_path / "s")])
+    assert again.exit_code == 3  # the name printed as it is, not read as Rich markup (wrapping aside)
+    assert "a[boldred]b*.csv:alreadyingested" in "".join(again.stdout.split())
+
+
 def test_store_info(tmp_path):
     runner.invoke(app, ["ingest", str(export(tmp_path)), "--store", str(tmp_path / "s")])
     res = runner.invoke(app, ["store-info", "--store", str(tmp_path / "s"), "--json"])

@@ -16,13 +16,16 @@ __all__ = ["ingest_command", "store_info_command"]
 
 def _print_report(d: dict, console) -> None:
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"Ingest into {d['store']}", show_header=False)
+    from mulegraph.core.escape import terminal_text
+
+    table = Table(title=Text(terminal_text(f"Ingest into {d['store']}")), show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
     for f in d["files"]:
         if f["status"] != "ingested":
-            console.print(f"{f['path']}: already ingested (ingest {f['ingest_id']}); accepted 0")
+            console.print(Text(terminal_text(f"{f['path']}: already ingested (ingest {f['ingest_id']}); accepted 0")))
     table.add_row("files ingested", str(sum(f["status"] == "ingested" for f in d["files"])))
     table.add_row("files already ingested", str(len(d["skipped_files"])))
     table.add_row("rows read", f"{d['rows_read']:,}")
@@ -35,7 +38,7 @@ def _print_report(d: dict, console) -> None:
     table.add_row("date range", f"{d['date_min'] or '-'} .. {d['date_max'] or '-'}")
     table.add_row("accounts", f"{d['accounts']:,}")
     if d.get("labels_out"):
-        table.add_row("labels written", f"{d['labels_written']:,} to {d['labels_out']}")
+        table.add_row("labels written", Text(terminal_text(f"{d['labels_written']:,} to {d['labels_out']}")))
     console.print(table)
 
 
@@ -64,13 +67,9 @@ def ingest_command(
     from rich.console import Console
 
     from mulegraph.core.atomic import disk_full_names
-    from mulegraph.core.paths import refuse_misplaced_folder, refuse_protected_output
     from mulegraph.ingest import ingest
     from mulegraph.ingest.interrupt import interrupt_report
 
-    refuse_misplaced_folder(store, "store", "--store")
-    if labels_out is not None:
-        refuse_protected_output(labels_out, "--labels-out")
     console = Console(stderr=as_json)
     progress = None
     status = None

@@ -15,9 +15,10 @@ from typing import Any, Callable
 
 import polars as pl
 
-from mulegraph.core.atomic import atomic_path, file_sha256
+from mulegraph.core.atomic import atomic_path, disk_full_names, file_sha256
 from mulegraph.core.errors import InputError, NothingNewError
 from mulegraph.core.escape import neutralise_formulas
+from mulegraph.core.paths import refuse_misplaced_folder, refuse_protected_output
 from mulegraph.ingest.commit import ingest_file, report_progress
 from mulegraph.ingest.sources import resolve_inputs
 from mulegraph.ingest.validate import RULES
@@ -88,6 +89,10 @@ def ingest(
     (the report is attached as ``err.report``), and :class:`~mulegraph.core.errors.InputError` /
     :class:`~mulegraph.core.errors.MappingError` for unusable inputs.
     """
+    if not isinstance(store, Store):
+        refuse_misplaced_folder(store, "store", "--store")
+    if labels_out is not None:
+        refuse_protected_output(labels_out, "--labels-out")
     m = load_mapping(mapping)
     if labels_out is not None and not m.labels:
         raise InputError(f"mapping '{m.name}' has no [labels]; leave out --labels-out or use a mapping with labels.")
@@ -98,7 +103,7 @@ def ingest(
     report = IngestReport(store=str(st.path))
     account_sets = []
     label_frames = []
-    with st.lock(), ThreadPoolExecutor(max_workers=1) as hasher:
+    with disk_full_names(st.path), st.lock(), ThreadPoolExecutor(max_workers=1) as hasher:
         known = st.known_hashes()
         sizes = {e.get("size") for e in st.manifest()}
         for f in files:

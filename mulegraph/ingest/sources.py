@@ -168,7 +168,7 @@ def read_export(path: Path, mapping: Mapping, workdir: Path) -> Export:
             raise InputError(f"'{shown}' is compressed twice; decompress it and retry.")
     if kind == "parquet":
         try:
-            lf = pl.scan_parquet(path)
+            lf = pl.scan_parquet(path, glob=False)  # a file name with [ ] * ? is a name, not a pattern
             schema = dict(lf.collect_schema())
         except (pl.exceptions.PolarsError, OSError):
             raise InputError(f"'{shown}' is not a readable Parquet file (truncated or corrupt); export it again.") from None
@@ -195,6 +195,7 @@ def read_export(path: Path, mapping: Mapping, workdir: Path) -> Export:
         quote_char='"',
         encoding="utf8",
         raise_if_empty=False,
+        glob=False,  # a file name with [ ] * ? is a name, not a pattern
     )
     schema = {h: pl.String() for h in header}
     return Export(lf, header, schema, "csv")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mulegraph.cli._app import app, check_out_file, handle_errors
+from mulegraph.cli._app import EngineKind, app, check_out_file, engine_option, handle_errors, scheduler_option
 
 
 @app.command("score")
@@ -30,6 +30,8 @@ def score_cmd(
     run_id: str | None = typer.Option(None, "--run-id", help="Run id written into every row."),
     show: int = typer.Option(10, "--show", min=0, max=1_000_000, help="Print this many top accounts."),
     list_rules: bool = typer.Option(False, "--list-rules", help="Print the no-label rules and their weights, then exit."),
+    engine: EngineKind | None = engine_option(),
+    scheduler: str | None = scheduler_option(),
 ) -> None:
     """Score and rank every account active in the window, with reasons; write them to --out.
 
@@ -45,6 +47,7 @@ def score_cmd(
     from mulegraph.core.config import load_config
     from mulegraph.core.errors import InputError
     from mulegraph.core.escape import terminal_text
+    from mulegraph.engine import engine_settings
     from mulegraph.scoring.score import ScoreOptions, score, write_scores
 
     if list_rules:
@@ -57,7 +60,7 @@ def score_cmd(
         raise InputError("score needs --store DIR and --out FILE (or --list-rules).")
     check_out_file(out, (".parquet", ".csv", ".json"))
 
-    cfg = load_config(config)
+    cfg = engine_settings(load_config(config), engine, scheduler)
     console = Console(stderr=True)
     with console.status("scoring") as status:
         scores = score(

@@ -304,6 +304,14 @@ def test_save_load_round_trip_gives_identical_scores(tmp_path, data, fitted):
     assert loaded.model_version == fitted.model_version and fitted.model_version.startswith("mulegraph-")
 
 
+def _reseal(d):
+    """Compute a model folder's checksum manifest again after an edit (what a forger without a key
+    can do, and what a model of another version carries): the checks behind the seal are reached."""
+    from mulegraph.scoring import integrity
+
+    integrity.seal(d, list(json.loads((d / integrity.CHECKSUMS_NAME).read_text())["files"]))
+
+
 @pytest.mark.parametrize("name", ["estimator.skops", "known.parquet"])
 def test_tampered_file_is_refused(tmp_path, fitted, name):
     d = tmp_path / "m"
@@ -328,9 +336,9 @@ def test_untrusted_type_is_refused_even_with_matching_hash(tmp_path, fitted):
     d = tmp_path / "m"
     save_model(fitted, d)
     (d / "estimator.skops").write_bytes(sio.dumps({"estimators": [_Gadget()]}))
-    card = json.loads((d / "model_card.json").read_text())
-    card["files"]["estimator.skops"] = hashlib.sha256((d / "estimator.skops").read_bytes()).hexdigest()
-    (d / "model_card.json").write_text(json.dumps(card))
+    sums = json.loads((d / "checksums.json").read_text())
+    sums["files"]["estimator.skops"] = hashlib.sha256((d / "estimator.skops").read_bytes()).hexdigest()
+    (d / "checksums.json").write_text(json.dumps(sums))
     with pytest.raises(ModelError, match="cannot be loaded safely"):
         load_model(d)
 
@@ -342,16 +350,19 @@ def test_other_feature_set_or_format_is_refused(tmp_path, fitted):
     bad = json.loads(json.dumps(card))
     bad["features"][0]["version"] = 99
     (d / "model_card.json").write_text(json.dumps(bad))
+    _reseal(d)
     with pytest.raises(ModelError, match="another feature set"):
         load_model(d)
     bad = json.loads(json.dumps(card))
     bad["features"].append({"name": "feature_from_the_future", "family": "x", "version": 1})
     (d / "model_card.json").write_text(json.dumps(bad))
+    _reseal(d)
     with pytest.raises(ModelError, match="unknown to this version"):
         load_model(d)
     bad = json.loads(json.dumps(card))
     bad["versions"]["scikit-learn"] = "0.24.2"
     (d / "model_card.json").write_text(json.dumps(bad))
+    _reseal(d)
     with pytest.raises(ModelError, match="scikit-learn 0.24.2"):
         load_model(d)
     bad = dict(card, format="2.0")

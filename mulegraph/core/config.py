@@ -140,6 +140,18 @@ class ModelConfig:
     sync_window: str = "7d"
     #: permutation-importance repeats stored in the model card (0 = skip)
     importance_repeats: int = 3
+    #: a file holding the key that signs model folders and is checked when they are loaded
+    #: (HMAC-SHA256, at least 32 bytes; see mulegraph.core.keys); when not set, the key itself may
+    #: come from the MULEGRAPH_MODEL_KEY environment variable. Never written into a model card.
+    signing_key_file: str | None = None
+
+    def signing_key_source(self) -> tuple[str, str] | None:
+        """Where the model signing key comes from: ``("file", path)`` for ``signing_key_file``, else
+        ``("env", key)`` when ``MULEGRAPH_MODEL_KEY`` is set, else None (read by mulegraph.core.keys)."""
+        if self.signing_key_file:
+            return ("file", self.signing_key_file)
+        key = os.environ.get("MULEGRAPH_MODEL_KEY")
+        return ("env", key) if key else None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """What a run records about its inputs: file hashes, the input fingerprint, library versions.
 
 A run's **fingerprint** is the SHA-256 of everything that decides its scores: the content hashes
-of the files in the store, the investigator decisions, the resolved settings (without paths,
-secrets and the ``[engine]``, which changes where features are computed, not what), the window,
-the model files and the mulegraph version. When nothing was ingested and the fingerprint equals
+of the files in the store, the investigator decisions, the ``--known`` file and consortium lists
+(with the key's public id), the resolved settings (without paths, secrets and the ``[engine]``,
+which changes where features are computed, not what), the window, the model files and the
+mulegraph version. When nothing was ingested and the fingerprint equals
 the latest run's, a new run would give identical scores
 (:class:`~mulegraph.core.errors.NothingNewError`).
 """
@@ -29,7 +30,8 @@ from mulegraph.core.window import TimeWindow
 __all__ = ["input_files", "hash_tree", "frame_hash", "run_fingerprint", "libraries", "store_totals"]
 
 #: settings that say where things are, not what is computed (left out of the fingerprint)
-_LOCATION_SETTINGS = (("run", "inbox"), ("run", "runs_dir"), ("store", "path"), ("report", "pseudonym_key"))
+_LOCATION_SETTINGS = (("run", "inbox"), ("run", "runs_dir"), ("store", "path"), ("report", "pseudonym_key"),
+                      ("model", "signing_key_file"))
 #: libraries whose versions a manifest records
 _LIBRARIES = ("polars", "pyarrow", "numpy", "scipy", "networkx", "scikit-learn", "matplotlib", "skops")
 
@@ -62,8 +64,10 @@ def run_fingerprint(
     config: Config,
     window: TimeWindow,
     model_hash: str | None,
+    seeds: dict[str, Any] | None = None,
 ) -> str:
-    """The fingerprint of a run's inputs (see the module docstring)."""
+    """The fingerprint of a run's inputs (see the module docstring); ``seeds``: what decides the
+    seeds given beyond the store (:meth:`mulegraph.scoring.seeds.SeedInputs.fingerprint`)."""
     settings = config.to_dict()
     settings.pop("engine", None)  # where features are computed, not what: the same scores anywhere
     for section, key in _LOCATION_SETTINGS:
@@ -76,6 +80,8 @@ def run_fingerprint(
         "model": model_hash,
         "version": __version__,
     }
+    if seeds is not None:  # left out when none are given, so earlier runs' fingerprints still compare
+        doc["seeds"] = seeds
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from mulegraph.core.config import Config
 from mulegraph.core.errors import ConfigError, InputError
+from mulegraph.core.keys import model_signing_key
 from mulegraph.core.paths import refuse_misplaced_folder
 from mulegraph.core.window import parse_duration, resolve_window
 from mulegraph.ingest import resolve_inputs
@@ -83,7 +84,8 @@ def check_inputs(
         raise InputError(
             f"the model folder '{model_path}' does not exist; train one with 'mulegraph train' or leave out --model."
         )
-    model = load_model(model_path) if model_path is not None else None  # a refused model fails now
+    # a refused model (changed files, a missing or wrong signature while a key is set) fails now
+    model = load_model(model_path, key=model_signing_key(config.model)) if model_path is not None else None
     store = Path(config.store.path)
     refuse_misplaced_folder(store, "store", "--store")
     refuse_misplaced_folder(run.runs_dir, "runs folder", "--runs")

@@ -262,22 +262,38 @@ class MuleModel(ClassifierMixin, BaseEstimator):
 
     @property
     def model_version(self) -> str:
-        """A short id of the trained model: ``mulegraph-`` and 12 hex digits of its training-data hash."""
+        """A short id of the trained model: ``mulegraph-`` and 12 hex digits of the hash of its model
+        folder's checksum manifest once saved or loaded (so it changes with any file, the card
+        included: :mod:`mulegraph.scoring.persist`), of its training-data hash before."""
         self._check_fitted()
-        return f"mulegraph-{self.training_hash_[:12]}"
+        return getattr(self, "model_version_", None) or f"mulegraph-{self.training_hash_[:12]}"
 
     # -- scoring -------------------------------------------------------------------------------
+    def set_seeds(self, known: pl.DataFrame | None) -> "MuleModel":
+        """Give the known accounts the closeness features read at scoring time; returns ``self``.
+
+        ``known``: ``account_id, is_mule`` (the seeds of :mod:`mulegraph.scoring.seeds`: training
+        labels of the same store, investigator decisions, a ``--known`` file, consortium matches);
+        None: the training labels ``known_``. Like the context, the seeds are not a setting.
+        """
+        if known is not None and not {"account_id", "is_mule"} <= set(known.columns):
+            raise InputError("seeds must be a polars DataFrame with account_id and is_mule.")
+        self._seeds = None if known is None else known.select(pl.col("account_id").cast(pl.String), pl.col("is_mule").cast(pl.Boolean))
+        self._closeness = None
+        return self
+
     def closeness(self) -> pl.DataFrame:
         """Closeness-to-known-mules features of every account of the context, from all known labels.
 
         ``account_id`` plus one column per :data:`mulegraph.features.proximity.FEATURES`; computed
-        once per :meth:`set_context`.
+        once per :meth:`set_context` (and :meth:`set_seeds`) from the seeds, else from ``known_``.
         """
         self._check_fitted()
         if getattr(self, "_closeness", None) is None:
             p = self._prepared()
             ids = p.accounts.select("idx", "account_id")
-            known = self.known_.join(ids, on="account_id", how="inner")
+            seeds = getattr(self, "_seeds", None)
+            known = (self.known_ if seeds is None else seeds).join(ids, on="account_id", how="inner")
             feats = proximity.compute(
                 p, known.filter(pl.col("is_mule"))["idx"], known["idx"], **training.proximity_kwargs(self._cfg())
             )

@@ -1,12 +1,28 @@
-"""Model persistence: a model folder that cannot run code, with its model card and file hashes.
+"""Model persistence: a model folder that cannot run code, whose every file is checked on load.
 
-:func:`save_model` writes a directory with ``estimator.skops`` (the boosted ensembles, loaded with
-:mod:`skops.io` and an explicit list of trusted types, :data:`TRUSTED_TYPES`, so a swapped file
-cannot run code), ``known.parquet`` (the known labels), and ``model_card.json`` /
-``model_card.md``. The card holds the sha256 of every file, checked before anything is loaded by
-:func:`load_model`; a mismatch, a missing feature, a feature of another version, another
-scikit-learn minor version or a card of another format version is refused with a
-:class:`~mulegraph.core.errors.ModelError`.
+:func:`save_model` writes a folder with
+
+* ``estimator.skops``: the boosted ensembles, loaded with :mod:`skops.io` and an explicit list of
+  trusted types (:data:`TRUSTED_TYPES`), so a swapped file cannot run code;
+* ``known.parquet``: the known labels (account ids), the seeds of the closeness features when the
+  model scores the store it was trained on (:mod:`mulegraph.scoring.seeds`); left out of a
+  **portable** model (``portable=True``), which carries no account id at all;
+* ``model_card.json`` / ``model_card.md``: what the model is (features and their versions,
+  settings, metrics, library versions, the training store's identity);
+* ``checksums.json``, written last and atomically: the sha256 of every other file, the card
+  included (:data:`CHECKSUMS_NAME`);
+* ``signature.json`` when a signing key is set: HMAC-SHA256 of ``checksums.json`` under the key
+  (:data:`SIGNATURE_NAME`; the key from ``[model] signing_key_file`` or ``MULEGRAPH_MODEL_KEY``, see
+  :func:`mulegraph.core.keys.model_signing_key`).
+
+:func:`load_model` first checks the folder against ``checksums.json`` (:func:`verify_model_dir`): a
+changed, missing or extra file is refused with a :class:`~mulegraph.core.errors.ModelError` naming
+the file. Without a key this catches accidents and naive edits, not a forger who edits a file and
+computes ``checksums.json`` again; with a key set, an unsigned folder or a wrong signature is
+refused too, and only a key holder can make a folder that loads. Then a card of another format
+version, another scikit-learn minor version, a feature unknown here or of another version, and
+types outside the trusted list are refused. ``model_version`` is ``mulegraph-`` and 12 hex digits
+of the sha256 of ``checksums.json``: any change to any file, the card included, changes it.
 """
 
 from __future__ import annotations
@@ -23,18 +39,38 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from mulegraph.core.atomic import file_sha256, write_bytes_atomic
+from mulegraph.core.atomic import write_bytes_atomic
 from mulegraph.core.config import FeatureConfig, ModelConfig
 from mulegraph.core.errors import InputError, ModelError
+from mulegraph.core.keys import model_signing_key
 from mulegraph.core.paths import refuse_protected_output
 from mulegraph.core.version import __version__
 from mulegraph.features.registry import REGISTRY, register_windows
+from mulegraph.scoring import integrity
 from mulegraph.scoring.estimator import MuleModel
 
-__all__ = ["save_model", "load_model", "check_model_dir", "MODEL_FORMAT", "TRUSTED_TYPES"]
+__all__ = [
+    "save_model",
+    "load_model",
+    "export_portable",
+    "verify_model_dir",
+    "check_model_dir",
+    "MODEL_FORMAT",
+    "TRUSTED_TYPES",
+    "CARD_NAME",
+    "KNOWN_NAME",
+    "ESTIMATOR_NAME",
+]
 
-#: format version of the model directory; a different major number is refused on load
-MODEL_FORMAT = "1.0"
+#: format version of the model directory; a different major number is refused on load, and a
+#: folder without the checksum manifest (format 1.0) is refused as unsealed
+MODEL_FORMAT = "1.1"
+
+#: the files of a model folder besides its seal (see mulegraph.scoring.integrity)
+ESTIMATOR_NAME = "estimator.skops"
+KNOWN_NAME = "known.parquet"
+CARD_NAME = "model_card.json"
+CARD_MD_NAME = "model_card.md"
 
 #: types skops may rebuild beyond its own safe defaults; nothing else is accepted on load
 TRUSTED_TYPES: tuple[str, ...] = (
@@ -107,8 +143,16 @@ def _card_markdown(card: dict[str, Any]) -> str:
     fam = {f["name"]: f["family"] for f in card["features"]}
     for name, v in [kv for kv in card["feature_importance"].items() if kv[1] > 0][:15]:
         lines.append(f"| {name} | {fam.get(name) or '-'} | {v:.3f} |")
-    lines += ["", f"{len(card['features'])} features in all; see model_card.json for the full list, the config and the file hashes.", ""]
+    if card.get("portable"):
+        lines += ["", "Portable model: no account ids (no known labels); scoring seeds come from the scoring bank "
+                  "(its investigator decisions, --known, --shared-list)."]
+    lines += ["", f"{len(card['features'])} features in all; see model_card.json for the full list and the config, "
+              "checksums.json for the sha256 of every file.", ""]
     return "\n".join(lines)
+
+
+#: every file a model folder may hold besides its seal
+_MODEL_FILES = (ESTIMATOR_NAME, KNOWN_NAME, CARD_NAME, CARD_MD_NAME)
 
 
 def check_model_dir(directory: str | os.PathLike) -> Path:
@@ -120,33 +164,70 @@ def check_model_dir(directory: str | os.PathLike) -> Path:
     d = Path(directory)
     if d.exists() and not d.is_dir():
         raise InputError(f"--out '{d}' is a file; give a folder for the model (a new one, or an earlier model's).")
-    if d.is_dir() and not (d / "model_card.json").exists() and any(d.iterdir()):
+    if d.is_dir() and not (d / CARD_NAME).exists() and any(d.iterdir()):
         raise InputError(f"--out '{d}' is a folder that holds other files, not a model; give a new or empty folder for the model.")
     return refuse_protected_output(d)  # nor a folder inside a store or a run folder
 
 
-def save_model(model: MuleModel, directory: str | os.PathLike) -> Path:
-    """Write a trained model to ``directory`` (created if needed); returns the card path."""
-    import skops.io as sio
-
-    model._check_fitted()
-    d = refuse_protected_output(directory)  # never into a store or a run folder
+def _prepare_folder(d: Path) -> None:
+    """Make ``d`` ready for a model's files: created, no seal, nothing but an earlier model's files."""
     if d.exists() and not d.is_dir():
         raise ModelError(f"model path '{d}' is a file; give a directory for the model.")
     d.mkdir(parents=True, exist_ok=True)
+    seal_files = (integrity.CHECKSUMS_NAME, integrity.SIGNATURE_NAME)
+    for p in d.iterdir():
+        if p.name in _MODEL_FILES or p.name in seal_files:
+            continue
+        if p.is_file() and p.name.startswith(".") and p.name.endswith(".tmp") and p.name[1:].startswith(_MODEL_FILES + seal_files):
+            p.unlink()  # left by an interrupted save
+            continue
+        raise ModelError(f"the model folder '{d}' holds '{p.name}', which is not part of a model; give a new or empty folder.")
+    integrity.break_seal(d)
+
+
+def _card_config(model: MuleModel, portable: bool) -> dict[str, Any]:
+    model_cfg = dataclasses.asdict(model._cfg())
+    model_cfg.pop("signing_key_file", None)  # where this machine keeps its key: not part of the model
+    feature_cfg = dataclasses.asdict(model._fcfg())
+    if portable:
+        feature_cfg["hub_accounts"] = []  # account ids of the training bank; the scoring bank names its own
+    return {"model": model_cfg, "features": feature_cfg}
+
+
+def save_model(model: MuleModel, directory: str | os.PathLike, *, portable: bool = False, key: bytes | None = None) -> Path:
+    """Write a trained model to ``directory`` (created if needed); returns the card path.
+
+    ``portable``: leave out every account id (no known labels, no training store identity, no hub
+    account names in the card), for use at another bank; its scoring seeds then come from the
+    scoring side only (:mod:`mulegraph.scoring.seeds`). ``key``: sign the folder with it (at least
+    32 bytes); None signs with the key the model's config names (``signing_key_file``, else
+    ``MULEGRAPH_MODEL_KEY``), and leaves the folder unsigned when there is none. The checksum
+    manifest is written last; afterwards ``model.model_version`` is the saved folder's version.
+    """
+    import skops.io as sio
+
+    model._check_fitted()
+    key = model_signing_key(model._cfg()) if key is None else key
+    d = refuse_protected_output(directory)  # never into a store or a run folder
+    _prepare_folder(d)
     payload = sio.dumps({"estimators": model.estimators_})
     untrusted = set(sio.get_untrusted_types(data=payload))
     if not untrusted <= set(TRUSTED_TYPES):
         raise ModelError("the model holds object types outside mulegraph's trusted list and cannot be saved safely.")
-    write_bytes_atomic(d / "estimator.skops", payload)
-    buf = io.BytesIO()
-    model.known_.write_parquet(buf)
-    write_bytes_atomic(d / "known.parquet", buf.getvalue())
-    cfg = model._cfg()
+    write_bytes_atomic(d / ESTIMATOR_NAME, payload)
+    names = [ESTIMATOR_NAME, CARD_NAME, CARD_MD_NAME]
+    if portable:
+        (d / KNOWN_NAME).unlink(missing_ok=True)
+    else:
+        buf = io.BytesIO()
+        model.known_.write_parquet(buf)
+        write_bytes_atomic(d / KNOWN_NAME, buf.getvalue())
+        names.append(KNOWN_NAME)
     card = {
         "format": MODEL_FORMAT,
         "kind": "mulegraph.MuleModel",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "portable": bool(portable),
         "versions": _versions(),
         "features": _feature_entries(model.feature_names_),
         "estimator": {"kind": "HistGradientBoostingClassifier", "n_models": len(model.estimators_), "best_params": model.best_params_},
@@ -154,16 +235,30 @@ def save_model(model: MuleModel, directory: str | os.PathLike) -> Path:
         "labels": model.label_counts_,
         "training_data_sha256": model.training_hash_,
         "training_data": getattr(model, "training_data_", None),
+        "training_store": None if portable else getattr(model, "training_store_", None),
         "cv_metrics": model.cv_metrics_,
         "cv_results": model.cv_results_,
         "feature_importance": model.feature_importance,
         "feature_importance_raw": model.importance_,
-        "config": {"model": dataclasses.asdict(cfg), "features": dataclasses.asdict(model._fcfg())},
-        "files": {"estimator.skops": file_sha256(d / "estimator.skops"), "known.parquet": file_sha256(d / "known.parquet")},
+        "config": _card_config(model, portable),
     }
-    write_bytes_atomic(d / "model_card.md", _card_markdown(card).encode("utf-8"))
-    write_bytes_atomic(d / "model_card.json", json.dumps(card, indent=2, sort_keys=False).encode("utf-8"))
-    return d / "model_card.json"
+    write_bytes_atomic(d / CARD_MD_NAME, _card_markdown(card).encode("utf-8"))
+    write_bytes_atomic(d / CARD_NAME, json.dumps(card, indent=2, sort_keys=False).encode("utf-8"))
+    checksums = integrity.seal(d, names, key)  # last: the folder is complete from here on
+    model.model_version_ = integrity.version_of(checksums)
+    return d / CARD_NAME
+
+
+def export_portable(source: str | os.PathLike, directory: str | os.PathLike, *, key: bytes | None = None) -> Path:
+    """Write the portable form of the model in ``source`` to ``directory``; returns the card path.
+
+    The source is loaded (and verified with ``key``, else the ``MULEGRAPH_MODEL_KEY`` key, when
+    set) and saved with ``portable=True``, signed with ``key`` when given.
+    """
+    if Path(source).resolve() == Path(directory).resolve():
+        raise InputError("the portable model must go to another folder than the model it is made from.")
+    model = load_model(source, key=key)
+    return save_model(model, directory, portable=True, key=key)
 
 
 def _tuple_fields(cls, data: dict[str, Any]):
@@ -175,19 +270,10 @@ def _tuple_fields(cls, data: dict[str, Any]):
     return cls(**kw)
 
 
-def load_model(directory: str | os.PathLike) -> MuleModel:
-    """Load a model written by :func:`save_model`, checking its card, file hashes and feature set.
-
-    Raises :class:`ModelError` when the directory is not a model, a file was changed since it was
-    saved, the format or a feature version differs from this mulegraph, or the file holds types
-    outside the trusted list. Nothing in the files can run code.
-    """
-    import skops.io as sio
-
-    d = Path(directory)
-    card_path = d / "model_card.json"
+def _read_card(d: Path) -> dict[str, Any]:
+    card_path = d / CARD_NAME
     if not card_path.is_file():
-        raise ModelError(f"'{d}' is not a mulegraph model directory (no model_card.json); train one with 'mulegraph train'.")
+        raise ModelError(f"'{d}' is not a mulegraph model directory (no {CARD_NAME}); train one with 'mulegraph train'.")
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
@@ -197,21 +283,47 @@ def load_model(directory: str | os.PathLike) -> MuleModel:
     fmt = str(card.get("format", ""))
     if fmt.split(".")[0] != MODEL_FORMAT.split(".")[0]:
         raise ModelError(f"the model has format {fmt or 'unknown'} but this mulegraph reads format {MODEL_FORMAT}; retrain it with this version.")
+    return card
+
+
+def verify_model_dir(directory: str | os.PathLike, *, key: bytes | None = None) -> str:
+    """Check a model folder's files against its checksum manifest (and signature); returns its ``model_version``.
+
+    ``key``: the signing key to require (None: the ``MULEGRAPH_MODEL_KEY`` key when set, else
+    no signature is required). Raises :class:`~mulegraph.core.errors.ModelError` naming the first
+    changed, missing or extra file, or the signature's fault.
+    """
+    d = Path(directory)
+    card = _read_card(d)
+    key = model_signing_key(ModelConfig()) if key is None else key
+    required = (ESTIMATOR_NAME, CARD_NAME) + (() if card.get("portable") else (KNOWN_NAME,))
+    return integrity.version_of(integrity.verify(d, key, required))
+
+
+def load_model(directory: str | os.PathLike, *, key: bytes | None = None) -> MuleModel:
+    """Load a model written by :func:`save_model`, checking its seal, card and feature set.
+
+    ``key``: the model signing key (see :func:`verify_model_dir`); None uses the
+    ``MULEGRAPH_MODEL_KEY`` key when set. Raises :class:`ModelError` when the directory is not a
+    model, a file was changed, added or removed since it was saved, the signature is missing or
+    wrong while a key is set, the format or a feature version differs from this mulegraph, or the
+    estimator holds types outside the trusted list. Nothing in the files can run code.
+    """
+    import skops.io as sio
     import sklearn
 
+    d = Path(directory)
+    card = _read_card(d)
+    portable = bool(card.get("portable"))
+    key = model_signing_key(ModelConfig()) if key is None else key
+    required = (ESTIMATOR_NAME, CARD_NAME) + (() if portable else (KNOWN_NAME,))
+    version = integrity.version_of(integrity.verify(d, key, required))
     made_with = str((card.get("versions") or {}).get("scikit-learn", ""))
     if made_with.split(".")[:2] != sklearn.__version__.split(".")[:2]:
         raise ModelError(
             f"the model was made with scikit-learn {made_with or 'unknown'} but this installation has {sklearn.__version__}; "
             "retrain it here or install the same scikit-learn version."
         )
-    files = card.get("files") or {}
-    for name in ("estimator.skops", "known.parquet"):
-        path = d / name
-        if not path.is_file():
-            raise ModelError(f"the model file {name} is missing; the model directory is incomplete, train the model again.")
-        if files.get(name) != file_sha256(path):
-            raise ModelError(f"the model file {name} does not match the sha256 in its model card; it was changed after training, so it is refused.")
     # feature set: every feature must exist here with the version it was trained with (the windowed
     # features of the model's own fan and pass-through windows included)
     try:
@@ -230,11 +342,14 @@ def load_model(directory: str | os.PathLike) -> MuleModel:
             parts.append(f"{len(changed)} feature(s) of another version (e.g. {changed[0]})")
         raise ModelError(f"the model was made with another feature set: {'; '.join(parts)}; retrain it with this mulegraph version.")
     try:
-        obj = sio.loads((d / "estimator.skops").read_bytes(), trusted=list(TRUSTED_TYPES))
+        obj = sio.loads((d / ESTIMATOR_NAME).read_bytes(), trusted=list(TRUSTED_TYPES))
     except Exception as err:  # noqa: BLE001 - skops raises several types for untrusted or broken payloads
-        raise ModelError(f"the model file estimator.skops cannot be loaded safely ({type(err).__name__}); train the model again.") from None
+        raise ModelError(f"the model file {ESTIMATOR_NAME} cannot be loaded safely ({type(err).__name__}); train the model again.") from None
     try:
-        known = pl.read_parquet(d / "known.parquet")
+        if portable:
+            known = pl.DataFrame(schema={"account_id": pl.String, "is_mule": pl.Boolean})
+        else:
+            known = pl.read_parquet(d / KNOWN_NAME)
         cfg = _tuple_fields(ModelConfig, card["config"]["model"])
         model = MuleModel(cfg, fcfg)
         model.estimators_ = list(obj["estimators"])
@@ -251,6 +366,9 @@ def load_model(directory: str | os.PathLike) -> MuleModel:
         if card.get("training_data"):
             model.training_data_ = card["training_data"]
         model.importance_ = card.get("feature_importance_raw", {})
+        model.training_store_ = card.get("training_store")
+        model.portable_ = portable
+        model.model_version_ = version
     except (KeyError, TypeError, ValueError, pl.exceptions.PolarsError) as err:
         raise ModelError(f"the model card is incomplete ({type(err).__name__}); train the model again.") from None
     n_in = [getattr(e, "n_features_in_", None) for e in model.estimators_]

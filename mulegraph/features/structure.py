@@ -48,6 +48,10 @@ STRUCTURE_WINDOW = "14d"
 #: the square computation linear in the number of one-off links
 SQUARE_MAX_DEGREE = 100
 
+#: the square computation builds the 2-hop paths of about this many accounts' worth at a time
+#: (16 bytes each, twice): memory stays bounded whatever the size of the window
+SQUARE_BLOCK_PATHS = 4_000_000
+
 #: the structure signals: the laundering patterns, searched among one-off relationships only
 STRUCTURE_FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("fresh_cycle_count", FAMILY,
@@ -72,7 +76,9 @@ STRUCTURE_FEATURES: tuple[FeatureSpec, ...] = (
 SPECS: tuple[FeatureSpec, ...] = STRUCTURE_FEATURES
 
 
-def fresh_transfers(p: Prepared, window: str = STRUCTURE_WINDOW, max_transfers: int = 1) -> pl.DataFrame:
+def fresh_transfers(
+    p: Prepared, window: str = STRUCTURE_WINDOW, max_transfers: int = 1, *, touching: pl.Series | None = None
+) -> pl.DataFrame:
     """Transfers on short-lived relationships between two non-hub accounts.
 
     A relationship (an unordered pair of accounts) is short-lived when it has at most
@@ -80,10 +86,16 @@ def fresh_transfers(p: Prepared, window: str = STRUCTURE_WINDOW, max_transfers: 
     Legitimate payments mostly follow standing relationships (salary, rent, family, regular
     merchants); laundering structures are built from new links between accounts that otherwise
     have nothing to do with each other. Same columns as ``p.tx``.
+
+    ``touching`` (account indices): only the transfers of these accounts, as they are among all
+    short-lived transfers (every transfer of a relationship touches both its accounts, so the
+    relationships are judged on all their transfers all the same).
     """
     w = int(parse_duration(window, name="structure window").total_seconds())
     hubs = p.hub_idx.implode()
     nt = p.tx.filter(~pl.col("src").is_in(hubs) & ~pl.col("dst").is_in(hubs))
+    if touching is not None:
+        nt = nt.filter(pl.col("src").is_in(touching.implode()) | pl.col("dst").is_in(touching.implode()))
     keyed = nt.with_columns(pl.min_horizontal("src", "dst").alias("_lo"), pl.max_horizontal("src", "dst").alias("_hi"))
     short = (
         keyed.group_by("_lo", "_hi")
@@ -109,17 +121,30 @@ def _square_share(fresh: pl.DataFrame, n_accounts: int) -> pl.DataFrame:
     a = fresh["src"].to_numpy().astype(np.int64)
     b = fresh["dst"].to_numpy().astype(np.int64)
     u = sps.coo_matrix((np.ones(a.size), (a, b)), shape=(n_accounts, n_accounts)).tocsr()
+    del a, b
     u = ((u + u.T) > 0).astype(np.float64).tocsr()
     u.setdiag(0)
     u.eliminate_zeros()
     deg = np.asarray(u.sum(axis=1)).ravel()
     wgt = np.where((deg > 1) & (deg <= SQUARE_MAX_DEGREE), 1.0 / np.sqrt(np.maximum(deg - 1.0, 1.0)), 0.0)
-    s1 = (u @ sps.diags(wgt) @ u).tocsr()
-    s2 = (u @ sps.diags(wgt * wgt) @ u).tocsr()
-    s1.setdiag(0)
-    s2.setdiag(0)
-    pair = s1.multiply(s1) - s2  # (sum of weights)^2 - sum of squared weights, over common neighbours
-    squares = np.asarray(pair.sum(axis=1)).ravel() / 2.0
+    d1, d2 = sps.diags(wgt), sps.diags(wgt * wgt)
+    # the 2-hop matrices are built a block of rows at a time (each row of a product depends on that
+    # row alone), blocks of about SQUARE_BLOCK_PATHS paths, so that memory does not grow with the window
+    paths = np.cumsum(u @ np.where(wgt > 0, deg, 0.0))
+    squares = np.zeros(n_accounts)
+    start = 0
+    while start < n_accounts:
+        done = paths[start - 1] if start else 0.0
+        stop = max(int(np.searchsorted(paths, done + SQUARE_BLOCK_PATHS, side="right")), start + 1)
+        rows = u[start:stop]
+        s1 = (rows @ d1 @ u).tocsr()
+        s2 = (rows @ d2 @ u).tocsr()
+        s1.setdiag(0, k=start)
+        s2.setdiag(0, k=start)
+        pair = s1.multiply(s1) - s2  # (sum of weights)^2 - sum of squared weights, over common neighbours
+        squares[start:stop] = np.asarray(pair.sum(axis=1)).ravel() / 2.0
+        del rows, s1, s2, pair
+        start = stop
     idx = np.flatnonzero(deg > 0)
     return pl.DataFrame(
         {"idx": idx.astype(np.uint32), "fresh_square_share": np.maximum(squares[idx], 0.0) / deg[idx]},

@@ -346,3 +346,61 @@ def test_reasons_json_wire_format_is_pinned():
         "[]",
     ]
     assert pl.DataFrame({"reasons": text}).select(reasons_from_json()).equals(reasons)
+
+
+def _explain_inputs(seed: int):
+    tx = _random_transfers(seed, n_acc=20, n_tx=300)
+    p = prepare(tx)
+    accounts = p.accounts["account_id"].to_list()
+    rng = np.random.default_rng(seed)
+    cols = {f: rng.choice([0.0, 0.0, 1.0, 2.5, np.nan, float(i)], len(accounts)) for i, f in enumerate(FEATURES)}
+    cols["in_cp"] = rng.integers(0, 4, len(accounts))  # an integer column, with ties
+    feats = pl.DataFrame({"account_id": accounts, **cols})
+    sigs = [Signal("CODE_" + f.upper(), f, w) for f, w in zip(FEATURES, [1.0, 0.5, 0.25] * 5)]
+    order = [accounts[i] for i in rng.permutation(len(accounts))]
+    return p, feats, sigs, order
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_explain_by_chunks_equals_all_at_once(seed):
+    """Percentiles are read against the whole population, so the chunk size changes nothing."""
+    p, feats, sigs, order = _explain_inputs(seed)
+    whole = explain(feats, sigs, prepared=p, order=order, evidence_top=6, chunk_rows=10**6)
+    assert any(r["txn_ids"] for items in whole.to_list() for r in items)
+    for chunk_rows in (1, 3, 7):
+        got = explain(feats, sigs, prepared=p, order=order, evidence_top=6, chunk_rows=chunk_rows)
+        assert got.dtype == REASONS_DTYPE and got.name == "reasons"
+        assert got.equals(whole)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        explain(feats, sigs, chunk_rows=0)
+    assert explain(feats.head(0), sigs).to_list() == []
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_off_transfers_of_some_accounts_are_those_of_all(seed):
+    from mulegraph.features.structure import fresh_transfers
+
+    p = prepare(_random_transfers(seed, n_acc=30, n_tx=60))
+    idx = p.accounts["idx"].head(7)
+    every = fresh_transfers(p, "10d")
+    want = every.filter(pl.col("src").is_in(idx.implode()) | pl.col("dst").is_in(idx.implode()))
+    got = fresh_transfers(p, "10d", touching=idx)
+    assert sorted(got["txn_id"].to_list()) == sorted(want["txn_id"].to_list())
+    assert not want.is_empty()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_square_share_by_blocks_is_bit_identical(seed, monkeypatch):
+    """The 2-hop products are built a block of rows at a time; the sums keep their order exactly."""
+    import mulegraph.features.structure as structure
+
+    rng = np.random.default_rng(seed)
+    n = 40
+    edges = pl.DataFrame({"src": rng.integers(0, n, 300).astype(np.uint32), "dst": rng.integers(0, n, 300).astype(np.uint32)})
+    whole = structure._square_share(edges, n)
+    assert (whole["fresh_square_share"] > 0).any()
+    for block in (1, 5, 50):
+        monkeypatch.setattr(structure, "SQUARE_BLOCK_PATHS", block)
+        got = structure._square_share(edges, n)
+        assert got["idx"].equals(whole["idx"])
+        assert np.array_equal(got["fresh_square_share"].to_numpy().view(np.int64), whole["fresh_square_share"].to_numpy().view(np.int64))

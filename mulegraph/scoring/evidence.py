@@ -167,7 +167,9 @@ def evidence_many(
     at = _account_tx(p, sel["idx"])
     feats = None
     if features is not None:
-        feats = features.join(idmap, on="account_id", how="inner")
+        # pattern evidence reads the named features of the counterparties only (and their idx)
+        keep = [c for c in features.columns if c != "account_id" and (c == "idx" or c in feature_names)]
+        feats = features.select("account_id", *keep).join(idmap, on="account_id", how="inner")
     out: dict[str, dict[str, list[str]]] = {}
     at_fresh = None
     for feature in dict.fromkeys(feature_names):
@@ -197,7 +199,7 @@ def evidence_many(
             ev = _ev_pattern(at, feature, feats if feats is not None else pl.DataFrame({"idx": []}), max_txn_ids)
         elif kind == "one_off":
             if at_fresh is None:
-                at_fresh = _account_tx(p, sel["idx"], fresh_transfers(p))
+                at_fresh = _account_tx(p, sel["idx"], fresh_transfers(p, touching=sel["idx"]))
             ev = _ev_pattern(at_fresh, feature, feats if feats is not None else pl.DataFrame({"idx": []}), max_txn_ids)
         elif kind in ("inbound", "outbound"):
             side = "in" if kind == "inbound" else "out"

@@ -26,8 +26,10 @@ explaining a large population stays cheap; for other accounts it is an empty lis
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -43,7 +45,8 @@ from mulegraph.scoring.signals import (
     directional,
     feature_columns,
     percentiles,
-    share_beyond,
+    present_sorted,
+    share_beyond_sorted,
 )
 
 __all__ = [
@@ -173,86 +176,134 @@ def _texts(feature: str, values: np.ndarray, unusual: np.ndarray) -> list[str]:
     return out
 
 
-def explain(
+#: accounts explained at a time: the memory explaining takes grows with this, not with the population
+CHUNK_ROWS = 50_000
+
+_LONG_SCHEMA = {
+    "row": pl.Int64, "code": pl.String, "feature": pl.String, "text": pl.String, "value": pl.Float64, "percentile": pl.Float64,
+}
+_EVIDENCE_SCHEMA = {"row": pl.Int64, "feature": pl.String, "txn_ids": pl.List(pl.String)}
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """The signals that have a column, and the population their percentiles are read against."""
+
+    signals: list[Signal]
+    columns: list[str]
+    directions: list[int]
+    weights: np.ndarray
+    #: per column, its non-NaN values over all accounts, sorted
+    populations: list[np.ndarray]
+    #: 1 / n: keeps the bits of surprise of the most unusual account finite
+    eps: float
+
+    @classmethod
+    def of(cls, features: pl.DataFrame, signals: Sequence[Signal]) -> "_Candidates":
+        seen: dict[str, Signal] = {}
+        for s in signals:
+            if s.feature in features.columns and s.feature not in seen:
+                seen[s.feature] = s
+        sigs = list(seen.values())
+        cols = [s.feature for s in sigs]
+        return cls(
+            signals=sigs,
+            columns=cols,
+            directions=[_direction(c) for c in cols],
+            weights=np.array([s.weight for s in sigs], dtype=np.float64),
+            populations=[present_sorted(as_float_matrix(features, [c])[:, 0]) for c in cols],
+            eps=1.0 / max(features.height, 2),
+        )
+
+    def choose(
+        self, part: pl.DataFrame, n_reasons: int, min_reasons: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The reasons of the rows of ``part``: (row, signal, value, percentile, unusual), rows ascending.
+
+        Every row is explained on its own against the whole population, so explaining the rows a
+        slice at a time gives what explaining them all at once gives.
+        """
+        raw = as_float_matrix(part, self.columns)
+        pct = np.column_stack([share_beyond_sorted(pop, raw[:, j]) for j, pop in enumerate(self.populations)])
+        unusual = np.column_stack(
+            [pct[:, j] if d > 0 else directional(raw[:, j], d, pop) for j, (d, pop) in enumerate(zip(self.directions, self.populations))]
+        )
+        # strength = weight x bits of surprise, as in the no-label score: the top 0.1% counts far
+        # more than the top 30%
+        strength = self.weights[None, :] * -np.log2(1.0 - unusual + self.eps)
+        rows, sig = _choose_long(strength, unusual, n_reasons, min_reasons, 0.5)
+        return rows, sig, raw[rows, sig], pct[rows, sig], unusual[rows, sig]
+
+
+def _evidence_frame(
     features: pl.DataFrame,
-    signals: Sequence[Signal],
-    *,
-    prepared: Prepared | None = None,
-    order: Sequence[str] | None = None,
-    n_reasons: int = 5,
-    min_reasons: int = 3,
-    evidence_top: int = 100,
-    max_txn_ids: int = 25,
+    cand: _Candidates,
+    prepared: Prepared,
+    order: Iterable[str],
+    evidence_top: int,
+    n_reasons: int,
+    min_reasons: int,
+    max_txn_ids: int,
+) -> pl.DataFrame:
+    """``row, feature, txn_ids``: the transfers behind the reasons of the best ``evidence_top`` accounts."""
+    empty = pl.DataFrame(schema=_EVIDENCE_SCHEMA)
+    top = list(itertools.islice(order, evidence_top))
+    top_rows = (
+        features.select("account_id")
+        .with_row_index("row")
+        .with_columns(pl.col("row").cast(pl.Int64))
+        .filter(pl.col("account_id").is_in(top))
+    )
+    if top_rows.is_empty():
+        return empty
+    _, sig, _, _, _ = cand.choose(features[top_rows["row"].to_numpy()], n_reasons, min_reasons)
+    needed = sorted({cand.columns[j] for j in sig.tolist()})
+    if not needed:
+        return empty
+    ev = evidence_many(prepared, top, needed, features=features, max_txn_ids=max_txn_ids, config=prepared.config)
+    parts = [
+        pl.DataFrame(
+            {"account_id": list(m.keys()), "feature": [f] * len(m), "txn_ids": list(m.values())},
+            schema={"account_id": pl.String, "feature": pl.String, "txn_ids": pl.List(pl.String)},
+        )
+        for f, m in ev.items()
+        if m
+    ]
+    if not parts:
+        return empty
+    return pl.concat(parts).join(top_rows, on="account_id").select("row", "feature", "txn_ids")
+
+
+def _reasons_of_chunk(
+    part: pl.DataFrame,
+    offset: int,
+    cand: _Candidates,
+    family: pl.DataFrame,
+    ev_frame: pl.DataFrame,
+    n_reasons: int,
+    min_reasons: int,
 ) -> pl.Series:
-    """Reasons for every account of ``features`` (ranked accounts only), strongest first.
-
-    ``signals`` lists the candidate reasons; signals naming a feature that is not a column are
-    ignored, and a feature named by several signals keeps the first. ``order`` lists account ids
-    best first; evidence is gathered for its first ``evidence_top`` accounts when ``prepared`` is
-    given. Returns a series of :data:`~mulegraph.core.schema.REASONS_DTYPE` aligned with the rows of
-    ``features`` (an empty list for an account without reasons).
-    """
-    seen: dict[str, Signal] = {}
-    for s in signals:
-        if s.feature in features.columns and s.feature not in seen:
-            seen[s.feature] = s
-    sigs = list(seen.values())
-    cols = [s.feature for s in sigs]
-    n = features.height
-    raw = as_float_matrix(features, cols)
-    pct = np.column_stack([share_beyond(raw[:, j]) for j in range(len(cols))]) if cols else raw
-    unusual = np.column_stack([directional(raw[:, j], _direction(c)) for j, c in enumerate(cols)]) if cols else raw
-    weights = np.array([s.weight for s in sigs], dtype=np.float64)
-    # strength = weight x bits of surprise, as in the no-label score: the top 0.1% counts far more
-    # than the top 30%
-    eps = 1.0 / max(n, 2)
-    strength = weights[None, :] * -np.log2(1.0 - unusual + eps) if cols else unusual
-    rows, sig = _choose_long(strength, unusual, n_reasons, min_reasons, 0.5)
-
+    """The reasons column for the rows ``offset .. offset + part.height`` of the explained frame."""
+    rows, sig, value, pct, unusual = cand.choose(part, n_reasons, min_reasons)
     texts = np.empty(rows.size, dtype=object)
-    for j, c in enumerate(cols):
+    for j, c in enumerate(cand.columns):
         m = sig == j
         if m.any():
-            r = rows[m]
-            texts[m] = _texts(c, raw[r, j], unusual[r, j])
-
-    ids = features["account_id"]
+            texts[m] = _texts(c, value[m], unusual[m])
+    del unusual
     long = pl.DataFrame(
         {
-            "row": rows,
-            "code": [sigs[j].code for j in sig.tolist()],
-            "feature": [cols[j] for j in sig.tolist()],
+            "row": rows + offset,
+            "code": [cand.signals[j].code for j in sig.tolist()],
+            "feature": [cand.columns[j] for j in sig.tolist()],
             "text": texts.tolist(),
-            "value": raw[rows, sig] if rows.size else np.zeros(0),
-            "percentile": pct[rows, sig] if rows.size else np.zeros(0),
+            "value": value,
+            "percentile": pct,
         },
-        schema={"row": pl.Int64, "code": pl.String, "feature": pl.String, "text": pl.String, "value": pl.Float64, "percentile": pl.Float64},
+        schema=_LONG_SCHEMA,
     )
-    family = pl.DataFrame(
-        {"feature": cols, "family": [REGISTRY[c].family if c in REGISTRY else None for c in cols]},
-        schema={"feature": pl.String, "family": pl.String},
-    )
+    del texts
     long = long.with_row_index("_pos").join(family, on="feature", how="left")
-
-    ev_frame = pl.DataFrame(schema={"row": pl.Int64, "feature": pl.String, "txn_ids": pl.List(pl.String)})
-    if prepared is not None and evidence_top > 0 and order is not None and rows.size:
-        top = list(order)[:evidence_top]
-        pos = pl.DataFrame({"account_id": ids}).with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
-        top_rows = pos.filter(pl.col("account_id").is_in(top))
-        wanted = long.join(top_rows.select("row"), on="row", how="semi")
-        needed = sorted(set(wanted["feature"].to_list()))
-        if needed:
-            ev = evidence_many(prepared, top, needed, features=features, max_txn_ids=max_txn_ids, config=prepared.config)
-            parts = [
-                pl.DataFrame(
-                    {"account_id": list(m.keys()), "feature": [f] * len(m), "txn_ids": list(m.values())},
-                    schema={"account_id": pl.String, "feature": pl.String, "txn_ids": pl.List(pl.String)},
-                )
-                for f, m in ev.items()
-                if m
-            ]
-            if parts:
-                ev_frame = pl.concat(parts).join(top_rows, on="account_id").select("row", "feature", "txn_ids")
     long = long.join(ev_frame, on=["row", "feature"], how="left").with_columns(
         pl.col("txn_ids").fill_null(pl.lit([], dtype=pl.List(pl.String)))
     )
@@ -272,9 +323,53 @@ def explain(
         .agg(pl.col("reasons"))
     )
     out = (
-        pl.DataFrame({"row": np.arange(n, dtype=np.int64)})
+        pl.DataFrame({"row": np.arange(offset, offset + part.height, dtype=np.int64)})
         .join(per_row, on="row", how="left")
         .sort("row")
         .select(pl.col("reasons").cast(REASONS_DTYPE).fill_null(pl.lit([], dtype=REASONS_DTYPE)))
     )
     return out["reasons"]
+
+
+def explain(
+    features: pl.DataFrame,
+    signals: Sequence[Signal],
+    *,
+    prepared: Prepared | None = None,
+    order: Sequence[str] | None = None,
+    n_reasons: int = 5,
+    min_reasons: int = 3,
+    evidence_top: int = 100,
+    max_txn_ids: int = 25,
+    chunk_rows: int = CHUNK_ROWS,
+) -> pl.Series:
+    """Reasons for every account of ``features`` (ranked accounts only), strongest first.
+
+    ``signals`` lists the candidate reasons; signals naming a feature that is not a column are
+    ignored, and a feature named by several signals keeps the first. ``order`` lists account ids
+    best first; evidence is gathered for its first ``evidence_top`` accounts when ``prepared`` is
+    given. Returns a series of :data:`~mulegraph.core.schema.REASONS_DTYPE` aligned with the rows of
+    ``features`` (an empty list for an account without reasons).
+
+    The percentiles are read against all rows of ``features``; the reasons are built
+    ``chunk_rows`` accounts at a time, so that memory stays bounded for a large population (the
+    result does not depend on ``chunk_rows``).
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}.")
+    n = features.height
+    cand = _Candidates.of(features, signals)
+    if not cand.columns or n == 0:
+        return pl.Series("reasons", [[] for _ in range(n)], dtype=REASONS_DTYPE)
+    family = pl.DataFrame(
+        {"feature": cand.columns, "family": [REGISTRY[c].family if c in REGISTRY else None for c in cand.columns]},
+        schema={"feature": pl.String, "family": pl.String},
+    )
+    ev_frame = pl.DataFrame(schema=_EVIDENCE_SCHEMA)
+    if prepared is not None and evidence_top > 0 and order is not None:
+        ev_frame = _evidence_frame(features, cand, prepared, order, evidence_top, n_reasons, min_reasons, max_txn_ids)
+    chunks = [
+        _reasons_of_chunk(features.slice(a, chunk_rows), a, cand, family, ev_frame, n_reasons, min_reasons)
+        for a in range(0, n, chunk_rows)
+    ]
+    return pl.concat(chunks).alias("reasons")

@@ -31,6 +31,8 @@ __all__ = [
     "as_float_matrix",
     "percentiles",
     "share_beyond",
+    "share_beyond_sorted",
+    "present_sorted",
     "directional",
 ]
 
@@ -85,17 +87,30 @@ def as_float_matrix(features: pl.DataFrame, columns: Sequence[str]) -> np.ndarra
     return np.asarray(mat, dtype=np.float64).reshape(features.height, len(columns))
 
 
+def present_sorted(x: np.ndarray) -> np.ndarray:
+    """The non-NaN values of ``x``, sorted: the population :func:`share_beyond_sorted` compares with."""
+    return np.sort(x[~np.isnan(x)])
+
+
+def share_beyond_sorted(population: np.ndarray, x: np.ndarray, *, higher: bool = False) -> np.ndarray:
+    """Per value of ``x``, the share of ``population`` (sorted, no NaN) strictly below it (above with ``higher``).
+
+    NaN stays NaN. With the population of :func:`present_sorted` this is :func:`share_beyond`, for
+    any part of the values: percentiles of a large population can be taken a slice of rows at a time.
+    """
+    ok = ~np.isnan(x)
+    res = np.full(x.shape, np.nan)
+    if population.size:
+        if higher:
+            res[ok] = (population.size - np.searchsorted(population, x[ok], side="right")) / population.size
+        else:
+            res[ok] = np.searchsorted(population, x[ok], side="left") / population.size
+    return res
+
+
 def share_beyond(x: np.ndarray, *, higher: bool = False) -> np.ndarray:
     """Per value, the share of the non-NaN values strictly below it (strictly above with ``higher``)."""
-    ok = ~np.isnan(x)
-    vals = np.sort(x[ok])
-    res = np.full(x.shape, np.nan)
-    if vals.size:
-        if higher:
-            res[ok] = (vals.size - np.searchsorted(vals, x[ok], side="right")) / vals.size
-        else:
-            res[ok] = np.searchsorted(vals, x[ok], side="left") / vals.size
-    return res
+    return share_beyond_sorted(present_sorted(x), x, higher=higher)
 
 
 def percentiles(features: pl.DataFrame, columns: Sequence[str] | None = None) -> pl.DataFrame:
@@ -117,14 +132,16 @@ def percentiles(features: pl.DataFrame, columns: Sequence[str] | None = None) ->
     return frame
 
 
-def directional(x: np.ndarray, direction: int) -> np.ndarray:
+def directional(x: np.ndarray, direction: int, population: np.ndarray | None = None) -> np.ndarray:
     """How unusual each value is in the suspicious direction, 0..1 (NaN stays NaN).
 
     ``direction`` +1 (higher is suspicious): the share of accounts with a strictly lower value.
     ``direction`` -1: the share with a strictly higher value. 0: zeros (never suspicious on its own).
+    ``population``: the sorted values the shares are taken among (:func:`present_sorted`); by
+    default the values of ``x`` themselves.
     """
-    if direction > 0:
-        return share_beyond(x)
-    if direction < 0:
-        return share_beyond(x, higher=True)
-    return np.where(np.isnan(x), np.nan, 0.0)
+    if direction == 0:
+        return np.where(np.isnan(x), np.nan, 0.0)
+    if population is None:
+        population = present_sorted(x)
+    return share_beyond_sorted(population, x, higher=direction < 0)

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from mulegraph.cli._app import EngineKind, app, engine_option, handle_errors, scheduler_option
+from mulegraph.cli.score_cmd import key_file_option, known_option, shared_list_option
 from mulegraph.core.config import LIMITS
 from mulegraph.core.errors import EXIT_NOTHING_NEW, NothingNewError
 
@@ -41,6 +42,9 @@ def run_command(
     force: bool = typer.Option(False, "--force", help="Score again even when nothing is new."),
     engine: EngineKind | None = engine_option(),
     scheduler: str | None = scheduler_option(),
+    known: Path | None = known_option(),
+    shared_list: list[Path] | None = shared_list_option(),
+    key_file: Path | None = key_file_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's manifest as JSON instead of a summary."),
 ) -> None:
@@ -93,6 +97,9 @@ def run_command(
                 mapping=mapping,
                 force=force,
                 progress=on_progress,
+                known=known,
+                shared_lists=shared_list,
+                key_file=key_file,
             )
             progress.update(task, completed=len(STAGES))
     except NothingNewError as err:
@@ -115,6 +122,10 @@ def _print_summary(result) -> None:
     table.add_column("")
     table.add_row("window", f"{m['window']['start'] or 'beginning'} to {m['window']['end']}")
     table.add_row("mode", m["model"]["mode"] + (f" ({m['model']['version']})" if m["model"].get("version") else ""))
+    if m.get("seeds"):
+        s = m["seeds"]
+        by = ", ".join(f"{k} {v['mules']:,}/{v['not_mules']:,}" for k, v in s["by_source"].items())
+        table.add_row("seeds", f"{s['mules']:,} mules, {s['not_mules']:,} non-mules (mules/non-mules by source: {by})")
     table.add_row(
         "ingested",
         f"{ing.get('accepted', 0):,} accepted, {ing.get('quarantined', 0):,} quarantined, "

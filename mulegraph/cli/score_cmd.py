@@ -1,12 +1,38 @@
-"""CLI commands: score."""
+"""CLI commands: score; the seed options that ``score`` and ``run`` share."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 
 from mulegraph.cli._app import EngineKind, app, check_out_file, engine_option, handle_errors, scheduler_option
+
+
+def known_option():
+    """``--known FILE``: accounts known at scoring time (one definition for score and run)."""
+    return typer.Option(
+        None, "--known", metavar="FILE",
+        help="Known accounts (CSV or Parquet: account_id[, is_mule]; without is_mule every row is a confirmed mule): "
+        "seeds of the model's closeness features, no retraining needed.",
+    )
+
+
+def shared_list_option():
+    """``--shared-list FILE`` (repeatable): consortium lists of keyed hashes."""
+    return typer.Option(
+        None, "--shared-list", metavar="FILE",
+        help="A consortium list from 'mulegraph share export' (repeatable): accounts of the window whose keyed hash "
+        "is listed become seeds. Needs --key-file.",
+    )
+
+
+def key_file_option():
+    """``--key-file FILE``: the consortium key the shared lists were made with."""
+    return typer.Option(
+        None, "--key-file", metavar="FILE", help="The consortium key file (at least 32 random bytes) of --shared-list."
+    )
 
 
 @app.command("score")
@@ -32,13 +58,23 @@ def score_cmd(
     list_rules: bool = typer.Option(False, "--list-rules", help="Print the no-label rules and their weights, then exit."),
     engine: EngineKind | None = engine_option(),
     scheduler: str | None = scheduler_option(),
+    known: Path | None = known_option(),
+    shared_list: list[Path] | None = shared_list_option(),
+    key_file: Path | None = key_file_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (counts, model version, seeds) instead of the table."),
 ) -> None:
     """Score and rank every account active in the window, with reasons; write them to --out.
+
+    With a model, the closeness features read every account known now (the seeds): the model's
+    training labels when this is the store it was trained on, the investigator decisions in the
+    store, --known, and matches of --shared-list.
 
     \b
     Examples:
       mulegraph score --store store --window 30d --out scores.parquet            # no-label rules
       mulegraph score --store store --model model/ --out scores.csv --show 20
+      mulegraph score --store store --model portable/ --known confirmed.csv --out scores.parquet
+      mulegraph score --store store --model model/ --shared-list peers.csv --key-file consortium.key --out s.parquet
     """
     from rich.console import Console
     from rich.table import Table
@@ -48,7 +84,8 @@ def score_cmd(
     from mulegraph.core.errors import InputError
     from mulegraph.core.escape import terminal_text
     from mulegraph.engine import engine_settings
-    from mulegraph.scoring.score import ScoreOptions, score, write_scores
+    from mulegraph.scoring.score import ScoreOptions, score_window, write_scores
+    from mulegraph.scoring.seeds import SeedInputs, describe_seeds
 
     if list_rules:
         from mulegraph.scoring.nolabel import rules_frame
@@ -61,9 +98,10 @@ def score_cmd(
     check_out_file(out, (".parquet", ".csv", ".json"))
 
     cfg = engine_settings(load_config(config), engine, scheduler)
+    seeds = SeedInputs.load(known, shared_list, key_file)  # a bad file or key fails before any work
     console = Console(stderr=True)
     with console.status("scoring") as status:
-        scores = score(
+        result = score_window(
             store,
             model_dir=model,
             window=window,
@@ -72,10 +110,19 @@ def score_cmd(
             run_id=run_id,
             progress=lambda stage: status.update(stage),
             options=ScoreOptions(n_reasons=top_reasons, evidence_top=evidence_top, detector_weight=detector_weight),
+            seeds=seeds,
         )
+    scores = result.scores
     path = write_scores(scores, out)
+    summary = result.seeds.summary() if result.seeds is not None else None
+    if as_json:
+        typer.echo(json.dumps({"scored": scores.height, "out": str(path), "model_version": result.model_version,
+                               "window": result.window.describe(), "seeds": summary}, indent=2))
+        return
     mode = "model" if model is not None else "no-label rules"
     typer.echo(f"scored {scores.height:,} accounts ({mode}) -> {path}")
+    if summary is not None:
+        typer.echo(describe_seeds(summary))
     if show and scores.height:
         table = Table(title=f"top {min(show, scores.height)}")
         for col in ("rank", "account", "score", "strongest reason"):

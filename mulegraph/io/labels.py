@@ -24,7 +24,7 @@ from mulegraph.core.errors import InputError
 from mulegraph.core.escape import strip_formula_guard
 from mulegraph.core.schema import DECISION_SCHEMA
 
-__all__ = ["read_labels", "read_decisions", "describe_header", "combine_labels", "load_labels", "training_labels", "LABEL_TABLE_SCHEMA"]
+__all__ = ["read_labels", "read_known", "read_decisions", "describe_header", "combine_labels", "load_labels", "training_labels", "LABEL_TABLE_SCHEMA"]
 
 #: the combined label table
 LABEL_TABLE_SCHEMA: dict[str, pl.DataType] = {
@@ -123,6 +123,25 @@ def read_labels(source: str | os.PathLike | pl.DataFrame) -> pl.DataFrame:
         pl.col("is_mule").first(), pl.col("typology").drop_nulls().first()
     )
     return out.sort("account_id")
+
+
+def read_known(source: str | os.PathLike | pl.DataFrame) -> pl.DataFrame:
+    """Read a list of known accounts (``--known``) into ``account_id, is_mule``, one row per account.
+
+    ``account_id`` is required; ``is_mule`` is optional, and without it every listed account is a
+    confirmed mule. An account listed both ways is an :class:`~mulegraph.errors.InputError`.
+    """
+    what = "known accounts"
+    df = source if isinstance(source, pl.DataFrame) else _read_table(source, what)
+    _require(df, ("account_id",), what)
+    if "is_mule" in df.columns:
+        mule = _bool_column(df["is_mule"], what)
+    else:
+        mule = pl.Series("is_mule", [True] * df.height, dtype=pl.Boolean)
+    out = pl.DataFrame({"account_id": _ids(df, what), "is_mule": mule})
+    if out.group_by("account_id").agg(pl.col("is_mule").n_unique().alias("n")).filter(pl.col("n") > 1).height:
+        raise InputError(f"{what}: some accounts are listed both as mules and as not mules; keep one row per account.")
+    return out.unique("account_id").sort("account_id")
 
 
 def read_decisions(source: str | os.PathLike | pl.DataFrame) -> pl.DataFrame:

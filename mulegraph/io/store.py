@@ -32,9 +32,11 @@ re-exported here.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -105,6 +107,7 @@ class Store:
             manifest = {
                 "format": _FORMAT,
                 "version": _VERSION,
+                "store_id": uuid.uuid4().hex,  # written once: what "the same store" means (identity())
                 "created_at": datetime.now(timezone.utc).isoformat(),
                 "ingests": [],
             }
@@ -258,6 +261,21 @@ class Store:
     def manifest(self) -> list[dict]:
         """One entry per ingested file: path, sha256, counts, ingested_at, ingest_id, parts, ..."""
         return [dict(e) for e in self._manifest["ingests"]]
+
+    def identity(self) -> dict[str, Any]:
+        """What makes this store this store: ``store_id`` and the ``ingests`` so far.
+
+        ``store_id`` is a random id written into the manifest once, when the store is created (a
+        store made before store ids gets one derived from its creation time); a copy of the
+        folder keeps it. ``ingests`` is the sha256 of every ingested file, in ingest order: a
+        store only grows by appending to it. A model records this at training
+        (:mod:`mulegraph.scoring.seeds`), and its training labels seed scoring only in the same store.
+        """
+        sid = self._manifest.get("store_id")
+        if not sid:
+            created = str(self._manifest.get("created_at", ""))
+            sid = "created-" + hashlib.sha256(created.encode("utf-8")).hexdigest()[:32]
+        return {"store_id": str(sid), "ingests": [str(e.get("sha256")) for e in self._manifest["ingests"]]}
 
     def known_hashes(self) -> dict[str, str]:
         """sha256 of every ingested file -> its ingest_id."""

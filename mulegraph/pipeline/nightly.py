@@ -8,7 +8,10 @@ folder's lock, and runs the stages of :data:`STAGES` in order inside a hidden wo
 2. ``features``: the window's transfers, prepared, and their features
    (:func:`~mulegraph.features.build.window_features`), on the engine of ``[engine]`` (the shards
    done / total go to the progress display).
-3. ``score``: scores, alerts and their lifecycle, key figures, flows, drift; then the manifest.
+3. ``score``: the seeds of a model's closeness features (:mod:`mulegraph.scoring.seeds`: the
+   model's training labels when this is its training store, the store's investigator decisions,
+   ``known``, consortium matches; counted in the manifest's ``seeds``), scores, alerts and their
+   lifecycle, key figures, flows, drift; then the manifest.
 4. ``report``: ``report.html`` and ``report.md``.
 5. ``finalise``: the manifest's end time, everything flushed to disk; then the work folder is
    published and ``latest`` switched to it.
@@ -62,6 +65,7 @@ from mulegraph.pipeline.inputs import RunInputs, check_inputs
 from mulegraph.report.writer import write_run_reports
 from mulegraph.report.drift import feature_psi
 from mulegraph.scoring.score import score_features
+from mulegraph.scoring.seeds import SeedInputs, Seeds, scoring_seeds
 
 __all__ = ["STAGES", "RunResult", "run"]
 
@@ -110,6 +114,8 @@ class _State:
     decisions: pl.DataFrame | None = None
     window: TimeWindow | None = None
     model_hash: str | None = None
+    seed_inputs: SeedInputs = field(default_factory=SeedInputs)
+    seeds: Seeds | None = None
     fingerprint: str = ""
     wf: WindowFeatures | None = None
     scores: pl.DataFrame | None = None
@@ -145,12 +151,17 @@ def run(
     force: bool = False,
     progress: Callable[[str, str], None] | None = None,
     now: datetime | None = None,
+    known: str | os.PathLike | None = None,
+    shared_lists: Sequence[str | os.PathLike] | None = None,
+    key_file: str | os.PathLike | None = None,
 ) -> RunResult:
     """Run the nightly pipeline once and return the finished run.
 
     Arguments left as None take their value from ``config`` (``[run]``, ``[store]``, ``[report]``).
     ``paths`` replaces the inbox. ``progress(stage, message)`` is called as each stage starts and
-    again as it ends. ``now`` fixes the run id's time.
+    again as it ends. ``now`` fixes the run id's time. ``known`` (a ``--known`` file),
+    ``shared_lists`` and ``key_file`` (consortium lists and their key) add seeds to a model's
+    closeness features (:class:`~mulegraph.scoring.seeds.SeedInputs`); they need a model.
 
     Everything that can be checked without work is checked before the run ingests anything or
     creates a folder (:func:`~mulegraph.pipeline.inputs.check_inputs`), the model included.
@@ -172,6 +183,9 @@ def run(
     )
     cfg = cfg.replace("store", path=None if store is None else str(store), mapping=mapping)
     inputs = check_inputs(cfg, paths=paths, as_of=as_of, mapping_given=mapping is not None)
+    seed_inputs = SeedInputs.load(known, shared_lists, key_file)  # bad files or keys fail before any work
+    if seed_inputs.given and inputs.model is None:
+        raise InputError("--known and --shared-list need a model (--model or [run] model): the no-label rules do not use known accounts.")
 
     root = Path(cfg.run.runs_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -183,7 +197,8 @@ def run(
         try:
             with _run_log(work, run_id) as log:
                 state = _State(config=cfg, inputs=inputs, as_of=as_of, force=force, root=root, work=work,
-                               run_id=run_id, started=started, log=log, say=progress or (lambda stage, message: None))
+                               run_id=run_id, started=started, log=log, say=progress or (lambda stage, message: None),
+                               seed_inputs=seed_inputs)
                 try:
                     # a full disk names the runs folder (the store, during ingest); Ctrl-C says
                     # which exports this run committed to the store before it
@@ -254,7 +269,8 @@ def _stage_ingest(state: _State) -> None:
     state.window = st.time_window(cfg.run.window, state.as_of)
     model_path = state.inputs.model_path
     state.model_hash = hash_tree(model_path) if model_path else None
-    state.fingerprint = run_fingerprint(state.store_manifest, state.decisions, cfg, state.window, state.model_hash)
+    state.fingerprint = run_fingerprint(state.store_manifest, state.decisions, cfg, state.window, state.model_hash,
+                                        seeds=state.seed_inputs.fingerprint())
     state.end("ingest", f"{state.ingest_report.get('accepted', 0)} new transfer(s) accepted")
 
 
@@ -281,8 +297,11 @@ def _stage_score(state: _State) -> None:
     cfg, wf, work = state.config, state.wf, state.work
     state.begin("score", "no-label mode" if state.inputs.model is None else "supervised model")
     t_score = time.perf_counter()
+    if state.inputs.model is not None:
+        state.seeds = scoring_seeds(state.inputs.model, state.store, wf.prepared.accounts["account_id"],
+                                    decisions=state.decisions, inputs=state.seed_inputs)
     scores = score_features(wf.features, wf.prepared, state.inputs.model, run_id=state.run_id,
-                            random_state=cfg.model.random_state)
+                            random_state=cfg.model.random_state, seeds=state.seeds)
     missing = [c for c in SCORE_SCHEMA if c not in scores.columns]
     if missing:
         raise RuntimeError(f"scoring returned no column(s) {', '.join(missing)}")
@@ -357,6 +376,7 @@ def _write_manifest(state: _State) -> None:
         "model": {"path": str(model_path) if model_path else None, "sha256": state.model_hash,
                   "version": model_version[0] if model_version else None,
                   "mode": "supervised" if model_path else "no-label"},
+        "seeds": state.seeds.summary() if state.seeds is not None else None,
         "libraries": libraries(),
         "engine": state.wf.engine,
         "seconds": state.seconds,

@@ -29,6 +29,7 @@ from mulegraph.features.build import window_features
 from mulegraph.features.prepare import Prepared
 from mulegraph.scoring.estimator import MuleModel
 from mulegraph.scoring.persist import MODEL_FORMAT, TRUSTED_TYPES, check_model_dir, load_model, save_model
+from mulegraph.scoring.seeds import store_fingerprint
 from mulegraph.scoring.training import IMPORTANCE_MAX_ROWS, feature_matrix_columns, make_folds, oof_proximity
 
 __all__ = [
@@ -77,7 +78,9 @@ def train_from_store(
     ``labels``: a label table (:func:`mulegraph.io.labels.load_labels`). ``config``: a
     :class:`~mulegraph.core.config.Config` (``features`` and ``model`` sections). Returns the model
     and a dict with ``transfers``, ``accounts`` and ``window``. An empty window is an
-    :class:`~mulegraph.core.errors.InputError`.
+    :class:`~mulegraph.core.errors.InputError`. The store's identity is kept with the model
+    (``training_store_``, :func:`mulegraph.scoring.seeds.store_fingerprint`): its labels seed
+    scoring in that store only.
     """
     config = config or Config()
     if progress:
@@ -88,4 +91,6 @@ def train_from_store(
     model = MuleModel(config.model, config.features).set_context(wf.prepared).fit(wf.features, labels)
     desc = wf.window.describe()
     model.training_data_ = {"window": desc, "transfers": wf.n_transfers, "accounts": wf.features.height}
+    # which store the labels' account ids belong to: they seed scoring in that store only
+    model.training_store_ = store_fingerprint(store)
     return model, {"transfers": wf.n_transfers, "accounts": wf.features.height, "window": desc}

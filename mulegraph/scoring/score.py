@@ -5,7 +5,14 @@ window through :func:`mulegraph.features.build.window_features` (from a store or
 them with a supervised model when one is given (:func:`mulegraph.scoring.persist.load_model`) or
 with the transparent no-label mode (:mod:`mulegraph.scoring.nolabel`) when not, ranks, and
 explains (:mod:`mulegraph.scoring.explain`). :func:`score_features` does the same from features
-that were computed already (the nightly run reuses its features this way).
+that were computed already (the nightly run reuses its features this way). :func:`score_window` is
+:func:`score` with everything it decided: the features, the window and the seeds.
+
+A supervised model's closeness features read the accounts known at scoring time, the **seeds**
+(:mod:`mulegraph.scoring.seeds`): the model's training labels only when scoring the store it was
+trained on, the investigator decisions in the store, a ``--known`` file and consortium matches
+(``seeds=SeedInputs.load(...)``). The model folder is verified before anything else, with the
+signing key of ``config.model`` when one is set (:func:`mulegraph.scoring.persist.load_model`).
 
 The output follows :data:`mulegraph.core.schema.SCORE_SCHEMA`: ``account_id``, ``score`` (0..1),
 ``rank`` (1 = most suspicious, 1..n without gaps; ties in score are broken by account id, so the
@@ -21,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,8 +39,10 @@ from mulegraph.core.atomic import atomic_path
 from mulegraph.core.config import Config
 from mulegraph.core.errors import FeatureError, InputError, ModelError
 from mulegraph.core.escape import neutralise_formulas
+from mulegraph.core.keys import model_signing_key
 from mulegraph.core.paths import refuse_protected_output
 from mulegraph.core.schema import SCORE_SCHEMA, reasons_to_json
+from mulegraph.core.window import TimeWindow
 from mulegraph.features.build import read_window, window_features
 from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.registry import REGISTRY
@@ -41,9 +50,10 @@ from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
 from mulegraph.scoring.explain import explain
 from mulegraph.scoring.nolabel import NOLABEL_VERSION, NoLabelScorer
 from mulegraph.scoring.persist import load_model
+from mulegraph.scoring.seeds import SeedInputs, Seeds, scoring_seeds
 from mulegraph.scoring.signals import Signal
 
-__all__ = ["ScoreOptions", "score", "score_features", "rank_scores", "write_scores"]
+__all__ = ["ScoreOptions", "ScoreResult", "score", "score_window", "score_features", "rank_scores", "write_scores"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,7 @@ def score_features(
     exclude_hubs: bool = True,
     options: ScoreOptions | None = None,
     random_state: int = 0,
+    seeds: Seeds | pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Rank accounts from precomputed features (see :func:`score`).
 
@@ -123,6 +134,10 @@ def score_features(
     ``set_context(prepared_or_transfers)``, ``predict_scores(features) -> account_id, score``,
     ``feature_importance`` (feature -> weight) and optionally ``closeness() -> account_id, ...``
     (label-based features shown in reasons). ``set_context`` is called with this window's transfers.
+
+    ``seeds``: the known accounts the model's closeness features read (:class:`~mulegraph.scoring.seeds.Seeds`
+    or an ``account_id, is_mule`` frame), given to the model's ``set_seeds``; None leaves the
+    model's own (its training labels, unless ``set_seeds`` was called before).
     """
     options = options or ScoreOptions()
     if "account_id" not in features.columns:
@@ -152,6 +167,10 @@ def score_features(
         if context is None:
             raise ModelError("scoring with a model needs the transfers too (for closeness to known mules).")
         model.set_context(context)
+        if seeds is not None:
+            if not callable(getattr(model, "set_seeds", None)):
+                raise ModelError("the model takes no seeds (it has no set_seeds method); score it without seeds.")
+            model.set_seeds(seeds.frame if isinstance(seeds, Seeds) else seeds)
         pred = model.predict_scores(ranked)
         if "account_id" not in pred.columns or "score" not in pred.columns:
             raise ModelError("the model's predictions lack account_id or score; the model is incompatible.")
@@ -185,6 +204,95 @@ def score_features(
     return out.select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items()]).sort("rank")
 
 
+@dataclass(frozen=True)
+class ScoreResult:
+    """What :func:`score_window` produced and decided."""
+
+    #: the ranked scores (:data:`~mulegraph.core.schema.SCORE_SCHEMA`)
+    scores: pl.DataFrame
+    #: the window's features (the closeness features are not among them)
+    features: pl.DataFrame
+    #: the scored window
+    window: TimeWindow
+    #: the seeds the model's closeness features read; None in the no-label mode
+    seeds: Seeds | None = None
+    #: the model's version, or the no-label rules'
+    model_version: str | None = field(default=None)
+
+
+def score_window(
+    transfers_or_store: Any,
+    *,
+    model_dir: str | os.PathLike | None = None,
+    window: str = "all",
+    as_of: str | datetime | None = None,
+    config: Config | None = None,
+    run_id: str | None = None,
+    exclude_hubs: bool = True,
+    progress: Callable[[str], None] | None = None,
+    features: pl.DataFrame | None = None,
+    options: ScoreOptions | None = None,
+    seeds: SeedInputs | None = None,
+    model_labels: bool | None = None,
+) -> ScoreResult:
+    """Score every account active in the window; see the module docstring, and :func:`score` for the arguments.
+
+    ``seeds``: the ``--known`` file and consortium lists (:meth:`SeedInputs.load`), read before
+    this call so that a bad file fails before any work. ``model_labels``: None uses the model's
+    training labels as seeds only when ``transfers_or_store`` is the store it was trained on
+    (:func:`mulegraph.scoring.seeds.same_store`); True or False forces the choice (e.g. True for
+    the frame the model was trained on).
+
+    Raises :class:`~mulegraph.core.errors.InputError` when the window holds no transfers or seeds
+    are given without a model, and :class:`~mulegraph.core.errors.ModelError` when the model is
+    refused (before any feature work).
+    """
+    config = config or Config()
+    if model_dir is None and seeds is not None and seeds.given:
+        raise InputError("--known and --shared-list need --model: the no-label rules do not use known accounts.")
+    model = None  # loaded first: a refused model must not cost a feature computation
+    if model_dir is not None:
+        if progress:
+            progress("loading model")
+        model = load_model(model_dir, key=model_signing_key(config.model))
+    if features is None:
+        if progress:
+            progress("reading transfers and computing features")
+        wf = window_features(transfers_or_store, window=window, as_of=as_of, config=config, progress=progress)
+        prepared, features, win = wf.prepared, wf.features, wf.window
+    else:
+        if progress:
+            progress("reading transfers")
+        transfers, win = read_window(transfers_or_store, window=window, as_of=as_of, require_rows=True)
+        if progress:
+            progress("preparing")
+        prepared = prepare(transfers, config.features)
+        del transfers
+    if run_id is None:
+        newest = prepared.tx["ts"].max()
+        run_id = f"score-{newest:%Y%m%dT%H%M%SZ}" if newest is not None else "score"
+    used = None
+    if model is not None:
+        if progress:
+            progress("gathering known accounts")
+        used = scoring_seeds(model, transfers_or_store, prepared.accounts["account_id"], inputs=seeds,
+                             model_labels=model_labels)
+    if progress:
+        progress("scoring and explaining")
+    out = score_features(
+        features,
+        prepared,
+        model,
+        run_id=run_id,
+        exclude_hubs=exclude_hubs,
+        options=options,
+        random_state=config.model.random_state,
+        seeds=used,
+    )
+    version = out["model_version"][0] if out.height else None
+    return ScoreResult(scores=out, features=features, window=win, seeds=used, model_version=version)
+
+
 def score(
     transfers_or_store: Any,
     *,
@@ -198,51 +306,26 @@ def score(
     features: pl.DataFrame | None = None,
     options: ScoreOptions | None = None,
     return_features: bool = False,
+    seeds: SeedInputs | None = None,
+    model_labels: bool | None = None,
 ) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
     """Score every account active in the window; see the module docstring for the output.
 
     ``transfers_or_store``: a store directory, a :class:`~mulegraph.io.store.Store` or canonical
     transfers. ``model_dir``: a model saved by ``mulegraph train``; None for the no-label mode.
     ``features``: features computed already for the same transfers (skips the feature stage). With
-    ``return_features`` the features are returned too, as ``(scores, features)``.
+    ``return_features`` the features are returned too, as ``(scores, features)``. ``seeds`` and
+    ``model_labels``: see :func:`score_window` (which also returns the seeds used).
 
     Raises :class:`~mulegraph.core.errors.InputError` when the window holds no transfers, and
     :class:`~mulegraph.core.errors.ModelError` when the model is refused (before any feature work).
     """
-    config = config or Config()
-    model = None  # loaded first: a refused model must not cost a feature computation
-    if model_dir is not None:
-        if progress:
-            progress("loading model")
-        model = load_model(model_dir)
-    if features is None:
-        if progress:
-            progress("reading transfers and computing features")
-        wf = window_features(transfers_or_store, window=window, as_of=as_of, config=config, progress=progress)
-        prepared, features = wf.prepared, wf.features
-    else:
-        if progress:
-            progress("reading transfers")
-        transfers, _window = read_window(transfers_or_store, window=window, as_of=as_of, require_rows=True)
-        if progress:
-            progress("preparing")
-        prepared = prepare(transfers, config.features)
-        del transfers
-    if run_id is None:
-        newest = prepared.tx["ts"].max()
-        run_id = f"score-{newest:%Y%m%dT%H%M%SZ}" if newest is not None else "score"
-    if progress:
-        progress("scoring and explaining")
-    out = score_features(
-        features,
-        prepared,
-        model,
-        run_id=run_id,
-        exclude_hubs=exclude_hubs,
-        options=options,
-        random_state=config.model.random_state,
+    result = score_window(
+        transfers_or_store, model_dir=model_dir, window=window, as_of=as_of, config=config, run_id=run_id,
+        exclude_hubs=exclude_hubs, progress=progress, features=features, options=options, seeds=seeds,
+        model_labels=model_labels,
     )
-    return (out, features) if return_features else out
+    return (result.scores, result.features) if return_features else result.scores
 
 
 def write_scores(scores: pl.DataFrame, path: str | os.PathLike) -> Path:

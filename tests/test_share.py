@@ -57,10 +57,11 @@ def _window_ids(bank) -> set[str]:
     return set(t["src_account"].to_list()) | set(t["dst_account"].to_list())
 
 
-def test_keyed_hashes_are_hmac_sha256_of_each_id_hashed_once():
-    ids = pl.Series(["a", "NL01BANK0001", None, "a", "ü"])
-    got = keyed_hashes(ids, KEY)
-    want = [None if a is None else hmac.new(KEY, a.encode("utf-8"), hashlib.sha256).digest() for a in ids.to_list()]
+@pytest.mark.parametrize("key", [KEY, b"\x00" * 32 + b"\xff" * 31, b"long-" * 30])  # shorter and longer than a block
+def test_keyed_hashes_are_hmac_sha256_of_each_id(key):
+    ids = pl.Series(["a", "NL01BANK0001", None, "a", "ü", ""])
+    got = keyed_hashes(ids, key)
+    want = [None if a is None else hmac.new(key, a.encode("utf-8"), hashlib.sha256).digest() for a in ids.to_list()]
     assert got.to_list() == want
 
 

@@ -226,7 +226,7 @@ def test_rules_are_documented():
     assert frame.height == len(RULES)
     assert frame["description"].str.len_chars().min() > 10
     assert len(set(frame["code"])) == len(RULES)
-    assert all(r.weight in (0.25, 0.5, 1.0) for r in RULES)
+    assert all(r.weight in (0.125, 0.25, 0.5, 1.0, 2.0) for r in RULES)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,9 @@ CSV and JSON outputs (:func:`~mulegraph.core.schema.reasons_to_json`)::
 
 ``value`` and ``percentile`` are rounded to 6 significant digits. ``txn_ids`` (the evidence, see
 :mod:`mulegraph.scoring.evidence`) is filled for the best ``evidence_top`` accounts only, so that
-explaining a large population stays cheap; for other accounts it is an empty list.
+explaining a large population stays cheap; for other accounts it is an empty list. Reasons are
+built :data:`CHUNK_ROWS` accounts at a time against the sorted values of the whole population, so
+the memory explaining takes does not grow with the number of accounts.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ __all__ = [
     "reason_text",
     "evidence",
     "explain",
+    "CHUNK_ROWS",
 ]
 
 

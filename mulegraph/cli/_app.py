@@ -210,5 +210,12 @@ def handle_errors(func: F) -> F:
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point.
+
+    Sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it, before any command loads
+    scikit-learn's OpenMP runtime (see :mod:`mulegraph.scoring.threads`).
+    """
+    from mulegraph.scoring.threads import prefer_passive_openmp
+
+    prefer_passive_openmp()
     sys.exit(app())

@@ -140,6 +140,21 @@ class ModelConfig:
     sync_window: str = "7d"
     #: permutation-importance repeats stored in the model card (0 = skip)
     importance_repeats: int = 3
+    #: up to this many labelled accounts, every one trains the trees; above it every mule is kept
+    #: and the non-mules are sampled (per CV fold, seeded by random_state), each kept non-mule
+    #: weighted by the inverse of its fold's sampling rate in the held-out scores and calibration
+    sample_above: int = 50_000
+    #: non-mules kept per mule when sampling (never fewer than sample_above accounts in all)
+    negatives_per_mule: float = 20.0
+    #: early stopping: a tree size stops boosting when the mean held-out average precision has not
+    #: improved for this many evaluations (one every 10 rounds); 0 fits every size to max_iter
+    n_iter_no_change: int = 10
+    #: the settings search tries the tree sizes in the order given and stops at the first that does
+    #: not beat the best so far by more than this much mean held-out average precision
+    search_tol: float = 0.001
+    #: threads for boosting (OpenMP) and linear algebra while training and scoring; None: the
+    #: cores this process may use (never more)
+    threads: int | None = None
     #: a file holding the key that signs model folders and is checked when they are loaded
     #: (HMAC-SHA256, at least 32 bytes; see mulegraph.core.keys); when not set, the key itself may
     #: come from the MULEGRAPH_MODEL_KEY environment variable. Never written into a model card.
@@ -397,6 +412,11 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "ppr_groups": _n(2, 1000),
         "sync_window": _DURATION,
         "importance_repeats": _n(0, 100),
+        "sample_above": _n(0, 1_000_000_000_000),
+        "negatives_per_mule": _n(0, 1_000_000, lo_open=True),
+        "n_iter_no_change": _n(0, 10_000),
+        "search_tol": _n(0, 1),
+        "threads": _n(1, 4096),
     },
     "run": {
         "window": Limit(duration=True, all_ok=True, option="--window"),

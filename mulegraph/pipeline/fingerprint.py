@@ -29,9 +29,10 @@ from mulegraph.core.window import TimeWindow
 
 __all__ = ["input_files", "hash_tree", "frame_hash", "run_fingerprint", "libraries", "store_totals"]
 
-#: settings that say where things are, not what is computed (left out of the fingerprint)
+#: settings that say where things are, not what is computed (left out of the fingerprint); the
+#: thread budget changes how fast, not what (the boosting gives the same trees on any thread count)
 _LOCATION_SETTINGS = (("run", "inbox"), ("run", "runs_dir"), ("store", "path"), ("report", "pseudonym_key"),
-                      ("model", "signing_key_file"))
+                      ("model", "signing_key_file"), ("model", "threads"))
 #: libraries whose versions a manifest records
 _LIBRARIES = ("polars", "pyarrow", "numpy", "scipy", "networkx", "scikit-learn", "matplotlib", "skops")
 

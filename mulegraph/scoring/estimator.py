@@ -36,6 +36,7 @@ from mulegraph.features import proximity
 from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.scoring import training
 from mulegraph.scoring.signals import require_fitted
+from mulegraph.scoring.threads import thread_budget
 
 __all__ = ["MuleModel", "labels_frame"]
 
@@ -108,6 +109,13 @@ class MuleModel(ClassifierMixin, BaseEstimator):
     best_params_, cv_results_, cv_metrics_, label_counts_, training_hash_, importance_
         The chosen settings, the settings search, cross-validated metrics, label counts, the hash
         of the training data and the raw permutation importance per feature.
+    sampling_ : dict
+        Which labelled accounts trained the trees (:func:`~mulegraph.scoring.training.sample_negatives`):
+        counts before and after, the share of non-mules kept, their weights.
+    search_ : list of dict
+        Per tree size tried: the rounds boosted before early stopping and its best entry.
+    threads_ : int
+        The thread budget training ran with (:mod:`mulegraph.scoring.threads`).
     classes_ : numpy.ndarray
         ``[False, True]`` (not a mule, a mule).
     """
@@ -164,11 +172,18 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         :meth:`set_context`. ``y``: a label table (``account_id``, ``is_mule``; see
         :mod:`mulegraph.io.labels`) or one boolean per row of ``X``, None where unknown. Labelled
         accounts without a feature row or on hubs are not used (counted in ``label_counts_``).
+        Runs inside the thread budget of ``config.threads``.
         """
         cfg = self._cfg()
         training.check_config(cfg)
         features = _check_features(X)
         labels = labels_frame(features, y)
+        with thread_budget(cfg.threads) as n_threads:
+            self._fit(features, labels, cfg)
+            self.threads_ = n_threads
+        return self
+
+    def _fit(self, features: pl.DataFrame, labels: pl.DataFrame, cfg: ModelConfig) -> None:
         p = self._prepared()
         t_stage = time.perf_counter()
         seconds: dict[str, float] = {}
@@ -208,18 +223,23 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         Xm = np.hstack([training.to_matrix(base, columns), training.to_matrix(prox, list(_CLOSENESS))])
         lap("closeness")
 
-        search = training.search_settings(Xm, y_, folds, cfg)
+        # the trees train on every mule and, on large label sets, a weighted sample of the rest
+        sample = training.sample_negatives(y_, folds, cfg)
+        rows = sample.rows
+        Xs, ys, fs = (Xm, y_, folds) if not sample.applied else (Xm[rows], y_[rows], folds[rows])
+        ws = sample.weight if sample.applied else None
+        search = training.search_settings(Xs, ys, fs, cfg, sample_weight=ws)
         best = search.best
         lap("cv")
 
         from sklearn.metrics import roc_auc_score
 
-        self.calibration_ = training.platt(search.oof, y_)
+        self.calibration_ = training.platt(search.oof, ys, sample_weight=ws)
         oof_score = training.sigmoid(self.calibration_[0] * search.oof + self.calibration_[1])
 
         self.estimators_ = training.make_estimators(cfg, best["max_leaf_nodes"], best["max_iter"], cfg.n_models)
         for est in self.estimators_:
-            est.fit(Xm, y_)
+            est.fit(Xs, ys)
         lap("final")
         self.classes_ = np.array([False, True])
         self.n_features_in_ = len(all_columns)
@@ -231,23 +251,24 @@ class MuleModel(ClassifierMixin, BaseEstimator):
             "fold_scheme": scheme,
             "pr_auc": best["cv_pr_auc"],
             "pr_auc_std": best["cv_pr_auc_std"],
-            "pr_auc_pooled": training.average_precision(y_, search.oof),
-            "roc_auc_pooled": float(roc_auc_score(y_, search.oof)),
-            "brier_calibrated": float(np.mean((oof_score - y_) ** 2)),
-            "prevalence": float(y_.mean()),
+            "pr_auc_pooled": training.average_precision(ys, search.oof, ws),
+            "roc_auc_pooled": float(roc_auc_score(ys, search.oof, sample_weight=ws)),
+            "brier_calibrated": float(np.average((oof_score - ys) ** 2, weights=ws)),
+            "prevalence": float(np.average(ys, weights=ws)),
         }
         self.known_ = lab.select("account_id", "is_mule")
         self.label_counts_ = {"mule": int(y_.sum()), "not_mule": int(len(y_) - y_.sum()), "unmatched": int(n_unmatched)}
         self.training_hash_ = _hash_training(lab["account_id"], y_, Xm)
         self.importance_ = {}
         if cfg.importance_repeats > 0:
-            drops = training.permutation_drops(Xm, y_, folds, cfg, self.best_params_, search.fold_models)
+            drops = training.permutation_drops(Xs, ys, fs, cfg, self.best_params_, search.fold_models)
             self.importance_ = {name: float(d) for name, d in zip(self.feature_names_, drops)}
         lap("importance")
+        self.sampling_ = sample.summary
+        self.search_ = search.sizes
         #: seconds per training stage (not saved; for benchmarks)
         self.fit_seconds_ = seconds
         self._closeness = None
-        return self
 
     # -- what the fitted model knows -----------------------------------------------------------
     @property
@@ -311,7 +332,8 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         return training.to_matrix(frame, self.feature_names_)
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
-        raw = np.mean([training.logit(est.predict_proba(X)[:, 1]) for est in self.estimators_], axis=0)
+        with thread_budget(self._cfg().threads):
+            raw = np.mean([training.logit(est.predict_proba(X)[:, 1]) for est in self.estimators_], axis=0)
         a, b = self.calibration_
         return training.sigmoid(a * raw + b)
 

@@ -122,6 +122,13 @@ def _card_markdown(card: dict[str, Any]) -> str:
             [f"- training data: {td['transfers']:,} transfers, {td['accounts']:,} accounts, window {td['window']}"]
             if (td := card.get("training_data")) else []
         ),
+        *(
+            [f"- trees trained on every mule and {sm['kept_not_mules']:,} of {sm['not_mules']:,} other labelled accounts "
+             f"({sm['share_not_mules']:.1%}, sampled per fold; each weighs {sm['weight_not_mule_min']:.2f}-{sm['weight_not_mule_max']:.2f} "
+             "in held-out scores and calibration)" if sm["applied"] else f"- trees trained on all {sm['labelled']:,} labelled accounts (no sampling)"]
+            if (sm := (card.get("training") or {}).get("sampling")) else []
+        ),
+        *([f"- thread budget: {th}"] if (th := (card.get("training") or {}).get("threads")) else []),
         "",
         "## Cross-validated metrics (training labels only)",
         "",
@@ -238,6 +245,9 @@ def save_model(model: MuleModel, directory: str | os.PathLike, *, portable: bool
         "training_store": None if portable else getattr(model, "training_store_", None),
         "cv_metrics": model.cv_metrics_,
         "cv_results": model.cv_results_,
+        # which rows trained the trees (sampling of non-mules), the early-stopped search, the thread budget
+        "training": {"sampling": getattr(model, "sampling_", None), "search": getattr(model, "search_", None),
+                     "threads": getattr(model, "threads_", None)},
         "feature_importance": model.feature_importance,
         "feature_importance_raw": model.importance_,
         "config": _card_config(model, portable),
@@ -365,6 +375,9 @@ def load_model(directory: str | os.PathLike, *, key: bytes | None = None) -> Mul
         model.training_hash_ = card["training_data_sha256"]
         if card.get("training_data"):
             model.training_data_ = card["training_data"]
+        for name, value in (card.get("training") or {}).items():
+            if value is not None and name in ("sampling", "search", "threads"):
+                setattr(model, f"{name}_", value)
         model.importance_ = card.get("feature_importance_raw", {})
         model.training_store_ = card.get("training_store")
         model.portable_ = portable

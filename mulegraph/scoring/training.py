@@ -14,22 +14,38 @@
    account's label reaches its own features (the PageRank walks of all folds run in one pass,
    restarting at the known mules outside the account's fold). More folds make the training
    features closer to scoring time, when every training label is known.
-3. **Settings by cross-validation** (:func:`search_settings`) on the folds of step 1: each
-   candidate tree size is fitted per fold (one ensemble, to keep it cheap) and scored (average
-   precision) every :data:`EVAL_EVERY` boosting rounds; the best size and round count win.
-4. **Calibration** (:func:`platt`). A logistic (Platt) map from the out-of-fold raw scores to
-   probabilities: it is monotone, so it keeps the ranking, and gives scores in 0..1 that track
-   the mule rate.
-5. **Final fit** on every labelled account (``n_models`` boosted ensembles with derived seeds,
+3. **Sampling** (:func:`sample_negatives`). Up to ``sample_above`` labelled accounts every one
+   trains the trees. Above it (mule prevalence in banks is 1-3%, so most rows are non-mules that
+   teach the trees little) every mule is kept and ``negatives_per_mule`` non-mules per mule (never
+   fewer than ``sample_above`` accounts in all) are drawn at random, the same share in each CV
+   fold, seeded by ``random_state``. Each kept non-mule weighs the inverse of its fold's sampling
+   rate, so the weights of a fold sum to its labelled accounts: held-out average precision,
+   calibration and the pooled metrics are those of the whole labelled population. The closeness
+   features of step 2 are computed before, from every label, so they are exact; sampling only
+   picks the rows the trees see.
+4. **Settings by cross-validation** (:func:`search_settings`) on the folds of step 1: the tree
+   sizes are tried in the order given; each is boosted on every fold at once and scored (average
+   precision on the held-out fold, weighted) every :data:`EVAL_EVERY` rounds. A size stops
+   boosting when the mean over folds has not improved for ``n_iter_no_change`` evaluations (early
+   stopping; the rounds are added to the same ensembles, so the scores read are those of one
+   longer fit), and the search stops at the first size that does not beat the best so far by
+   more than ``search_tol``. The best size and round count win.
+5. **Calibration** (:func:`platt`). A logistic (Platt) map from the out-of-fold raw scores to
+   probabilities, weighted like the held-out scores: it is monotone, so it keeps the ranking,
+   and gives scores in 0..1 that track the mule rate of the population.
+6. **Final fit** on the training rows (``n_models`` boosted ensembles with derived seeds,
    :func:`make_estimators`, averaged).
-6. **Importance** (:func:`permutation_drops`): the drop in average precision when a feature is
+7. **Importance** (:func:`permutation_drops`): the drop in average precision when a feature is
    shuffled among held-out rows, with the settings-search ensembles.
+
+The estimator runs these steps inside a thread budget (:mod:`mulegraph.scoring.threads`).
 
 Nothing here keeps state: every function takes arrays and settings and returns arrays.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -44,7 +60,10 @@ from mulegraph.features.prepare import Prepared
 
 __all__ = [
     "EVAL_EVERY",
+    "FIRST_ROUNDS",
     "IMPORTANCE_MAX_ROWS",
+    "Sample",
+    "sample_negatives",
     "SettingsSearch",
     "check_config",
     "feature_matrix_columns",
@@ -65,6 +84,9 @@ __all__ = [
 
 #: the settings search reads each candidate every this many boosting rounds
 EVAL_EVERY = 10
+#: boosting rounds fitted on every fold before the held-out folds are first read; each later
+#: stretch at most doubles the rounds, so refitting costs a small share of the boosting
+FIRST_ROUNDS = 50
 #: held-out rows per fold (all mules kept, non-mules sampled) for the permutation importance
 IMPORTANCE_MAX_ROWS = 5000
 
@@ -81,6 +103,10 @@ def check_config(cfg: ModelConfig) -> None:
         raise ModelError("model.proximity_folds and model.ppr_groups must be at least 2, model.max_hops at least 1, and 0 < model.ppr_alpha < 1.")
     if not cfg.max_leaf_nodes or cfg.max_iter < EVAL_EVERY:
         raise ModelError(f"model.max_leaf_nodes needs at least one size and model.max_iter at least {EVAL_EVERY}.")
+    if cfg.sample_above < 0 or not cfg.negatives_per_mule > 0 or cfg.n_iter_no_change < 0 or not cfg.search_tol >= 0:
+        raise ModelError("model.sample_above, model.n_iter_no_change and model.search_tol must not be negative, and model.negatives_per_mule must be above 0.")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ModelError(f"model.threads must be at least 1 (or left out for every core). Got {cfg.threads} instead.")
 
 
 def feature_matrix_columns(features: pl.DataFrame) -> list[str]:
@@ -100,11 +126,11 @@ def to_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
     return frame.select([pl.col(c).cast(pl.Float64) for c in columns]).to_numpy().astype(np.float64, copy=False)
 
 
-def average_precision(y: np.ndarray, s: np.ndarray) -> float:
-    """Average precision of scores ``s`` for labels ``y``; NaN when ``y`` holds one class only."""
+def average_precision(y: np.ndarray, s: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    """Average precision of scores ``s`` for labels ``y`` (rows weighted by ``sample_weight``); NaN when ``y`` holds one class only."""
     from sklearn.metrics import average_precision_score
 
-    return float(average_precision_score(y, s)) if y.any() and not y.all() else float("nan")
+    return float(average_precision_score(y, s, sample_weight=sample_weight)) if y.any() and not y.all() else float("nan")
 
 
 def components(p: Prepared) -> np.ndarray:
@@ -145,6 +171,73 @@ def make_folds(y: np.ndarray, groups: np.ndarray | None, n_folds: int, random_st
     for k, (_, test) in enumerate(splitter.split(np.zeros(len(y)), y)):
         folds[test] = k
     return folds, "stratified"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The labelled accounts that train the trees (:func:`sample_negatives`).
+
+    ``rows``: their positions among the labelled accounts, ascending; ``weight``: one per row, 1
+    for a mule and for every row when nothing was sampled, else a kept non-mule's inverse sampling
+    rate in its fold; ``summary``: what the model card records (counts before and after, the share
+    of non-mules kept, the weights).
+    """
+
+    rows: np.ndarray
+    weight: np.ndarray
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def applied(self) -> bool:
+        """True when non-mules were left out."""
+        return bool(self.summary.get("applied"))
+
+
+def sample_negatives(y: np.ndarray, strata: np.ndarray, cfg: ModelConfig) -> Sample:
+    """Every mule and a sample of the non-mules, the same share in each stratum (CV fold).
+
+    Nothing is sampled up to ``cfg.sample_above`` labelled accounts. Above it
+    ``max(negatives_per_mule x mules, sample_above - mules)`` non-mules are kept (all of them when
+    that is not fewer), spread over the strata in proportion to their non-mules, drawn with
+    ``cfg.random_state``. A kept non-mule of stratum *s* weighs ``non-mules of s / kept of s``, so
+    the weights of each stratum sum to its labelled accounts.
+    """
+    y = np.asarray(y)
+    n, n_pos = len(y), int((y == 1).sum())
+    n_neg = n - n_pos
+    target = n_neg
+    if n > cfg.sample_above:
+        target = min(n_neg, max(int(np.ceil(cfg.negatives_per_mule * n_pos)), cfg.sample_above - n_pos))
+    summary: dict[str, Any] = {
+        "applied": target < n_neg, "sample_above": cfg.sample_above, "negatives_per_mule": cfg.negatives_per_mule,
+        "labelled": n, "mules": n_pos, "not_mules": n_neg,
+    }
+    if target >= n_neg:
+        rows = np.arange(n)
+        weight = np.ones(n)
+    else:
+        rng = np.random.default_rng([cfg.random_state, 11])  # a stream of its own: other draws stay as they were
+        keep = [np.flatnonzero(y == 1)]
+        weight_of = np.ones(n)
+        for s in np.unique(strata):
+            neg_s = np.flatnonzero((strata == s) & (y != 1))
+            if not len(neg_s):
+                continue
+            k = min(len(neg_s), max(1, int(round(target * len(neg_s) / n_neg))))
+            chosen = rng.choice(neg_s, size=k, replace=False)
+            weight_of[chosen] = len(neg_s) / k
+            keep.append(chosen)
+        rows = np.sort(np.concatenate(keep))
+        weight = weight_of[rows]
+    neg_w = weight[y[rows] != 1]
+    summary.update({
+        "rows": int(len(rows)), "kept_not_mules": int(len(neg_w)),
+        "share_not_mules": float(len(neg_w) / n_neg) if n_neg else 1.0,
+        "weight_not_mule_min": float(neg_w.min()) if len(neg_w) else 1.0,
+        "weight_not_mule_max": float(neg_w.max()) if len(neg_w) else 1.0,
+        "weight_sum": float(weight.sum()),
+    })
+    return Sample(rows, weight, summary)
 
 
 def proximity_kwargs(config: ModelConfig) -> dict[str, Any]:
@@ -224,56 +317,111 @@ def proba_at(est: Any, X: np.ndarray, n_iter: int) -> np.ndarray:
 class SettingsSearch:
     """What :func:`search_settings` found.
 
-    ``results``: one dict per (tree size, round count) with the mean and spread of the fold PR-AUC;
-    ``best``: the winning entry; ``oof``: the out-of-fold raw scores (log-odds) of the winner, one
-    per labelled account; ``fold_models``: the winner's tree size's ensemble of each fold.
+    ``results``: one dict per (tree size, round count) read, with the mean and spread of the fold
+    PR-AUC; ``best``: the winning entry; ``oof``: the out-of-fold raw scores (log-odds) of the
+    winner, one per training row; ``fold_models``: the winner's tree size's ensemble of each fold
+    (boosted to at least the winning round count); ``sizes``: per tree size tried, the rounds
+    boosted and its best entry.
     """
 
-    def __init__(self, results: list[dict[str, Any]], best: dict[str, Any], oof: np.ndarray, fold_models: list) -> None:
+    def __init__(self, results: list[dict[str, Any]], best: dict[str, Any], oof: np.ndarray, fold_models: list,
+                 sizes: list[dict[str, Any]] | None = None) -> None:
         self.results = results
         self.best = best
         self.oof = oof
         self.fold_models = fold_models
+        self.sizes = sizes or []
 
 
-def search_settings(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelConfig) -> SettingsSearch:
-    """Tree size x boosting rounds by cross-validation: average precision per fold, best mean wins."""
-    grid = [int(m) for m in cfg.max_leaf_nodes]
-    checkpoints = list(range(EVAL_EVERY, cfg.max_iter + 1, EVAL_EVERY))
-    results = []
-    fold_models: list[list] = []
-    oof_raw: dict[tuple[int, int], np.ndarray] = {}
-    for gi, leaves in enumerate(grid):
-        ap = np.zeros((cfg.cv_folds, len(checkpoints)))
-        raw = np.zeros((len(checkpoints), len(y)))
-        fold_models.append([])
-        for k in range(cfg.cv_folds):
+def _next_rounds(done: int, best_round: int, cfg: ModelConfig) -> int:
+    """How far to boost next: far enough to see ``n_iter_no_change`` evaluations past the best,
+    at most twice as far as now (so the refits stay a small share), at most ``max_iter``."""
+    patience = cfg.n_iter_no_change * EVAL_EVERY
+    wanted = 2 * done if not patience else min(2 * done, best_round + patience)
+    return min(cfg.max_iter, max(done + EVAL_EVERY, wanted))
+
+
+def _boost_size(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelConfig, leaves: int,
+                weight: np.ndarray | None) -> tuple[list[dict[str, Any]], int, np.ndarray, list]:
+    """Boost one tree size on every fold, reading the held-out folds every :data:`EVAL_EVERY` rounds.
+
+    The ensembles grow in stretches (``warm_start``: the rounds are added to the same trees, so
+    what is read equals one longer fit) until the mean held-out average precision has not improved
+    for ``cfg.n_iter_no_change`` evaluations, or ``cfg.max_iter``. Returns the entries read, the
+    index of the best, the held-out raw scores at the best and the fold ensembles.
+    """
+    ests = [make_estimators(cfg, leaves, EVAL_EVERY, 1)[0].set_params(warm_start=True) for _ in range(cfg.cv_folds)]
+    ap_cols: list[np.ndarray] = []  # per evaluation: average precision of each fold
+    raw_cols: list[np.ndarray] = []  # per evaluation: held-out raw score of every row
+    done, target = 0, min(cfg.max_iter, FIRST_ROUNDS)
+    while True:
+        reads = list(range((done // EVAL_EVERY + 1) * EVAL_EVERY, target + 1, EVAL_EVERY))
+        ap = np.full((len(reads), cfg.cv_folds), np.nan)
+        raw = np.zeros((len(reads), len(y)))
+        for k, est in enumerate(ests):
             tr, te = folds != k, folds == k
-            staged = np.zeros((len(checkpoints), int(te.sum())))
-            est = make_estimators(cfg, leaves, cfg.max_iter, 1)[0]
-            est.fit(X[tr], y[tr])
-            fold_models[gi].append(est)
-            for j, proba in enumerate(est.staged_predict_proba(X[te])):
-                if (j + 1) % EVAL_EVERY == 0:
-                    staged[(j + 1) // EVAL_EVERY - 1] = logit(proba[:, 1])
-            raw[:, te] = staged
-            for c in range(len(checkpoints)):
-                ap[k, c] = average_precision(y[te], staged[c])
-        mean_ap = np.nanmean(ap, axis=0)
-        for c, n_iter in enumerate(checkpoints):
-            results.append({"max_leaf_nodes": leaves, "max_iter": n_iter, "cv_pr_auc": float(mean_ap[c]),
-                            "cv_pr_auc_std": float(np.nanstd(ap[:, c]))})
-            oof_raw[(gi, c)] = raw[c]
-    best_i = int(np.nanargmax([r["cv_pr_auc"] for r in results]))
-    gi, ci = divmod(best_i, len(checkpoints))
-    return SettingsSearch(results, results[best_i], oof_raw[(gi, ci)], fold_models[gi])
+            est.set_params(max_iter=target).fit(X[tr], y[tr])
+            w_te = None if weight is None else weight[te]
+            c = 0
+            for j, proba in enumerate(islice(est.staged_predict_proba(X[te]), reads[-1] if reads else 0)):
+                if c < len(reads) and j + 1 == reads[c]:
+                    raw[c, te] = logit(proba[:, 1])
+                    ap[c, k] = average_precision(y[te], raw[c, te], w_te)
+                    c += 1
+        ap_cols.extend(ap)
+        raw_cols.extend(raw)
+        done = target
+        mean = np.array([np.nanmean(a) if np.isfinite(a).any() else -np.inf for a in ap_cols])
+        best_c = int(np.argmax(mean))
+        best_round = (best_c + 1) * EVAL_EVERY
+        stalled = cfg.n_iter_no_change and len(ap_cols) - 1 - best_c >= cfg.n_iter_no_change
+        if done >= cfg.max_iter or stalled:
+            break
+        target = _next_rounds(done, best_round, cfg)
+    results = [
+        {"max_leaf_nodes": leaves, "max_iter": (c + 1) * EVAL_EVERY, "cv_pr_auc": float(np.nanmean(a)) if np.isfinite(a).any() else float("nan"),
+         "cv_pr_auc_std": float(np.nanstd(a)) if np.isfinite(a).any() else float("nan")}
+        for c, a in enumerate(ap_cols)
+    ]
+    return results, best_c, raw_cols[best_c], ests
 
 
-def platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Slope and intercept of a logistic (Platt) map from raw scores to probabilities."""
+def search_settings(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelConfig,
+                    sample_weight: np.ndarray | None = None) -> SettingsSearch:
+    """Tree size x boosting rounds by cross-validation: average precision per held-out fold, best mean wins.
+
+    Tree sizes are tried in the order of ``cfg.max_leaf_nodes``, each boosted until its mean
+    held-out average precision stops improving (:func:`_boost_size`); the search stops at the
+    first size whose best does not beat the best so far by more than ``cfg.search_tol``. Rows are
+    weighted by ``sample_weight`` in the held-out scores (the trees see every row alike). Ties go
+    to the earlier size and the fewer rounds.
+    """
+    results: list[dict[str, Any]] = []
+    sizes: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    oof: np.ndarray | None = None
+    fold_models: list = []
+    for leaves in (int(m) for m in cfg.max_leaf_nodes):
+        found, best_c, raw, ests = _boost_size(X, y, folds, cfg, leaves, sample_weight)
+        results.extend(found)
+        mine = found[best_c]
+        sizes.append({"max_leaf_nodes": leaves, "rounds_boosted": int(ests[0].n_iter_), **{k: mine[k] for k in ("max_iter", "cv_pr_auc")}})
+        score = mine["cv_pr_auc"] if np.isfinite(mine["cv_pr_auc"]) else -np.inf
+        top = -np.inf if best is None or not np.isfinite(best["cv_pr_auc"]) else best["cv_pr_auc"]
+        improved = score > top + cfg.search_tol
+        if best is None or score > top:
+            best, oof, fold_models = mine, raw, ests
+        if len(sizes) > 1 and not improved:
+            break
+    assert best is not None and oof is not None
+    return SettingsSearch(results, best, oof, fold_models, sizes)
+
+
+def platt(raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> tuple[float, float]:
+    """Slope and intercept of a logistic (Platt) map from raw scores to probabilities (rows weighted by ``sample_weight``)."""
     from sklearn.linear_model import LogisticRegression
 
-    fitted = LogisticRegression(C=1e6).fit(raw.reshape(-1, 1), y)
+    fitted = LogisticRegression(C=1e6).fit(raw.reshape(-1, 1), y, sample_weight=sample_weight)
     return float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
 
 

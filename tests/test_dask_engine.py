@@ -20,7 +20,7 @@ else:
     distributed = pytest.importorskip("distributed")
 
 from mulegraph.cli import app
-from mulegraph.core.config import Config, EngineConfig, FeatureConfig, ModelConfig
+from mulegraph.core.config import DEFAULT_SHARD_ACCOUNTS, Config, EngineConfig, FeatureConfig, ModelConfig
 from mulegraph.core.errors import ConfigError, InputError
 from mulegraph.engine import engine_settings, make_engine, shard_layout
 from mulegraph.engine.dask import DaskEngine
@@ -83,7 +83,7 @@ def test_features_equal_the_local_engine(bank, cluster, whole):
     wf = window_features(bank["store"], window="all", config=on_cluster(cluster))
     assert_same_features(whole.features, wf.features)
     assert wf.engine == {"kind": "dask", "scheduler": cluster.scheduler_address, "workers": 2, "shards": 4,
-                         "shard_accounts": 250_000}  # at least 2 shards per worker
+                         "shard_accounts": DEFAULT_SHARD_ACCOUNTS}  # at least 2 shards per worker
     assert {"plan", "shards", "graph", "prepare"} <= set(wf.timings)
     assert whole.engine["kind"] == "local" and whole.engine["shards"] is None
     # the transfers and prepared transfers scoring reads are the window's, as with the local engine
@@ -176,7 +176,7 @@ def test_local_cluster_sized_to_the_machine_bounds_worker_threads():
         assert engine.kind == "dask" and engine.workers == CPU_COUNT
         threads = engine.client.run(lambda: (os.environ.get("POLARS_MAX_THREADS"), pl.thread_pool_size()))
         assert all(int(env) == size == 1 for env, size in threads.values())  # one core per worker
-        assert shard_layout(EngineConfig(kind="dask"), engine) == (250_000, 2 * engine.workers)
+        assert shard_layout(EngineConfig(kind="dask"), engine) == (DEFAULT_SHARD_ACCOUNTS, 2 * engine.workers)
         assert shard_layout(EngineConfig(kind="dask", shard_accounts=10), engine) == (10, 1)
     # this process keeps its own thread settings
     assert {k: os.environ.get(k) for k in before} == before

@@ -75,3 +75,21 @@ def test_stable_hash_is_fixed():
 def test_bad_shard_size_is_refused(synth_store):
     with pytest.raises(FeatureError, match="shard_accounts must be a positive"):
         plan_shards(synth_store, synth_store.time_window("all"), FeatureConfig(), 0)
+
+
+def test_local_engine_shards_a_large_window_on_its_own(synth_store, monkeypatch):
+    import mulegraph.engine.factory as factory
+    import mulegraph.features.build as build
+
+    whole = window_features(synth_store, window="all", config=FeatureConfig())
+    assert whole.engine["shards"] is None  # a small window: computed at once
+    monkeypatch.setattr(build, "DEFAULT_SHARD_ACCOUNTS", 1000)  # now the window counts as large
+    monkeypatch.setattr(factory, "DEFAULT_SHARD_ACCOUNTS", 1000)  # and shards hold 1000 accounts
+    auto = window_features(synth_store, window="all", config=FeatureConfig())
+    assert auto.engine["shards"] is not None and auto.engine["shards"] >= 2
+    assert_same_features(whole.features, auto.features)
+    # a window before every ingested transfer is small whatever the threshold
+    from datetime import datetime, timedelta
+
+    before = datetime.fromisoformat(synth_store.manifest()[0]["ts_min"]) - timedelta(days=2)
+    assert not build._window_is_large(synth_store, "1d", before)

@@ -216,8 +216,9 @@ class ReportConfig:
 #: the engines that can compute a window's features (see ``mulegraph.engine``)
 ENGINE_KINDS: tuple[str, ...] = ("local", "dask")
 #: accounts per shard when ``[engine] shard_accounts`` is not set: a shard of a 5M-transfer window
-#: (about 500k accounts) then holds about half of its transfers
-DEFAULT_SHARD_ACCOUNTS = 250_000
+#: (about 500k accounts) then holds about a quarter of its transfers. The local engine computes a
+#: window whose ingested files hold more accounts than this by shards, a smaller one at once.
+DEFAULT_SHARD_ACCOUNTS = 125_000
 _SCHEDULER = re.compile(r"(?:(?:tcp|tls|ucx|ws|wss|inproc)://)?\S+")
 
 
@@ -225,8 +226,9 @@ _SCHEDULER = re.compile(r"(?:(?:tcp|tls|ucx|ws|wss|inproc)://)?\S+")
 class EngineConfig:
     """Where a window's features are computed (see ``mulegraph.engine``).
 
-    ``kind = "local"`` computes in this process: the whole window at once, or one shard of
-    accounts after another when ``shard_accounts`` is set. ``kind = "dask"`` runs the shards as
+    ``kind = "local"`` computes in this process: one shard of accounts after another when
+    ``shard_accounts`` is set or the window is large (more than ``DEFAULT_SHARD_ACCOUNTS``
+    accounts), else the whole window at once. ``kind = "dask"`` runs the shards as
     tasks on a Dask cluster: the one whose scheduler listens at ``scheduler`` (e.g.
     ``"tcp://10.0.0.5:8786"``), or, when ``scheduler`` is empty, a local cluster sized to the
     machine. Both give identical features.

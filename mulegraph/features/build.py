@@ -43,7 +43,7 @@ from typing import Any
 import polars as pl
 
 from mulegraph.core.atomic import atomic_path
-from mulegraph.core.config import Config, FeatureConfig
+from mulegraph.core.config import DEFAULT_SHARD_ACCOUNTS, Config, FeatureConfig
 from mulegraph.core.errors import EmptyWindowError, FeatureError, InputError
 from mulegraph.core.paths import refuse_protected_output
 from mulegraph.core.window import TimeWindow, filter_window, resolve_window
@@ -179,6 +179,10 @@ def window_features(
             "computing features by shards (the dask engine) reads the window from a store; pass a store "
             "folder on a path every worker can read, or use the local engine."
         )
+    unset = ecfg is None or (ecfg.kind == "local" and ecfg.shard_accounts is None)
+    if not sharded and unset and not is_frame and transfers is None and accounts is None:
+        # the local engine shards on its own when the window is large (memory set by the shard)
+        sharded = _window_is_large(source, window, as_of)
     names = list(FAMILIES) if families is None else list(families)
     timings: dict[str, float] = {}
     used: dict[str, Any] = {"kind": "local", "scheduler": None, "workers": 1, "shards": None, "shard_accounts": None}
@@ -217,6 +221,29 @@ def window_features(
         callback = progress if callable(progress) else None
         feats = compute_features(prepared, fcfg, families=names, progress=callback, timings=timings)
     return WindowFeatures(prepared=prepared, features=feats, window=win, timings=timings, engine=used)
+
+
+def _window_is_large(source: Any, window: str, as_of: Any) -> bool:
+    """Whether the window may hold more than ``DEFAULT_SHARD_ACCOUNTS`` accounts.
+
+    Read from the store's manifest, without reading any transfer: the accounts of every ingested
+    file that overlaps the window, added up (an upper bound, since files share accounts).
+    """
+    from mulegraph.io.store import Store
+
+    store = source if isinstance(source, Store) else Store.open(source)
+    win = store.time_window(window, as_of)
+    total = 0
+    for entry in store.manifest():
+        lo, hi = entry.get("ts_min"), entry.get("ts_max")
+        if lo is None or hi is None:
+            continue
+        if (win.end is not None and datetime.fromisoformat(lo) > win.end) or (
+            win.start is not None and datetime.fromisoformat(hi) <= win.start
+        ):
+            continue
+        total += int(entry.get("accounts") or 0)
+    return total > DEFAULT_SHARD_ACCOUNTS
 
 
 def _feature_config(config) -> FeatureConfig:

@@ -22,16 +22,20 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import polars as pl
+from mulegraph.scoring.threads import prefer_passive_openmp
 
-from mulegraph.core.config import FeatureConfig, ModelConfig
-from mulegraph.scoring.evaluate import evaluate, format_table
-from mulegraph.features import FAMILIES, compute_features, load_families, prepare
-from mulegraph.features import proximity
-from mulegraph.features.registry import REGISTRY
-from mulegraph.scoring.estimator import MuleModel
-from mulegraph.scoring.training import average_precision, logit, to_matrix
+prefer_passive_openmp()  # before scikit-learn loads its OpenMP runtime, as the mulegraph command does
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from mulegraph.core.config import FeatureConfig, ModelConfig  # noqa: E402
+from mulegraph.scoring.evaluate import evaluate, format_table  # noqa: E402
+from mulegraph.features import FAMILIES, compute_features, load_families, prepare  # noqa: E402
+from mulegraph.features import proximity  # noqa: E402
+from mulegraph.features.registry import REGISTRY  # noqa: E402
+from mulegraph.scoring.estimator import MuleModel  # noqa: E402
+from mulegraph.scoring.training import average_precision, logit, to_matrix  # noqa: E402
 
 PSEUDO = ("EXT_SOURCE", "EXT_SINK")
 
@@ -155,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     t_train = time.perf_counter() - t0
     print(f"train: {t_train:.1f} s; settings {model.best_params_}; CV {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in model.cv_metrics_.items()})}")
     print(f"train seconds per stage: {model.fit_seconds_}; labelled {model.label_counts_}; peak RSS so far {_rss_gb():.2f} GB")
+    sm = model.sampling_
+    print(f"thread budget {model.threads_}; trees trained on {sm['rows']:,} of {sm['labelled']:,} labelled accounts"
+          + (f" (non-mules sampled: {sm['kept_not_mules']:,} of {sm['not_mules']:,})" if sm["applied"] else " (no sampling)"))
+    print("settings search:", "; ".join(f"{s['max_leaf_nodes']} leaves boosted {s['rounds_boosted']} rounds, best {s['max_iter']} "
+                                        f"(CV PR-AUC {s['cv_pr_auc']:.4f})" for s in model.search_))
 
     if args.cv_only:
         print("top features (training permutation importance):" if model.importance_ else "", list(model.feature_importance.items())[:10] if model.importance_ else "")
@@ -175,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nseconds: features {t_feat:.1f}, train {t_train:.1f}, predict {t_pred:.1f}, total {total:.1f}; peak RSS {_rss_gb():.2f} GB")
     if args.json_out:
         args.json_out.write_text(json.dumps({"data": str(args.data), "metrics": res, "cv": model.cv_metrics_, "best": model.best_params_,
-                                             "family_importance": imp, "seconds": {"features": t_feat, "train": t_train, "predict": t_pred, "total": total}}, indent=2))
+                                             "family_importance": imp, "seconds": {"features": t_feat, "train": t_train, "predict": t_pred, "total": total},
+                                             "fit_seconds": model.fit_seconds_, "search": model.search_, "sampling": model.sampling_, "threads": model.threads_}, indent=2))
     return 0
 
 

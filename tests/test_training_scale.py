@@ -122,15 +122,25 @@ def test_small_label_sets_are_not_sampled(data):
 
 
 # -- early stopping and the settings search -------------------------------------------------------
-def test_early_stopping_stops_before_max_iter_on_an_easy_problem():
+@pytest.mark.parametrize("tol", [0.0, 0.01])
+def test_early_stopping_stops_before_max_iter_on_an_easy_problem(tol):
     X, y, folds = _easy()
-    cfg = ModelConfig(cv_folds=3, max_leaf_nodes=(7,), max_iter=600, n_iter_no_change=5, learning_rate=0.3)
+    cfg = ModelConfig(cv_folds=3, max_leaf_nodes=(7,), max_iter=600, n_iter_no_change=5, learning_rate=0.3, early_stopping_tol=tol)
     search = training.search_settings(X, y, folds, cfg)
     boosted = search.sizes[0]["rounds_boosted"]
     assert boosted < cfg.max_iter
     assert all(est.n_iter_ == boosted for est in search.fold_models)
-    assert boosted - search.best["max_iter"] >= cfg.n_iter_no_change * training.EVAL_EVERY
     assert [r["max_iter"] for r in search.results] == list(range(10, boosted + 1, 10))
+    mean = [r["cv_pr_auc"] for r in search.results]
+    assert search.best["cv_pr_auc"] == max(mean)  # the best read wins, however small its gain
+    # the last n_iter_no_change evaluations gained no more than tol over everything before them
+    assert max(mean[-cfg.n_iter_no_change:]) <= max(mean[:-cfg.n_iter_no_change]) + tol
+
+
+def test_last_gain_counts_only_gains_above_the_tolerance():
+    mean = np.array([0.5, 0.6, 0.60005, 0.61, 0.6101, 0.6102])
+    assert training._last_gain(mean, 0.0) == 5
+    assert training._last_gain(mean, 0.001) == 3
 
 
 def test_early_stopping_reads_what_one_longer_fit_would():
@@ -225,7 +235,8 @@ def test_passive_openmp_is_a_default_only():
 # -- settings -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "changes",
-    [{"threads": 0}, {"negatives_per_mule": 0}, {"n_iter_no_change": -1}, {"search_tol": -0.1}, {"sample_above": -5}],
+    [{"threads": 0}, {"negatives_per_mule": 0}, {"n_iter_no_change": -1}, {"search_tol": -0.1}, {"sample_above": -5},
+     {"early_stopping_tol": -1e-3}],
 )
 def test_bad_scale_settings_are_refused(changes):
     with pytest.raises(ConfigError):
@@ -238,6 +249,7 @@ def test_scale_settings_from_toml(tmp_path):
     from mulegraph.core.config import load_config
 
     f = tmp_path / "m.toml"
-    f.write_text("[model]\nthreads = 1\nsample_above = 100000\nnegatives_per_mule = 10\nn_iter_no_change = 5\nsearch_tol = 0.002\n")
+    f.write_text("[model]\nthreads = 1\nsample_above = 100000\nnegatives_per_mule = 10\nn_iter_no_change = 5\nsearch_tol = 0.002\n"
+                 "early_stopping_tol = 0\n")
     m = load_config(f).model
-    assert (m.threads, m.sample_above, m.negatives_per_mule, m.n_iter_no_change, m.search_tol) == (1, 100_000, 10, 5, 0.002)
+    assert (m.threads, m.sample_above, m.negatives_per_mule, m.n_iter_no_change, m.search_tol, m.early_stopping_tol) == (1, 100_000, 10, 5, 0.002, 0)

@@ -143,12 +143,14 @@ class ModelConfig:
     #: up to this many labelled accounts, every one trains the trees; above it every mule is kept
     #: and the non-mules are sampled (per CV fold, seeded by random_state), each kept non-mule
     #: weighted by the inverse of its fold's sampling rate in the held-out scores and calibration
-    sample_above: int = 50_000
+    sample_above: int = 20_000
     #: non-mules kept per mule when sampling (never fewer than sample_above accounts in all)
-    negatives_per_mule: float = 20.0
+    negatives_per_mule: float = 5.0
     #: early stopping: a tree size stops boosting when the mean held-out average precision has not
-    #: improved for this many evaluations (one every 10 rounds); 0 fits every size to max_iter
+    #: improved by more than early_stopping_tol for this many evaluations (one every 10 rounds);
+    #: 0 fits every size to max_iter
     n_iter_no_change: int = 10
+    early_stopping_tol: float = 0.0001
     #: the settings search tries the tree sizes in the order given and stops at the first that does
     #: not beat the best so far by more than this much mean held-out average precision
     search_tol: float = 0.001
@@ -417,6 +419,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "sample_above": _n(0, 1_000_000_000_000),
         "negatives_per_mule": _n(0, 1_000_000, lo_open=True),
         "n_iter_no_change": _n(0, 10_000),
+        "early_stopping_tol": _n(0, 1),
         "search_tol": _n(0, 1),
         "threads": _n(1, 4096),
     },

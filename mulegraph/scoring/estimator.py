@@ -261,7 +261,9 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         self.training_hash_ = _hash_training(lab["account_id"], y_, Xm)
         self.importance_ = {}
         if cfg.importance_repeats > 0:
-            drops = training.permutation_drops(Xs, ys, fs, cfg, self.best_params_, search.fold_models)
+            # on a sampled (large) label set, IMPORTANCE_MAX_ROWS held-out rows in all, not per fold
+            cap = training.IMPORTANCE_MAX_ROWS // cfg.cv_folds if sample.applied else None
+            drops = training.permutation_drops(Xs, ys, fs, cfg, self.best_params_, search.fold_models, max_rows=cap)
             self.importance_ = {name: float(d) for name, d in zip(self.feature_names_, drops)}
         lap("importance")
         self.sampling_ = sample.summary

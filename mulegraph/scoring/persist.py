@@ -247,7 +247,7 @@ def save_model(model: MuleModel, directory: str | os.PathLike, *, portable: bool
         "cv_results": model.cv_results_,
         # which rows trained the trees (sampling of non-mules), the early-stopped search, the thread budget
         "training": {"sampling": getattr(model, "sampling_", None), "search": getattr(model, "search_", None),
-                     "threads": getattr(model, "threads_", None)},
+                     "threads": getattr(model, "threads_", None), "seconds": getattr(model, "fit_seconds_", None)},
         "feature_importance": model.feature_importance,
         "feature_importance_raw": model.importance_,
         "config": _card_config(model, portable),

@@ -26,10 +26,11 @@
 4. **Settings by cross-validation** (:func:`search_settings`) on the folds of step 1: the tree
    sizes are tried in the order given; each is boosted on every fold at once and scored (average
    precision on the held-out fold, weighted) every :data:`EVAL_EVERY` rounds. A size stops
-   boosting when the mean over folds has not improved for ``n_iter_no_change`` evaluations (early
-   stopping; the rounds are added to the same ensembles, so the scores read are those of one
-   longer fit), and the search stops at the first size that does not beat the best so far by
-   more than ``search_tol``. The best size and round count win.
+   boosting when the mean over folds has not improved by more than ``early_stopping_tol`` for
+   ``n_iter_no_change`` evaluations (early stopping; the rounds are added to the same ensembles,
+   so the scores read are those of one longer fit), and the search stops at the first size that
+   does not beat the best so far by more than ``search_tol``. The best size and round count read
+   win.
 5. **Calibration** (:func:`platt`). A logistic (Platt) map from the out-of-fold raw scores to
    probabilities, weighted like the held-out scores: it is monotone, so it keeps the ranking,
    and gives scores in 0..1 that track the mule rate of the population.
@@ -103,8 +104,9 @@ def check_config(cfg: ModelConfig) -> None:
         raise ModelError("model.proximity_folds and model.ppr_groups must be at least 2, model.max_hops at least 1, and 0 < model.ppr_alpha < 1.")
     if not cfg.max_leaf_nodes or cfg.max_iter < EVAL_EVERY:
         raise ModelError(f"model.max_leaf_nodes needs at least one size and model.max_iter at least {EVAL_EVERY}.")
-    if cfg.sample_above < 0 or not cfg.negatives_per_mule > 0 or cfg.n_iter_no_change < 0 or not cfg.search_tol >= 0:
-        raise ModelError("model.sample_above, model.n_iter_no_change and model.search_tol must not be negative, and model.negatives_per_mule must be above 0.")
+    if cfg.sample_above < 0 or not cfg.negatives_per_mule > 0 or cfg.n_iter_no_change < 0 or not cfg.search_tol >= 0 or not cfg.early_stopping_tol >= 0:
+        raise ModelError("model.sample_above, model.n_iter_no_change, model.early_stopping_tol and model.search_tol must not be negative, "
+                         "and model.negatives_per_mule must be above 0.")
     if cfg.threads is not None and cfg.threads < 1:
         raise ModelError(f"model.threads must be at least 1 (or left out for every core). Got {cfg.threads} instead.")
 
@@ -333,11 +335,21 @@ class SettingsSearch:
         self.sizes = sizes or []
 
 
-def _next_rounds(done: int, best_round: int, cfg: ModelConfig) -> int:
-    """How far to boost next: far enough to see ``n_iter_no_change`` evaluations past the best,
-    at most twice as far as now (so the refits stay a small share), at most ``max_iter``."""
+def _last_gain(mean: np.ndarray, tol: float) -> int:
+    """The last evaluation that beat every earlier one by more than ``tol`` (the first counts)."""
+    last, top = 0, mean[0]
+    for c in range(1, len(mean)):
+        if mean[c] > top + tol:
+            last = c
+        top = max(top, mean[c])
+    return last
+
+
+def _next_rounds(done: int, gain_round: int, cfg: ModelConfig) -> int:
+    """How far to boost next: far enough to see ``n_iter_no_change`` evaluations past the last
+    gain, at most twice as far as now (so the refits stay a small share), at most ``max_iter``."""
     patience = cfg.n_iter_no_change * EVAL_EVERY
-    wanted = 2 * done if not patience else min(2 * done, best_round + patience)
+    wanted = 2 * done if not patience else min(2 * done, gain_round + patience)
     return min(cfg.max_iter, max(done + EVAL_EVERY, wanted))
 
 
@@ -347,8 +359,9 @@ def _boost_size(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelConfi
 
     The ensembles grow in stretches (``warm_start``: the rounds are added to the same trees, so
     what is read equals one longer fit) until the mean held-out average precision has not improved
-    for ``cfg.n_iter_no_change`` evaluations, or ``cfg.max_iter``. Returns the entries read, the
-    index of the best, the held-out raw scores at the best and the fold ensembles.
+    by more than ``cfg.early_stopping_tol`` for ``cfg.n_iter_no_change`` evaluations, or
+    ``cfg.max_iter``. Returns the entries read, the index of the best (the highest mean read),
+    the held-out raw scores at the best and the fold ensembles.
     """
     ests = [make_estimators(cfg, leaves, EVAL_EVERY, 1)[0].set_params(warm_start=True) for _ in range(cfg.cv_folds)]
     ap_cols: list[np.ndarray] = []  # per evaluation: average precision of each fold
@@ -373,11 +386,11 @@ def _boost_size(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelConfi
         done = target
         mean = np.array([np.nanmean(a) if np.isfinite(a).any() else -np.inf for a in ap_cols])
         best_c = int(np.argmax(mean))
-        best_round = (best_c + 1) * EVAL_EVERY
-        stalled = cfg.n_iter_no_change and len(ap_cols) - 1 - best_c >= cfg.n_iter_no_change
+        gain = _last_gain(mean, cfg.early_stopping_tol)
+        stalled = cfg.n_iter_no_change and len(ap_cols) - 1 - gain >= cfg.n_iter_no_change
         if done >= cfg.max_iter or stalled:
             break
-        target = _next_rounds(done, best_round, cfg)
+        target = _next_rounds(done, (gain + 1) * EVAL_EVERY, cfg)
     results = [
         {"max_leaf_nodes": leaves, "max_iter": (c + 1) * EVAL_EVERY, "cv_pr_auc": float(np.nanmean(a)) if np.isfinite(a).any() else float("nan"),
          "cv_pr_auc_std": float(np.nanstd(a)) if np.isfinite(a).any() else float("nan")}

@@ -3,9 +3,16 @@
 This module is the entry point for Python callers and ``mulegraph train``; the work is done in
 
 * :mod:`mulegraph.scoring.estimator` -- :class:`MuleModel`, the scikit-learn classifier;
-* :mod:`mulegraph.scoring.training` -- folds, out-of-fold closeness, settings search, calibration,
-  permutation importance;
+* :mod:`mulegraph.scoring.training` -- folds, out-of-fold closeness, sampling of non-mules,
+  the early-stopped settings search, calibration, permutation importance;
+* :mod:`mulegraph.scoring.threads` -- the thread budget training and scoring run in;
 * :mod:`mulegraph.scoring.persist` -- :func:`save_model` / :func:`load_model`, the model card.
+
+Training scales with the labels: above ``[model] sample_above`` labelled accounts the trees see
+every mule and ``negatives_per_mule`` non-mules per mule (weighted back to the population in the
+held-out scores and the calibration), each tree size stops boosting when the held-out average
+precision stops improving, and the search stops at the first tree size that is no better. The
+model card records what was sampled, how far each size boosted and the thread budget.
 
 :func:`train` fits a model on features that were computed already; :func:`train_from_store` reads
 a window of a store and computes its features first (through

@@ -36,7 +36,7 @@ def features_command(
     """
     from rich.console import Console
 
-    from mulegraph.core.config import Config, load_config
+    from mulegraph.core.config import discover_config
     from mulegraph.engine import engine_settings
     from mulegraph.features.build import build_features, feature_table, feature_table_markdown, write_features
 
@@ -57,7 +57,7 @@ def features_command(
     if store is None or out is None:
         raise InputError("features needs --store DIR and --out FILE.parquet (or --list to list the features).")
     check_out_file(out, (".parquet",))
-    cfg = engine_settings(load_config(config) if config is not None else Config(), engine, scheduler)
+    cfg = engine_settings(discover_config(config), engine, scheduler)
     stats: dict = {}
     feats = build_features(store, window=window, as_of=as_of, config=cfg, progress=True, families=family, stats=stats)
     path = write_features(feats, out)

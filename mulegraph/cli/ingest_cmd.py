@@ -46,14 +46,20 @@ def _print_report(d: dict, console) -> None:
 @handle_errors
 def ingest_command(
     exports: list[str] = typer.Argument(..., help="Export files (CSV, CSV.gz, Parquet), folders or glob patterns."),
-    store: Path = typer.Option(..., "--store", help="Store folder (created when missing)."),
+    store: Optional[Path] = typer.Option(
+        None, "--store", help="Store folder (created when missing). [store] path; default store/."
+    ),
     mapping: Optional[str] = typer.Option(
-        None, "--mapping", help="Built-in mapping (canonical, ibm-aml, amlgentex) or a mapping TOML file."
+        None, "--mapping",
+        help="Built-in mapping (canonical, ibm-aml, amlgentex) or a mapping TOML file. [store] mapping; default canonical.",
     ),
     labels_out: Optional[Path] = typer.Option(
         None, "--labels-out", help="Write the mapping's label columns here (.parquet or .csv); never stored."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="Settings file (TOML). Default: ./mulegraph.toml when it exists."
+    ),
 ) -> None:
     """Ingest transfer exports into the store: map, validate, quarantine bad rows, deduplicate.
 
@@ -67,9 +73,13 @@ def ingest_command(
     from rich.console import Console
 
     from mulegraph.core.atomic import disk_full_names
+    from mulegraph.core.config import discover_config
     from mulegraph.ingest import ingest
     from mulegraph.ingest.interrupt import interrupt_report
 
+    cfg = discover_config(config)
+    store = store if store is not None else Path(cfg.store.path)
+    mapping = mapping if mapping is not None else cfg.store.mapping
     console = Console(stderr=as_json)
     progress = None
     status = None
@@ -103,8 +113,11 @@ def ingest_command(
 @app.command("store-info")
 @handle_errors
 def store_info_command(
-    store: Path = typer.Option(..., "--store", help="Store folder."),
+    store: Optional[Path] = typer.Option(None, "--store", help="Store folder. [store] path; default store/."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="Settings file (TOML). Default: ./mulegraph.toml when it exists."
+    ),
 ) -> None:
     """Show what a store holds: rows, accounts, date range, files, quarantined rows.
 
@@ -115,9 +128,10 @@ def store_info_command(
     from rich.console import Console
     from rich.table import Table
 
+    from mulegraph.core.config import discover_config
     from mulegraph.io.store import Store
 
-    s = Store.open(store)
+    s = Store.open(store if store is not None else discover_config(config).store.path)
     d = s.summary()
     if as_json:
         typer.echo(json.dumps(d))

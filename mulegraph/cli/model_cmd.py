@@ -58,7 +58,7 @@ def train_command(
     """
     from rich.console import Console
 
-    from mulegraph.core.config import load_config
+    from mulegraph.core.config import discover_config
     from mulegraph.core.keys import model_signing_key
     from mulegraph.engine import engine_settings
     from mulegraph.io.labels import training_labels
@@ -66,7 +66,7 @@ def train_command(
 
     check_model_dir(out)
     check_writable(out)
-    cfg = engine_settings(load_config(config), engine, scheduler)
+    cfg = engine_settings(discover_config(config), engine, scheduler)
     key = model_signing_key(cfg.model)  # a missing or short key fails before training
     table = training_labels(labels, decisions, store=store if store_decisions else None)
     console = Console(stderr=True)

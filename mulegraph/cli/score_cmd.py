@@ -80,7 +80,7 @@ def score_cmd(
     from rich.table import Table
     from rich.text import Text
 
-    from mulegraph.core.config import load_config
+    from mulegraph.core.config import discover_config
     from mulegraph.core.errors import InputError
     from mulegraph.core.escape import terminal_text
     from mulegraph.engine import engine_settings
@@ -97,7 +97,7 @@ def score_cmd(
         raise InputError("score needs --store DIR and --out FILE (or --list-rules).")
     check_out_file(out, (".parquet", ".csv", ".json"))
 
-    cfg = engine_settings(load_config(config), engine, scheduler)
+    cfg = engine_settings(discover_config(config), engine, scheduler)
     seeds = SeedInputs.load(known, shared_list, key_file)  # a bad file or key fails before any work
     console = Console(stderr=True)
     with console.status("scoring") as status:

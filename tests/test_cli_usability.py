@@ -330,7 +330,7 @@ def _no_write(*_a, **_k):
 
 def test_unwritable_out_fails_before_work(store, runs, tmp_path, monkeypatch):
     """As root, os.access says yes even on a read-only file system: the check creates a file."""
-    monkeypatch.setattr("mulegraph.cli._app.tempfile.mkstemp", _no_write)
+    monkeypatch.setattr("tempfile.mkstemp", _no_write)
     for target in ("mulegraph.features.build.build_features", "mulegraph.scoring.score.score", "mulegraph.scoring.model.train_from_store",
                    "mulegraph.synth.generate", "mulegraph.report.render"):
         monkeypatch.setattr(target, _must_not_run)

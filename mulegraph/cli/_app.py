@@ -13,7 +13,6 @@ import errno
 import functools
 import os
 import sys
-import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -24,7 +23,7 @@ from mulegraph.core.atomic import is_disk_full
 from mulegraph.core.version import __version__
 from mulegraph.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, InputError, MulegraphError
 from mulegraph.core.escape import visible
-from mulegraph.core.paths import refuse_protected_output
+from mulegraph.core.paths import probe_writable, refuse_protected_output
 
 F = TypeVar("F", bound=Callable)
 
@@ -132,16 +131,12 @@ def check_writable(path: Path, option: str = "--out") -> None:
     ``os.access`` is not enough: it says yes to root on a read-only file system.
     """
     refuse_protected_output(path, option)
-    here = Path(path)
-    while not here.exists() and here != here.parent:
-        here = here.parent
-    if not here.is_dir():
-        raise InputError(f"'{here}' is a file, so {option} '{path}' cannot be created there; choose another {option}.")
     try:
-        fd, probe = tempfile.mkstemp(dir=here, prefix=".mulegraph-probe-")
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(path)
+    except NotADirectoryError as err:
+        raise InputError(f"'{err}' is a file, so {option} '{path}' cannot be created there; choose another {option}.") from None
     except OSError as err:
+        here = Path(err.filename).parent if err.filename else Path(path)
         raise InputError(f"cannot write in '{here}' ({err.strerror}); choose another {option}.") from None
 
 

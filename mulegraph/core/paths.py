@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from mulegraph.core.errors import InputError
 
-__all__ = ["STORE_FORMAT", "protected_folder", "refuse_protected_output", "refuse_misplaced_folder"]
+__all__ = ["STORE_FORMAT", "protected_folder", "refuse_protected_output", "refuse_misplaced_folder", "probe_writable"]
 
 #: the ``format`` marker of a store's manifest.json (mulegraph.io.store writes it)
 STORE_FORMAT = "mulegraph-store"
@@ -126,3 +127,21 @@ def refuse_misplaced_folder(path: str | os.PathLike, kind: str, option: str) -> 
             "any store or run folder; choose another path."
         )
     return Path(path)
+
+
+def probe_writable(path: str | os.PathLike) -> Path:
+    """The nearest existing folder of ``path``, after checking that a file can be created in it.
+
+    Checked by creating (and removing) one: ``os.access`` says yes to root on a read-only file
+    system. Raises ``NotADirectoryError`` when that nearest existing path is a file, and the
+    ``OSError`` of the failed creation otherwise.
+    """
+    here = Path(path)
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        raise NotADirectoryError(str(here))
+    fd, probe = tempfile.mkstemp(dir=here, prefix=".mulegraph-probe-")
+    os.close(fd)
+    os.unlink(probe)
+    return here

@@ -14,7 +14,6 @@ that the run reads each only once.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +23,7 @@ from typing import Any
 from mulegraph.core.config import Config
 from mulegraph.core.errors import ConfigError, InputError
 from mulegraph.core.keys import model_signing_key
-from mulegraph.core.paths import refuse_misplaced_folder
+from mulegraph.core.paths import probe_writable, refuse_misplaced_folder
 from mulegraph.core.window import parse_duration, resolve_window
 from mulegraph.ingest import resolve_inputs
 from mulegraph.report.document import check_report_config
@@ -138,14 +137,10 @@ def _check_writable(folder: Path, what: str) -> None:
 
     Checked by creating one: ``os.access`` says yes to root on a read-only file system.
     """
-    here = folder
-    while not here.exists() and here != here.parent:
-        here = here.parent
-    if not here.is_dir():
-        raise InputError(f"the {what} '{folder}' cannot be created: '{here}' is a file; choose another path.")
     try:
-        fd, probe = tempfile.mkstemp(dir=here, prefix=".mulegraph-probe-")
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(folder)
+    except NotADirectoryError as err:
+        raise InputError(f"the {what} '{folder}' cannot be created: '{err}' is a file; choose another path.") from None
     except OSError as err:
+        here = Path(err.filename).parent if err.filename else folder
         raise InputError(f"cannot write the {what} in '{here}' ({err.strerror}); choose another path.") from None

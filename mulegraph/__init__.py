@@ -7,7 +7,7 @@ The public API, by stage (imported lazily, so ``import mulegraph`` stays fast)::
     from mulegraph import compute_features, build_features
     from mulegraph import train, save_model, load_model  # supervised model
     from mulegraph import score                          # ranked accounts with reasons
-    from mulegraph.scoring.evaluate import evaluate              # PR-AUC, precision/recall at budgets
+    from mulegraph.scoring.evaluate import evaluate      # PR-AUC, precision/recall at budgets
     from mulegraph import run, write_report              # the nightly run and its report
     from mulegraph import open_investigation             # investigators' view of one account
     from mulegraph import generate                       # synthetic transfers with planted mules

@@ -46,6 +46,7 @@ from filelock import FileLock, Timeout
 
 from mulegraph.core.atomic import atomic_path, fsync_dir, fsync_file, write_text_atomic
 from mulegraph.core.errors import InputError, StoreError
+from mulegraph.core.paths import STORE_FORMAT
 from mulegraph.core.schema import (
     DECISION_SCHEMA,
     OPTIONAL_SCHEMA,
@@ -59,7 +60,7 @@ __all__ = ["Store", "STORE_SCHEMA", "QUARANTINE_SCHEMA", "MANIFEST_NAME"]
 
 MANIFEST_NAME = "manifest.json"
 _LOCK_NAME = ".lock"
-_FORMAT = "mulegraph-store"
+_FORMAT = STORE_FORMAT  # the marker core.paths looks for to refuse outputs inside a store
 _VERSION = 1
 
 _DECISIONS = ("confirmed", "cleared")

@@ -279,7 +279,14 @@ def compute(
     out1 = to_m.group_by("src").agg(pl.len().cast(pl.Float64).alias("known_mule_out"), _fixed_sum("value").alias("known_mule_out_value")).rename({"src": "idx"})
     in_tot = pairs.group_by("dst").agg(_fixed_sum("value").alias("_in_tot")).rename({"dst": "idx"})
     out_tot = pairs.group_by("src").agg(_fixed_sum("value").alias("_out_tot")).rename({"src": "idx"})
-    nbrs = und.group_by("a").agg(pl.len().cast(pl.Float64).alias("_nbrs"), pl.col("b").is_in(mset).sum().cast(pl.Float64).alias("_m_nbrs")).rename({"a": "idx"})
+    # the membership test runs before the group_by: inside an aggregation the known set would be
+    # broadcast to every group (accounts x known mules in memory)
+    nbrs = (
+        und.with_columns(pl.col("b").is_in(mset).alias("_is_m"))
+        .group_by("a")
+        .agg(pl.len().cast(pl.Float64).alias("_nbrs"), pl.col("_is_m").sum().cast(pl.Float64).alias("_m_nbrs"))
+        .rename({"a": "idx"})
+    )
     # two hops: distinct known mules c != a on a path a - b - c (b not a hub, b != a, b != c)
     und_m = und.filter(pl.col("b").is_in(mset)).rename({"a": "mid", "b": "c"})
     two = und.join(und_m, left_on="b", right_on="mid").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()

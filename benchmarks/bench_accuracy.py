@@ -32,6 +32,7 @@ import polars as pl  # noqa: E402
 from mulegraph.core.config import FeatureConfig, ModelConfig  # noqa: E402
 from mulegraph.scoring.evaluate import evaluate, format_table  # noqa: E402
 from mulegraph.features import FAMILIES, compute_features, load_families, prepare  # noqa: E402
+from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features  # noqa: E402
 from mulegraph.features import proximity  # noqa: E402
 from mulegraph.features.registry import REGISTRY  # noqa: E402
 from mulegraph.scoring.estimator import MuleModel  # noqa: E402
@@ -136,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.features_cache:
             feats.write_parquet(args.features_cache)
     print(f"label-free features: {feats.width - 2} columns, {feats.height:,} accounts, {t_feat:.1f} s")
+    if mcfg.structure_features:  # computed once here, read by the model from the frame (and by the family importance)
+        t0 = time.perf_counter()
+        feats = feats.join(structure_features(p), on="account_id", how="left")
+        print(f"one-off structure features: {len(STRUCTURE_FEATURES)} columns, {time.perf_counter() - t0:.1f} s")
 
     train_labels = labels.join(split.filter(pl.col("split") == "train"), on="account_id").select("account_id", "is_mule")
     model = MuleModel(mcfg, fcfg)

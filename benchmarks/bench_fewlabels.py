@@ -19,10 +19,18 @@ Protocol (each AMLGentex set of ``--data``; the protocol of ``bench_accuracy.py`
   source's training labels must never seed. Seeds are given with ``MuleModel.set_seeds`` (the
   scoring-time seeds of issue 13); with ``--no-seeds`` the model scores with an empty known set.
 * **nolabel**: the no-label mode (:func:`mulegraph.scoring.score.score_features` without a model).
+* ``--validate``: the same scenarios inside the train split only, for choosing settings without
+  reading the test split: the train accounts are split again, stratified by label
+  (:data:`VALIDATE_SEED`), into a fitting part (60%, playing the train split) and a validation
+  part (40%, playing the test split); the test split is left out altogether.
 
 Training is the expensive part (a settings search per fit). ``--set`` passes ModelConfig overrides
 to every fit, e.g. ``--set max_leaf_nodes=[7] n_models=1`` for a cheaper development loop; the
 settings used are printed with the results, and only rows measured with the same settings compare.
+The one-off structure features (:mod:`mulegraph.features.structure`) are among the model's features
+by default (``ModelConfig.structure_features``); ``--set structure_features=false`` measures the
+model without them (the rows "today" of RESULTS.md's first few-known-mules table). ``--structure``
+is kept as an alias that changes nothing.
 
     python benchmarks/bench_fewlabels.py --data /work/shared/data/amlgentex-dev /work/shared/data/amlgentex-hard-dev
     python benchmarks/bench_fewlabels.py --data DEV HARD --scenarios nolabel
@@ -51,6 +59,8 @@ from mulegraph.scoring.evaluate import evaluate
 from mulegraph.scoring.score import score_features
 
 SCENARIOS = ("full", "few", "elsewhere", "nolabel")
+#: seed of the fitting / validation split of the train accounts (``--validate``)
+VALIDATE_SEED = 100
 
 
 @dataclasses.dataclass
@@ -76,11 +86,24 @@ class Dataset:
         return train.with_columns(pl.col("account_id").is_in(known_mules).alias("is_mule"))
 
 
-def load(folder: Path, fcfg: FeatureConfig, cache_dir: Path | None, structure: bool = False) -> Dataset:
+def validation_split(split: pl.DataFrame, labels: pl.DataFrame, share: float = 0.4) -> pl.DataFrame:
+    """The train accounts of ``split`` split again: ``train`` (fitting) and ``test`` (validation,
+    ``share`` of them, stratified by label, seeded by :data:`VALIDATE_SEED`); test accounts left out."""
+    from sklearn.model_selection import train_test_split
+
+    train = split.filter(pl.col("split") == "train").join(labels.select("account_id", "is_mule"), on="account_id").sort("account_id")
+    fit, val = train_test_split(train["account_id"].to_numpy(), test_size=share, stratify=train["is_mule"].to_numpy(),
+                                random_state=VALIDATE_SEED)
+    return pl.DataFrame({"account_id": [*fit.tolist(), *val.tolist()], "split": ["train"] * len(fit) + ["test"] * len(val)})
+
+
+def load(folder: Path, fcfg: FeatureConfig, cache_dir: Path | None, validate: bool = False) -> Dataset:
     """Read a set with ``channel`` blanked, prepare it and compute (or read cached) features.
 
-    ``structure``: add the one-off structure features of the no-label mode
-    (:func:`mulegraph.features.structure.structure_features`) to the model's features.
+    The one-off structure features (:func:`mulegraph.features.structure.structure_features`) are
+    computed once here and joined: every model of the run reads them from the frame instead of
+    computing them from the transfers again; a model trained with ``structure_features=false``
+    leaves them out. ``validate``: the split of :func:`validation_split` instead of ``split.parquet``.
     """
     tx = pl.read_parquet(folder / "transactions.parquet").with_columns(pl.lit(None, dtype=pl.String).alias("channel"))
     p = prepare(tx, fcfg)
@@ -94,9 +117,11 @@ def load(folder: Path, fcfg: FeatureConfig, cache_dir: Path | None, structure: b
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             feats.write_parquet(cache)
-    if structure:
-        feats = feats.join(structure_features(p), on="account_id", how="left")
-    return Dataset(folder.name, p, feats, pl.read_parquet(folder / "account_labels.parquet"), pl.read_parquet(folder / "split.parquet"))
+    feats = feats.join(structure_features(p), on="account_id", how="left")
+    labels, split = pl.read_parquet(folder / "account_labels.parquet"), pl.read_parquet(folder / "split.parquet")
+    if validate:
+        split = validation_split(split, labels)
+    return Dataset(folder.name, p, feats, labels, split)
 
 
 def keep_share(mules: list[str], share: float, seed: int) -> list[str]:
@@ -136,7 +161,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     fcfg = FeatureConfig(hub_accounts=PSEUDO)
     mcfg = dataclasses.replace(ModelConfig(random_state=0, importance_repeats=0), **args.overrides)
     load_families()
-    sets = [load(folder, fcfg, args.cache_dir, args.structure) for folder in args.data]
+    sets = [load(folder, fcfg, args.cache_dir, args.validate) for folder in args.data]
     rows: list[dict] = []
 
     def emit(row: dict) -> None:
@@ -208,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the kept-mule choice")
     ap.add_argument("--elsewhere-share", type=float, default=0.2, help="share of the target's train-split mules given as seeds")
     ap.add_argument("--no-seeds", action="store_true", help="elsewhere: score with no seeds at all")
-    ap.add_argument("--structure", action="store_true", help="add the one-off structure features (no-label mode) to the model's features")
+    ap.add_argument("--structure", action="store_true",
+                    help="no effect: the one-off structure features are model features by default (--set structure_features=false leaves them out)")
+    ap.add_argument("--validate", action="store_true",
+                    help="measure on a validation part of the train split (choosing settings), never reading the test split")
     ap.add_argument("--cache-dir", type=Path, help="reuse/write each set's label-free features here")
     ap.add_argument("--set", dest="overrides_", nargs="*", default=[], help="ModelConfig overrides, e.g. max_leaf_nodes=[7] n_models=1")
     ap.add_argument("--jsonl", type=Path, help="append every row here as soon as it is measured")
@@ -229,11 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args)
     table = summary(rows)
     with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200):
-        print(f"\nModelConfig overrides: {args.overrides or 'none (defaults)'}; structure features: {args.structure}; seeds {args.seeds}")
+        structure = args.overrides.get("structure_features", ModelConfig().structure_features)
+        print(f"\nModelConfig overrides: {args.overrides or 'none (defaults)'}; structure features: {structure}; seeds {args.seeds}"
+              + ("; VALIDATION part of the train split (not the test split)" if args.validate else ""))
         print(table)
     print(f"total {time.perf_counter() - t0:.0f} s; peak RSS {_rss_gb():.2f} GB")
     if args.json_out:
-        args.json_out.write_text(json.dumps({"structure": args.structure, "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in args.overrides.items()},
+        args.json_out.write_text(json.dumps({"structure": structure, "validate": args.validate, "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in args.overrides.items()},
                                              "rows": rows, "summary": table.to_dicts()}, indent=2))
     return 0
 

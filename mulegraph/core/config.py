@@ -138,6 +138,10 @@ class ModelConfig:
     #: a one-off transfer with a known mule counts as "synced" when that mule made one-off
     #: transfers with other known mules within this time of it
     sync_window: str = "7d"
+    #: train on the one-off structure features too (mulegraph.features.structure: laundering
+    #: patterns and closed squares among one-off relationships), computed from the training window;
+    #: a model scores with the feature columns it was trained on, whatever this says
+    structure_features: bool = True
     #: permutation-importance repeats stored in the model card (0 = skip)
     importance_repeats: int = 3
     #: up to this many labelled accounts, every one trains the trees; above it every mule is kept

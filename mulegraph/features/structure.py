@@ -11,8 +11,10 @@ share two one-off counterparties), which every scatter-gather, bipartite and lay
 while unrelated one-off payments rarely do.
 
 These ``structure`` features are not part of the default feature run: the no-label mode
-(:mod:`mulegraph.scoring.nolabel`) adds them to the features it scores. Like the pattern family,
-they need the 2-hop neighbourhood of an account.
+(:mod:`mulegraph.scoring.nolabel`) adds them to the features it scores, and the supervised model
+trains and scores on them (``[model] structure_features``, on by default), computed once per
+scored window from its prepared transfers. Like the pattern family, they need the 2-hop
+neighbourhood of an account.
 """
 
 from __future__ import annotations

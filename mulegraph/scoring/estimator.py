@@ -11,6 +11,10 @@ account (:mod:`mulegraph.features.proximity`) depend on the transfers around it 
 labels. :meth:`~MuleModel.set_context` gives the model the (prepared) transfers the feature rows
 came from; :meth:`~MuleModel.fit` computes the closeness features of the training accounts from it
 out-of-fold, and the predicting methods compute every account's closeness from all known labels.
+The one-off structure features (:mod:`mulegraph.features.structure`, not a default feature family)
+come from the context too, when the feature rows lack them: at fit time when
+``ModelConfig.structure_features`` is set (the default), at scoring time when the model was
+trained on them (a model trained without them never computes them).
 Give the scoring window's transfers before predicting on another window::
 
     model = MuleModel(config.model, config.features).set_context(prepared).fit(features, labels)
@@ -34,6 +38,7 @@ from mulegraph.core.config import FeatureConfig, ModelConfig
 from mulegraph.core.errors import InputError, ModelError
 from mulegraph.features import proximity
 from mulegraph.features.prepare import Prepared, prepare
+from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
 from mulegraph.scoring import training
 from mulegraph.scoring.signals import require_fitted
 from mulegraph.scoring.threads import thread_budget
@@ -41,6 +46,7 @@ from mulegraph.scoring.threads import thread_budget
 __all__ = ["MuleModel", "labels_frame"]
 
 _CLOSENESS = tuple(s.name for s in proximity.FEATURES)
+_STRUCTURE = tuple(s.name for s in STRUCTURE_FEATURES)
 
 
 def _check_features(features: Any) -> pl.DataFrame:
@@ -103,7 +109,8 @@ class MuleModel(ClassifierMixin, BaseEstimator):
     calibration_ : tuple of float
         Slope and intercept of the Platt map from raw scores to probabilities.
     feature_names_ : list of str
-        The columns the ensembles read, closeness features last.
+        The columns the ensembles read, closeness features last (the one-off structure features
+        among them when ``config.structure_features`` was set at fit time).
     known_ : polars.DataFrame
         The labelled accounts (``account_id``, ``is_mule``): the known set for scoring.
     best_params_, cv_results_, cv_metrics_, label_counts_, training_hash_, importance_
@@ -138,7 +145,8 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         transfers (prepared here with ``feature_config``). :meth:`fit` reads the training
         accounts' neighbourhoods from it; :meth:`predict_proba`, :meth:`predict_scores` and
         :meth:`closeness` the scored accounts'. The context is not a setting: :func:`~sklearn.base.clone`
-        does not copy it.
+        does not copy it. The one-off structure features computed from it are kept until another
+        context is given (giving the same :class:`Prepared` object again keeps them).
         """
         if isinstance(transfers, Prepared):
             prepared = transfers
@@ -148,6 +156,8 @@ class MuleModel(ClassifierMixin, BaseEstimator):
             raise InputError(
                 f"transfers must be a polars DataFrame of canonical transfers or a Prepared frame. Got {type(transfers).__name__} instead."
             )
+        if prepared is not getattr(self, "_context", None):
+            self._structure = None
         self._context = prepared
         self._closeness = None
         return self
@@ -157,6 +167,18 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         if context is None:
             raise InputError("the model has no transfers to read the graph from; call set_context(prepared) with the transfers the features came from.")
         return context
+
+    def _with_structure(self, features: pl.DataFrame, names: list[str] | tuple[str, ...]) -> pl.DataFrame:
+        """``features`` with those of the one-off structure columns ``names`` it lacks, from the context.
+
+        :func:`~mulegraph.features.structure.structure_features` runs at most once per context.
+        """
+        missing = [c for c in names if c not in features.columns]
+        if not missing:
+            return features
+        if getattr(self, "_structure", None) is None:
+            self._structure = structure_features(self._prepared())
+        return features.join(self._structure.select("account_id", *missing), on="account_id", how="left")
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "estimators_")
@@ -172,7 +194,9 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         :meth:`set_context`. ``y``: a label table (``account_id``, ``is_mule``; see
         :mod:`mulegraph.io.labels`) or one boolean per row of ``X``, None where unknown. Labelled
         accounts without a feature row or on hubs are not used (counted in ``label_counts_``).
-        Runs inside the thread budget of ``config.threads``.
+        With ``config.structure_features`` the one-off structure features are among the columns
+        (computed from the context when ``X`` lacks them); without it they are left out even when
+        ``X`` has them. Runs inside the thread budget of ``config.threads``.
         """
         cfg = self._cfg()
         training.check_config(cfg)
@@ -194,7 +218,12 @@ class MuleModel(ClassifierMixin, BaseEstimator):
             seconds[stage] = round(now - t_stage, 3)
             t_stage = now
 
+        if cfg.structure_features:
+            features = self._with_structure(features, _STRUCTURE)
+        lap("structure")
         columns = training.feature_matrix_columns(features)
+        if not cfg.structure_features:
+            columns = [c for c in columns if c not in _STRUCTURE]
         # a column with no value at all (e.g. night-time share on day-resolution data) carries nothing
         columns = [c for c in columns if features[c].null_count() + (features[c].is_nan().sum() if features[c].dtype.is_float() else 0) < features.height]
 
@@ -324,6 +353,7 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         return self._closeness
 
     def _matrix(self, features: pl.DataFrame) -> np.ndarray:
+        features = self._with_structure(features, [c for c in self.feature_names_ if c in _STRUCTURE])
         base_cols = [c for c in self.feature_names_ if c not in _CLOSENESS]
         missing = [c for c in base_cols if c not in features.columns]
         if missing:

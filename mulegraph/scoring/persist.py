@@ -108,6 +108,14 @@ def _feature_entries(names: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def _family_counts(features: list[dict[str, Any]]) -> str:
+    """``family (n), ...`` of the card's feature entries, in the order the families first appear."""
+    counts: dict[str, int] = {}
+    for f in features:
+        counts[f["family"] or "other"] = counts.get(f["family"] or "other", 0) + 1
+    return ", ".join(f"{fam} ({n})" for fam, n in counts.items())
+
+
 def _card_markdown(card: dict[str, Any]) -> str:
     cv = card["cv_metrics"]
     lines = [
@@ -116,6 +124,7 @@ def _card_markdown(card: dict[str, Any]) -> str:
         f"- created: {card['created']}",
         f"- model format: {card['format']}; mulegraph {card['versions']['mulegraph']}, scikit-learn {card['versions']['scikit-learn']}",
         f"- estimator: {card['estimator']['kind']}, {card['estimator']['n_models']} averaged, settings {json.dumps(card['estimator']['best_params'])}",
+        f"- features by family: {_family_counts(card['features'])}",
         f"- labels: {card['labels']['mule']} mules, {card['labels']['not_mule']} not mules ({card['labels']['unmatched']} labels without transfers or on hubs, unused)",
         f"- training data sha256: `{card['training_data_sha256']}`",
         *(

@@ -124,9 +124,10 @@ def score_features(
 
     ``features``: ``account_id``, ``is_hub`` and feature columns. ``prepared`` (from
     :func:`mulegraph.features.prepare`, for the same transfers) is needed for the transfer ids
-    behind the reasons, for the no-label mode's one-off structure signals
-    (:func:`mulegraph.features.structure.structure_features`, computed here when the frame lacks
-    them) and, or else ``transfers``, by supervised models that compute label-based features.
+    behind the reasons, for the one-off structure signals of the no-label mode and of a model
+    trained on them (:func:`mulegraph.features.structure.structure_features`, computed here once
+    when the frame lacks them) and, or else ``transfers``, by supervised models that compute
+    label-based features.
 
     ``model``: None selects the no-label mode (a :class:`~mulegraph.scoring.nolabel.NoLabelScorer`
     fitted on the ranked accounts, then scoring them). Otherwise a fitted
@@ -148,11 +149,13 @@ def score_features(
     if ranked.is_empty():
         return pl.DataFrame(schema=SCORE_SCHEMA)
 
+    structure = [f.name for f in STRUCTURE_FEATURES]
+    wanted = structure if model is None else [c for c in getattr(model, "feature_names_", ()) if c in structure]
+    missing = [c for c in wanted if c not in ranked.columns]
+    if prepared is not None and missing:
+        extra = structure_features(prepared).select("account_id", *missing)
+        ranked = ranked.join(extra, on="account_id", how="left")
     if model is None:
-        missing = [f.name for f in STRUCTURE_FEATURES if f.name not in ranked.columns]
-        if prepared is not None and missing:
-            extra = structure_features(prepared).select("account_id", *missing)
-            ranked = ranked.join(extra, on="account_id", how="left")
         # the population the rules' percentiles are read against is the ranked accounts themselves
         scorer = NoLabelScorer(detector_weight=options.detector_weight, random_state=random_state).fit(ranked)
         if not scorer.rules_used_:

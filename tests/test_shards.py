@@ -9,7 +9,8 @@ from mulegraph.core.config import FeatureConfig
 from mulegraph.core.errors import FeatureError
 from mulegraph.core.hashing import hash_text, shard_of
 from mulegraph.features.build import window_features
-from mulegraph.features.shards import LocalEngine, plan_shards, sharded_features
+from mulegraph.core.config import Config, EngineConfig
+from mulegraph.features.shards import LocalEngine, plan_shards, prepared_window, sharded_features
 from mulegraph.ingest import ingest
 from mulegraph.io.store import Store
 from mulegraph.synth import generate, write_export
@@ -50,6 +51,30 @@ def test_shards_equal_a_window_with_listed_hubs(synth_store):
     cfg = FeatureConfig(hub_accounts=tuple(busiest.to_list()))
     whole = window_features(synth_store, window="10d", config=cfg)
     assert_same_features(whole.features, sharded_features(synth_store, whole.window, cfg, shard_accounts=700))
+
+
+@pytest.mark.parametrize("window", ["all", "6d"])
+def test_prepared_window_equals_prepare_of_the_read_window(synth_store, window):
+    """Coding the account columns as the store is read gives exactly what prepare() gives."""
+    from polars.testing import assert_frame_equal
+
+    cfg = FeatureConfig(hub_degree=150)
+    whole = window_features(synth_store, window=window, config=cfg)
+    coded = prepared_window(synth_store, plan_shards(synth_store, whole.window, cfg, 900), cfg)
+    assert_frame_equal(whole.prepared.tx, coded.tx)
+    assert_frame_equal(whole.prepared.accounts, coded.accounts)
+    assert coded.config == cfg
+
+
+def test_window_features_by_shards_prepare_the_same_transfers(synth_store):
+    cfg = FeatureConfig(hub_degree=150)
+    whole = window_features(synth_store, window="all", config=cfg)
+    sharded = window_features(synth_store, window="all", config=Config(features=cfg, engine=EngineConfig(shard_accounts=800)))
+    assert sharded.engine["shards"] and sharded.engine["shards"] > 1
+    assert_same_features(whole.features, sharded.features)
+    assert whole.prepared.tx.equals(sharded.prepared.tx)
+    assert whole.prepared.accounts.equals(sharded.prepared.accounts)
+    assert whole.transfers.equals(sharded.transfers)
 
 
 def test_plan_puts_every_account_in_one_shard_and_lists_hubs(synth_store):

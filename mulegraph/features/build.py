@@ -51,7 +51,7 @@ from mulegraph.engine.local import Engine
 from mulegraph.features import FAMILIES, compute_features
 from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.registry import register_windows, specs
-from mulegraph.features.shards import engine_features
+from mulegraph.features.shards import engine_features, prepared_window
 
 __all__ = [
     "WindowFeatures",
@@ -196,10 +196,17 @@ def window_features(
         win = store.time_window(window, as_of)
         register_windows(fcfg)  # the shards register them where they run, scoring reads them here
         full = config if isinstance(config, Config) else Config(features=fcfg)
+        info: dict[str, Any] = {}
         feats, used = engine_features(store, win, full, engine=engine, families=names, progress=progress,
-                                      timings=timings)
+                                      timings=timings, info=info)
         if accounts is not None:
             feats = feats.filter(pl.col("account_id").is_in(accounts))
+        elif transfers is None:
+            # the prepared transfers for scoring, coded on the plan's accounts as the store is read
+            t0 = time.perf_counter()
+            prepared = prepared_window(store, info["plan"], fcfg)
+            timings["prepare"] = time.perf_counter() - t0
+            return WindowFeatures(prepared=prepared, features=feats, window=win, timings=timings, engine=used)
         source = store
     if transfers is None:
         transfers, win = read_window(source, window=window, as_of=as_of)

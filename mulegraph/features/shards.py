@@ -44,6 +44,7 @@ import polars as pl
 from mulegraph.core.config import Config, FeatureConfig
 from mulegraph.core.errors import EmptyWindowError, FeatureError
 from mulegraph.core.hashing import shard_of
+from mulegraph.core.schema import TRANSFER_SCHEMA
 from mulegraph.core.version import __version__
 from mulegraph.core.window import TimeWindow, filter_window
 from mulegraph.engine.factory import make_engine, shard_layout
@@ -60,6 +61,7 @@ __all__ = [
     "LocalEngine",
     "plan_shards",
     "shard_transfers",
+    "prepared_window",
     "compute_shard",
     "compute_graph",
     "run_shard",
@@ -114,28 +116,83 @@ def plan_shards(
     if shard_accounts < 1:
         raise FeatureError(f"shard_accounts must be a positive number of accounts. Got {shard_accounts} instead.")
     lf = _scan(store, window, ["src_account", "dst_account"])
-    pairs = pl.concat(
-        [
-            lf.select(pl.col("src_account").alias("account_id"), pl.col("dst_account").alias("cp")),
-            lf.select(pl.col("dst_account").alias("account_id"), pl.col("src_account").alias("cp")),
-        ]
-    ).unique()
-    degree = pairs.group_by("account_id").agg(pl.len().cast(pl.UInt32).alias("degree"))
-    acc = degree.sort("account_id").collect(engine="streaming")
-    if acc.is_empty():
+    # the ids first (a few million strings at most), then the distinct pairs as 64-bit integer keys
+    # of the ids' positions: far less memory than distinct pairs of strings
+    ids = (
+        pl.concat([lf.select(pl.col("src_account").alias("account_id")), lf.select(pl.col("dst_account").alias("account_id"))])
+        .unique()
+        .sort("account_id")
+        .collect(engine="streaming")
+    )
+    if ids.is_empty():
         raise EmptyWindowError(
             f"there are no transfers in the chosen window ({window.describe()}); widen --window, check --as-of, "
             "or ingest exports first."
         )
+    coded = _coded(lf, ids["account_id"]).select("src", "dst")
+    keys = pl.concat(
+        [
+            coded.select((pl.col("src").cast(pl.UInt64) * (1 << 32) + pl.col("dst")).alias("k")),
+            coded.select((pl.col("dst").cast(pl.UInt64) * (1 << 32) + pl.col("src")).alias("k")),
+        ]
+    ).unique()
+    degree = (
+        keys.select((pl.col("k") // (1 << 32)).cast(pl.UInt32).alias("idx"))
+        .group_by("idx")
+        .agg(pl.len().cast(pl.UInt32).alias("degree"))
+        .collect(engine="streaming")
+    )
     listed = list(config.hub_accounts)
-    acc = acc.with_row_index("idx").with_columns(
-        pl.col("idx").cast(pl.UInt32),
-        ((pl.col("degree") > config.hub_degree) | pl.col("account_id").is_in(listed)).alias("is_hub"),
+    acc = (
+        ids.with_row_index("idx")
+        .with_columns(pl.col("idx").cast(pl.UInt32))
+        .join(degree, on="idx", how="left")
+        .sort("idx")
+        .select("idx", "account_id", "degree")
+        .with_columns(((pl.col("degree") > config.hub_degree) | pl.col("account_id").is_in(listed)).alias("is_hub"))
     )
     n_shards = max(1, math.ceil(acc.height / shard_accounts), min(min_shards, acc.height))
     acc = acc.with_columns(pl.Series("shard", shard_of(acc["account_id"], n_shards)))
     hubs = tuple(sorted(set(listed) | set(acc.filter(pl.col("is_hub"))["account_id"].to_list())))
     return ShardPlan(window=window, config=replace(config, hub_accounts=hubs), n_shards=n_shards, accounts=acc)
+
+
+def _coded(lf: pl.LazyFrame, ids: pl.Series) -> pl.LazyFrame:
+    """``lf`` with ``src``/``dst``: the positions of its account ids in the sorted ``ids`` (UInt32),
+    read as the codes of an Enum whose categories are ``ids`` (no join on strings)."""
+    codes = pl.Enum(ids)
+    return lf.with_columns(
+        pl.col("src_account").cast(codes).to_physical().cast(pl.UInt32).alias("src"),
+        pl.col("dst_account").cast(codes).to_physical().cast(pl.UInt32).alias("dst"),
+    )
+
+
+def prepared_window(store: Any, plan: ShardPlan, config: FeatureConfig) -> Prepared:
+    """The window's prepared transfers, read coded: what ``prepare(read_window(...))`` gives, with less memory.
+
+    The account columns are coded on the plan's accounts as the store is scanned (streaming), so
+    the window's text account ids are never held; the accounts (degree, hubs) are the plan's.
+    ``config`` becomes the result's ``config`` (the caller's, not the plan's with the hub list).
+    """
+    from mulegraph.io.store import Store
+
+    st = store if isinstance(store, Store) else Store.open(store)
+    lf = st.scan_window(plan.window)
+    names = lf.collect_schema().names()
+    for c in ("currency", "channel"):
+        if c not in names:
+            lf = lf.with_columns(pl.lit(None, dtype=TRANSFER_SCHEMA[c]).alias(c))
+    tx = (
+        _coded(lf, plan.accounts["account_id"])
+        .with_columns(pl.col("ts").dt.epoch("s").alias("t"))
+        .drop("src_account", "dst_account")
+        .sort(["t", "txn_id"])
+        .with_row_index("row")
+        .with_columns(pl.col("row").cast(pl.UInt32))
+    )
+    tx = st.collect(tx, streaming=True)
+    accounts = plan.accounts.select("idx", "account_id", "degree", "is_hub")
+    return Prepared(tx=tx, accounts=accounts, config=config)
 
 
 def shard_transfers(store: Any, plan: ShardPlan, k: int) -> pl.DataFrame:
@@ -281,6 +338,7 @@ def sharded_features(
         timings["plan"] = time.perf_counter() - t0
     if info is not None:
         info["shards"] = plan.n_shards
+        info["plan"] = plan
     job = ShardJob(
         store=st,
         plan=plan,
@@ -302,18 +360,20 @@ def engine_features(
     families: Iterable[str] | None = None,
     progress: bool | Callable[[str], None] | None = None,
     timings: dict[str, float] | None = None,
+    info: dict[str, Any] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The window's features by shards, on ``engine`` or else the engine of ``config``'s ``[engine]``.
 
     Returns the features (as :func:`sharded_features`) and what computed them: ``kind``,
     ``scheduler``, ``workers``, ``shards`` and ``shard_accounts``. ``progress``: True shows shards
-    done / total on stderr, a callable receives ``"shards 3/8"`` as they finish.
+    done / total on stderr, a callable receives ``"shards 3/8"`` as they finish. ``info`` (if
+    given) receives the ``plan`` (:class:`ShardPlan`), for :func:`prepared_window`.
     """
     with _shard_progress(progress) as report, contextlib.ExitStack() as stack:
         if engine is None:
             engine = stack.enter_context(make_engine(config.engine, report))
         size, min_shards = shard_layout(config.engine, engine)
-        info: dict[str, Any] = {}
+        info = {} if info is None else info
         feats = sharded_features(
             store, window, config.features, shard_accounts=size, min_shards=min_shards, families=families,
             engine=engine, timings=timings, info=info,

@@ -95,7 +95,9 @@ def fresh_transfers(
     """
     w = int(parse_duration(window, name="structure window").total_seconds())
     hubs = p.hub_idx.implode()
-    nt = p.tx.filter(~pl.col("src").is_in(hubs) & ~pl.col("dst").is_in(hubs))
+    # the relationships are judged on four integer columns only; the wide rows (text columns
+    # included) are gathered at the end for the few transfers kept
+    nt = p.tx.lazy().select("row", "src", "dst", "t").filter(~pl.col("src").is_in(hubs) & ~pl.col("dst").is_in(hubs))
     if touching is not None:
         nt = nt.filter(pl.col("src").is_in(touching.implode()) | pl.col("dst").is_in(touching.implode()))
     keyed = nt.with_columns(pl.min_horizontal("src", "dst").alias("_lo"), pl.max_horizontal("src", "dst").alias("_hi"))
@@ -104,7 +106,8 @@ def fresh_transfers(
         .agg(pl.len().alias("_n"), (pl.col("t").max() - pl.col("t").min()).alias("_span"))
         .filter((pl.col("_n") <= max_transfers) & (pl.col("_span") <= w))
     )
-    return keyed.join(short.select("_lo", "_hi"), on=["_lo", "_hi"], how="semi").drop("_lo", "_hi")
+    rows = keyed.join(short.select("_lo", "_hi"), on=["_lo", "_hi"], how="semi").select("row").collect()["row"]
+    return p.tx.filter(pl.col("row").is_in(rows.implode()))
 
 
 def _square_share(fresh: pl.DataFrame, n_accounts: int) -> pl.DataFrame:

@@ -366,15 +366,23 @@ class Store:
         )
         if everything:
             return self._collect(self.scan(columns))
-        win = self.time_window(window, as_of)
-        read = None if columns is None else list(dict.fromkeys(list(columns) + ["ts"]))
-        lf = filter_window(self._scan_parts(self._parts(win.start, win.end), read), win)
-        return self._collect(lf if columns is None else lf.select(list(columns)))
+        return self._collect(self.scan_window(self.time_window(window, as_of), columns))
 
-    def _collect(self, lf: pl.LazyFrame) -> pl.DataFrame:
+    def scan_window(self, window: "TimeWindow", columns: list[str] | None = None) -> pl.LazyFrame:
+        """Lazy frame of the transfers in ``window``, reading only the day parts it overlaps."""
+        read = None if columns is None else list(dict.fromkeys(list(columns) + ["ts"]))
+        lf = filter_window(self._scan_parts(self._parts(window.start, window.end), read), window)
+        return lf if columns is None else lf.select(list(columns))
+
+    def collect(self, lf: pl.LazyFrame, *, streaming: bool = False) -> pl.DataFrame:
+        """Collect a read of the store's parts (``streaming``: with Polars' streaming engine);
+        a damaged part becomes a :class:`StoreError`."""
+        return self._collect(lf, streaming=streaming)
+
+    def _collect(self, lf: pl.LazyFrame, *, streaming: bool = False) -> pl.DataFrame:
         """Collect a read of the store's parts; a damaged part becomes a :class:`StoreError`."""
         try:
-            return lf.collect()
+            return lf.collect(engine="streaming") if streaming else lf.collect()
         except (pl.exceptions.ComputeError, pl.exceptions.SchemaError, OSError) as err:
             raise StoreError(
                 f"the store at '{self.path}' could not be read ({type(err).__name__}): a part file is damaged "

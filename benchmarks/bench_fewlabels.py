@@ -19,6 +19,9 @@ Protocol (each AMLGentex set of ``--data``; the protocol of ``bench_accuracy.py`
   source's training labels must never seed. Seeds are given with ``MuleModel.set_seeds`` (the
   scoring-time seeds of issue 13); with ``--no-seeds`` the model scores with an empty known set.
 * **nolabel**: the no-label mode (:func:`mulegraph.scoring.score.score_features` without a model).
+* ``--pu``: the models of the known-share scenario are trained with ``known_mule_share`` set to
+  the share kept (positive-unlabelled training, :mod:`mulegraph.scoring.pu`); ``--set
+  known_mule_share=x`` gives every fit the share x instead (e.g. a share other than the true one).
 * ``--validate``: the same scenarios inside the train split only, for choosing settings without
   reading the test split: the train accounts are split again, stratified by label
   (:data:`VALIDATE_SEED`), into a fitting part (60%, playing the train split) and a validation
@@ -188,7 +191,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             for share in args.shares:
                 for seed in args.seeds:
                     kept = keep_share(mules, share, seed)
-                    model, secs = train(data, data.train_labels(kept), mcfg, fcfg)
+                    fit_cfg = dataclasses.replace(mcfg, known_mule_share=share) if args.pu else mcfg
+                    model, secs = train(data, data.train_labels(kept), fit_cfg, fcfg)
                     emit({"scenario": "few", "set": data.name, "share": share, "seed": seed, "known": len(kept), **metrics(score_with_seeds(model, data, None), data), "seconds": secs})
     if "elsewhere" in args.scenarios:
         for source in sets:
@@ -235,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-seeds", action="store_true", help="elsewhere: score with no seeds at all")
     ap.add_argument("--structure", action="store_true",
                     help="no effect: the one-off structure features are model features by default (--set structure_features=false leaves them out)")
+    ap.add_argument("--pu", action="store_true",
+                    help="few: train with known_mule_share set to the share kept (positive-unlabelled training)")
     ap.add_argument("--validate", action="store_true",
                     help="measure on a validation part of the train split (choosing settings), never reading the test split")
     ap.add_argument("--cache-dir", type=Path, help="reuse/write each set's label-free features here")

@@ -142,6 +142,10 @@ class ModelConfig:
     #: patterns and closed squares among one-off relationships), computed from the training window;
     #: a model scores with the feature columns it was trained on, whatever this says
     structure_features: bool = True
+    #: the share of the mules among the labelled accounts that the labels are believed to name;
+    #: below 1 the labels are read as positive and unlabelled (mulegraph.scoring.pu): a labelled
+    #: non-mule that looks like the labelled mules counts partly as a mule. 1: every mule is labelled
+    known_mule_share: float = 1.0
     #: permutation-importance repeats stored in the model card (0 = skip)
     importance_repeats: int = 3
     #: up to this many labelled accounts, every one trains the trees; above it every mule is kept
@@ -419,6 +423,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "ppr_alpha": _n(0, 1, lo_open=True, hi_open=True),
         "ppr_groups": _n(2, 1000),
         "sync_window": _DURATION,
+        "known_mule_share": _n(0, 1, lo_open=True),
         "importance_repeats": _n(0, 100),
         "sample_above": _n(0, 1_000_000_000_000),
         "negatives_per_mule": _n(0, 1_000_000, lo_open=True),

@@ -39,7 +39,7 @@ from mulegraph.core.errors import InputError, ModelError
 from mulegraph.features import proximity
 from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
-from mulegraph.scoring import training
+from mulegraph.scoring import pu, training
 from mulegraph.scoring.signals import require_fitted
 from mulegraph.scoring.threads import thread_budget
 
@@ -123,6 +123,10 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         Per tree size tried: the rounds boosted before early stopping and its best entry.
     threads_ : int
         The thread budget training ran with (:mod:`mulegraph.scoring.threads`).
+    pu_ : dict or None
+        Positive-unlabelled training (``config.known_mule_share`` below 1, :mod:`mulegraph.scoring.pu`):
+        the share assumed, the labelled mules, the hidden mules estimated among the labelled
+        non-mules and how many of those were counted partly as mules; None otherwise.
     classes_ : numpy.ndarray
         ``[False, True]`` (not a mule, a mule).
     """
@@ -258,8 +262,19 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         Xs, ys, fs = (Xm, y_, folds) if not sample.applied else (Xm[rows], y_[rows], folds[rows])
         ws = sample.weight if sample.applied else None
         search = training.search_settings(Xs, ys, fs, cfg, sample_weight=ws)
-        best = search.best
         lap("cv")
+        labelled = (Xs, ys, fs)  # the rows as labelled, for the importance
+        fw = None  # the trees' row weights: set by positive-unlabelled training only
+        self.pu_ = None
+        if cfg.known_mule_share < 1.0:
+            a, b = training.platt(search.oof, ys, sample_weight=ws)
+            hidden = pu.hidden_mule_probability(training.sigmoid(a * search.oof + b), ys, cfg.known_mule_share)
+            rel = pu.relabel(Xs, ys, fs, hidden, cfg.known_mule_share, weight=ws)
+            Xs, ys, fs, ws, fw = rel.X, rel.y, rel.folds, rel.eval_weight, rel.fit_weight
+            search = training.search_settings(Xs, ys, fs, cfg, sample_weight=ws, fit_weight=fw)
+            self.pu_ = rel.summary
+            lap("pu")
+        best = search.best
 
         from sklearn.metrics import roc_auc_score
 
@@ -268,7 +283,7 @@ class MuleModel(ClassifierMixin, BaseEstimator):
 
         self.estimators_ = training.make_estimators(cfg, best["max_leaf_nodes"], best["max_iter"], cfg.n_models)
         for est in self.estimators_:
-            est.fit(Xs, ys)
+            est.fit(Xs, ys, sample_weight=fw)
         lap("final")
         self.classes_ = np.array([False, True])
         self.n_features_in_ = len(all_columns)
@@ -292,7 +307,7 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         if cfg.importance_repeats > 0:
             # on a sampled (large) label set, IMPORTANCE_MAX_ROWS held-out rows in all, not per fold
             cap = training.IMPORTANCE_MAX_ROWS // cfg.cv_folds if sample.applied else None
-            drops = training.permutation_drops(Xs, ys, fs, cfg, self.best_params_, search.fold_models, max_rows=cap)
+            drops = training.permutation_drops(*labelled, cfg, self.best_params_, search.fold_models, max_rows=cap)
             self.importance_ = {name: float(d) for name, d in zip(self.feature_names_, drops)}
         lap("importance")
         self.sampling_ = sample.summary

@@ -138,6 +138,12 @@ def _card_markdown(card: dict[str, Any]) -> str:
             if (sm := (card.get("training") or {}).get("sampling")) else []
         ),
         *([f"- thread budget: {th}"] if (th := (card.get("training") or {}).get("threads")) else []),
+        *(
+            [f"- positive-unlabelled training: the labels name about {pu['known_mule_share']:.0%} of the mules; "
+             f"{pu['labelled_mules']:,} labelled mules, about {pu['hidden_mules_estimated']:,.0f} more estimated among the "
+             f"labelled non-mules ({pu['mule_copies']:,} of them counted partly as mules)"]
+            if (pu := (card.get("training") or {}).get("pu")) else []
+        ),
         "",
         "## Cross-validated metrics (training labels only)",
         "",
@@ -256,7 +262,8 @@ def save_model(model: MuleModel, directory: str | os.PathLike, *, portable: bool
         "cv_results": model.cv_results_,
         # which rows trained the trees (sampling of non-mules), the early-stopped search, the thread budget
         "training": {"sampling": getattr(model, "sampling_", None), "search": getattr(model, "search_", None),
-                     "threads": getattr(model, "threads_", None), "seconds": getattr(model, "fit_seconds_", None)},
+                     "threads": getattr(model, "threads_", None), "seconds": getattr(model, "fit_seconds_", None),
+                     "pu": getattr(model, "pu_", None)},
         "feature_importance": model.feature_importance,
         "feature_importance_raw": model.importance_,
         "config": _card_config(model, portable),
@@ -385,7 +392,7 @@ def load_model(directory: str | os.PathLike, *, key: bytes | None = None) -> Mul
         if card.get("training_data"):
             model.training_data_ = card["training_data"]
         for name, value in (card.get("training") or {}).items():
-            if value is not None and name in ("sampling", "search", "threads"):
+            if value is not None and name in ("sampling", "search", "threads", "pu"):
                 setattr(model, f"{name}_", value)
         model.importance_ = card.get("feature_importance_raw", {})
         model.training_store_ = card.get("training_store")

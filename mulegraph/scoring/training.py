@@ -30,7 +30,9 @@
    ``n_iter_no_change`` evaluations (early stopping; the rounds are added to the same ensembles,
    so the scores read are those of one longer fit), and the search stops at the first size that
    does not beat the best so far by more than ``search_tol``. The best size and round count read
-   win.
+   win. With ``known_mule_share`` below 1 (labels that name only some of the mules) the search
+   runs a second time on the labels read as positive and unlabelled (:mod:`mulegraph.scoring.pu`),
+   and that second search's choice, scores and trees are what the next steps use.
 5. **Calibration** (:func:`platt`). A logistic (Platt) map from the out-of-fold raw scores to
    probabilities, weighted like the held-out scores: it is monotone, so it keeps the ranking,
    and gives scores in 0..1 that track the mule rate of the population.
@@ -354,14 +356,15 @@ def _next_rounds(done: int, gain_round: int, cfg: ModelConfig) -> int:
 
 
 def _boost_size(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelConfig, leaves: int,
-                weight: np.ndarray | None) -> tuple[list[dict[str, Any]], int, np.ndarray, list]:
+                weight: np.ndarray | None, fit_weight: np.ndarray | None = None) -> tuple[list[dict[str, Any]], int, np.ndarray, list]:
     """Boost one tree size on every fold, reading the held-out folds every :data:`EVAL_EVERY` rounds.
 
     The ensembles grow in stretches (``warm_start``: the rounds are added to the same trees, so
     what is read equals one longer fit) until the mean held-out average precision has not improved
     by more than ``cfg.early_stopping_tol`` for ``cfg.n_iter_no_change`` evaluations, or
     ``cfg.max_iter``. Returns the entries read, the index of the best (the highest mean read),
-    the held-out raw scores at the best and the fold ensembles.
+    the held-out raw scores at the best and the fold ensembles. ``weight`` weighs the held-out
+    rows, ``fit_weight`` the training rows (None: alike).
     """
     ests = [make_estimators(cfg, leaves, EVAL_EVERY, 1)[0].set_params(warm_start=True) for _ in range(cfg.cv_folds)]
     ap_cols: list[np.ndarray] = []  # per evaluation: average precision of each fold
@@ -373,7 +376,7 @@ def _boost_size(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelConfi
         raw = np.zeros((len(reads), len(y)))
         for k, est in enumerate(ests):
             tr, te = folds != k, folds == k
-            est.set_params(max_iter=target).fit(X[tr], y[tr])
+            est.set_params(max_iter=target).fit(X[tr], y[tr], sample_weight=None if fit_weight is None else fit_weight[tr])
             w_te = None if weight is None else weight[te]
             c = 0
             for j, proba in enumerate(islice(est.staged_predict_proba(X[te]), reads[-1] if reads else 0)):
@@ -400,14 +403,15 @@ def _boost_size(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelConfi
 
 
 def search_settings(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelConfig,
-                    sample_weight: np.ndarray | None = None) -> SettingsSearch:
+                    sample_weight: np.ndarray | None = None, fit_weight: np.ndarray | None = None) -> SettingsSearch:
     """Tree size x boosting rounds by cross-validation: average precision per held-out fold, best mean wins.
 
     Tree sizes are tried in the order of ``cfg.max_leaf_nodes``, each boosted until its mean
     held-out average precision stops improving (:func:`_boost_size`); the search stops at the
     first size whose best does not beat the best so far by more than ``cfg.search_tol``. Rows are
-    weighted by ``sample_weight`` in the held-out scores (the trees see every row alike). Ties go
-    to the earlier size and the fewer rounds.
+    weighted by ``sample_weight`` in the held-out scores, and by ``fit_weight`` when the trees
+    train (None: every row alike; positive-unlabelled training, :mod:`mulegraph.scoring.pu`). Ties
+    go to the earlier size and the fewer rounds.
     """
     results: list[dict[str, Any]] = []
     sizes: list[dict[str, Any]] = []
@@ -415,7 +419,7 @@ def search_settings(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelC
     oof: np.ndarray | None = None
     fold_models: list = []
     for leaves in (int(m) for m in cfg.max_leaf_nodes):
-        found, best_c, raw, ests = _boost_size(X, y, folds, cfg, leaves, sample_weight)
+        found, best_c, raw, ests = _boost_size(X, y, folds, cfg, leaves, sample_weight, fit_weight)
         results.extend(found)
         mine = found[best_c]
         sizes.append({"max_leaf_nodes": leaves, "rounds_boosted": int(ests[0].n_iter_), **{k: mine[k] for k in ("max_iter", "cv_pr_auc")}})

@@ -1,0 +1,112 @@
+"""Positive-unlabelled training ([model] known_mule_share): labels that name only some of the mules."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from mulegraph.core.config import FeatureConfig, ModelConfig
+from mulegraph.features import compute_features, prepare
+from mulegraph.scoring import pu
+from mulegraph.scoring.model import MuleModel, load_model, save_model
+from mulegraph.scoring.training import average_precision
+from mulegraph.synth import generate
+
+TINY = ModelConfig(random_state=3, cv_folds=3, proximity_folds=4, max_leaf_nodes=(7,), max_iter=40, n_models=1,
+                   importance_repeats=1)
+SHARE = 0.25
+
+
+@pytest.fixture(scope="module")
+def data():
+    """A synthetic bank whose labels name a quarter of the train accounts' mules; the rest of the
+    train accounts are labelled non-mule, the hidden mules among them."""
+    syn = generate(1000, days=30, seed=5, mule_share=0.06)
+    fcfg = FeatureConfig()
+    p = prepare(syn.transfers, fcfg)
+    feats = compute_features(p, fcfg)
+    truth = syn.labels.select("account_id", "is_mule")
+    ids = truth["account_id"].to_numpy()
+    rng = np.random.default_rng(2)
+    train = set(rng.choice(ids, size=len(ids) // 2, replace=False).tolist())
+    train_truth = truth.filter(pl.col("account_id").is_in(list(train)))
+    mules = sorted(train_truth.filter(pl.col("is_mule"))["account_id"].to_list())
+    known = set(rng.choice(mules, size=round(SHARE * len(mules)), replace=False).tolist())
+    labels = train_truth.with_columns(pl.col("account_id").is_in(list(known)).alias("is_mule"))
+    test = truth.filter(~pl.col("account_id").is_in(list(train)))
+    unlabelled = train_truth.filter(~pl.col("account_id").is_in(list(known)))  # labelled non-mule: the hidden mules among them
+    return {"p": p, "features": feats, "labels": labels, "test": test, "unlabelled": unlabelled,
+            "hidden": len(mules) - len(known), "fcfg": fcfg}
+
+
+@pytest.fixture(scope="module")
+def plain(data):
+    """The model of the default settings: every labelled non-mule a non-mule."""
+    return _fit(data, TINY)
+
+
+def _fit(data, cfg):
+    return MuleModel(cfg, data["fcfg"]).set_context(data["p"]).fit(data["features"], data["labels"])
+
+
+def _ap(model, data, accounts):
+    """Average precision of the model's scores for the true labels of ``accounts``."""
+    scores = model.predict_scores(data["features"]).join(data[accounts], on="account_id")
+    return average_precision(scores["is_mule"].to_numpy().astype(int), scores["score"].to_numpy())
+
+
+def test_hidden_mule_probability_follows_the_label_frequency():
+    g = np.array([0.0, 0.1, 0.1, 0.5, 0.9])
+    y = np.array([0, 0, 1, 0, 0])
+    assert np.array_equal(pu.hidden_mule_probability(g, y, 1.0), np.zeros(5))  # every mule labelled
+    w = pu.hidden_mule_probability(g, y, 0.25)
+    assert w[0] == 0.0 and w[2] == 0.0  # nothing like a labelled mule; a labelled mule
+    assert w[1] == pytest.approx(3 * 0.1 / 0.9)  # (1 - c) / c * g / (1 - g)
+    assert w[3] == 1.0 and w[4] == 1.0  # clipped
+    with pytest.raises(ValueError, match="share"):
+        pu.hidden_mule_probability(g, y, 0.0)
+
+
+def test_relabel_splits_each_non_mule_into_a_weighted_pair():
+    X = np.arange(12, dtype=float).reshape(6, 2)
+    y = np.array([1, 0, 0, 0, 1, 0])
+    folds = np.array([0, 1, 2, 0, 1, 2])
+    hidden = np.array([0.0, 0.5, 0.001, 0.2, 0.0, 1.0])
+    weight = np.array([1.0, 2.0, 2.0, 2.0, 1.0, 2.0])
+    rel = pu.relabel(X, y, folds, hidden, 0.25, weight=weight)
+    copies = [1, 3, 5]  # the non-mules that may be hidden mules (row 2 is below MIN_COPY_WEIGHT)
+    assert rel.n_labelled == 6 and len(rel.y) == 9
+    assert np.array_equal(rel.X[6:], X[copies]) and np.array_equal(rel.folds[6:], folds[copies])
+    assert np.array_equal(rel.y, np.r_[y, [1, 1, 1]])
+    assert np.allclose(rel.fit_weight[:6], [1.0, 1.0, 1.998, 1.6, 1.0, 0.0])
+    assert np.allclose(rel.fit_weight[6:], [1.0, 0.4, 2.0])  # a pair weighs what its row weighed
+    assert np.array_equal(rel.eval_weight, np.r_[weight, [0.0, 0.0, 0.0]])  # held-out scores read the labels as given
+    assert rel.summary["mule_copies"] == 3 and rel.summary["hidden_mules_estimated"] == pytest.approx(3.402)
+
+
+def test_default_trains_exactly_as_before(plain):
+    assert ModelConfig().known_mule_share == 1.0
+    assert plain.pu_ is None and "pu" not in plain.fit_seconds_
+
+
+def test_partial_labels_rank_the_hidden_mules_higher(data, plain, tmp_path):
+    model = _fit(data, dataclasses.replace(TINY, known_mule_share=SHARE))
+    assert model.pu_["known_mule_share"] == SHARE and model.pu_["labelled_mules"] == int(data["labels"]["is_mule"].sum())
+    assert 0.5 * data["hidden"] <= model.pu_["hidden_mules_estimated"] <= 2 * data["hidden"]
+    # the hidden mules among the accounts labelled non-mule are no longer learnt as non-mules ...
+    assert _ap(model, data, "unlabelled") > _ap(plain, data, "unlabelled") + 0.05
+    # ... and the test accounts' mules, whom no label names, rank higher
+    assert _ap(model, data, "test") > _ap(plain, data, "test") + 0.03
+    assert set(model.importance_) == set(model.feature_names_)  # read on the labelled rows
+    assert 0.0 < model.cv_metrics_["prevalence"] < 0.05  # the labels as given, not the copies
+    save_model(model, tmp_path / "m")
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert card["training"]["pu"] == model.pu_
+    assert "positive-unlabelled training" in (tmp_path / "m" / "model_card.md").read_text()
+    loaded = load_model(tmp_path / "m")
+    assert loaded.pu_ == model.pu_ and loaded.config.known_mule_share == SHARE
+    assert loaded.set_context(data["p"]).predict_scores(data["features"]).equals(model.predict_scores(data["features"]))

@@ -216,23 +216,15 @@ def compute_shard(store: Any, plan: ShardPlan, k: int, families: Sequence[str] =
 
 def graph_table(store: Any, plan: ShardPlan) -> Prepared:
     """The window's transfers between two non-hub accounts, integer-coded on the plan's indices."""
-    ids = plan.accounts.select("account_id", "idx")
-    hubs = list(plan.config.hub_accounts)
+    hubs = plan.accounts.filter(pl.col("is_hub"))["idx"].implode()
     tx = (
-        _scan(store, plan.window, _TX_COLUMNS)
-        .select(*_TX_COLUMNS)
-        .filter(
-            (pl.col("src_account") != pl.col("dst_account"))
-            & ~pl.col("src_account").is_in(hubs)
-            & ~pl.col("dst_account").is_in(hubs)
-        )
-        .join(ids.lazy().rename({"account_id": "src_account", "idx": "src"}), on="src_account")
-        .join(ids.lazy().rename({"account_id": "dst_account", "idx": "dst"}), on="dst_account")
+        _coded(_scan(store, plan.window, _TX_COLUMNS).select(*_TX_COLUMNS), plan.accounts["account_id"])
+        .filter((pl.col("src") != pl.col("dst")) & ~pl.col("src").is_in(hubs) & ~pl.col("dst").is_in(hubs))
         .select("txn_id", pl.col("ts").dt.epoch("s").alias("t"), "src", "dst", "amount")
         .sort(["t", "txn_id"])
-        .collect()
         .with_row_index("row")
         .with_columns(pl.col("row").cast(pl.UInt32))
+        .collect(engine="streaming")
     )
     return Prepared(tx=tx, accounts=plan.accounts.select("idx", "account_id", "is_hub", "degree"), config=plan.config)
 

@@ -199,17 +199,12 @@ def score_features(
         evidence_top=options.evidence_top,
         max_txn_ids=options.max_txn_ids,
     )
-    # the reasons (in feature order) are gathered into rank order once: at bank scale they are the
-    # largest column, and a join plus a sort would copy them twice more
-    position = ranked.select("account_id").with_row_index("_pos").join(
-        ranked_scores.select("account_id").with_row_index("_rank"), on="account_id"
-    ).sort("_rank")["_pos"]
-    out = ranked_scores.with_columns(
-        reasons.gather(position).alias("reasons"),
+    reason_frame = pl.DataFrame({"account_id": ranked["account_id"], "reasons": reasons})
+    out = ranked_scores.join(reason_frame, on="account_id", how="left").with_columns(
         pl.lit(version).alias("model_version"),
         pl.lit(run_id).cast(pl.String).alias("run_id"),
     )
-    return out.select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items()])
+    return out.select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items()]).sort("rank")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import polars as pl
 import pytest
@@ -149,6 +149,27 @@ def test_decisions_since_training_seed_confirmed_and_clear(bank, tmp_path):
     assert s["by_source"]["model"]["mules"] == before.seeds.summary()["by_source"]["model"]["mules"] - 2
     assert not after.scores["score"].equals(before.scores["score"])
 
+
+
+def test_a_backtest_as_of_a_past_date_reads_only_the_decisions_taken_by_then(bank, tmp_path):
+    store = _copy_store(bank, "A", tmp_path)
+    known = load_model(bank["model"]).known_
+    payers = Store.open(store).transfers()["src_account"].unique().sort()
+    fresh = payers.filter(~payers.is_in(known["account_id"].implode())).head(2).to_list()
+    as_of = Store.open(store).transfers()["ts"].max().replace(hour=0, minute=0, second=0, microsecond=0)
+    Store.open(store).add_decisions(pl.DataFrame({
+        "account_id": fresh,
+        "decision": ["confirmed", "confirmed"],
+        "date": [as_of - timedelta(days=1), datetime(2031, 1, 1, tzinfo=timezone.utc)],  # before / after as_of
+    }))
+    today = score_window(store, model_dir=bank["model"], config=CFG)
+    assert sorted(today.seeds.frame.filter(pl.col("source") == "decisions")["account_id"]) == sorted(fresh)
+    past = score_window(store, model_dir=bank["model"], config=CFG, as_of=as_of)
+    assert past.seeds.frame.filter(pl.col("source") == "decisions")["account_id"].to_list() == [fresh[0]]
+    (tmp_path / "inbox").mkdir()
+    res = run(config=CFG, store=store, runs_dir=tmp_path / "runs", inbox=tmp_path / "inbox", model=bank["model"],
+              window="all", as_of=as_of)
+    assert res.manifest["seeds"]["by_source"]["decisions"] == {"mules": 1, "not_mules": 0}
 
 # -- a --known file ---------------------------------------------------------------------------------
 def test_known_file_csv_and_parquet_with_and_without_is_mule(bank, tmp_path):

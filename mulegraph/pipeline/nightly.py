@@ -298,8 +298,10 @@ def _stage_score(state: _State) -> None:
     state.begin("score", "no-label mode" if state.inputs.model is None else "supervised model")
     t_score = time.perf_counter()
     if state.inputs.model is not None:
+        # a run --as-of a past date reads the decisions taken by then, not later ones
+        decided_by = state.window.end if state.as_of is not None else None
         state.seeds = scoring_seeds(state.inputs.model, state.store, wf.prepared.accounts["account_id"],
-                                    decisions=state.decisions, inputs=state.seed_inputs)
+                                    decisions=state.decisions, inputs=state.seed_inputs, decided_by=decided_by)
     scores = score_features(wf.features, wf.prepared, state.inputs.model, run_id=state.run_id,
                             random_state=cfg.model.random_state, seeds=state.seeds)
     missing = [c for c in SCORE_SCHEMA if c not in scores.columns]

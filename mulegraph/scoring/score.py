@@ -279,7 +279,7 @@ def score_window(
         if progress:
             progress("gathering known accounts")
         used = scoring_seeds(model, transfers_or_store, prepared.accounts["account_id"], inputs=seeds,
-                             model_labels=model_labels)
+                             model_labels=model_labels, decided_by=win.end if as_of is not None else None)
     if progress:
         progress("scoring and explaining")
     out = score_features(

@@ -12,7 +12,8 @@ same account):
 2. ``shared_list``: accounts of the window (customers and counterparties alike) whose keyed hash
    is on a consortium list (:mod:`mulegraph.io.share`): mules confirmed by a member bank.
 3. ``decisions``: the investigator decisions recorded in the store, each account's latest one
-   (``confirmed``: a mule; ``cleared``: known not to be one): the bank's freshest knowledge.
+   (``confirmed``: a mule; ``cleared``: known not to be one): the bank's freshest knowledge. A
+   scoring ``--as-of`` a past date (a backtest) reads only the decisions dated by then.
 4. ``known_file``: a ``--known`` file (CSV or Parquet, ``account_id`` and optionally ``is_mule``;
    without ``is_mule`` every listed account is a mule; :func:`mulegraph.io.labels.read_known`): the
    operator's explicit word for this scoring.
@@ -35,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +104,19 @@ def same_store(recorded: dict[str, Any] | None, source: Any) -> bool:
     return recorded.get("ingests_sha256") == _ingests_hash(ident["ingests"][:n])
 
 
-def decision_seeds(decisions: pl.DataFrame | None) -> pl.DataFrame:
-    """Each account's latest investigator decision as ``account_id, is_mule`` (confirmed = True)."""
+def _utc(moment: datetime) -> datetime:
+    """``moment`` as an aware UTC datetime (a naive one is read as UTC)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def decision_seeds(decisions: pl.DataFrame | None, decided_by: datetime | None = None) -> pl.DataFrame:
+    """Each account's latest investigator decision as ``account_id, is_mule`` (confirmed = True).
+
+    ``decided_by``: only decisions dated at or before it count (a backtest ``--as-of`` must not
+    read what investigators decided later).
+    """
+    if decisions is not None and decided_by is not None:
+        decisions = decisions.filter(pl.col("date") <= _utc(decided_by))
     if decisions is None or decisions.height == 0:
         return pl.DataFrame(schema={"account_id": pl.String, "is_mule": pl.Boolean})
     latest = decisions.with_row_index("_order").sort("date", "_order").group_by("account_id").agg(pl.col("decision").last())
@@ -216,6 +229,7 @@ def scoring_seeds(
     decisions: pl.DataFrame | None = None,
     inputs: SeedInputs | None = None,
     model_labels: bool | None = None,
+    decided_by: datetime | None = None,
 ) -> Seeds:
     """Combine every seed source for scoring ``source`` (a store, or frames) with ``model``.
 
@@ -223,6 +237,8 @@ def scoring_seeds(
     them). ``decisions``: the store's decisions (read from ``source`` when None and it is a
     store). ``inputs``: the ``--known`` file and shared lists. ``model_labels``: None uses the
     model's training labels only in the store it was trained on; True or False forces the choice.
+    ``decided_by``: only the decisions dated at or before it count (the end of a window scored
+    ``--as-of`` a past date; None for every decision).
     """
     inputs = inputs or SeedInputs()
     parts = []
@@ -236,7 +252,7 @@ def scoring_seeds(
     if decisions is None:
         store = _store_of(source)
         decisions = store.decisions() if store is not None else None
-    parts.append(decision_seeds(decisions).with_columns(pl.lit("decisions").alias("source")))
+    parts.append(decision_seeds(decisions, decided_by).with_columns(pl.lit("decisions").alias("source")))
     if inputs.known is not None:
         parts.append(inputs.known.with_columns(pl.lit("known_file").alias("source")))
     rank = {s: i for i, s in enumerate(SOURCES)}

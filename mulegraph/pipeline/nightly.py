@@ -307,7 +307,10 @@ def _stage_score(state: _State) -> None:
     missing = [c for c in SCORE_SCHEMA if c not in scores.columns]
     if missing:
         raise RuntimeError(f"scoring returned no column(s) {', '.join(missing)}")
-    scores = state.scores = scores.select(list(SCORE_SCHEMA)).cast(SCORE_SCHEMA).sort("rank", nulls_last=True)
+    scores = scores.select(list(SCORE_SCHEMA)).cast(SCORE_SCHEMA)
+    if not scores["rank"].is_sorted():  # score_features returns them in rank order: no copy then
+        scores = scores.sort("rank", nulls_last=True)
+    state.scores = scores
     scores.write_parquet(work / "scores.parquet")
     t_alerts = time.perf_counter()
 

@@ -190,6 +190,9 @@ def score_features(
 
     ranked_scores = rank_scores(scored)
     order = ranked_scores["account_id"].to_list()
+    # explained in rank order, so that the reasons (at bank scale the largest column) line up with
+    # the ranked scores as they come, with no join or sort to copy them
+    ranked = ranked_scores.select("account_id").join(ranked, on="account_id", how="left", maintain_order="left")
     reasons = explain(
         ranked,
         signals,
@@ -199,12 +202,12 @@ def score_features(
         evidence_top=options.evidence_top,
         max_txn_ids=options.max_txn_ids,
     )
-    reason_frame = pl.DataFrame({"account_id": ranked["account_id"], "reasons": reasons})
-    out = ranked_scores.join(reason_frame, on="account_id", how="left").with_columns(
+    out = ranked_scores.with_columns(
+        reasons.alias("reasons"),
         pl.lit(version).alias("model_version"),
         pl.lit(run_id).cast(pl.String).alias("run_id"),
     )
-    return out.select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items()]).sort("rank")
+    return out.select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items()])
 
 
 @dataclass(frozen=True)

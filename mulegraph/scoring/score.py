@@ -191,8 +191,10 @@ def score_features(
     ranked_scores = rank_scores(scored)
     order = ranked_scores["account_id"].to_list()
     # explained in rank order, so that the reasons (at bank scale the largest column) line up with
-    # the ranked scores as they come, with no join or sort to copy them
-    ranked = ranked_scores.select("account_id").join(ranked, on="account_id", how="left", maintain_order="left")
+    # the ranked scores as they come, with no join or sort to copy them; the reordered copy holds
+    # only what the reasons read (the signals' feature columns)
+    read = list(dict.fromkeys(["account_id", *(s.feature for s in signals if s.feature in ranked.columns)]))
+    ranked = ranked_scores.select("account_id").join(ranked.select(read), on="account_id", how="left", maintain_order="left")
     reasons = explain(
         ranked,
         signals,

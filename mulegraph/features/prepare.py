@@ -25,7 +25,9 @@ class Prepared:
 
     ``tx`` columns: ``row`` (UInt32, position), ``txn_id``, ``t`` (Int64 epoch seconds), ``ts``,
     ``src``, ``dst`` (UInt32 account indices), ``amount`` (Float64), ``currency``, ``channel`` and
-    any optional canonical columns present. Sorted by ``t`` then ``txn_id``.
+    any optional canonical columns present. Sorted by ``t`` then ``txn_id``. The low-cardinality
+    text columns may be held as ``Categorical`` (a window read for scoring by
+    :func:`mulegraph.features.shards.prepared_window`); :meth:`canonical` gives text back.
 
     ``accounts`` columns: ``idx`` (UInt32), ``account_id`` (String), ``is_hub`` (Boolean),
     ``degree`` (distinct counterparties, UInt32).
@@ -62,8 +64,10 @@ class Prepared:
             tx = tx.filter(pl.col("src").is_in(idx) | pl.col("dst").is_in(idx))
         ids = self.accounts.sort("idx")["account_id"]
         names = [c for c in (*TRANSFER_SCHEMA, *OPTIONAL_SCHEMA) if c in tx.columns or c in ("src_account", "dst_account")]
+        categories = [c for c in names if c in tx.columns and tx.schema[c] == pl.Categorical]  # held as categories
         return tx.with_columns(
-            ids.gather(tx["src"]).alias("src_account"), ids.gather(tx["dst"]).alias("dst_account")
+            ids.gather(tx["src"]).alias("src_account"), ids.gather(tx["dst"]).alias("dst_account"),
+            *(pl.col(c).cast(pl.String) for c in categories),
         ).select(names)
 
 

@@ -62,6 +62,7 @@ __all__ = [
     "plan_shards",
     "shard_transfers",
     "prepared_window",
+    "LOW_CARDINALITY_TEXT",
     "compute_shard",
     "compute_graph",
     "run_shard",
@@ -76,6 +77,9 @@ FLOW_FAMILIES: tuple[str, ...] = ("volume", "fan", "passthrough", "temporal", "a
 GRAPH_FAMILIES: tuple[str, ...] = ("patterns", "network")
 
 _TX_COLUMNS = ("txn_id", "ts", "src_account", "dst_account", "amount")
+
+#: text columns of a transfer with few distinct values, held as categories by :func:`prepared_window`
+LOW_CARDINALITY_TEXT: tuple[str, ...] = ("currency", "channel", "src_bank", "dst_bank", "src_country", "dst_country")
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,12 @@ def prepared_window(store: Any, plan: ShardPlan, config: FeatureConfig) -> Prepa
     """The window's prepared transfers, read coded: what ``prepare(read_window(...))`` gives, with less memory.
 
     The account columns are coded on the plan's accounts as the store is scanned (streaming), so
-    the window's text account ids are never held; the accounts (degree, hubs) are the plan's.
+    the window's text account ids are never held; the accounts (degree, hubs) are the plan's. The
+    low-cardinality text columns (:data:`LOW_CARDINALITY_TEXT`: currency, channel, banks,
+    countries) are held as ``Categorical`` (16 bytes a row as text, 4 as a category: about 0.9 GiB
+    less at 20M transfers); :meth:`~mulegraph.features.prepare.Prepared.canonical` gives them back
+    as text. This frame serves scoring, explanations and reports; the feature families, which
+    compare text, read their transfers through :func:`~mulegraph.features.prepare.prepare`.
     ``config`` becomes the result's ``config`` (the caller's, not the plan's with the hub list).
     """
     from mulegraph.io.store import Store
@@ -182,9 +191,10 @@ def prepared_window(store: Any, plan: ShardPlan, config: FeatureConfig) -> Prepa
     for c in ("currency", "channel"):
         if c not in names:
             lf = lf.with_columns(pl.lit(None, dtype=TRANSFER_SCHEMA[c]).alias(c))
+    low = [c for c in LOW_CARDINALITY_TEXT if c in lf.collect_schema().names()]
     tx = (
         _coded(lf, plan.accounts["account_id"])
-        .with_columns(pl.col("ts").dt.epoch("s").alias("t"))
+        .with_columns(pl.col("ts").dt.epoch("s").alias("t"), *(pl.col(c).cast(pl.Categorical) for c in low))
         .drop("src_account", "dst_account")
         .sort(["t", "txn_id"])
         .with_row_index("row")

@@ -190,7 +190,7 @@ def evidence_many(
                 band = band | ((pl.col("amount") >= thr * (1 - cfg.structuring_margin)) & (pl.col("amount") < thr))
             ev = _cap(at.filter(band), max_txn_ids)
         elif kind == "cash":
-            ev = _cap(at.filter((pl.col("side") == "out") & pl.col("channel").str.to_uppercase().is_in(list(cfg.cash_channels))), max_txn_ids)
+            ev = _cap(at.filter((pl.col("side") == "out") & pl.col("channel").cast(pl.String).str.to_uppercase().is_in(list(cfg.cash_channels))), max_txn_ids)
         elif kind == "night":
             lo, hi = cfg.night_hours
             hour = (pl.col("t") % 86400) // 3600

@@ -240,3 +240,25 @@ def test_run_manifest_counts_seeds_and_a_new_known_file_is_something_new(bank, t
     assert second.manifest["fingerprint"] != first.manifest["fingerprint"]
     with pytest.raises(InputError, match="need a model"):
         run(**dict(common, model=None), known=known)
+
+
+def test_run_reads_known_file_and_shared_lists_from_the_config(bank, tmp_path):
+    from mulegraph.core.config import load_config
+
+    store = _copy_store(bank, "A", tmp_path)
+    (tmp_path / "inbox").mkdir()
+    known = tmp_path / "known.csv"
+    known.write_text("account_id\n" + "\n".join(bank["data"].labels.filter(pl.col("is_mule"))["account_id"].tail(3)) + "\n")
+    cfg = load_config(data={"model": {"random_state": 3, "cv_folds": 2, "proximity_folds": 2, "max_leaf_nodes": [4],
+                                      "max_iter": 10, "n_models": 1, "importance_repeats": 0},
+                            "run": {"known": str(known), "model": str(bank["model"]), "window": "all",
+                                    "inbox": str(tmp_path / "inbox"), "runs_dir": str(tmp_path / "runs")}})
+    res = run(cfg, store=store)
+    assert res.manifest["seeds"]["by_source"]["known_file"]["mules"] >= 1
+    assert json.loads((res.run_dir / "config.json").read_text())["run"]["known"] == str(known)
+    listed = load_config(data={"run": {"shared_lists": ["a.csv", "b.csv"]}})
+    assert listed.run.shared_lists == ("a.csv", "b.csv")
+    with pytest.raises(InputError, match=r"\[run\] key_file"):
+        run(load_config(data={"run": {"shared_lists": [str(known)], "model": str(bank["model"]), "window": "all",
+                                      "inbox": str(tmp_path / "inbox"), "runs_dir": str(tmp_path / "runs")}}),
+            store=store)

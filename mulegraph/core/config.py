@@ -200,6 +200,14 @@ class RunConfig:
     cleared_margin: float = 0.1
     #: accounts for which the run keeps the counterparty flows drawn in the report
     flow_accounts: int = 10
+    #: a file of known accounts (CSV or Parquet: ``account_id``, optionally ``is_mule``) whose
+    #: mules seed the model's closeness features every run, as ``--known`` does; needs a model
+    known: str | None = None
+    #: consortium lists of keyed hashes (``mulegraph share export``) matched every run, as
+    #: ``--shared-list`` does; need ``key_file`` and a model
+    shared_lists: tuple[str, ...] = ()
+    #: the file holding the consortium key the shared lists were made with (``--key-file``)
+    key_file: str | None = None
 
 
 @dataclass(frozen=True)

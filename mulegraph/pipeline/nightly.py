@@ -160,8 +160,9 @@ def run(
     Arguments left as None take their value from ``config`` (``[run]``, ``[store]``, ``[report]``).
     ``paths`` replaces the inbox. ``progress(stage, message)`` is called as each stage starts and
     again as it ends. ``now`` fixes the run id's time. ``known`` (a ``--known`` file),
-    ``shared_lists`` and ``key_file`` (consortium lists and their key) add seeds to a model's
-    closeness features (:class:`~mulegraph.scoring.seeds.SeedInputs`); they need a model.
+    ``shared_lists`` and ``key_file`` (consortium lists and their key; ``[run] known``,
+    ``shared_lists``, ``key_file`` when None) add seeds to a model's closeness features
+    (:class:`~mulegraph.scoring.seeds.SeedInputs`); they need a model.
 
     Everything that can be checked without work is checked before the run ingests anything or
     creates a folder (:func:`~mulegraph.pipeline.inputs.check_inputs`), the model included.
@@ -180,10 +181,14 @@ def run(
         window=window,
         alert_budget=alert_budget,
         alert_threshold=alert_threshold,
+        known=None if known is None else str(known),
+        shared_lists=tuple(str(p) for p in shared_lists) if shared_lists else None,
+        key_file=None if key_file is None else str(key_file),
     )
     cfg = cfg.replace("store", path=None if store is None else str(store), mapping=mapping)
     inputs = check_inputs(cfg, paths=paths, as_of=as_of, mapping_given=mapping is not None)
-    seed_inputs = SeedInputs.load(known, shared_lists, key_file)  # bad files or keys fail before any work
+    # bad files or keys fail before any work
+    seed_inputs = SeedInputs.load(cfg.run.known, list(cfg.run.shared_lists) or None, cfg.run.key_file)
     if seed_inputs.given and inputs.model is None:
         raise InputError("--known and --shared-list need a model (--model or [run] model): the no-label rules do not use known accounts.")
 

@@ -146,9 +146,11 @@ class SeedInputs:
         a short key, a list made with another key, or a list without a key (exit code 2)."""
         shared_lists = list(shared_lists or [])
         if shared_lists and key_file is None:
-            raise InputError("--shared-list needs --key-file: the consortium key the list's hashes were made with.")
+            raise InputError("--shared-list ([run] shared_lists) needs --key-file ([run] key_file): the consortium key "
+                             "the list's hashes were made with.")
         if key_file is not None and not shared_lists:
-            raise InputError("--key-file is only used with --shared-list; give the list too, or leave the key out.")
+            raise InputError("--key-file ([run] key_file) is only used with --shared-list ([run] shared_lists); give the "
+                             "list too, or leave the key out.")
         key = read_key_file(key_file, "consortium key file (--key-file)") if key_file is not None else None
         shared = read_list(shared_lists, key) if shared_lists else None
         frame = read_known(known) if known is not None else None

@@ -4,8 +4,8 @@ The whole-window computation (:func:`mulegraph.features.build.window_features`) 
 transfer of the window in memory at once. Here the same features are computed in pieces whose
 size is set by ``shard_accounts``, with identical results (tested column by column):
 
-1. **Plan** (:func:`plan_shards`): one lazy pass over the window's ``src_account``/``dst_account``
-   columns gives every active account, its number of distinct counterparties and so the global hub
+1. **Plan** (:func:`plan_shards`): two streaming passes over the window's ``src_account``/``dst_account``
+   columns give every active account, its number of distinct counterparties and so the global hub
    list, and each account's shard: a stable hash of its id (:func:`mulegraph.core.hashing.shard_of`),
    so a shard holds the same accounts on every machine.
 2. **Flow families per shard** (:func:`compute_shard`): volume, fan, passthrough, temporal,
@@ -112,7 +112,8 @@ def _scan(store: Any, window: TimeWindow, columns: Iterable[str] | None = None) 
 def plan_shards(
     store: Any, window: TimeWindow, config: FeatureConfig, shard_accounts: int, *, min_shards: int = 1
 ) -> ShardPlan:
-    """Accounts, degrees, hubs and shards of a window (one pass over the two account columns).
+    """Accounts, degrees, hubs and shards of a window (two streaming passes over the two account
+    columns: the distinct ids, then the distinct pairs coded on them).
 
     Shards hold at most ``shard_accounts`` accounts each (on average: an account's shard is a hash
     of its id), and there are at least ``min_shards`` of them when there are that many accounts.

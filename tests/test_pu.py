@@ -110,3 +110,28 @@ def test_partial_labels_rank_the_hidden_mules_higher(data, plain, tmp_path):
     loaded = load_model(tmp_path / "m")
     assert loaded.pu_ == model.pu_ and loaded.config.known_mule_share == SHARE
     assert loaded.set_context(data["p"]).predict_scores(data["features"]).equals(model.predict_scores(data["features"]))
+
+
+def test_more_rounds_reestimate_the_hidden_mules(data):
+    """pu_rounds = 2: the hidden mules re-read from the first positive-unlabelled search, one more search."""
+    assert ModelConfig().pu_rounds == 1
+    one = _fit(data, dataclasses.replace(TINY, known_mule_share=SHARE))
+    two = _fit(data, dataclasses.replace(TINY, known_mule_share=SHARE, pu_rounds=2))
+    assert one.pu_["rounds"] == 1 and two.pu_["rounds"] == 2
+    assert two.pu_["hidden_mules_estimated"] != pytest.approx(one.pu_["hidden_mules_estimated"])
+    assert two.pu_["labelled_mules"] == one.pu_["labelled_mules"]
+    assert not two.predict_scores(data["features"]).equals(one.predict_scores(data["features"]))
+    assert 0.0 < two.cv_metrics_["prevalence"] < 0.05  # held-out metrics still read the labels as given
+    assert _ap(two, data, "test") > 0.3
+    # without positive-unlabelled training the rounds change nothing
+    plain_two = _fit(data, dataclasses.replace(TINY, pu_rounds=2))
+    assert plain_two.pu_ is None
+
+
+def test_pu_rounds_is_checked():
+    from mulegraph.core.config import load_config
+    from mulegraph.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pu_rounds"):
+        load_config(data={"model": {"pu_rounds": 0}})
+    assert load_config(data={"model": {"pu_rounds": 2}}).model.pu_rounds == 2

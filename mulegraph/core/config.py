@@ -146,6 +146,10 @@ class ModelConfig:
     #: below 1 the labels are read as positive and unlabelled (mulegraph.scoring.pu): a labelled
     #: non-mule that looks like the labelled mules counts partly as a mule. 1: every mule is labelled
     known_mule_share: float = 1.0
+    #: positive-unlabelled training (known_mule_share below 1): rounds of estimating the hidden
+    #: mules; each round after the first re-estimates them from the previous round's held-out
+    #: scores and runs the settings search once more (one more search per round)
+    pu_rounds: int = 1
     #: permutation-importance repeats stored in the model card (0 = skip)
     importance_repeats: int = 3
     #: up to this many labelled accounts, every one trains the trees; above it every mule is kept
@@ -432,6 +436,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "ppr_groups": _n(2, 1000),
         "sync_window": _DURATION,
         "known_mule_share": _n(0, 1, lo_open=True),
+        "pu_rounds": _n(1, 10),
         "importance_repeats": _n(0, 100),
         "sample_above": _n(0, 1_000_000_000_000),
         "negatives_per_mule": _n(0, 1_000_000, lo_open=True),

@@ -126,7 +126,8 @@ class MuleModel(ClassifierMixin, BaseEstimator):
     pu_ : dict or None
         Positive-unlabelled training (``config.known_mule_share`` below 1, :mod:`mulegraph.scoring.pu`):
         the share assumed, the labelled mules, the hidden mules estimated among the labelled
-        non-mules and how many of those were counted partly as mules; None otherwise.
+        non-mules and how many of those were counted partly as mules (in the last of
+        ``config.pu_rounds`` rounds), the rounds; None otherwise.
     classes_ : numpy.ndarray
         ``[False, True]`` (not a mule, a mule).
     """
@@ -267,12 +268,15 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         fw = None  # the trees' row weights: set by positive-unlabelled training only
         self.pu_ = None
         if cfg.known_mule_share < 1.0:
-            a, b = training.platt(search.oof, ys, sample_weight=ws)
-            hidden = pu.hidden_mule_probability(training.sigmoid(a * search.oof + b), ys, cfg.known_mule_share)
-            rel = pu.relabel(Xs, ys, fs, hidden, cfg.known_mule_share, weight=ws)
-            Xs, ys, fs, ws, fw = rel.X, rel.y, rel.folds, rel.eval_weight, rel.fit_weight
-            search = training.search_settings(Xs, ys, fs, cfg, sample_weight=ws, fit_weight=fw)
-            self.pu_ = rel.summary
+            n_lab, ws_lab = len(ys), ws
+            for _ in range(cfg.pu_rounds):  # each round re-reads the hidden mules from the last search's held-out scores
+                oof = search.oof[:n_lab]  # the labelled rows come first, the mule copies after them
+                a, b = training.platt(oof, labelled[1], sample_weight=ws_lab)
+                hidden = pu.hidden_mule_probability(training.sigmoid(a * oof + b), labelled[1], cfg.known_mule_share)
+                rel = pu.relabel(*labelled, hidden, cfg.known_mule_share, weight=ws_lab)
+                Xs, ys, fs, ws, fw = rel.X, rel.y, rel.folds, rel.eval_weight, rel.fit_weight
+                search = training.search_settings(Xs, ys, fs, cfg, sample_weight=ws, fit_weight=fw)
+            self.pu_ = {**rel.summary, "rounds": cfg.pu_rounds}
             lap("pu")
         best = search.best
 

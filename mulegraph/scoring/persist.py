@@ -141,7 +141,8 @@ def _card_markdown(card: dict[str, Any]) -> str:
         *(
             [f"- positive-unlabelled training: the labels name about {pu['known_mule_share']:.0%} of the mules; "
              f"{pu['labelled_mules']:,} labelled mules, about {pu['hidden_mules_estimated']:,.0f} more estimated among the "
-             f"labelled non-mules ({pu['mule_copies']:,} of them counted partly as mules)"]
+             f"labelled non-mules ({pu['mule_copies']:,} of them counted partly as mules)"
+             + (f"; {pu['rounds']} rounds" if pu.get("rounds", 1) > 1 else "")]
             if (pu := (card.get("training") or {}).get("pu")) else []
         ),
         "",

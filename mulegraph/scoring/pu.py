@@ -15,7 +15,10 @@ unlabelled (Elkan and Noto, *Learning classifiers from only positive and unlabel
 3. the settings search and the final fit run again on the labelled accounts with each labelled
    non-mule counted twice (:func:`relabel`): as a non-mule with weight ``1 - w`` and as a mule with
    weight ``w``. Held-out scores, the calibration and the reported metrics read the labels as
-   given (the copies weigh 0 there), so the model's scores stay calibrated to the labels.
+   given (the copies weigh 0 there), so the model's scores stay calibrated to the labels;
+4. with ``[model] pu_rounds`` above 1, steps 1-3 repeat with the held-out scores of the last
+   search (its labelled rows): the hidden mules re-estimated by a model that no longer learnt
+   them as non-mules; each round costs one more settings search.
 
 With ``known_mule_share = 1`` (the default) nothing of this runs: every mule among the labelled
 accounts is labelled, as in a clean label set. Nothing here keeps state.

@@ -31,8 +31,9 @@
    so the scores read are those of one longer fit), and the search stops at the first size that
    does not beat the best so far by more than ``search_tol``. The best size and round count read
    win. With ``known_mule_share`` below 1 (labels that name only some of the mules) the search
-   runs a second time on the labels read as positive and unlabelled (:mod:`mulegraph.scoring.pu`),
-   and that second search's choice, scores and trees are what the next steps use.
+   runs a second time on the labels read as positive and unlabelled (:mod:`mulegraph.scoring.pu`;
+   once more per further ``pu_rounds``), and the last search's choice, scores and trees are what
+   the next steps use.
 5. **Calibration** (:func:`platt`). A logistic (Platt) map from the out-of-fold raw scores to
    probabilities, weighted like the held-out scores: it is monotone, so it keeps the ranking,
    and gives scores in 0..1 that track the mule rate of the population.

@@ -16,7 +16,7 @@ from mulegraph.core.config import FeatureConfig
 from mulegraph.core.errors import FeatureError
 from mulegraph.core.schema import OPTIONAL_SCHEMA, TRANSFER_SCHEMA
 
-__all__ = ["Prepared", "prepare"]
+__all__ = ["Prepared", "prepare", "with_text_columns"]
 
 
 @dataclass
@@ -71,6 +71,12 @@ class Prepared:
         ).select(names)
 
 
+def with_text_columns(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """``lf`` with ``currency`` and ``channel`` added as nulls when it lacks them (they are optional in exports)."""
+    names = lf.collect_schema().names()
+    return lf.with_columns(pl.lit(None, dtype=TRANSFER_SCHEMA[c]).alias(c) for c in ("currency", "channel") if c not in names)
+
+
 def prepare(
     transfers: pl.DataFrame | pl.LazyFrame,
     config: FeatureConfig | None = None,
@@ -83,10 +89,7 @@ def prepare(
     missing = [c for c in ("txn_id", "ts", "src_account", "dst_account", "amount") if c not in names]
     if missing:
         raise FeatureError(f"transfers lack column(s) {', '.join(missing)}; they must follow the canonical schema.")
-    for c in ("currency", "channel"):
-        if c not in names:
-            lf = lf.with_columns(pl.lit(None, dtype=TRANSFER_SCHEMA[c]).alias(c))
-    df = lf.collect()
+    df = with_text_columns(lf).collect()
     # account ids -> dense indices in sorted order: the codes of an Enum whose categories are the
     # sorted distinct ids (no join on strings: much less memory than a hash join on large windows)
     ids = pl.concat([df["src_account"], df["dst_account"]]).unique().sort().rename("account_id")

@@ -44,13 +44,12 @@ import polars as pl
 from mulegraph.core.config import Config, FeatureConfig
 from mulegraph.core.errors import EmptyWindowError, FeatureError
 from mulegraph.core.hashing import shard_of
-from mulegraph.core.schema import TRANSFER_SCHEMA
 from mulegraph.core.version import __version__
-from mulegraph.core.window import TimeWindow, filter_window
+from mulegraph.core.window import TimeWindow
 from mulegraph.engine.factory import make_engine, shard_layout
 from mulegraph.engine.local import Engine, LocalEngine
 from mulegraph.features import FAMILIES, compute_features, load_families
-from mulegraph.features.prepare import Prepared, prepare
+from mulegraph.features.prepare import Prepared, with_text_columns
 
 __all__ = [
     "FLOW_FAMILIES",
@@ -101,12 +100,15 @@ class ShardPlan:
         return self.accounts.filter(pl.col("shard") == k)["account_id"]
 
 
-def _scan(store: Any, window: TimeWindow, columns: Iterable[str] | None = None) -> pl.LazyFrame:
+def _store(store: Any) -> Any:
     from mulegraph.io.store import Store
 
-    st = store if isinstance(store, Store) else Store.open(store)
-    cols = None if columns is None else list(dict.fromkeys([*columns, "ts"]))
-    return filter_window(st.scan(cols), window)
+    return store if isinstance(store, Store) else Store.open(store)
+
+
+def _scan(store: Any, window: TimeWindow, columns: Iterable[str] | None = None) -> pl.LazyFrame:
+    """The window's transfers (``columns`` of them), reading only the day parts it overlaps."""
+    return _store(store).scan_window(window, None if columns is None else list(columns))
 
 
 def plan_shards(
@@ -184,14 +186,8 @@ def prepared_window(store: Any, plan: ShardPlan, config: FeatureConfig) -> Prepa
     compare text, read their transfers through :func:`~mulegraph.features.prepare.prepare`.
     ``config`` becomes the result's ``config`` (the caller's, not the plan's with the hub list).
     """
-    from mulegraph.io.store import Store
-
-    st = store if isinstance(store, Store) else Store.open(store)
-    lf = st.scan_window(plan.window)
-    names = lf.collect_schema().names()
-    for c in ("currency", "channel"):
-        if c not in names:
-            lf = lf.with_columns(pl.lit(None, dtype=TRANSFER_SCHEMA[c]).alias(c))
+    st = _store(store)
+    lf = with_text_columns(st.scan_window(plan.window))
     low = [c for c in LOW_CARDINALITY_TEXT if c in lf.collect_schema().names()]
     tx = (
         _coded(lf, plan.accounts["account_id"])

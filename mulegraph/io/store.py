@@ -365,8 +365,8 @@ class Store:
             window is None or str(window).strip().lower() == "all"
         )
         if everything:
-            return self._collect(self.scan(columns))
-        return self._collect(self.scan_window(self.time_window(window, as_of), columns))
+            return self.collect(self.scan(columns))
+        return self.collect(self.scan_window(self.time_window(window, as_of), columns))
 
     def scan_window(self, window: "TimeWindow", columns: list[str] | None = None) -> pl.LazyFrame:
         """Lazy frame of the transfers in ``window``, reading only the day parts it overlaps."""
@@ -377,10 +377,6 @@ class Store:
     def collect(self, lf: pl.LazyFrame, *, streaming: bool = False) -> pl.DataFrame:
         """Collect a read of the store's parts (``streaming``: with Polars' streaming engine);
         a damaged part becomes a :class:`StoreError`."""
-        return self._collect(lf, streaming=streaming)
-
-    def _collect(self, lf: pl.LazyFrame, *, streaming: bool = False) -> pl.DataFrame:
-        """Collect a read of the store's parts; a damaged part becomes a :class:`StoreError`."""
         try:
             return lf.collect(engine="streaming") if streaming else lf.collect()
         except (pl.exceptions.ComputeError, pl.exceptions.SchemaError, OSError) as err:
@@ -406,7 +402,7 @@ class Store:
         files = [str(self.path / e["quarantine"]) for e in self._manifest["ingests"] if e.get("quarantine")]
         if not files:
             return _empty(QUARANTINE_SCHEMA)
-        return self._collect(pl.scan_parquet(files).select(list(QUARANTINE_SCHEMA)))
+        return self.collect(pl.scan_parquet(files).select(list(QUARANTINE_SCHEMA)))
 
     # ------------------------------------------------------------------ decisions
     def decisions(self) -> pl.DataFrame:
@@ -414,7 +410,7 @@ class Store:
         f = self.path / "decisions.parquet"
         if not f.is_file():
             return _empty(DECISION_SCHEMA)
-        return self._collect(pl.scan_parquet(f).select(list(DECISION_SCHEMA)))
+        return self.collect(pl.scan_parquet(f).select(list(DECISION_SCHEMA)))
 
     def add_decisions(self, frame: pl.DataFrame) -> None:
         """Validate and append decisions (``decision`` is ``confirmed`` or ``cleared``), atomically."""
@@ -453,7 +449,7 @@ class Store:
         accounts = 0
         if rows:
             lf = self.scan(["src_account", "dst_account"])
-            accounts = self._collect(
+            accounts = self.collect(
                 pl.concat([lf.select(a=pl.col("src_account")), lf.select(a=pl.col("dst_account"))]).select(
                     pl.col("a").n_unique()
                 )

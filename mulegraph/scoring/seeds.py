@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ import polars as pl
 
 from mulegraph.core.atomic import file_sha256
 from mulegraph.core.errors import InputError
+from mulegraph.core.window import parse_instant
 from mulegraph.core.keys import key_id, read_key_file
 from mulegraph.io.labels import read_known
 from mulegraph.io.share import SharedList, match_list, read_list
@@ -104,11 +105,6 @@ def same_store(recorded: dict[str, Any] | None, source: Any) -> bool:
     return recorded.get("ingests_sha256") == _ingests_hash(ident["ingests"][:n])
 
 
-def _utc(moment: datetime) -> datetime:
-    """``moment`` as an aware UTC datetime (a naive one is read as UTC)."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
 def decision_seeds(decisions: pl.DataFrame | None, decided_by: datetime | None = None) -> pl.DataFrame:
     """Each account's latest investigator decision as ``account_id, is_mule`` (confirmed = True).
 
@@ -116,7 +112,7 @@ def decision_seeds(decisions: pl.DataFrame | None, decided_by: datetime | None =
     read what investigators decided later).
     """
     if decisions is not None and decided_by is not None:
-        decisions = decisions.filter(pl.col("date") <= _utc(decided_by))
+        decisions = decisions.filter(pl.col("date") <= parse_instant(decided_by, name="decided_by"))
     if decisions is None or decisions.height == 0:
         return pl.DataFrame(schema={"account_id": pl.String, "is_mule": pl.Boolean})
     latest = decisions.with_row_index("_order").sort("date", "_order").group_by("account_id").agg(pl.col("decision").last())

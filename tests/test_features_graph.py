@@ -181,6 +181,26 @@ def test_patterns_match_reference(rows, with_hub):
     assert by_account(p, out, "chain_depth") == named(p, depth)
 
 
+@given(graphs, st.integers(1, 6))
+def test_two_paths_in_blocks_equal_one_join(rows, block):
+    """The 2-path join taken a few first hops at a time gives the same rows in the same order."""
+    p = prep(rows, cycle_window="2d")
+    e = patterns.pattern_edges(p)
+    whole = patterns.two_paths(e, 2 * DAY, block=10**9)
+    assert patterns.two_paths(e, 2 * DAY, block=block).equals(whole)
+
+
+def test_pattern_features_do_not_depend_on_the_two_path_block(monkeypatch):
+    rows = [(a, b, h * 6 * 3600, 100.0 - h) for h, (a, b) in enumerate(
+        ["AB", "BC", "CA", "AD", "DC", "BD", "DA", "CB", "AC", "CD", "DB", "BA"] * 2)]
+    p = prep(rows, cycle_window="2d")
+    whole = patterns.compute(p)
+    monkeypatch.setattr(patterns, "TWO_PATH_BLOCK", 2)
+    p = prep(rows, cycle_window="2d")
+    assert patterns.compute(p).equals(whole)
+    assert whole["cycle_count"].sum() > 0 and whole["sg_count"].sum() > 0
+
+
 # --------------------------------------------------------------------------------------------
 # network family
 

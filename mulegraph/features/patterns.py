@@ -149,30 +149,43 @@ def busy_accounts(e: pl.DataFrame, w: int, cap: int) -> pl.Series:
     return pl.Series("idx", np.flatnonzero(per_acc > cap).astype(np.uint32))
 
 
-def two_paths(e: pl.DataFrame, w: int) -> pl.DataFrame:
+#: the 2-path join takes this many first hops at a time, so that the rows it forms before its
+#: time filter (up to twice the output at bank scale) stay bounded whatever the size of the window
+TWO_PATH_BLOCK = 2_000_000
+
+
+def two_paths(e: pl.DataFrame, w: int, block: int | None = None) -> pl.DataFrame:
     """Time-respecting 2-hop paths ``a -> v -> c``: ``t1 <= t2 <= t1 + w`` (``c == a`` included).
 
     Columns ``r1, a, v, t1, m1, r2, c, t2, m2``. Joined on one integer key made of the middle
     account and the time bucket ``t // w``: a second hop within ``w`` lies in the first hop's
     bucket or the next one, so no pair further apart is ever formed. Transfers into an account
-    that never pays out (or out of one never paid) are dropped before the join.
+    that never pays out (or out of one never paid) are dropped before the join. The first hops are
+    joined ``block`` (default :data:`TWO_PATH_BLOCK`) at a time, for the first hop's bucket, then
+    for the next one; the rows come in that order (the first hops' order within each, then the
+    second hops'), whatever the block.
     """
+    block = max(1, block or TWO_PATH_BLOCK)
     payers = e.select(pl.col("s").unique())["s"].implode()
     payees = e.select(pl.col("d").unique())["d"].implode()
     first = e.filter(pl.col("d").is_in(payers)).select(
         pl.col("r").alias("r1"), pl.col("s").alias("a"), pl.col("d").alias("v"), pl.col("t").alias("t1"),
         pl.col("m").alias("m1"), (pl.col("t") // w).alias("b"),
     )
-    first = pl.concat([first, first.with_columns(pl.col("b") + 1)]).with_columns(k=_pair("v", "b"))
     second = e.filter(pl.col("s").is_in(payees)).select(
         pl.col("r").alias("r2"), pl.col("d").alias("c"), pl.col("t").alias("t2"), pl.col("m").alias("m2"),
         pl.col("s").alias("v"), (pl.col("t") // w).alias("b"),
     ).select(pl.exclude("v", "b"), _pair("v", "b").alias("k"))
-    return (
-        first.join(second, on="k")
-        .filter((pl.col("t2") >= pl.col("t1")) & (pl.col("t2") <= pl.col("t1") + w))
-        .select("r1", "a", "v", "t1", "m1", "r2", "c", "t2", "m2")
-    )
+    parts = []
+    for shift in (0, 1):
+        for lo in range(0, max(first.height, 1), block):
+            left = first.slice(lo, block).with_columns(pl.col("b") + shift).with_columns(k=_pair("v", "b"))
+            parts.append(
+                left.join(second, on="k", maintain_order="left_right")
+                .filter((pl.col("t2") >= pl.col("t1")) & (pl.col("t2") <= pl.col("t1") + w))
+                .select("r1", "a", "v", "t1", "m1", "r2", "c", "t2", "m2")
+            )
+    return pl.concat(parts, rechunk=False)
 
 
 def _anchored(t_first: str, t_last: str, r_first: str, others: list[str]) -> pl.Expr:

@@ -159,6 +159,22 @@ def test_markdown_has_every_section(first_run_dir):
     assert "rows read" in md
 
 
+def test_a_report_reads_scores_without_their_reasons(first_run_dir, tmp_path):
+    """The report reads the score columns it charts, not the reasons of every account."""
+    data = load_run(first_run_dir)
+    assert data.scores.columns == ["account_id", "score", "rank"]
+    full = pl.read_parquet(first_run_dir / "scores.parquet")
+    assert "reasons" in full.columns and data.scores.equals(full.select("account_id", "score", "rank"))
+    broken = tmp_path / "run"
+    broken.mkdir()
+    for f in first_run_dir.iterdir():
+        if f.is_file():
+            (broken / f.name).write_bytes(f.read_bytes())
+    full.drop("score").write_parquet(broken / "scores.parquet")
+    with pytest.raises(InputError, match="scores.parquet"):
+        load_run(broken)
+
+
 # -------------------------------------------------------------------------------------------- CSV
 
 

@@ -81,13 +81,18 @@ def resolve_run_dir(path: str | os.PathLike | None = None, runs_dir: str | os.Pa
     return latest
 
 
+#: the columns of ``scores.parquet`` a report reads
+_REPORT_SCORES = {"account_id": pl.String, "score": pl.Float64, "rank": pl.Int64}
+
+
 @dataclass
 class RunData:
     """The files of one run folder, read into memory.
 
     ``alerts`` has :data:`~mulegraph.core.schema.ALERT_COLUMNS` (its ``reasons`` as a struct
-    list, also when an older run wrote them as JSON text); ``scores`` is ``scores.parquet`` as
-    written; ``changes``, ``drift`` and ``flows`` are empty frames of their contract when the run
+    list, also when an older run wrote them as JSON text); ``scores`` holds ``account_id``,
+    ``score`` and ``rank`` of ``scores.parquet`` (what a report reads: not the reasons, at bank scale
+    the largest column of the run; :func:`~mulegraph.investigate.load_scores` reads them); ``changes``, ``drift`` and ``flows`` are empty frames of their contract when the run
     folder lacks the file.
     """
 
@@ -101,14 +106,18 @@ class RunData:
     flows: pl.DataFrame
 
 
-def read_run_file(path: Path, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
-    """A Parquet file of a run folder; an empty frame of ``schema`` when it is not there.
+def read_run_file(
+    path: Path, schema: dict[str, pl.DataType] | None = None, columns: list[str] | None = None
+) -> pl.DataFrame:
+    """A Parquet file of a run folder (``columns`` of it, or all); an empty frame of ``schema`` when
+    it is not there.
 
-    A file that cannot be read is an :class:`~mulegraph.core.errors.InputError` naming it.
+    A file that cannot be read, or lacks one of ``columns``, is an
+    :class:`~mulegraph.core.errors.InputError` naming it.
     """
     if path.is_file():
         try:
-            return pl.read_parquet(path)
+            return pl.read_parquet(path, columns=columns)
         except (pl.exceptions.PolarsError, OSError):
             raise InputError(
                 f"the run file '{path.name}' cannot be read; the run folder is damaged, rerun 'mulegraph run'."
@@ -135,7 +144,7 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
         run_dir=d,
         manifest=manifest,
         config=config,
-        scores=read_run_file(d / "scores.parquet", {"account_id": pl.String, "score": pl.Float64, "rank": pl.Int64}),
+        scores=read_run_file(d / "scores.parquet", columns=list(_REPORT_SCORES)),
         alerts=as_reasons(read_run_file(d / "alerts.parquet", ALERT_COLUMNS)),
         changes=read_run_file(d / "alert_changes.parquet", CHANGE_COLUMNS),
         drift=read_run_file(d / "drift.parquet", DRIFT_COLUMNS),

@@ -117,8 +117,12 @@ class _State:
     seed_inputs: SeedInputs = field(default_factory=SeedInputs)
     seeds: Seeds | None = None
     fingerprint: str = ""
+    #: the window's transfers and features: held from the features stage to the end of scoring only
     wf: WindowFeatures | None = None
-    scores: pl.DataFrame | None = None
+    #: what computed the features and how long each step took (for the manifest)
+    feature_engine: dict[str, Any] = field(default_factory=dict)
+    feature_timings: dict[str, float] = field(default_factory=dict)
+    model_version: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     score_seconds: dict[str, float] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -294,6 +298,7 @@ def _stage_features(state: _State) -> None:
     wf = state.wf = window_features(state.store, window=state.window, config=state.config,
                                     progress=lambda message: state.say("features", message))
     wf.features.write_parquet(state.work / "features.parquet")
+    state.feature_engine, state.feature_timings = wf.engine, wf.timings
     state.end("features", f"{wf.features.height} account(s), {wf.n_transfers} transfer(s)")
 
 
@@ -315,7 +320,8 @@ def _stage_score(state: _State) -> None:
     scores = scores.select(list(SCORE_SCHEMA)).cast(SCORE_SCHEMA)
     if not scores["rank"].is_sorted():  # score_features returns them in rank order: no copy then
         scores = scores.sort("rank", nulls_last=True)
-    state.scores = scores
+    versions = scores["model_version"].drop_nulls().head(1).to_list()
+    state.model_version = versions[0] if versions else None
     scores.write_parquet(work / "scores.parquet")
     t_alerts = time.perf_counter()
 
@@ -360,6 +366,9 @@ def _stage_score(state: _State) -> None:
         "suppressed": by_status.get("suppressed", 0),
         "drift_warnings": int(drift["warning"].sum()) if drift.height else 0,
     }
+    # what follows reads the files written: the window's transfers, features and scores (at bank
+    # scale several GB) are let go before the report is rendered
+    state.wf = None
     state.end("score", f"{state.counts['scored']} account(s) ranked, {state.counts['alerts']} alert(s)")
 
 
@@ -367,7 +376,6 @@ def _write_manifest(state: _State) -> None:
     """``manifest.json`` (what the run did, with what) and ``config.json`` (the resolved settings)."""
     cfg, win, prev = state.config, state.window, state.prev_manifest
     model_path = state.inputs.model_path
-    model_version = state.scores["model_version"].drop_nulls().head(1).to_list()
     state.manifest = {
         "run_id": state.run_id,
         "created_at": state.started.astimezone(timezone.utc).isoformat(),
@@ -384,13 +392,13 @@ def _write_manifest(state: _State) -> None:
         "store": store_totals(state.store_manifest),
         "counts": state.counts,
         "model": {"path": str(model_path) if model_path else None, "sha256": state.model_hash,
-                  "version": model_version[0] if model_version else None,
+                  "version": state.model_version,
                   "mode": "supervised" if model_path else "no-label"},
         "seeds": state.seeds.summary() if state.seeds is not None else None,
         "libraries": libraries(),
-        "engine": state.wf.engine,
+        "engine": state.feature_engine,
         "seconds": state.seconds,
-        "feature_seconds": {k: round(v, 4) for k, v in state.wf.timings.items()},
+        "feature_seconds": {k: round(v, 4) for k, v in state.feature_timings.items()},
         "score_seconds": state.score_seconds,
         "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)),
     }

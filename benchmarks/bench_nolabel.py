@@ -33,6 +33,7 @@ from sklearn.metrics import average_precision_score
 
 from mulegraph.core.config import Config, FeatureConfig
 from mulegraph.features import FAMILIES, compute_features, prepare
+from mulegraph.features.collection import collection_features
 from mulegraph.features.structure import structure_features
 from mulegraph.scoring.nolabel import MIN_BITS, RULES, NoLabelScorer
 from mulegraph.scoring.score import ScoreOptions, score_features
@@ -77,6 +78,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "oneoff_other": ("ONE_OFF_GATHER_SCATTER", "ONE_OFF_FORWARDING", "ONE_OFF_CYCLE"),
     "forwarding": ("FANIN_FORWARD", "RAPID_PASSTHROUGH", "LAYERING_CHAIN"),
     "dormant": ("DORMANT_BURST",),
+    "collection": ("ONE_OFF_COLLECTION",),
 }
 GRID: dict[str, tuple[float, ...]] = {
     "squares": (1.0, 2.0, 4.0),
@@ -84,6 +86,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "oneoff_other": (0.125, 0.25, 0.5),
     "forwarding": (0.125, 0.25, 0.5, 1.0),
     "dormant": (0.125, 0.25, 0.5, 1.0),
+    "collection": (0.5, 1.0, 2.0, 4.0),
     "rest": (0.125, 0.25),
 }
 
@@ -107,7 +110,7 @@ def choose_weights(dev: Path, hard: Path) -> int:
         fcfg = Config().replace("features", hub_accounts=("EXT_SOURCE", "EXT_SINK")).features
         tx = pl.read_parquet(folder / "transactions.parquet").with_columns(pl.lit(None, dtype=pl.String).alias("channel"))
         p = prepare(tx, fcfg)
-        ranked = compute_features(p, fcfg).filter(~pl.col("is_hub")).join(structure_features(p), on="account_id", how="left")
+        ranked = compute_features(p, fcfg).filter(~pl.col("is_hub")).join(structure_features(p), on="account_id", how="left").join(collection_features(p), on="account_id", how="left")
         train = pl.read_parquet(folder / "split.parquet").filter(pl.col("split") == "train")
         keep = ranked.select("account_id").join(train, on="account_id", how="left")["split"].is_not_null().to_numpy()
         y = ranked.select("account_id").join(pl.read_parquet(folder / "account_labels.parquet"), on="account_id", how="left")["is_mule"].fill_null(False).to_numpy()
@@ -118,7 +121,7 @@ def choose_weights(dev: Path, hard: Path) -> int:
         data = generate(1200, 30, seed)
         fcfg = Config().replace("features", hub_degree=hub_degree).features
         p = prepare(data.transfers, fcfg)
-        ranked = compute_features(p, fcfg).filter(~pl.col("is_hub")).join(structure_features(p), on="account_id", how="left")
+        ranked = compute_features(p, fcfg).filter(~pl.col("is_hub")).join(structure_features(p), on="account_id", how="left").join(collection_features(p), on="account_id", how="left")
         y = ranked.select("account_id").join(data.labels, on="account_id", how="left")["is_mule"].fill_null(False).to_numpy()
         planted[(seed, hub_degree)] = (_rule_bits(ranked), y)
     group_of = {c: g for g, codes in GROUPS.items() for c in codes}
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     t2 = time.perf_counter()
     scores = score_features(feats, p, None, run_id="bench", options=ScoreOptions(detector_weight=args.detector_weight))
     t_score = time.perf_counter() - t2
-    ranked = feats.filter(~pl.col("is_hub")).join(structure_features(p), on="account_id", how="left")
+    ranked = feats.filter(~pl.col("is_hub")).join(structure_features(p), on="account_id", how="left").join(collection_features(p), on="account_id", how="left")
     scorer = NoLabelScorer(detector_weight=args.detector_weight).fit(ranked)
     detail = scorer.score(ranked).drop("score").join(scores.select("account_id", "score"), on="account_id", how="left")
 

@@ -226,7 +226,7 @@ def test_rules_are_documented():
     assert frame.height == len(RULES)
     assert frame["description"].str.len_chars().min() > 10
     assert len(set(frame["code"])) == len(RULES)
-    assert all(r.weight in (0.125, 0.25, 0.5, 1.0, 2.0) for r in RULES)
+    assert all(r.weight in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0) for r in RULES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,3 +323,95 @@ def test_planted_mules_with_business_hubs_set_aside(seed):
     ap, prevalence, in_top50 = _planted(seed, 150)
     assert ap > 0.35, ap
     assert in_top50 >= 0.6, in_top50
+
+
+# ---------------------------------------------------------------------------------------------
+# collection accounts (ONE_OFF_COLLECTION)
+
+
+def collection_reference(rows, hubs, window_s):
+    """Per account: most one-off senders within any (t - window, t], transfers sent and transfers sent
+    to hubs (None when none); plain loops."""
+    pairs: dict[frozenset, list] = {}
+    for r in rows:
+        if r[2] not in hubs and r[3] not in hubs:
+            pairs.setdefault(frozenset((r[2], r[3])), []).append(r)
+    inbound: dict[str, list[int]] = {}
+    for txs in pairs.values():
+        if len(txs) == 1:
+            inbound.setdefault(txs[0][3], []).append(txs[0][1] * 3600)
+    out = {}
+    for a in {r[2] for r in rows} | {r[3] for r in rows}:
+        if a in hubs:
+            out[a] = (None, None, None)
+            continue
+        times = inbound.get(a, [])
+        most = max((sum(1 for s in times if t - window_s < s <= t) for t in times), default=0)
+        sent = sum(1 for r in rows if r[2] == a)
+        everyday = sum(1 for r in rows if r[2] == a and r[3] in hubs)
+        out[a] = (float(most), float(sent) if sent else None, float(everyday) if everyday else None)
+    return out
+
+
+@given(rows_st, st.sampled_from(["1d", "3d", "14d"]))
+def test_collection_features_match_reference(raw, window):
+    from mulegraph.features.collection import collection_features
+
+    rows = [(f"T{i:03d}", h, s, d, a) for i, (h, s, d, a) in enumerate(raw)]
+    p = prepare(_frame(rows), FeatureConfig(hub_accounts=("H",)))
+    got = {
+        r["account_id"]: (r["oneoff_fanin_14d"], r["few_payments"], r["everyday_payments"])
+        for r in collection_features(p, window).to_dicts()
+    }
+    w = {"1d": 86400, "3d": 3 * 86400, "14d": 14 * 86400}[window]
+    assert got == collection_reference(rows, {"H"}, w)
+
+
+def _planted_collectors(seed: int, rules=RULES):
+    """Ranks of five planted collection accounts among the ranked accounts of mulegraph.synth
+    background (no planted mules): each is paid once by ten otherwise unrelated people within a
+    week, pays one bill and takes the money out in one lump. Scored as the no-label mode scores, with ``rules``
+    and a hub degree that fits the bank's size (billers and landlords are collection accounts too)."""
+    from mulegraph.features import compute_features
+    from mulegraph.features.collection import collection_features
+    from mulegraph.synth import generate
+
+    data = generate(1200, 30, seed, mule_share=0.0, activity=0.6)
+    rng = np.random.default_rng(seed)
+    people = data.accounts.filter(pl.col("role") == "person")["account_id"].sort().to_numpy()
+    base = data.transfers["ts"].min()
+    # the busiest biller: a hub at this hub degree, where ordinary people pay their bills
+    billers = data.accounts.filter(pl.col("role") == "biller")["account_id"]
+    biller = data.transfers.filter(pl.col("dst_account").is_in(billers.implode()))["dst_account"].mode().sort()[0]
+    rows = []
+    for k in range(5):
+        payers = rng.choice(people, 10, replace=False)
+        day0 = int(rng.integers(3, 20))
+        for j, payer in enumerate(payers):
+            rows.append((f"C{k}{j:02d}", base + timedelta(days=day0 + j * 0.6), str(payer), f"COLLECT{k}", 250.0 + 10 * j))
+        rows.append((f"C{k}98", base + timedelta(days=day0 + 1), f"COLLECT{k}", biller, 60.0))
+        rows.append((f"C{k}99", base + timedelta(days=day0 + 8), f"COLLECT{k}", str(rng.choice(people)), 2500.0))
+    extra = pl.DataFrame(
+        {"txn_id": [r[0] for r in rows], "ts": [r[1] for r in rows], "src_account": [r[2] for r in rows],
+         "dst_account": [r[3] for r in rows], "amount": [r[4] for r in rows]}
+    )
+    tx = pl.concat([data.transfers, extra], how="diagonal_relaxed").sort("ts", "txn_id")
+    cfg = FeatureConfig(hub_degree=150)  # business hubs set aside, as in the planted-mule test above
+    p = prepare(tx, cfg)
+    ranked = (
+        compute_features(p, cfg).filter(~pl.col("is_hub"))
+        .join(structure_features(p), on="account_id", how="left")
+        .join(collection_features(p), on="account_id", how="left")
+    )
+    scores = NoLabelScorer(rules=rules).fit(ranked).score(ranked).sort("score", "account_id", descending=[True, False])
+    return scores.with_row_index("rank").filter(pl.col("account_id").str.starts_with("COLLECT"))["rank"].to_list()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_planted_collection_accounts_rank_at_the_top(seed):
+    ranks = _planted_collectors(seed)
+    assert len(ranks) == 5
+    assert max(ranks) < 30, ranks  # all five among the top 30 of about 1,200 accounts
+    without = tuple(r for r in RULES if r.code != "ONE_OFF_COLLECTION")
+    ranks_without = _planted_collectors(seed, without)
+    assert max(ranks_without) >= 100, ranks_without  # the other rules leave some of them far down

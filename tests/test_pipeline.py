@@ -538,7 +538,7 @@ def test_run_with_a_trained_model(ws):
     m = out.manifest
     assert m["model"]["mode"] == "supervised" and len(m["model"]["sha256"]) == 64
     scores = pl.read_parquet(out.run_dir / "scores.parquet")
-    assert scores["model_version"][0] == m["model"]["version"] != "nolabel-2"
+    assert scores["model_version"][0] == m["model"]["version"] != "nolabel-3"
     doc = json.loads((out.run_dir / "manifest.json").read_text())
     assert doc["previous_run"] == res.run_id
     with pytest.raises(NothingNewError):

@@ -47,7 +47,7 @@ def test_schema_ranks_and_range(scored):
     assert hubs, "the fixture should have hubs at hub_degree=100"
     assert not hubs & set(scores["account_id"])
     assert set(scores["account_id"]) == set(feats["account_id"]) - hubs
-    assert scores["model_version"].unique().to_list() == ["nolabel-2"]
+    assert scores["model_version"].unique().to_list() == ["nolabel-3"]
     assert scores["run_id"].null_count() == 0
 
 

@@ -6,10 +6,10 @@ which way is suspicious, a reason template, how the transfers behind a reason ar
 
 The registry is filled explicitly, in one place: :func:`build_registry` collects the ``SPECS``
 tuple of every module in :data:`FAMILY_MODULES` (the families of the default run, the label-based
-proximity family and the one-off structure family). Nothing registers itself on import. A name
-declared twice with different specs is a :class:`~mulegraph.core.errors.FeatureError`, and a family
-module that cannot be imported fails the import of this module: a broken registry is never
-silently smaller.
+proximity family, the one-off structure family and the no-label mode's collection family).
+Nothing registers itself on import. A name declared twice with different specs is a
+:class:`~mulegraph.core.errors.FeatureError`, and a family module that cannot be imported fails
+the import of this module: a broken registry is never silently smaller.
 
 Two things add to the registry after it is built, both explicitly: :func:`register_windows` adds
 the windowed fan and pass-through features of a config's ``fan_windows`` and ``passthrough_windows``
@@ -26,6 +26,7 @@ import polars as pl
 
 import mulegraph.features.amounts as amounts
 import mulegraph.features.channel as channel
+import mulegraph.features.collection as collection
 import mulegraph.features.fan as fan
 import mulegraph.features.network as network
 import mulegraph.features.passthrough as passthrough
@@ -63,6 +64,7 @@ FAMILY_MODULES: tuple[ModuleType, ...] = (
     network,
     proximity,
     structure,
+    collection,
 )
 
 

@@ -41,6 +41,14 @@ The ``structure`` features of :mod:`mulegraph.features.structure` (re-exported h
 laundering patterns among those transfers only; :func:`mulegraph.scoring.score.score_features`
 adds these columns in the no-label mode.
 
+Collection accounts
+-------------------
+``ONE_OFF_COLLECTION`` reads the ``collection`` features of :mod:`mulegraph.features.collection`
+(re-exported here): many distinct one-off senders within 14 days, few payments of the account's
+own and few everyday payments to hubs (the money leaves in a few lumps rather than being lived on).
+They are no-label features only: :func:`mulegraph.scoring.score.score_features` adds them in the
+no-label mode, and the supervised model never reads them.
+
 The rules (code, weight, features) are listed in :data:`RULES`; ``mulegraph score --list-rules``
 prints them as a table.
 """
@@ -56,6 +64,7 @@ import polars as pl
 from sklearn.base import BaseEstimator
 
 from mulegraph.core.errors import FeatureError
+from mulegraph.features.collection import COLLECTION_FEATURES, collection_features
 from mulegraph.features.registry import REGISTRY
 from mulegraph.features.structure import (
     SQUARE_MAX_DEGREE,
@@ -77,10 +86,12 @@ __all__ = [
     "STRUCTURE_FEATURES",
     "fresh_transfers",
     "structure_features",
+    "COLLECTION_FEATURES",
+    "collection_features",
 ]
 
 #: version of the rule set; part of ``model_version`` in scores
-NOLABEL_VERSION = "nolabel-2"
+NOLABEL_VERSION = "nolabel-3"
 
 
 @dataclass(frozen=True)
@@ -109,15 +120,19 @@ class Rule:
 #: The typology rules. Weights are powers of two, chosen on the *training* accounts of both
 #: AMLGentex development sets together (geometric mean of their PR-AUCs over a small grid of
 #: group weights, keeping the planted-mule checks of mulegraph.synth data passing; the test
-#: accounts were not used): 2.0 for closed squares of one-off relationships (what every
-#: scatter-gather, bipartite and layered scheme makes, and the strongest single signal on both
-#: sets); 1.0 for time-respecting scatter-gather over one-off transfers, the collecting and
-#: forwarding typologies (fan-in from first-time payers then pass-through; rapid pass-through of
-#: matching amounts; layering chains) and dormancy then burst; 0.125 for the other one-off
-#: structures and for behaviours many legitimate accounts show too (fan-in or fan-out alone,
-#: patterns over all relationships, structuring, a fast-forwarding neighbourhood), which mostly
-#: add noise on data where every account forwards its salary. benchmarks/RESULTS.md ("No-label
-#: mode" and "Few known mules") records the grid, the variants compared and the figures.
+#: accounts were not used): 4.0 for collection accounts (many one-off payers within two weeks,
+#: few payments of its own and little everyday spending: the fan-in typology's collecting end,
+#: and the strongest single signal on the easy set; 8.0 lost on the hard set); 2.0 for closed
+#: squares of one-off relationships (what every scatter-gather, bipartite and layered scheme
+#: makes, and the strongest single signal on the hard set); 1.0 for time-respecting
+#: scatter-gather over one-off transfers and the forwarding typologies (fan-in from first-time
+#: payers then pass-through; rapid pass-through of matching amounts; layering chains); 0.5 for
+#: dormancy then burst; 0.125 for the other one-off structures and for behaviours many
+#: legitimate accounts show too (fan-in or fan-out alone, patterns over all relationships,
+#: structuring, a fast-forwarding neighbourhood), which mostly add noise on data where every
+#: account forwards its salary. benchmarks/RESULTS.md ("No-label mode" and "Few known mules")
+#: records the grid, the variants compared and the figures (nolabel-2 before nolabel-3: no
+#: collection rule, dormancy 1.0).
 RULES: tuple[Rule, ...] = (
     Rule(
         "ONE_OFF_SQUARES",
@@ -132,6 +147,14 @@ RULES: tuple[Rule, ...] = (
         "Source, intermediary or target of a time-respecting scatter-gather over one-off transfers",
         1.0,
         ("fresh_sg_role_count",),
+    ),
+    Rule(
+        "ONE_OFF_COLLECTION",
+        "fan-in / collection account",
+        "Paid by many one-off senders within two weeks, while making few payments of its own and few "
+        "everyday payments to merchants and billers",
+        4.0,
+        ("oneoff_fanin_14d", "few_payments", "everyday_payments"),
     ),
     Rule(
         "ONE_OFF_GATHER_SCATTER",
@@ -203,7 +226,7 @@ RULES: tuple[Rule, ...] = (
         "DORMANT_BURST",
         "dormant then burst",
         "A long quiet period followed by a burst of activity",
-        1.0,
+        0.5,
         ("max_dormancy_d", "burst_ratio"),
     ),
     Rule(

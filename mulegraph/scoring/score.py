@@ -48,7 +48,7 @@ from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.registry import REGISTRY
 from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
 from mulegraph.scoring.explain import explain
-from mulegraph.scoring.nolabel import NOLABEL_VERSION, NoLabelScorer
+from mulegraph.scoring.nolabel import COLLECTION_FEATURES, NOLABEL_VERSION, NoLabelScorer, collection_features
 from mulegraph.scoring.persist import load_model
 from mulegraph.scoring.seeds import SeedInputs, Seeds, scoring_seeds
 from mulegraph.scoring.signals import Signal
@@ -155,6 +155,10 @@ def score_features(
     if prepared is not None and missing:
         extra = structure_features(prepared).select("account_id", *missing)
         ranked = ranked.join(extra, on="account_id", how="left")
+    collection = [f.name for f in COLLECTION_FEATURES if f.name not in ranked.columns]
+    if model is None and prepared is not None and collection:
+        # the no-label mode's own signals (never model features)
+        ranked = ranked.join(collection_features(prepared).select("account_id", *collection), on="account_id", how="left")
     if model is None:
         # the population the rules' percentiles are read against is the ranked accounts themselves
         scorer = NoLabelScorer(detector_weight=options.detector_weight, random_state=random_state).fit(ranked)

@@ -10,7 +10,17 @@ from mulegraph.core.errors import FeatureError
 from mulegraph.core.hashing import hash_text, shard_of
 from mulegraph.features.build import window_features
 from mulegraph.core.config import Config, EngineConfig
-from mulegraph.features.shards import LocalEngine, plan_shards, prepared_window, sharded_features
+from mulegraph.features.shards import (
+    FLOW_FAMILIES,
+    GRAPH_FAMILIES,
+    LocalEngine,
+    ShardJob,
+    combine_shards,
+    plan_shards,
+    prepared_window,
+    run_shard,
+    sharded_features,
+)
 from mulegraph.ingest import ingest
 from mulegraph.io.store import Store
 from mulegraph.synth import generate, write_export
@@ -51,6 +61,20 @@ def test_shards_equal_a_window_with_listed_hubs(synth_store):
     cfg = FeatureConfig(hub_accounts=tuple(busiest.to_list()))
     whole = window_features(synth_store, window="10d", config=cfg)
     assert_same_features(whole.features, sharded_features(synth_store, whole.window, cfg, shard_accounts=700))
+
+
+def test_the_graph_step_lets_go_of_the_shards_frames(synth_store):
+    """combine_shards empties the list of shard frames it is given (at bank scale every account's
+    flow features), and still gives every account's features."""
+    cfg = FeatureConfig(hub_degree=150)
+    plan = plan_shards(synth_store, synth_store.time_window("all"), cfg, 1300)
+    job = ShardJob(store=synth_store, plan=plan, flow_families=FLOW_FAMILIES, graph_families=GRAPH_FAMILIES)
+    parts = [run_shard(job, k) for k in range(plan.n_shards)]
+    assert len(parts) == plan.n_shards > 1
+    out = combine_shards(job, parts)
+    assert parts == []
+    whole = window_features(synth_store, window="all", config=cfg)
+    assert_same_features(whole.features, out)
 
 
 @pytest.mark.parametrize("window", ["all", "6d"])

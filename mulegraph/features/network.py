@@ -40,7 +40,8 @@ from mulegraph.features.patterns import pattern_edges
 from mulegraph.features.prepare import Prepared
 from mulegraph.features.spec import FeatureSpec
 
-__all__ = ["compute", "adjacency", "pagerank", "core_numbers", "neighbour_stats", "FEATURES", "NEIGHBOUR_SOURCES", "SPECS"]
+__all__ = ["compute", "adjacency", "pagerank", "core_numbers", "neighbour_stats", "FEATURES", "NEIGHBOUR_SOURCES", "READS",
+           "SPECS"]
 
 FAMILY = "network"
 
@@ -54,6 +55,10 @@ NEIGHBOUR_SOURCES: dict[str, tuple[str, str]] = {
     "nbr_max_chain_depth": ("chain_depth", "max"),
     "nbr_max_cycle_long": ("cycle_long_count", "max"),
 }
+
+#: the earlier families' columns this family reads (``Prepared.extra["so_far"]``); a caller that
+#: computes the families apart (by shards) passes these only
+READS: tuple[str, ...] = tuple(sorted({src for src, _ in NEIGHBOUR_SOURCES.values()}))
 
 FEATURES = [
     FeatureSpec("wcc_size", FAMILY, "accounts in the weakly connected component, hubs removed", "count", 0, evidence="pattern"),

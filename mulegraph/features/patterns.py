@@ -215,19 +215,22 @@ def _cycle_rows(df: pl.DataFrame, nodes: list[str], amounts: list[str], low: flo
 
 
 def enumerate_cycles(e: pl.DataFrame, p2: pl.DataFrame, w: int, max_len: int, low: float,
-                     max_rows: int = 20_000_000) -> pl.DataFrame:
+                     max_rows: int = 20_000_000, *, p3: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per-account cycle totals: ``idx``, ``cycle_count``, ``cycle_value``, ``cycle_count_consistent``,
     ``cycle_long_count``.
 
     ``e`` are the pattern edges and ``p2`` their 2-hop paths (:func:`two_paths`). ``max_rows``
     bounds the intermediate 3-hop table of the 5-cycle step (it is split by start account).
+    ``p3``: the paths of ``p2`` with ``c != a``, when the caller has them (``p2`` then needs only
+    the others).
     """
     parts: list[pl.DataFrame] = []
     end = pl.col("t1") + w
     if max_len >= 2:
         c2 = p2.filter((pl.col("c") == pl.col("a")) & _anchored("t1", "t2", "r1", ["r2"]))
         parts.append(_cycle_rows(c2, ["a", "v"], ["m1", "m2"], low))
-    p3 = p2.filter(pl.col("c") != pl.col("a"))
+    if p3 is None:
+        p3 = p2.filter(pl.col("c") != pl.col("a"))
     if max_len >= 3:
         closing = e.select(pl.col("r").alias("r3"), pl.col("s").alias("c"), pl.col("d").alias("a"),
                            pl.col("t").alias("t3"), pl.col("m").alias("m3"))
@@ -376,8 +379,11 @@ def compute(p: Prepared) -> pl.DataFrame:
         b = busy.implode()
         e = e.filter(~pl.col("s").is_in(b) & ~pl.col("d").is_in(b))
     p2 = two_paths(e, w)
-    cycles = enumerate_cycles(e, p2, w, cfg.max_cycle_length, cfg.pattern_keep_low)
+    # the paths back to their start (2-cycles) and the others, without keeping both and the whole
     p3 = p2.filter(pl.col("c") != pl.col("a"))
+    p2 = p2.filter(pl.col("c") == pl.col("a"))
+    cycles = enumerate_cycles(e, p2, w, cfg.max_cycle_length, cfg.pattern_keep_low, p3=p3)
+    del p2
     sg, gs = _scatter_gather(p3)
     hops = p3.filter((pl.col("m2") >= cfg.chain_keep_low * pl.col("m1")) & (pl.col("m2") <= pl.col("m1"))).select("r1", "v", "r2")
     chains = chain_depths(hops, cfg.chain_cap)

@@ -239,17 +239,20 @@ def graph_table(store: Any, plan: ShardPlan) -> Prepared:
 def compute_graph(store: Any, plan: ShardPlan, flow: pl.DataFrame, families: Sequence[str] = GRAPH_FAMILIES) -> pl.DataFrame:
     """Graph-family features of every account (``account_id`` plus their columns).
 
-    ``flow``: the flow features of every account (what the shards returned), which the network
-    family's neighbour aggregates read.
+    ``flow``: the flow features of every account (what the shards returned). A family reads the
+    earlier families' columns it names in its ``READS`` (the network family's neighbour
+    aggregates), so only those are gathered, not a second copy of every account's features.
     """
     p = graph_table(store, plan)
+    mods = load_families(families)
+    reads = {c for mod in mods.values() for c in getattr(mod, "READS", ())}
     base = p.accounts.select("idx", "account_id", "is_hub")
-    so_far = base.join(flow.drop("is_hub", strict=False), on="account_id", how="left")
+    so_far = base.join(flow.select("account_id", *(c for c in flow.columns if c in reads)), on="account_id", how="left")
     out = base.select("idx")
-    for name, mod in load_families(families).items():
+    for mod in mods.values():
         p.extra["so_far"] = so_far
         part = mod.compute(p)
-        so_far = so_far.join(part, on="idx", how="left")
+        so_far = so_far.join(part.select("idx", *(c for c in part.columns if c in reads)), on="idx", how="left")
         out = out.join(part, on="idx", how="left")
     return out.join(base.select("idx", "account_id"), on="idx").drop("idx")
 
@@ -284,13 +287,26 @@ def run_shard(job: ShardJob, k: int) -> pl.DataFrame:
 
 
 def combine_shards(job: ShardJob, parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
-    """Every account's features from the shards' flow features, plus the graph families (a task)."""
-    parts = [p for p in parts if p.height]
+    """Every account's features from the shards' flow features, plus the graph families (a task).
+
+    ``parts``, when a list, is emptied once read, so that the shards' frames are let go before the graph step
+    (at bank scale they hold every account's flow features).
+    """
+    frames = [p for p in parts if p.height]
+    if isinstance(parts, list):
+        parts.clear()
     base = job.plan.accounts.select("account_id", "is_hub")
-    out = base.join(pl.concat(parts, how="vertical").drop("is_hub"), on="account_id", how="left") if parts else base
+    if frames:
+        flow = pl.concat(frames, how="vertical").drop("is_hub")
+        del frames
+        out = base.join(flow, on="account_id", how="left")
+        del flow
+    else:
+        out = base
     if job.graph_families:
         out = out.join(compute_graph(job.store, job.plan, out, job.graph_families), on="account_id", how="left")
-    return out.sort("account_id")
+    # the plan's accounts are sorted by id and left joins keep that order: sort only if they did not
+    return out if out["account_id"].is_sorted() else out.sort("account_id")
 
 
 def _absolute(store: Any) -> Any:

@@ -18,6 +18,10 @@ Protocol (each AMLGentex set of ``--data``; the protocol of ``bench_accuracy.py`
   retraining and none of the source set's labels: account ids of the two sets collide, so the
   source's training labels must never seed. Seeds are given with ``MuleModel.set_seeds`` (the
   scoring-time seeds of issue 13); with ``--no-seeds`` the model scores with an empty known set.
+  The scores are those of :func:`mulegraph.scoring.score.score_features` for a model from
+  elsewhere (``Seeds.elsewhere``): blended with the local no-label score as ``--blend`` says
+  (default: ``ScoreOptions.elsewhere_blend``; ``off``: the model's own score, the rows measured
+  before the blend; :mod:`mulegraph.scoring.blend`). ``--blend`` takes several values, one row each.
 * **nolabel**: the no-label mode (:func:`mulegraph.scoring.score.score_features` without a model).
 * ``--pu``: the models of the known-share scenario are trained with ``known_mule_share`` set to
   the share kept (positive-unlabelled training, :mod:`mulegraph.scoring.pu`); ``--set
@@ -59,7 +63,9 @@ from mulegraph.features import FAMILIES, compute_features, load_families, prepar
 from mulegraph.features.structure import structure_features
 from mulegraph.scoring.estimator import MuleModel
 from mulegraph.scoring.evaluate import evaluate
-from mulegraph.scoring.score import score_features
+from mulegraph.scoring.blend import parse_blend
+from mulegraph.scoring.score import ScoreOptions, score_features
+from mulegraph.scoring.seeds import Seeds
 
 SCENARIOS = ("full", "few", "elsewhere", "nolabel")
 #: seed of the fitting / validation split of the train accounts (``--validate``)
@@ -160,6 +166,16 @@ def score_with_seeds(model: MuleModel, data: Dataset, seeds: pl.DataFrame | None
     return model.predict_scores(data.features)
 
 
+def score_elsewhere(model: MuleModel, data: Dataset, seeds: pl.DataFrame, setting: str | float) -> tuple[pl.DataFrame, dict]:
+    """Scores of ``data`` by a model from elsewhere with ``seeds`` (``account_id, is_mule``), as
+    ``score`` computes them (blended with the no-label score as ``setting`` says); and the blend."""
+    used = Seeds(frame=seeds.with_columns(pl.lit("known_file").alias("source")), model_labels="not used: another data set",
+                 elsewhere=True)
+    scores = score_features(data.features, data.prepared, model, run_id="bench", seeds=used,
+                            options=ScoreOptions(evidence_top=0, elsewhere_blend=setting))
+    return scores.select("account_id", "score"), dict(used.blend)
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     fcfg = FeatureConfig(hub_accounts=PSEUDO)
     mcfg = dataclasses.replace(ModelConfig(random_state=0, importance_repeats=0), **args.overrides)
@@ -203,20 +219,23 @@ def run(args: argparse.Namespace) -> list[dict]:
                 for seed in args.seeds:
                     kept = [] if args.no_seeds else keep_share(mules, args.elsewhere_share, seed)
                     seeds = pl.DataFrame({"account_id": kept, "is_mule": [True] * len(kept)}, schema={"account_id": pl.String, "is_mule": pl.Boolean})
-                    t0 = time.perf_counter()
-                    scores = score_with_seeds(full_models[source.name], target, seeds)
-                    emit({"scenario": "elsewhere", "set": target.name, "source": source.name, "share": 0.0 if args.no_seeds else args.elsewhere_share,
-                          "seed": seed, "known": len(kept), **metrics(scores, target), "seconds": time.perf_counter() - t0})
+                    for setting in args.blend:
+                        t0 = time.perf_counter()
+                        scores, how = score_elsewhere(full_models[source.name], target, seeds, setting)
+                        emit({"scenario": "elsewhere", "set": target.name, "source": source.name, "share": 0.0 if args.no_seeds else args.elsewhere_share,
+                              "seed": seed, "known": len(kept), "blend": str(setting), "weight": how.get("weight"), **metrics(scores, target),
+                              "seconds": time.perf_counter() - t0})
     return rows
 
 
 def summary(rows: list[dict]) -> pl.DataFrame:
     """Mean (and spread) over seeds per scenario, set and share."""
     frame = pl.DataFrame(rows, infer_schema_length=None)
-    if "source" not in frame.columns:
-        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("source"))
+    for col in ("source", "blend"):
+        if col not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(col))
     return (
-        frame.group_by("scenario", "set", "source", "share", maintain_order=True)
+        frame.group_by("scenario", "set", "source", "share", "blend", maintain_order=True)
         .agg(
             pl.len().alias("runs"),
             pl.col("pr_auc").mean().round(3).alias("pr_auc"),
@@ -237,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the kept-mule choice")
     ap.add_argument("--elsewhere-share", type=float, default=0.2, help="share of the target's train-split mules given as seeds")
     ap.add_argument("--no-seeds", action="store_true", help="elsewhere: score with no seeds at all")
+    ap.add_argument("--blend", nargs="+", type=parse_blend, default=[ScoreOptions().elsewhere_blend],
+                    help="elsewhere: weight(s) of the no-label score in the blend, 'auto' or 'off' (one row each)")
     ap.add_argument("--structure", action="store_true",
                     help="no effect: the one-off structure features are model features by default (--set structure_features=false leaves them out)")
     ap.add_argument("--pu", action="store_true",

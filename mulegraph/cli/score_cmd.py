@@ -53,6 +53,11 @@ def score_cmd(
     detector_weight: float = typer.Option(
         0.0, "--detector-weight", min=0.0, max=1.0, help="No-label mode: weight of the IsolationForest (0 = rules only)."
     ),
+    elsewhere_blend: str = typer.Option(
+        "0.75", "--elsewhere-blend", metavar="W|auto|off",
+        help="A model scoring a store it was not trained on (a portable model, another store): weight 0-1 of the "
+        "local no-label score blended with it, 'auto' (chosen from the seeds' mules, out-of-fold) or 'off'.",
+    ),
     run_id: str | None = typer.Option(None, "--run-id", help="Run id written into every row."),
     show: int = typer.Option(10, "--show", min=0, max=1_000_000, help="Print this many top accounts."),
     list_rules: bool = typer.Option(False, "--list-rules", help="Print the no-label rules and their weights, then exit."),
@@ -67,13 +72,15 @@ def score_cmd(
 
     With a model, the closeness features read every account known now (the seeds): the model's
     training labels when this is the store it was trained on, the investigator decisions in the
-    store, --known, and matches of --shared-list.
+    store, --known, and matches of --shared-list. A model scoring a store it was not trained on is
+    blended with the local no-label score (--elsewhere-blend).
 
     \b
     Examples:
       mulegraph score --store store --window 30d --out scores.parquet            # no-label rules
       mulegraph score --store store --model model/ --out scores.csv --show 20
       mulegraph score --store store --model portable/ --known confirmed.csv --out scores.parquet
+      mulegraph score --store store --model portable/ --known confirmed.csv --elsewhere-blend auto --out s.parquet
       mulegraph score --store store --model model/ --shared-list peers.csv --key-file consortium.key --out s.parquet
     """
     from rich.console import Console
@@ -84,6 +91,7 @@ def score_cmd(
     from mulegraph.core.errors import InputError
     from mulegraph.core.escape import terminal_text
     from mulegraph.engine import engine_settings
+    from mulegraph.scoring.blend import parse_blend
     from mulegraph.scoring.score import ScoreOptions, score_window, write_scores
     from mulegraph.scoring.seeds import SeedInputs, describe_seeds
 
@@ -97,6 +105,7 @@ def score_cmd(
         raise InputError("score needs --store DIR and --out FILE (or --list-rules).")
     check_out_file(out, (".parquet", ".csv", ".json"))
 
+    blend = parse_blend(elsewhere_blend)
     cfg = engine_settings(discover_config(config), engine, scheduler)
     seeds = SeedInputs.load(known, shared_list, key_file)  # a bad file or key fails before any work
     console = Console(stderr=True)
@@ -109,7 +118,8 @@ def score_cmd(
             config=cfg,
             run_id=run_id,
             progress=lambda stage: status.update(stage),
-            options=ScoreOptions(n_reasons=top_reasons, evidence_top=evidence_top, detector_weight=detector_weight),
+            options=ScoreOptions(n_reasons=top_reasons, evidence_top=evidence_top, detector_weight=detector_weight,
+                                 elsewhere_blend=blend),
             seeds=seeds,
         )
     scores = result.scores

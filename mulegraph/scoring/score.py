@@ -47,6 +47,7 @@ from mulegraph.features.build import read_window, window_features
 from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.registry import REGISTRY
 from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
+from mulegraph.scoring.blend import DEFAULT_WEIGHT, blend_elsewhere, parse_blend
 from mulegraph.scoring.explain import explain
 from mulegraph.scoring.nolabel import COLLECTION_FEATURES, NOLABEL_VERSION, NoLabelScorer, collection_features
 from mulegraph.scoring.persist import load_model
@@ -63,13 +64,17 @@ class ScoreOptions:
     ``n_reasons``: reasons per account (at most; at least 3 when the account has that many values);
     ``evidence_top``: gather transfer ids behind the reasons for this many best-ranked accounts;
     ``max_txn_ids``: cap on transfer ids per reason; ``detector_weight``: weight of the
-    IsolationForest in the no-label mode (0 = rules only).
+    IsolationForest in the no-label mode (0 = rules only); ``elsewhere_blend``: a model scoring
+    data it was not trained on (``Seeds.elsewhere``) is blended with the no-label score with this
+    weight of the no-label score, ``"auto"`` (chosen from the local seeds) or ``"off"``
+    (:mod:`mulegraph.scoring.blend`).
     """
 
     n_reasons: int = 5
     evidence_top: int = 100
     max_txn_ids: int = 25
     detector_weight: float = 0.0
+    elsewhere_blend: str | float = DEFAULT_WEIGHT
 
 
 def rank_scores(frame: pl.DataFrame) -> pl.DataFrame:
@@ -183,6 +188,12 @@ def score_features(
             raise ModelError("the model's predictions lack account_id or score; the model is incompatible.")
         scored = ranked.select("account_id").join(pred.select("account_id", "score"), on="account_id", how="left")
         scored = scored.with_columns(pl.col("score").cast(pl.Float64).fill_nan(None).fill_null(0.0).clip(0.0, 1.0))
+        setting = parse_blend(options.elsewhere_blend)
+        if isinstance(seeds, Seeds) and seeds.elsewhere and setting != "off":
+            # a model from elsewhere: its ranking blended with the local no-label one
+            scored, how = blend_elsewhere(model, ranked, scored, prepared, seeds.frame, setting,
+                                          detector_weight=options.detector_weight, random_state=random_state)
+            seeds.blend.update(how)
         closeness = getattr(model, "closeness", None)
         if callable(closeness):
             extra = closeness()

@@ -28,7 +28,10 @@ store has no store identity: its labels seed only when the caller says so
 (``model_labels=True``).
 
 :class:`Seeds` holds the combined table (``account_id, is_mule, source``) and a summary of how
-many seeds of each source were used (the run manifest's ``seeds``).
+many seeds of each source were used (the run manifest's ``seeds``). ``Seeds.elsewhere`` says the
+model scores data it was not trained on (a portable model, or a model of another store,
+:func:`is_elsewhere`): its score is then blended with the local no-label score
+(:mod:`mulegraph.scoring.blend`), and the summary's ``blend`` says how.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ __all__ = [
     "decision_seeds",
     "scoring_seeds",
     "describe_seeds",
+    "is_elsewhere",
 ]
 
 #: the seed sources, lowest precedence first
@@ -182,6 +186,12 @@ class Seeds:
     shared: dict[str, int] | None = None
     #: seeds that are accounts of the scored window: ``mules``, ``not_mules``
     in_window: dict[str, int] = field(default_factory=dict)
+    #: the model scores data it was not trained on: a portable model, or one trained on another
+    #: store (its score is then blended with the no-label score: :mod:`mulegraph.scoring.blend`)
+    elsewhere: bool = False
+    #: how the score was blended (filled in by scoring: the setting, the weight, what chose it);
+    #: empty when it was not
+    blend: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """How many seeds of each source were used (an account counts for the source that decided it)."""
@@ -195,7 +205,19 @@ class Seeds:
             "by_source": by,
             "model_labels": self.model_labels,
             "shared_list": dict(self.shared) if self.shared is not None else None,
+            "elsewhere": self.elsewhere,
+            "blend": dict(self.blend) or None,
         }
+
+
+def is_elsewhere(model: Any, source: Any) -> bool:
+    """True when ``model`` scores data it was not trained on: a portable model, or a model whose
+    card names a store other than ``source`` (a store). A model trained on frames, or a store
+    model scoring frames, is not known to be elsewhere (False)."""
+    if getattr(model, "portable_", False):
+        return True
+    recorded = getattr(model, "training_store_", None)
+    return isinstance(recorded, dict) and _store_of(source) is not None and not same_store(recorded, source)
 
 
 def _model_labels(model: Any, source: Any, model_labels: bool | None) -> tuple[pl.DataFrame, str]:
@@ -263,7 +285,8 @@ def scoring_seeds(
     )
     seen = frame.filter(pl.col("account_id").is_in(accounts.cast(pl.String).implode()))
     in_window = {"mules": int(seen["is_mule"].sum()), "not_mules": int((~seen["is_mule"]).sum())}
-    return Seeds(frame=frame, model_labels=why, shared=shared, in_window=in_window)
+    return Seeds(frame=frame, model_labels=why, shared=shared, in_window=in_window,
+                 elsewhere=model_labels is not True and is_elsewhere(model, source))
 
 
 def describe_seeds(summary: dict[str, Any]) -> str:
@@ -277,4 +300,8 @@ def describe_seeds(summary: dict[str, Any]) -> str:
     shared = summary.get("shared_list")
     if shared:
         line += f"; {shared['matched']:,} of {shared['listed']:,} shared-list account(s) seen in the window"
-    return line + f"; training labels {summary['model_labels']}"
+    line += f"; training labels {summary['model_labels']}"
+    blend = summary.get("blend")
+    if blend:
+        line += f"; a model from elsewhere: blended with the no-label score, weight {blend['weight']:g} ({blend['chosen']})"
+    return line

@@ -1,0 +1,131 @@
+"""A model from elsewhere: its score blended with the local no-label score (mulegraph.scoring.blend)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from mulegraph.cli import app
+from mulegraph.core.config import Config, ModelConfig
+from mulegraph.core.errors import InputError
+from mulegraph.features.build import window_features
+from mulegraph.ingest import ingest
+from mulegraph.scoring import blend as B
+from mulegraph.scoring.model import train_from_store
+from mulegraph.scoring.persist import export_portable, load_model, save_model
+from mulegraph.scoring.score import ScoreOptions, score_features, score_window
+from mulegraph.scoring.seeds import SeedInputs, scoring_seeds
+from mulegraph.synth import generate
+
+TINY = ModelConfig(random_state=3, cv_folds=2, proximity_folds=2, max_leaf_nodes=(4,), max_iter=10, n_models=1,
+                   importance_repeats=0)
+CFG = Config(model=TINY)
+
+
+@pytest.fixture(scope="module")
+def banks(tmp_path_factory):
+    """Store A trains the model; store C is another bank (its account ids collide with A's)."""
+    root = tmp_path_factory.mktemp("blend")
+    data = generate(600, 14, seed=31, mule_share=0.06)
+    data.transfers.write_parquet(root / "a.parquet")
+    ingest([root / "a.parquet"], root / "A", mapping="canonical")
+    model, _ = train_from_store(root / "A", data.labels.sample(fraction=0.6, seed=4), config=CFG)
+    save_model(model, root / "model", key=None)
+    export_portable(root / "model", root / "portable")
+    other = generate(600, 14, seed=77, mule_share=0.06)
+    other.transfers.write_parquet(root / "c.parquet")
+    ingest([root / "c.parquet"], root / "C", mapping="canonical")
+    known = other.labels.filter(pl.col("is_mule")).sort("account_id").head(12).select("account_id")
+    known.write_csv(root / "known.csv")
+    return {"root": root, "other": other, "known": root / "known.csv"}
+
+
+def test_parse_blend():
+    assert B.parse_blend("auto") == "auto" and B.parse_blend(" OFF ") == "off"
+    assert B.parse_blend("0.25") == 0.25 and B.parse_blend(1) == 1.0
+    for bad in ("1.5", "-0.1", "half", True, None):
+        with pytest.raises(InputError):
+            B.parse_blend(bad)
+
+
+def test_blend_of_ranks():
+    rng = np.random.default_rng(0)
+    m, n = rng.random(200), rng.random(200)
+    for w, ref in ((1.0, n), (0.0, m)):
+        assert np.array_equal(np.argsort(B.blend(m, n, w), kind="stable"), np.argsort(ref, kind="stable"))
+    s = B.blend(m, n, 0.75)
+    assert ((s > 0) & (s < 1)).all()
+    # logits of ranks: the top account of the no-label ranking stays in the blend's top 5% though the
+    # model ranks it last; an average of plain ranks (0.75 * 1 + 0.25 * 0) puts it far lower
+    n2, m2 = n.copy(), m.copy()
+    n2[7], m2[7] = 2.0, -1.0
+    s2 = B.blend(m2, n2, 0.75)
+    assert (s2 > s2[7]).sum() < 10
+    plain = 0.75 * np.argsort(np.argsort(n2)) + 0.25 * np.argsort(np.argsort(m2))
+    assert (plain > plain[7]).sum() > 20
+
+
+def test_a_model_from_another_store_is_blended_with_the_no_label_score(banks):
+    root = banks["root"]
+    seeds_in = SeedInputs.load(banks["known"])
+    for model_dir in (root / "model", root / "portable"):
+        r = score_window(root / "C", model_dir=model_dir, config=CFG, seeds=seeds_in)
+        assert r.seeds.elsewhere
+        how = r.seeds.summary()["blend"]
+        assert how == {"setting": B.DEFAULT_WEIGHT, "weight": B.DEFAULT_WEIGHT, "chosen": "setting"}
+        # the score is the blend of the model's own score and the no-label score, account by account
+        wf = window_features(root / "C", config=CFG)
+        model = load_model(model_dir)
+        seeds = scoring_seeds(model, root / "C", wf.prepared.accounts["account_id"], inputs=seeds_in)
+        own = score_features(wf.features, wf.prepared, model, seeds=seeds, options=ScoreOptions(elsewhere_blend="off"))
+        assert seeds.blend == {}
+        nolabel = score_features(wf.features, wf.prepared, None)
+        frame = own.select("account_id", pl.col("score").alias("m")).join(nolabel.select("account_id", pl.col("score").alias("n")),
+                                                                        on="account_id")
+        want = frame.select("account_id", pl.Series("score", B.blend(frame["m"].to_numpy(), frame["n"].to_numpy(), B.DEFAULT_WEIGHT)))
+        got = r.scores.select("account_id", "score").join(want, on="account_id", suffix="_want")
+        assert got.height == r.scores.height == own.height
+        assert np.allclose(got["score"].to_numpy(), got["score_want"].to_numpy(), rtol=0, atol=1e-12)
+        assert r.scores["account_id"].to_list() != own["account_id"].to_list()  # the ranking moved
+
+
+def test_the_model_on_its_own_store_never_blends(banks):
+    root = banks["root"]
+    r = score_window(root / "A", model_dir=root / "model", config=CFG)
+    assert not r.seeds.elsewhere and r.seeds.summary()["blend"] is None
+    off = score_window(root / "A", model_dir=root / "model", config=CFG, options=ScoreOptions(elsewhere_blend="off"))
+    assert off.scores.equals(r.scores)
+
+
+def test_auto_chooses_the_weight_from_the_local_mules_out_of_fold(banks):
+    root = banks["root"]
+    seeds_in = SeedInputs.load(banks["known"])
+    r = score_window(root / "C", model_dir=root / "portable", config=CFG, seeds=seeds_in,
+                     options=ScoreOptions(elsewhere_blend="auto", evidence_top=0))
+    how = r.seeds.summary()["blend"]
+    assert how["chosen"] == "local" and how["weight"] in B.WEIGHTS and how["seed_mules"] == 12
+    assert set(how["auc"]) == {str(w) for w in B.WEIGHTS}
+    # the weight chosen, given as a setting, gives the same scores: the model's seeds were restored
+    fixed = score_window(root / "C", model_dir=root / "portable", config=CFG, seeds=seeds_in,
+                         options=ScoreOptions(elsewhere_blend=how["weight"], evidence_top=0))
+    assert fixed.scores.select("account_id", "score").equals(r.scores.select("account_id", "score"))
+    # without enough seed mules: the default weight
+    few = pl.read_csv(banks["known"]).head(B.MIN_SEED_MULES - 1)
+    d = score_window(root / "C", model_dir=root / "portable", config=CFG, seeds=SeedInputs.load(few),
+                     options=ScoreOptions(elsewhere_blend="auto", evidence_top=0))
+    assert d.seeds.summary()["blend"]["weight"] == B.DEFAULT_WEIGHT and d.seeds.summary()["blend"]["chosen"] == "default"
+
+
+def test_cli_elsewhere_blend(banks):
+    root = banks["root"]
+    runner = CliRunner()
+    out = root / "s.parquet"
+    res = runner.invoke(app, ["score", "--store", str(root / "C"), "--model", str(root / "portable"), "--known", str(banks["known"]),
+                              "--elsewhere-blend", "off", "--out", str(out), "--json", "--evidence-top", "0"])
+    assert res.exit_code == 0, res.output
+    assert '"blend": null' in res.output and '"elsewhere": true' in res.output
+    res = runner.invoke(app, ["score", "--store", str(root / "C"), "--model", str(root / "portable"),
+                              "--elsewhere-blend", "lots", "--out", str(out)])
+    assert res.exit_code == 2 and "elsewhere blend" in res.output

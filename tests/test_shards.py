@@ -104,6 +104,50 @@ def test_window_features_by_shards_prepare_the_same_transfers(synth_store):
     assert whole.transfers.equals(sharded.transfers)
 
 
+def test_a_lean_window_gives_the_same_rows_and_reads_the_rest_when_asked(synth_store):
+    """A lean window holds the columns scoring reads over every transfer; the full rows of some
+    accounts, and the canonical transfers, come back equal to a full window's."""
+    from polars.testing import assert_frame_equal
+
+    from mulegraph.features.prepare import LEAN_COLUMNS
+
+    cfg = FeatureConfig(hub_degree=150)
+    plan = plan_shards(synth_store, synth_store.time_window("all"), cfg, 900)
+    full = prepared_window(synth_store, plan, cfg)
+    lean = prepared_window(synth_store, plan, cfg, lean=True)
+    assert lean.lean and not full.lean and lean.tx.columns == list(LEAN_COLUMNS)
+    assert_frame_equal(lean.tx, full.tx.select(LEAN_COLUMNS))
+    busy = full.accounts.sort("degree", descending=True)["idx"].head(7)
+    want = full.rows_touching(busy)
+    got = lean.rows_touching(busy)
+    assert want.height > 50 and got.columns == want.columns
+    assert_frame_equal(got.drop("row"), want.drop("row"))  # rows are numbered within the accounts' transfers
+    ids = full.accounts.filter(pl.col("idx").is_in(busy.implode()))["account_id"]
+    assert_frame_equal(lean.canonical(ids), full.canonical(ids))
+    assert_frame_equal(lean.canonical(), full.canonical())
+
+
+def test_a_nightly_run_by_shards_on_a_lean_window_equals_the_whole_window_run(synth_store, tmp_path):
+    """Scores, reasons with their evidence, alerts with their key figures and flows: equal whether
+    the run holds the whole window or computes by shards on a lean one."""
+    from mulegraph.pipeline import run
+
+    (tmp_path / "in").mkdir()
+    got = {}
+    for name, engine in (("whole", EngineConfig()), ("shards", EngineConfig(shard_accounts=800))):
+        cfg = Config(features=FeatureConfig(hub_degree=150), engine=engine)
+        res = run(cfg, inbox=tmp_path / "in", store=synth_store.path, runs_dir=tmp_path / name, window="all")
+        assert (res.manifest["engine"]["shards"] or 1) > 1 if name == "shards" else res.manifest["engine"]["shards"] is None
+        got[name] = {f: pl.read_parquet(res.run_dir / f) for f in ("scores.parquet", "alerts.parquet", "flows.parquet")}
+    for f, frame in got["whole"].items():
+        assert frame.height > 0, f
+        other = got["shards"][f]
+        cols = [c for c in frame.columns if c != "run_id"]
+        assert frame.select(cols).equals(other.select(cols)), f
+    reasons = got["whole"]["scores.parquet"]["reasons"].head(20).explode().struct.field("txn_ids").explode().drop_nulls()
+    assert reasons.len() > 0  # the evidence of the top accounts was compared too
+
+
 def test_plan_puts_every_account_in_one_shard_and_lists_hubs(synth_store):
     win = synth_store.time_window("all")
     plan = plan_shards(synth_store, win, FeatureConfig(hub_degree=150), 500)

@@ -137,6 +137,7 @@ def window_features(
     progress: bool | Callable[[str], None] | None = None,
     transfers: pl.DataFrame | None = None,
     engine: Engine | None = None,
+    lean: bool = False,
 ) -> WindowFeatures:
     """Transfers, prepared transfers and features of every account active in a window.
 
@@ -161,6 +162,11 @@ def window_features(
     engine
         Compute the features by shards on this engine (:mod:`mulegraph.engine`) instead of the
         one ``config``'s ``[engine]`` section names. A store is needed then, not a frame.
+    lean
+        When the features are computed by shards, hold the window's transfers lean
+        (:attr:`~mulegraph.features.prepare.Prepared.lean`: the columns scoring reads over the
+        whole window; the full rows of a few accounts are read again from the store when asked
+        for). What a nightly run scores at bank scale; ``transfers`` and ``touching`` work the same.
 
     Raises
     ------
@@ -204,7 +210,7 @@ def window_features(
         elif transfers is None:
             # the prepared transfers for scoring, coded on the plan's accounts as the store is read
             t0 = time.perf_counter()
-            prepared = prepared_window(store, info["plan"], fcfg)
+            prepared = prepared_window(store, info["plan"], fcfg, lean=lean)
             timings["prepare"] = time.perf_counter() - t0
             return WindowFeatures(prepared=prepared, features=feats, window=win, timings=timings, engine=used)
         source = store

@@ -7,7 +7,7 @@ keeps window arithmetic simple and exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -16,7 +16,11 @@ from mulegraph.core.config import FeatureConfig
 from mulegraph.core.errors import FeatureError
 from mulegraph.core.schema import OPTIONAL_SCHEMA, TRANSFER_SCHEMA
 
-__all__ = ["Prepared", "prepare", "with_text_columns"]
+__all__ = ["Prepared", "prepare", "with_text_columns", "LEAN_COLUMNS"]
+
+#: the columns of a lean window (:attr:`Prepared.lean`): what the computations over every transfer
+#: of a scored window read (one-off structures, collection accounts, closeness to known mules)
+LEAN_COLUMNS: tuple[str, ...] = ("row", "t", "src", "dst", "amount")
 
 
 @dataclass
@@ -34,6 +38,10 @@ class Prepared:
 
     ``targets``: the account indices to compute features for (all accounts unless a shard was asked
     for); families may compute for more and the orchestrator keeps only these.
+
+    ``rows``: set for a *lean* window, whose ``tx`` holds only :data:`LEAN_COLUMNS` (what the
+    computations over the whole window read); it gives the full rows touching some account indices
+    (all rows for None), read again from the store, for :meth:`rows_touching` and :meth:`canonical`.
     """
 
     tx: pl.DataFrame
@@ -41,6 +49,19 @@ class Prepared:
     config: FeatureConfig
     targets: pl.Series | None = None
     extra: dict = field(default_factory=dict)
+    rows: Callable[[pl.Series | None], pl.DataFrame] | None = None
+
+    @property
+    def lean(self) -> bool:
+        """Whether ``tx`` holds only :data:`LEAN_COLUMNS` (the other columns come from ``rows``)."""
+        return self.rows is not None
+
+    def rows_touching(self, idx: pl.Series) -> pl.DataFrame:
+        """Every column of the transfers touching the accounts of indices ``idx``, in ``tx`` order
+        (sorted by time, then txn_id)."""
+        if self.rows is not None:
+            return self.rows(idx)
+        return self.tx.filter(pl.col("src").is_in(idx.implode()) | pl.col("dst").is_in(idx.implode()))
 
     @property
     def n_accounts(self) -> int:
@@ -56,12 +77,12 @@ class Prepared:
         With ``accounts``, only the transfers touching them (cheap: the window's transfers need
         not be kept in memory next to their prepared form).
         """
-        tx = self.tx
         if accounts is not None:
             wanted = pl.Series("account_id", list(accounts) if not isinstance(accounts, pl.Series) else accounts,
                                dtype=pl.String)
-            idx = self.accounts.filter(pl.col("account_id").is_in(wanted.implode()))["idx"].implode()
-            tx = tx.filter(pl.col("src").is_in(idx) | pl.col("dst").is_in(idx))
+            tx = self.rows_touching(self.accounts.filter(pl.col("account_id").is_in(wanted.implode()))["idx"])
+        else:
+            tx = self.rows(None) if self.rows is not None else self.tx
         ids = self.accounts.sort("idx")["account_id"]
         names = [c for c in (*TRANSFER_SCHEMA, *OPTIONAL_SCHEMA) if c in tx.columns or c in ("src_account", "dst_account")]
         categories = [c for c in names if c in tx.columns and tx.schema[c] == pl.Categorical]  # held as categories

@@ -42,7 +42,8 @@ import scipy.sparse as sp
 from mulegraph.features.prepare import Prepared
 from mulegraph.features.spec import FeatureSpec
 
-__all__ = ["compute", "ppr_features", "closeness_graph", "ClosenessGraph", "PPR_FEATURES", "FEATURES", "FAMILY", "account_groups", "non_hub_pairs", "SPECS"]
+__all__ = ["compute", "ppr_features", "closeness_graph", "ClosenessGraph", "PPR_FEATURES", "FEATURES", "FAMILY", "account_groups", "non_hub_pairs", "fixed_sum",
+           "SPECS"]
 
 FAMILY = "proximity"
 
@@ -101,7 +102,7 @@ def account_groups(account_ids: pl.Series, n_groups: int) -> np.ndarray:
     return np.fromiter((zlib.crc32(a.encode("utf-8")) % n_groups for a in account_ids.to_list()), dtype=np.int64, count=len(account_ids))
 
 
-def _fixed_sum(column: str) -> pl.Expr:
+def fixed_sum(column: str) -> pl.Expr:
     """A group's sum taken over its values in sorted order: the same bits on every run and thread count.
 
     (``sort().sum()`` is not enough in a lazy query: the optimiser drops a sort before a sum.)
@@ -116,7 +117,7 @@ def non_hub_pairs(p: Prepared) -> pl.DataFrame:
         p.tx.lazy()
         .filter((pl.col("src") != pl.col("dst")) & ~pl.col("src").is_in(hubs.implode()) & ~pl.col("dst").is_in(hubs.implode()))
         .group_by("src", "dst")
-        .agg(pl.len().alias("n"), _fixed_sum("amount").alias("value"))
+        .agg(pl.len().alias("n"), fixed_sum("amount").alias("value"))
         .collect()
     )
 
@@ -285,10 +286,10 @@ def compute(
     # one hop, directed
     from_m = pairs.filter(pl.col("src").is_in(mset))
     to_m = pairs.filter(pl.col("dst").is_in(mset))
-    in1 = from_m.group_by("dst").agg(pl.len().cast(pl.Float64).alias("known_mule_in"), _fixed_sum("value").alias("known_mule_in_value")).rename({"dst": "idx"})
-    out1 = to_m.group_by("src").agg(pl.len().cast(pl.Float64).alias("known_mule_out"), _fixed_sum("value").alias("known_mule_out_value")).rename({"src": "idx"})
-    in_tot = pairs.group_by("dst").agg(_fixed_sum("value").alias("_in_tot")).rename({"dst": "idx"})
-    out_tot = pairs.group_by("src").agg(_fixed_sum("value").alias("_out_tot")).rename({"src": "idx"})
+    in1 = from_m.group_by("dst").agg(pl.len().cast(pl.Float64).alias("known_mule_in"), fixed_sum("value").alias("known_mule_in_value")).rename({"dst": "idx"})
+    out1 = to_m.group_by("src").agg(pl.len().cast(pl.Float64).alias("known_mule_out"), fixed_sum("value").alias("known_mule_out_value")).rename({"src": "idx"})
+    in_tot = pairs.group_by("dst").agg(fixed_sum("value").alias("_in_tot")).rename({"dst": "idx"})
+    out_tot = pairs.group_by("src").agg(fixed_sum("value").alias("_out_tot")).rename({"src": "idx"})
     # the membership test runs before the group_by: inside an aggregation the known set would be
     # broadcast to every group (accounts x known mules in memory)
     nbrs = (

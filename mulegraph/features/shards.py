@@ -49,7 +49,7 @@ from mulegraph.core.window import TimeWindow
 from mulegraph.engine.factory import make_engine, shard_layout
 from mulegraph.engine.local import Engine, LocalEngine
 from mulegraph.features import FAMILIES, compute_features, load_families
-from mulegraph.features.prepare import Prepared, with_text_columns
+from mulegraph.features.prepare import LEAN_COLUMNS, Prepared, with_text_columns
 
 __all__ = [
     "FLOW_FAMILIES",
@@ -174,7 +174,9 @@ def _coded(lf: pl.LazyFrame, ids: pl.Series) -> pl.LazyFrame:
     )
 
 
-def prepared_window(store: Any, plan: ShardPlan, config: FeatureConfig) -> Prepared:
+def prepared_window(
+    store: Any, plan: ShardPlan, config: FeatureConfig, *, lean: bool = False, touching: pl.Series | None = None
+) -> Prepared:
     """The window's prepared transfers, read coded: what ``prepare(read_window(...))`` gives, with less memory.
 
     The account columns are coded on the plan's accounts as the store is scanned (streaming), so
@@ -185,21 +187,37 @@ def prepared_window(store: Any, plan: ShardPlan, config: FeatureConfig) -> Prepa
     as text. This frame serves scoring, explanations and reports; the feature families, which
     compare text, read their transfers through :func:`~mulegraph.features.prepare.prepare`.
     ``config`` becomes the result's ``config`` (the caller's, not the plan's with the hub list).
+
+    ``lean``: keep only :data:`~mulegraph.features.prepare.LEAN_COLUMNS` (about a third of the
+    memory); the full rows of a few accounts (evidence, key figures, flows) are read from the store
+    again when asked for (:meth:`~mulegraph.features.prepare.Prepared.rows_touching`).
+    ``touching``: only the transfers touching these account indices (all columns, ``row`` numbered
+    within them).
     """
     st = _store(store)
     lf = with_text_columns(st.scan_window(plan.window))
     low = [c for c in LOW_CARDINALITY_TEXT if c in lf.collect_schema().names()]
+    tx = _coded(lf, plan.accounts["account_id"])
+    if touching is not None:
+        idx = touching.cast(pl.UInt32).implode()
+        tx = tx.filter(pl.col("src").is_in(idx) | pl.col("dst").is_in(idx))
     tx = (
-        _coded(lf, plan.accounts["account_id"])
-        .with_columns(pl.col("ts").dt.epoch("s").alias("t"), *(pl.col(c).cast(pl.Categorical) for c in low))
+        tx.with_columns(pl.col("ts").dt.epoch("s").alias("t"), *(pl.col(c).cast(pl.Categorical) for c in low))
         .drop("src_account", "dst_account")
         .sort(["t", "txn_id"])
         .with_row_index("row")
         .with_columns(pl.col("row").cast(pl.UInt32))
     )
+    if lean:
+        tx = tx.select(LEAN_COLUMNS)
     tx = st.collect(tx, streaming=True)
     accounts = plan.accounts.select("idx", "account_id", "degree", "is_hub")
-    return Prepared(tx=tx, accounts=accounts, config=config)
+    rows = None
+    if lean:
+        def rows(idx: pl.Series | None) -> pl.DataFrame:
+            return prepared_window(st, plan, config, touching=idx).tx
+
+    return Prepared(tx=tx, accounts=accounts, config=config, rows=rows)
 
 
 def shard_transfers(store: Any, plan: ShardPlan, k: int) -> pl.DataFrame:

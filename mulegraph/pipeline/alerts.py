@@ -29,6 +29,7 @@ import polars as pl
 from mulegraph.core.errors import InputError
 from mulegraph.core.escape import neutralise_formulas
 from mulegraph.core.schema import ALERT_COLUMNS, CHANGE_COLUMNS, FLOW_COLUMNS, reasons_to_json
+from mulegraph.features.proximity import fixed_sum
 from mulegraph.io.runs import list_runs
 
 __all__ = [
@@ -197,7 +198,7 @@ def _side_figures(tx: pl.LazyFrame, ids: pl.LazyFrame, own: str, other: str, pre
         .group_by(own)
         .agg(
             pl.len().cast(pl.Int64).alias(f"{prefix}_count"),
-            pl.col("amount").sum().alias(f"{prefix}_value"),
+            fixed_sum("amount").alias(f"{prefix}_value"),
             pl.col(other).n_unique().cast(pl.Int64).alias(f"{prefix}_counterparties"),
             pl.col("ts").min().alias(f"{prefix}_first"),
             pl.col("ts").max().alias(f"{prefix}_last"),
@@ -237,7 +238,7 @@ def flows(transfers: pl.DataFrame, accounts: list[str]) -> pl.DataFrame:
         return (
             tx.join(ids, left_on=own, right_on="account_id", how="inner")
             .group_by(own, other)
-            .agg(pl.col("amount").sum().alias("value"), pl.len().cast(pl.Int64).alias("count"))
+            .agg(fixed_sum("amount").alias("value"), pl.len().cast(pl.Int64).alias("count"))
             .select(pl.col(own).alias("account_id"), pl.col(other).alias("counterparty"),
                     pl.lit(direction).alias("direction"), "value", "count")
         )

@@ -295,7 +295,9 @@ def _stop_if_nothing_new(state: _State) -> None:
 def _stage_features(state: _State) -> None:
     """The window's transfers, prepared once, and every account's features (``features.parquet``)."""
     state.begin("features", f"window {state.window.describe()}")
-    wf = state.wf = window_features(state.store, window=state.window, config=state.config,
+    # lean: by shards, the window is held with the columns scoring reads over every transfer; the
+    # full rows of the few accounts behind evidence, key figures and flows are read when needed
+    wf = state.wf = window_features(state.store, window=state.window, config=state.config, lean=True,
                                     progress=lambda message: state.say("features", message))
     wf.features.write_parquet(state.work / "features.parquet")
     state.feature_engine, state.feature_timings = wf.engine, wf.timings

@@ -52,7 +52,7 @@ def _kind_and_horizon(feature: str) -> tuple[str, int]:
 def _account_tx(p: Prepared, idx: pl.Series, tx: pl.DataFrame | None = None) -> pl.DataFrame:
     """Transfers touching the accounts, one row per (account, transfer) with its side."""
     hubs = p.hub_idx.implode()
-    tx = p.tx if tx is None else tx
+    tx = p.rows_touching(idx) if tx is None else tx
     ins = tx.filter(pl.col("dst").is_in(idx.implode())).select(
         pl.col("dst").alias("acc"), pl.col("src").alias("cp"), "t", "txn_id", "amount", "channel", pl.lit("in").alias("side")
     )
@@ -164,7 +164,8 @@ def evidence_many(
     cfg = config or p.config
     idmap = p.accounts.select("idx", "account_id")
     sel = idmap.filter(pl.col("account_id").is_in(list(accounts)))
-    at = _account_tx(p, sel["idx"])
+    rows = p.rows_touching(sel["idx"])  # read once (from the store, for a lean window)
+    at = _account_tx(p, sel["idx"], rows)
     feats = None
     if features is not None:
         # pattern evidence reads the named features of the counterparties only (and their idx)
@@ -199,7 +200,10 @@ def evidence_many(
             ev = _ev_pattern(at, feature, feats if feats is not None else pl.DataFrame({"idx": []}), max_txn_ids)
         elif kind == "one_off":
             if at_fresh is None:
-                at_fresh = _account_tx(p, sel["idx"], fresh_transfers(p, touching=sel["idx"]))
+                # every transfer of a relationship touches both its accounts: the transfers touching
+                # the accounts judge their relationships as the whole window does
+                near = Prepared(tx=rows, accounts=p.accounts, config=p.config)
+                at_fresh = _account_tx(p, sel["idx"], fresh_transfers(near, touching=sel["idx"]))
             ev = _ev_pattern(at_fresh, feature, feats if feats is not None else pl.DataFrame({"idx": []}), max_txn_ids)
         elif kind in ("inbound", "outbound"):
             side = "in" if kind == "inbound" else "out"

@@ -113,6 +113,16 @@ def _model_version(model: Any) -> str:
     return "model"
 
 
+def _with_columns_of(frame: pl.DataFrame, extra: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with the columns of ``extra`` (``account_id`` plus columns) matched on ``account_id``.
+
+    Only the account column is joined; the new columns are set beside the existing ones, which are
+    not copied (at bank scale ``frame`` holds every account's features).
+    """
+    aligned = frame.select("account_id").join(extra, on="account_id", how="left", maintain_order="left")
+    return frame.hstack(aligned.drop("account_id"))
+
+
 def score_features(
     features: pl.DataFrame,
     prepared: Prepared | None = None,
@@ -158,12 +168,11 @@ def score_features(
     wanted = structure if model is None else [c for c in getattr(model, "feature_names_", ()) if c in structure]
     missing = [c for c in wanted if c not in ranked.columns]
     if prepared is not None and missing:
-        extra = structure_features(prepared).select("account_id", *missing)
-        ranked = ranked.join(extra, on="account_id", how="left")
+        ranked = _with_columns_of(ranked, structure_features(prepared).select("account_id", *missing))
     collection = [f.name for f in COLLECTION_FEATURES if f.name not in ranked.columns]
     if model is None and prepared is not None and collection:
         # the no-label mode's own signals (never model features)
-        ranked = ranked.join(collection_features(prepared).select("account_id", *collection), on="account_id", how="left")
+        ranked = _with_columns_of(ranked, collection_features(prepared).select("account_id", *collection))
     if model is None:
         # the population the rules' percentiles are read against is the ranked accounts themselves
         scorer = NoLabelScorer(detector_weight=options.detector_weight, random_state=random_state).fit(ranked)

@@ -20,7 +20,7 @@ import polars as pl
 from mulegraph.core.errors import InputError
 from mulegraph.core.schema import ALERT_COLUMNS, CHANGE_COLUMNS, DRIFT_COLUMNS, FLOW_COLUMNS, as_reasons
 
-__all__ = ["LATEST", "RunData", "list_runs", "latest_run", "resolve_run_dir", "load_run", "read_run_file"]
+__all__ = ["LATEST", "RunData", "ParquetChunks", "list_runs", "latest_run", "resolve_run_dir", "load_run", "read_run_file"]
 
 #: name of the pointer to the latest run inside a runs folder
 LATEST = "latest"
@@ -79,6 +79,43 @@ def resolve_run_dir(path: str | os.PathLike | None = None, runs_dir: str | os.Pa
             "or give the path of a run folder."
         )
     return latest
+
+
+class ParquetChunks:
+    """A Parquet file written a frame at a time, for a table too large to hold at once.
+
+    Every frame is cast to ``schema`` first; closing a writer that got no frame writes an empty
+    file of ``schema``. Use as a context manager; the file is complete only once it is closed
+    (a run writes into its work folder, which is published whole).
+    """
+
+    def __init__(self, path: str | os.PathLike, schema: dict[str, pl.DataType]) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.rows = 0
+        self._writer: Any = None
+
+    def write(self, frame: pl.DataFrame) -> None:
+        import pyarrow.parquet as pq
+
+        table = frame.select(list(self.schema)).cast(self.schema).to_arrow()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema)
+        self._writer.write_table(table)
+        self.rows += frame.height
+
+    def close(self) -> None:
+        if self._writer is None:
+            pl.DataFrame(schema=self.schema).write_parquet(self.path)
+        else:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> "ParquetChunks":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 #: the columns of ``scores.parquet`` a report reads

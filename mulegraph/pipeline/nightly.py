@@ -46,7 +46,7 @@ from mulegraph.core.window import TimeWindow
 from mulegraph.features.build import WindowFeatures, window_features
 from mulegraph.ingest import ingest
 from mulegraph.ingest.interrupt import interrupt_report
-from mulegraph.io.runs import latest_run
+from mulegraph.io.runs import ParquetChunks, latest_run
 from mulegraph.io.store import Store
 from mulegraph.pipeline.alerts import (
     cleared_reference_scores,
@@ -314,17 +314,18 @@ def _stage_score(state: _State) -> None:
         decided_by = state.window.end if state.as_of is not None else None
         state.seeds = scoring_seeds(state.inputs.model, state.store, wf.prepared.accounts["account_id"],
                                     decisions=state.decisions, inputs=state.seed_inputs, decided_by=decided_by)
-    scores = score_features(wf.features, wf.prepared, state.inputs.model, run_id=state.run_id,
-                            random_state=cfg.model.random_state, seeds=state.seeds)
-    missing = [c for c in SCORE_SCHEMA if c not in scores.columns]
+    # the scores are written as their reasons are built (at bank scale the reasons of every account
+    # are the largest column of the run); what follows reads the ranks, and the alerts' reasons
+    with ParquetChunks(work / "scores.parquet", SCORE_SCHEMA) as sink:
+        scores = score_features(wf.features, wf.prepared, state.inputs.model, run_id=state.run_id,
+                                random_state=cfg.model.random_state, seeds=state.seeds, sink=sink.write)
+    missing = [c for c in SCORE_SCHEMA if c != "reasons" and c not in scores.columns]
     if missing:
         raise RuntimeError(f"scoring returned no column(s) {', '.join(missing)}")
-    scores = scores.select(list(SCORE_SCHEMA)).cast(SCORE_SCHEMA)
-    if not scores["rank"].is_sorted():  # score_features returns them in rank order: no copy then
-        scores = scores.sort("rank", nulls_last=True)
+    if not scores["rank"].is_sorted(nulls_last=True):  # written in rank order, as score_features returns them
+        raise RuntimeError("scoring returned the accounts out of rank order")
     versions = scores["model_version"].drop_nulls().head(1).to_list()
     state.model_version = versions[0] if versions else None
-    scores.write_parquet(work / "scores.parquet")
     t_alerts = time.perf_counter()
 
     decisions = latest_decisions(state.decisions)
@@ -339,8 +340,10 @@ def _stage_score(state: _State) -> None:
         reference_scores=refs,
         cleared_margin=cfg.run.cleared_margin,
     )
-    alerts = as_reasons(alerts.join(scores.select("account_id", "reasons", "model_version", "run_id"),
-                                    on="account_id", how="left"))
+    alerted = (pl.scan_parquet(work / "scores.parquet")
+               .filter(pl.col("account_id").is_in(alerts["account_id"].implode()))
+               .select("account_id", "reasons", "model_version", "run_id").collect())
+    alerts = as_reasons(alerts.join(alerted, on="account_id", how="left"))
     alerts = reason_summary(alerts)
     alerts = alerts.join(key_figures(wf.touching(alerts["account_id"]), alerts["account_id"]), on="account_id", how="left")
     alerts = write_alerts(alerts.sort("alert_rank"), work)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +61,7 @@ __all__ = [
     "reason_text",
     "evidence",
     "explain",
+    "explain_chunks",
     "CHUNK_ROWS",
 ]
 
@@ -344,7 +345,7 @@ def explain(
     min_reasons: int = 3,
     evidence_top: int = 100,
     max_txn_ids: int = 25,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> pl.Series:
     """Reasons for every account of ``features`` (ranked accounts only), strongest first.
 
@@ -355,15 +356,44 @@ def explain(
     ``features`` (an empty list for an account without reasons).
 
     The percentiles are read against all rows of ``features``; the reasons are built
-    ``chunk_rows`` accounts at a time, so that memory stays bounded for a large population (the
-    result does not depend on ``chunk_rows``).
+    ``chunk_rows`` (default :data:`CHUNK_ROWS`) accounts at a time, so that memory stays bounded for
+    a large population (the result does not depend on ``chunk_rows``).
     """
+    chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}.")
+    chunks = list(explain_chunks(features, signals, prepared=prepared, order=order, n_reasons=n_reasons,
+                                 min_reasons=min_reasons, evidence_top=evidence_top, max_txn_ids=max_txn_ids,
+                                 chunk_rows=chunk_rows))
+    if not chunks:
+        return pl.Series("reasons", [], dtype=REASONS_DTYPE)
+    return pl.concat(chunks).alias("reasons")
+
+
+def explain_chunks(
+    features: pl.DataFrame,
+    signals: Sequence[Signal],
+    *,
+    prepared: Prepared | None = None,
+    order: Sequence[str] | None = None,
+    n_reasons: int = 5,
+    min_reasons: int = 3,
+    evidence_top: int = 100,
+    max_txn_ids: int = 25,
+    chunk_rows: int | None = None,
+) -> Iterator[pl.Series]:
+    """:func:`explain`, ``chunk_rows`` rows of ``features`` at a time: the reasons of rows
+    ``0 .. chunk_rows``, then the next ones, so that a caller can write them as they come without
+    holding every account's reasons (at bank scale the largest column of a run)."""
+    chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}.")
     n = features.height
     cand = _Candidates.of(features, signals)
-    if not cand.columns or n == 0:
-        return pl.Series("reasons", [[] for _ in range(n)], dtype=REASONS_DTYPE)
+    if not cand.columns:
+        for a in range(0, n, chunk_rows):
+            yield pl.Series("reasons", [[] for _ in range(min(chunk_rows, n - a))], dtype=REASONS_DTYPE)
+        return
     family = pl.DataFrame(
         {"feature": cand.columns, "family": [REGISTRY[c].family if c in REGISTRY else None for c in cand.columns]},
         schema={"feature": pl.String, "family": pl.String},
@@ -371,8 +401,5 @@ def explain(
     ev_frame = pl.DataFrame(schema=_EVIDENCE_SCHEMA)
     if prepared is not None and evidence_top > 0 and order is not None:
         ev_frame = _evidence_frame(features, cand, prepared, order, evidence_top, n_reasons, min_reasons, max_txn_ids)
-    chunks = [
-        _reasons_of_chunk(features.slice(a, chunk_rows), a, cand, family, ev_frame, n_reasons, min_reasons)
-        for a in range(0, n, chunk_rows)
-    ]
-    return pl.concat(chunks).alias("reasons")
+    for a in range(0, n, chunk_rows):
+        yield _reasons_of_chunk(features.slice(a, chunk_rows), a, cand, family, ev_frame, n_reasons, min_reasons).alias("reasons")

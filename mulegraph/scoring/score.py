@@ -48,7 +48,7 @@ from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.registry import REGISTRY
 from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
 from mulegraph.scoring.blend import DEFAULT_WEIGHT, blend_elsewhere, parse_blend
-from mulegraph.scoring.explain import explain
+from mulegraph.scoring.explain import explain, explain_chunks
 from mulegraph.scoring.nolabel import COLLECTION_FEATURES, NOLABEL_VERSION, NoLabelScorer, collection_features
 from mulegraph.scoring.persist import load_model
 from mulegraph.scoring.seeds import SeedInputs, Seeds, scoring_seeds
@@ -134,6 +134,7 @@ def score_features(
     options: ScoreOptions | None = None,
     random_state: int = 0,
     seeds: Seeds | pl.DataFrame | None = None,
+    sink: Callable[[pl.DataFrame], None] | None = None,
 ) -> pl.DataFrame:
     """Rank accounts from precomputed features (see :func:`score`).
 
@@ -154,6 +155,11 @@ def score_features(
     ``seeds``: the known accounts the model's closeness features read (:class:`~mulegraph.scoring.seeds.Seeds`
     or an ``account_id, is_mule`` frame), given to the model's ``set_seeds``; None leaves the
     model's own (its training labels, unless ``set_seeds`` was called before).
+
+    ``sink``: when given, the scores (:data:`~mulegraph.core.schema.SCORE_SCHEMA`, in rank order) are
+    passed to it a chunk of accounts at a time as their reasons are built, and the frame returned
+    lacks the ``reasons`` column: at bank scale the reasons of every account are the largest
+    column of a run, and need not all be held at once.
     """
     options = options or ScoreOptions()
     if "account_id" not in features.columns:
@@ -162,7 +168,8 @@ def score_features(
     if exclude_hubs and "is_hub" in features.columns:
         ranked = features.filter(~pl.col("is_hub").fill_null(False))
     if ranked.is_empty():
-        return pl.DataFrame(schema=SCORE_SCHEMA)
+        empty = pl.DataFrame(schema=SCORE_SCHEMA)
+        return empty if sink is None else empty.drop("reasons")
 
     structure = [f.name for f in STRUCTURE_FEATURES]
     wanted = structure if model is None else [c for c in getattr(model, "feature_names_", ()) if c in structure]
@@ -219,21 +226,20 @@ def score_features(
     # only what the reasons read (the signals' feature columns)
     read = list(dict.fromkeys(["account_id", *(s.feature for s in signals if s.feature in ranked.columns)]))
     ranked = ranked_scores.select("account_id").join(ranked.select(read), on="account_id", how="left", maintain_order="left")
-    reasons = explain(
-        ranked,
-        signals,
-        prepared=prepared,
-        order=order,
-        n_reasons=options.n_reasons,
-        evidence_top=options.evidence_top,
-        max_txn_ids=options.max_txn_ids,
+    stamped = ranked_scores.with_columns(
+        pl.lit(version).alias("model_version"), pl.lit(run_id).cast(pl.String).alias("run_id")
     )
-    out = ranked_scores.with_columns(
-        reasons.alias("reasons"),
-        pl.lit(version).alias("model_version"),
-        pl.lit(run_id).cast(pl.String).alias("run_id"),
-    )
-    return out.select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items()])
+    explained = {"prepared": prepared, "order": order, "n_reasons": options.n_reasons,
+                 "evidence_top": options.evidence_top, "max_txn_ids": options.max_txn_ids}
+    if sink is None:
+        reasons = explain(ranked, signals, **explained)
+        return stamped.with_columns(reasons.alias("reasons")).select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items()])
+    offset = 0
+    for part in explain_chunks(ranked, signals, **explained):
+        rows = stamped.slice(offset, part.len()).with_columns(part.alias("reasons"))
+        sink(rows.select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items()]))
+        offset += part.len()
+    return stamped.select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items() if c != "reasons"])
 
 
 @dataclass(frozen=True)

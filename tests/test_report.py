@@ -400,6 +400,17 @@ def test_psi_reads_as_expected():
     assert out.row(0, named=True)["warning"] and not out.row(1, named=True)["warning"]
 
 
+def test_psi_reads_a_lazy_previous_frame_a_column_at_a_time(tmp_path):
+    """The last run's features may be a scan of its file: same figures as the frame read whole."""
+    rng = np.random.default_rng(5)
+    prev = pl.DataFrame({"account_id": [f"a{i}" for i in range(300)], "x": rng.normal(size=300),
+                         "n": rng.integers(0, 9, 300), "is_hub": [False] * 300})
+    cur = prev.with_columns(pl.col("x") * 2, pl.col("n") + 1)
+    prev.write_parquet(tmp_path / "features.parquet")
+    eager = feature_psi(prev, cur)
+    assert eager.height == 2 and eager.equals(feature_psi(pl.scan_parquet(tmp_path / "features.parquet"), cur))
+
+
 # ------------------------------------------------------------------------------------------- CLI
 
 

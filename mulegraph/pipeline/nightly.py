@@ -352,7 +352,7 @@ def _stage_score(state: _State) -> None:
     flows(wf.touching(flow_ids), flow_ids).write_parquet(work / "flows.parquet")
     features = wf.features
     if state.previous is not None and (state.previous / "features.parquet").is_file():
-        drift = feature_psi(pl.read_parquet(state.previous / "features.parquet"), features,
+        drift = feature_psi(pl.scan_parquet(state.previous / "features.parquet"), features,
                             warn_above=cfg.report.psi_warning)
     else:
         drift = feature_psi(features.head(0), features.head(0), features=[], warn_above=cfg.report.psi_warning)

@@ -65,7 +65,7 @@ def psi(expected, actual, *, bins: int = 10, eps: float = 1e-4) -> float:
 
 
 def feature_psi(
-    previous: pl.DataFrame,
+    previous: pl.DataFrame | pl.LazyFrame,
     current: pl.DataFrame,
     *,
     features: list[str] | None = None,
@@ -76,20 +76,23 @@ def feature_psi(
 
     Returns ``feature, psi, n_previous, n_current, warning`` sorted by PSI (largest first); the
     ``warning`` flag is true when PSI exceeds ``warn_above``. Boolean features count as 0/1;
-    identifier and non-numeric columns are skipped.
+    identifier and non-numeric columns are skipped. ``previous`` may be lazy (a scan of the last
+    run's ``features.parquet``): it is then read a column at a time, never whole.
     """
+    before = previous.collect_schema()
     if features is None:
         features = [
             c
             for c in current.columns
-            if c in previous.columns
+            if c in before
             and c not in ("account_id", "idx", "is_hub")
             and (current.schema[c].is_numeric() or current.schema[c] == pl.Boolean)
-            and (previous.schema[c].is_numeric() or previous.schema[c] == pl.Boolean)
+            and (before[c].is_numeric() or before[c] == pl.Boolean)
         ]
     rows = []
     for name in features:
-        e = previous.get_column(name).cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        column = previous.select(name).collect() if isinstance(previous, pl.LazyFrame) else previous
+        e = column.get_column(name).cast(pl.Float64).fill_null(float("nan")).to_numpy()
         a = current.get_column(name).cast(pl.Float64).fill_null(float("nan")).to_numpy()
         value = psi(e, a, bins=bins)
         rows.append((name, value, e.size, a.size, bool(value > warn_above)))

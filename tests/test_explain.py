@@ -404,3 +404,19 @@ def test_square_share_by_blocks_is_bit_identical(seed, monkeypatch):
         got = structure._square_share(edges, n)
         assert got["idx"].equals(whole["idx"])
         assert np.array_equal(got["fresh_square_share"].to_numpy().view(np.int64), whole["fresh_square_share"].to_numpy().view(np.int64))
+
+
+def test_texts_format_each_value_as_reason_text_does():
+    """_texts formats each distinct (value, percentile) once: repeats, -0.0 and NaN must read as one by one."""
+    from mulegraph.scoring.explain import _texts, reason_text
+
+    values = np.array([3.0, 3.0, 0.0, -0.0, 0.0, np.nan, np.nan, 2.5, 3.0, -0.0])
+    unusual = np.array([0.9, 0.9, 0.5, 0.5, np.nan, 0.7, 0.7, 0.9, 0.91, 0.5])
+    for feature in ("fanin_max_24h", "forward_ratio", "not_a_registered_feature"):
+        got = _texts(feature, values, unusual)
+        want = [
+            reason_text(feature, None if math.isnan(v) else v, None if math.isnan(u) else u)
+            for v, u in zip(values.tolist(), unusual.tolist())
+        ]
+        assert got == want
+    assert _texts("fanin_max_24h", values, unusual)[3] != _texts("fanin_max_24h", values, unusual)[2]

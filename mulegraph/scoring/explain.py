@@ -158,15 +158,24 @@ def _texts(feature: str, values: np.ndarray, unusual: np.ndarray) -> list[str]:
     """:func:`reason_text` for many values of one feature (the template is looked up once).
 
     Templates are formatted with ``value`` only; one that needs more falls back to the description.
+    Many accounts share a value and a percentile (counts, shares): each distinct pair, told apart by
+    its bits (so ``-0.0`` and ``0.0`` stay apart), is formatted once.
     """
     spec = REGISTRY.get(feature)
     word = "lower" if spec is not None and spec.direction < 0 else "higher"
     template = spec.reason if spec is not None else None
     desc = spec.description if spec is not None else feature.replace("_", " ")
     unit = spec.unit if spec is not None else ""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    unusual = np.ascontiguousarray(unusual, dtype=np.float64)
+    keys = zip(values.view(np.int64).tolist(), unusual.view(np.int64).tolist())
+    done: dict[tuple[int, int], str] = {}
     out = []
-    for v, u in zip(values.tolist(), unusual.tolist()):
-        head = None
+    for key, v, u in zip(keys, values.tolist(), unusual.tolist()):
+        head = done.get(key)
+        if head is not None:
+            out.append(head)
+            continue
         if template is not None and math.isfinite(v):
             try:
                 head = template.format(value=v)
@@ -176,6 +185,7 @@ def _texts(feature: str, values: np.ndarray, unusual: np.ndarray) -> list[str]:
             head = f"{desc}: {_fmt_value(v if math.isfinite(v) else None, unit)}"
         if math.isfinite(u):
             head = f"{head}; {word} than {_floor_pct(u)} of accounts"
+        done[key] = head
         out.append(head)
     return out
 

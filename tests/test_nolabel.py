@@ -250,6 +250,23 @@ def test_fresh_transfers_match_reference(raw, max_transfers, window):
     assert got == fresh_reference(rows, {"H"}, w, max_transfers)
 
 
+@settings(max_examples=30)
+@given(rows_st)
+def test_fresh_transfers_remembered_per_window_and_count(raw):
+    """One prepared window asked again, with other settings, and for some accounts: each answer as if asked first."""
+    rows = [(f"T{i:03d}", h, s, d, a) for i, (h, s, d, a) in enumerate(raw)]
+    p = prepare(_frame(rows), FeatureConfig(hub_accounts=("H",)))
+    for window, max_transfers in [("14d", 1), ("1d", 1), ("14d", 2), ("1d", 2), ("14d", 1), ("1d", 3), ("14d", 3), ("1d", 1)]:
+        got = set(fresh_transfers(p, window, max_transfers)["txn_id"].to_list())
+        w = 86400 if window == "1d" else 14 * 86400
+        assert got == fresh_reference(rows, {"H"}, w, max_transfers)
+    some = p.accounts.head(2)
+    names = set(some["account_id"].to_list())
+    got = set(fresh_transfers(p, "14d", 1, touching=some["idx"])["txn_id"].to_list())
+    want = {r[0] for r in rows if r[0] in fresh_reference(rows, {"H"}, 14 * 86400, 1) and (r[2] in names or r[3] in names)}
+    assert got == want
+
+
 @settings(max_examples=40)
 @given(st.sets(st.tuples(st.integers(0, 9), st.integers(0, 9)), min_size=1, max_size=30))
 def test_square_share_matches_enumeration(edges):

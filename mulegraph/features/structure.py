@@ -92,8 +92,15 @@ def fresh_transfers(
     ``touching`` (account indices): only the transfers of these accounts, as they are among all
     short-lived transfers (every transfer of a relationship touches both its accounts, so the
     relationships are judged on all their transfers all the same).
+
+    The rows kept for the whole window are remembered in ``p.extra`` (a few bytes a transfer kept),
+    so that the structure and the collection features, which both read them, judge the
+    relationships once.
     """
     w = int(parse_duration(window, name="structure window").total_seconds())
+    key = ("fresh_rows", w, max_transfers, id(p.tx), id(p.accounts))
+    if touching is None and key in p.extra:
+        return p.tx.filter(pl.col("row").is_in(p.extra[key].implode()))
     hubs = p.hub_idx.implode()
     # the relationships are judged on four integer columns only; the wide rows (text columns
     # included) are gathered at the end for the few transfers kept
@@ -107,6 +114,8 @@ def fresh_transfers(
         .filter((pl.col("_n") <= max_transfers) & (pl.col("_span") <= w))
     )
     rows = keyed.join(short.select("_lo", "_hi"), on=["_lo", "_hi"], how="semi").select("row").collect()["row"]
+    if touching is None:
+        p.extra[key] = rows
     return p.tx.filter(pl.col("row").is_in(rows.implode()))
 
 

@@ -189,3 +189,25 @@ def test_local_engine_shards_a_large_window_on_its_own(synth_store, monkeypatch)
 
     before = datetime.fromisoformat(synth_store.manifest()[0]["ts_min"]) - timedelta(days=2)
     assert not build._window_is_large(synth_store, "1d", before)
+
+
+def test_the_local_engine_spills_frames_to_temporary_files_and_removes_them(tmp_path, monkeypatch):
+    """Each item's frame is written as it is done and combine gets scans of them, equal to the
+    frames; the files are gone once combine returns. Without spill, combine gets the frames."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    made = {k: pl.DataFrame({"k": [k] * 3, "x": [0.1 * k, None, float("nan")]}) for k in range(4)}
+    seen = {}
+
+    def combine(shared, parts):
+        seen["kinds"] = [type(p).__name__ for p in parts]
+        seen["files"] = sorted(p.name for d in tmp_path.iterdir() for p in d.iterdir())
+        return pl.concat([p.lazy() for p in parts]).collect()
+
+    out = LocalEngine().map_reduce(lambda shared, k: made[k], list(made), combine)
+    assert seen["kinds"] == ["LazyFrame"] * 4 and len(seen["files"]) == 4
+    assert out.equals(pl.concat(made.values()))
+    assert list(tmp_path.iterdir()) == []
+    out = LocalEngine(spill=False).map_reduce(lambda shared, k: made[k], list(made), combine)
+    assert seen["kinds"] == ["DataFrame"] * 4 and out.equals(pl.concat(made.values()))

@@ -8,10 +8,14 @@ gives. :class:`mulegraph.engine.dask.DaskEngine` runs the same functions on a Da
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
+
+import polars as pl
 
 __all__ = ["Engine", "LocalEngine"]
 
@@ -58,13 +62,19 @@ class Engine(Protocol):
 class LocalEngine:
     """Runs items one after another in this process (memory bounded by one item's work).
 
-    ``progress(done, total)`` is called after each item.
+    ``progress(done, total)`` is called after each item. With ``spill`` (the default),
+    :meth:`map_reduce` writes each item's result that is a non-empty Polars ``DataFrame`` to a
+    temporary Parquet file as soon as it is done and hands ``combine`` a scan of it
+    (``LazyFrame``), so the results do not pile up in memory while the other items run, and
+    ``combine`` reads only the columns it needs when it needs them. The files are removed once
+    ``combine`` returns (the folder is Python's temporary folder: ``TMPDIR``).
     """
 
     kind = "local"
 
-    def __init__(self, progress: Callable[[int, int], None] | None = None) -> None:
+    def __init__(self, progress: Callable[[int, int], None] | None = None, *, spill: bool = True) -> None:
         self.progress = progress
+        self.spill = spill
 
     @property
     def workers(self) -> int:
@@ -89,9 +99,14 @@ class LocalEngine:
         timings: dict[str, float] | None = None,
     ) -> Any:
         t0 = time.perf_counter()
-        parts = self.map(partial(func, shared), items)
-        t1 = time.perf_counter()
-        out = combine(shared, parts)
+        with tempfile.TemporaryDirectory(prefix="mulegraph-parts-") as folder:
+            task = partial(func, shared)
+            if self.spill:
+                task = partial(_spilled, task, Path(folder))
+            parts = self.map(task, items)
+            t1 = time.perf_counter()
+            out = combine(shared, parts)
+            del parts
         if timings is not None:
             timings["shards"] = t1 - t0
             timings["graph"] = time.perf_counter() - t1
@@ -105,3 +120,13 @@ class LocalEngine:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def _spilled(func: Callable[[Any], Any], folder: Path, item: Any) -> Any:
+    """``func(item)``; a non-empty DataFrame result is written to ``folder`` and a scan of it returned."""
+    out = func(item)
+    if not isinstance(out, pl.DataFrame) or out.is_empty():
+        return out
+    path = folder / f"part-{len(list(folder.iterdir())):06d}.parquet"
+    out.write_parquet(path, compression="lz4", statistics=False)
+    return pl.scan_parquet(path)

@@ -254,18 +254,22 @@ def graph_table(store: Any, plan: ShardPlan) -> Prepared:
     return Prepared(tx=tx, accounts=plan.accounts.select("idx", "account_id", "is_hub", "degree"), config=plan.config)
 
 
-def compute_graph(store: Any, plan: ShardPlan, flow: pl.DataFrame, families: Sequence[str] = GRAPH_FAMILIES) -> pl.DataFrame:
+def compute_graph(
+    store: Any, plan: ShardPlan, flow: pl.DataFrame | pl.LazyFrame, families: Sequence[str] = GRAPH_FAMILIES
+) -> pl.DataFrame:
     """Graph-family features of every account (``account_id`` plus their columns).
 
-    ``flow``: the flow features of every account (what the shards returned). A family reads the
-    earlier families' columns it names in its ``READS`` (the network family's neighbour
-    aggregates), so only those are gathered, not a second copy of every account's features.
+    ``flow``: the flow features of every account (what the shards returned; a scan of them will
+    do). A family reads the earlier families' columns it names in its ``READS`` (the network
+    family's neighbour aggregates), so only those are gathered, not a second copy of every
+    account's features.
     """
     p = graph_table(store, plan)
     mods = load_families(families)
     reads = {c for mod in mods.values() for c in getattr(mod, "READS", ())}
     base = p.accounts.select("idx", "account_id", "is_hub")
-    so_far = base.join(flow.select("account_id", *(c for c in flow.columns if c in reads)), on="account_id", how="left")
+    wanted = [c for c in flow.collect_schema().names() if c in reads]
+    so_far = base.join(flow.lazy().select("account_id", *wanted).collect(), on="account_id", how="left")
     out = base.select("idx")
     for mod in mods.values():
         p.extra["so_far"] = so_far
@@ -304,25 +308,28 @@ def run_shard(job: ShardJob, k: int) -> pl.DataFrame:
     return compute_shard(job.store, job.plan, k, job.flow_families)
 
 
-def combine_shards(job: ShardJob, parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+def combine_shards(job: ShardJob, parts: Sequence[pl.DataFrame | pl.LazyFrame]) -> pl.DataFrame:
     """Every account's features from the shards' flow features, plus the graph families (a task).
 
-    ``parts``, when a list, is emptied once read, so that the shards' frames are let go before the graph step
-    (at bank scale they hold every account's flow features).
+    ``parts`` are the shards' frames, or scans of them (the local engine writes each shard's
+    frame to a temporary file as it is done); a list is emptied once read. The graph step reads
+    only the flow columns it needs; every account's flow features are gathered after it, so the
+    two are never held together.
     """
-    frames = [p for p in parts if p.height]
+    frames = [p.lazy() for p in parts if isinstance(p, pl.LazyFrame) or p.height]
     if isinstance(parts, list):
         parts.clear()
     base = job.plan.accounts.select("account_id", "is_hub")
-    if frames:
-        flow = pl.concat(frames, how="vertical").drop("is_hub")
-        del frames
-        out = base.join(flow, on="account_id", how="left")
-        del flow
-    else:
-        out = base
+    flow = pl.concat(frames, how="vertical").drop("is_hub") if frames else None
+    del frames
+    graph = None
     if job.graph_families:
-        out = out.join(compute_graph(job.store, job.plan, out, job.graph_families), on="account_id", how="left")
+        empty = base.select("account_id").lazy()
+        graph = compute_graph(job.store, job.plan, flow if flow is not None else empty, job.graph_families)
+    out = base.join(flow.collect(), on="account_id", how="left") if flow is not None else base
+    del flow
+    if graph is not None:
+        out = out.join(graph, on="account_id", how="left")
     # the plan's accounts are sorted by id and left joins keep that order: sort only if they did not
     return out if out["account_id"].is_sorted() else out.sort("account_id")
 

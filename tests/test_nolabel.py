@@ -432,3 +432,32 @@ def test_planted_collection_accounts_rank_at_the_top(seed):
     without = tuple(r for r in RULES if r.code != "ONE_OFF_COLLECTION")
     ranks_without = _planted_collectors(seed, without)
     assert max(ranks_without) >= 100, ranks_without  # the other rules leave some of them far down
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(20, 200), st.sampled_from([1, 7, 50, 1000]))
+def test_square_pair_sums_equal_scipy_route_to_the_bit(seed, n, block):
+    """_pair_sums gives what setdiag, multiply, subtract and sum(axis=1) give, bit for bit, on every block
+    (graphs with many squares, where the order of a row's sum changes its last bits)."""
+    import scipy.sparse as sps
+
+    from mulegraph.features.structure import _pair_sums
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, n, 3 * n)
+    b = (a + rng.integers(1, 6, a.size)) % n
+    u = sps.coo_matrix((np.ones(a.size), (a, b)), shape=(n, n)).tocsr()
+    u = ((u + u.T) > 0).astype(np.float64).tocsr()
+    u.setdiag(0)
+    u.eliminate_zeros()
+    deg = np.asarray(u.sum(axis=1)).ravel()
+    wgt = np.where(deg > 1, 1.0 / np.sqrt(np.maximum(deg - 1.0, 1.0)), 0.0)
+    d1, d2 = sps.diags(wgt), sps.diags(wgt * wgt)
+    for start in range(0, n, block):
+        rows = u[start:start + block]
+        s1, s2 = (rows @ d1 @ u).tocsr(), (rows @ d2 @ u).tocsr()
+        got = _pair_sums(s1.copy(), s2.copy(), start)
+        s1.setdiag(0, k=start)
+        s2.setdiag(0, k=start)
+        want = np.asarray((s1.multiply(s1) - s2).sum(axis=1)).ravel()
+        assert np.array_equal(got.view(np.int64), want.view(np.int64))

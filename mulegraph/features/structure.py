@@ -119,6 +119,36 @@ def fresh_transfers(
     return p.tx.filter(pl.col("row").is_in(rows.implode()))
 
 
+def _pair_sums(s1: sps.csr_matrix, s2: sps.csr_matrix, start: int) -> np.ndarray:
+    """Per row of a block (row ``r`` is account ``start + r``): the sum over the other accounts of
+    ``s1 ** 2 - s2`` ((sum of weights)^2 - sum of squared weights, over common neighbours).
+
+    What ``s1.setdiag(0, k=start); s2.setdiag(0, k=start); (s1.multiply(s1) - s2).sum(axis=1)``
+    gives, to the bit, without scipy's general element-wise passes (a dense row scatter per row)
+    and diagonal insertion: ``s1`` and ``s2`` come from products of matrices with one sparsity
+    pattern, so they hold the same entries in the same order; scipy keeps that order through the
+    element-wise product and difference (off the diagonal, zero results dropped), and sums each
+    row's entries in it with ``np.add.reduceat``, as here. When the two patterns differ, scipy does it.
+    """
+    n = s1.shape[0]
+    if not (np.array_equal(s1.indptr, s2.indptr) and np.array_equal(s1.indices, s2.indices)):
+        s1, s2 = s1.copy(), s2.copy()
+        s1.setdiag(0, k=start)
+        s2.setdiag(0, k=start)
+        return np.asarray((s1.multiply(s1) - s2).sum(axis=1)).ravel()
+    row = np.repeat(np.arange(n, dtype=np.int64), np.diff(s1.indptr))
+    value = s1.data * s1.data - s2.data
+    keep = (s1.indices.astype(np.int64) != row + start) & (value != 0)
+    value, row = value[keep], row[keep]
+    counts = np.bincount(row, minlength=n)
+    out = np.zeros(n)
+    full = np.flatnonzero(counts)
+    if full.size:
+        offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        out[full] = np.add.reduceat(value, offsets[full])
+    return out
+
+
 def _square_share(fresh: pl.DataFrame, n_accounts: int) -> pl.DataFrame:
     """Per account: degree-discounted squares of the undirected short-lived graph, per counterparty.
 
@@ -153,11 +183,8 @@ def _square_share(fresh: pl.DataFrame, n_accounts: int) -> pl.DataFrame:
         rows = u[start:stop]
         s1 = (rows @ d1 @ u).tocsr()
         s2 = (rows @ d2 @ u).tocsr()
-        s1.setdiag(0, k=start)
-        s2.setdiag(0, k=start)
-        pair = s1.multiply(s1) - s2  # (sum of weights)^2 - sum of squared weights, over common neighbours
-        squares[start:stop] = np.asarray(pair.sum(axis=1)).ravel() / 2.0
-        del rows, s1, s2, pair
+        squares[start:stop] = _pair_sums(s1, s2, start) / 2.0
+        del rows, s1, s2
         start = stop
     idx = np.flatnonzero(deg > 0)
     return pl.DataFrame(

@@ -171,7 +171,10 @@ def _square_share(fresh: pl.DataFrame, n_accounts: int) -> pl.DataFrame:
     u.eliminate_zeros()
     deg = np.asarray(u.sum(axis=1)).ravel()
     wgt = np.where((deg > 1) & (deg <= SQUARE_MAX_DEGREE), 1.0 / np.sqrt(np.maximum(deg - 1.0, 1.0)), 0.0)
-    d1, d2 = sps.diags(wgt), sps.diags(wgt * wgt)
+    # the weights and their squares as one complex diagonal: one product gives both s1 (real part)
+    # and s2 (imaginary part), to the bit as two real products would (every product is by 1 + 0j
+    # or (1 + 0j) times a weight, and sums add the parts apart), with one entry pattern and order
+    d12 = sps.diags(wgt + 1j * (wgt * wgt))
     # the 2-hop matrices are built a block of rows at a time (each row of a product depends on that
     # row alone), blocks of about SQUARE_BLOCK_PATHS paths, so that memory does not grow with the window
     paths = np.cumsum(u @ np.where(wgt > 0, deg, 0.0))
@@ -181,8 +184,10 @@ def _square_share(fresh: pl.DataFrame, n_accounts: int) -> pl.DataFrame:
         done = paths[start - 1] if start else 0.0
         stop = max(int(np.searchsorted(paths, done + SQUARE_BLOCK_PATHS, side="right")), start + 1)
         rows = u[start:stop]
-        s1 = (rows @ d1 @ u).tocsr()
-        s2 = (rows @ d2 @ u).tocsr()
+        s12 = (rows @ d12 @ u).tocsr()
+        s1 = sps.csr_matrix((s12.data.real.copy(), s12.indices, s12.indptr), shape=s12.shape)
+        s2 = sps.csr_matrix((s12.data.imag.copy(), s12.indices, s12.indptr), shape=s12.shape)
+        del s12
         squares[start:stop] = _pair_sums(s1, s2, start) / 2.0
         del rows, s1, s2
         start = stop

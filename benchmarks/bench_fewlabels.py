@@ -26,6 +26,9 @@ Protocol (each AMLGentex set of ``--data``; the protocol of ``bench_accuracy.py`
 * ``--pu``: the models of the known-share scenario are trained with ``known_mule_share`` set to
   the share kept (positive-unlabelled training, :mod:`mulegraph.scoring.pu`); ``--set
   known_mule_share=x`` gives every fit the share x instead (e.g. a share other than the true one).
+  With a share below 1 the model also trains on the no-label mode's rule score
+  (``ModelConfig.nolabel_feature = "auto"``, the default); ``--set nolabel_feature=off`` measures
+  positive-unlabelled training without it (the ``--pu`` figures before that setting existed).
 * ``--validate``: the same scenarios inside the train split only, for choosing settings without
   reading the test split: the train accounts are split again, stratified by label
   (:data:`VALIDATE_SEED`), into a fitting part (60%, playing the train split) and a validation

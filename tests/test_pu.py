@@ -11,14 +11,17 @@ import pytest
 
 from mulegraph.core.config import FeatureConfig, ModelConfig
 from mulegraph.features import compute_features, prepare
+from mulegraph.features.structure import STRUCTURE_FEATURES
 from mulegraph.scoring import pu
 from mulegraph.scoring.model import MuleModel, load_model, save_model
+from mulegraph.scoring.nolabel import NOLABEL_VERSION
 from mulegraph.scoring.training import average_precision
 from mulegraph.synth import generate
 
 TINY = ModelConfig(random_state=3, cv_folds=3, proximity_folds=4, max_leaf_nodes=(7,), max_iter=40, n_models=1,
                    importance_repeats=1)
 SHARE = 0.25
+STRUCTURE = [f.name for f in STRUCTURE_FEATURES]
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +97,8 @@ def test_default_trains_exactly_as_before(plain):
 
 
 def test_partial_labels_rank_the_hidden_mules_higher(data, plain, tmp_path):
-    model = _fit(data, dataclasses.replace(TINY, known_mule_share=SHARE))
+    # the reweighting alone (the no-label rule score, on by default with few labels, tested below)
+    model = _fit(data, dataclasses.replace(TINY, known_mule_share=SHARE, nolabel_feature="off"))
     assert model.pu_["known_mule_share"] == SHARE and model.pu_["labelled_mules"] == int(data["labels"]["is_mule"].sum())
     assert 0.5 * data["hidden"] <= model.pu_["hidden_mules_estimated"] <= 2 * data["hidden"]
     # the hidden mules among the accounts labelled non-mule are no longer learnt as non-mules ...
@@ -135,3 +139,79 @@ def test_pu_rounds_is_checked():
     with pytest.raises(ConfigError, match="pu_rounds"):
         load_config(data={"model": {"pu_rounds": 0}})
     assert load_config(data={"model": {"pu_rounds": 2}}).model.pu_rounds == 2
+
+
+# -- the no-label rule score as a model feature ([model] nolabel_feature) ----------------------
+
+
+@pytest.fixture(scope="module")
+def few(data):
+    """Positive-unlabelled training with the default nolabel_feature ('auto')."""
+    return _fit(data, dataclasses.replace(TINY, known_mule_share=SHARE))
+
+
+def test_nolabel_feature_follows_the_known_share(data, plain, few):
+    """'auto' (the default): the rule score is a model feature only with few labels (share below 1)."""
+    from mulegraph.scoring.estimator import NOLABEL_FEATURE
+
+    assert ModelConfig().nolabel_feature == "auto"
+    assert NOLABEL_FEATURE not in plain.feature_names_ and plain.nolabel_version_ is None
+    assert NOLABEL_FEATURE in few.feature_names_ and few.nolabel_version_ == NOLABEL_VERSION
+    assert few.fit_seconds_["nolabel"] >= 0.0 and NOLABEL_FEATURE in few.importance_
+    off = _fit(data, dataclasses.replace(TINY, known_mule_share=SHARE, nolabel_feature="off"))
+    assert NOLABEL_FEATURE not in off.feature_names_ and off.nolabel_version_ is None
+    assert off.feature_names_ == [c for c in few.feature_names_ if c != NOLABEL_FEATURE]
+    assert not off.predict_scores(data["features"]).equals(few.predict_scores(data["features"]))
+    on = _fit(data, dataclasses.replace(TINY, nolabel_feature="on"))
+    assert NOLABEL_FEATURE in on.feature_names_ and on.pu_ is None
+    # a column of that name in the rows given is replaced by the model's own
+    bogus = data["features"].with_columns(pl.lit(0.5).alias(NOLABEL_FEATURE))
+    assert few.predict_scores(bogus).equals(few.predict_scores(data["features"]))
+
+
+def test_nolabel_feature_is_the_nolabel_mode_score(data, few):
+    """The column the trees read is the no-label mode's score, percentiles among the rows given."""
+    from mulegraph.scoring.estimator import NOLABEL_FEATURE
+    from mulegraph.scoring.score import score_features
+
+    col = few.feature_names_.index(NOLABEL_FEATURE)
+    feats = data["features"]
+    nolabel = score_features(feats, data["p"], None, run_id="t").select("account_id", "score")  # non-hub accounts
+    got = pl.DataFrame({"account_id": feats["account_id"], "col": few._matrix(feats)[:, col]})
+    both = got.join(nolabel, on="account_id")
+    assert both.height == nolabel.height > 0.9 * feats.height
+    assert np.allclose(both["col"], both["score"]) and both["col"].std() > 0
+    assert not any(c in few.feature_names_ for c in ("oneoff_fanin_14d", "few_payments"))  # rule inputs, not model features
+    # read among the rows given: a window of other accounts gives other percentiles
+    half = feats.filter(pl.col("account_id").is_in(nolabel["account_id"].head(nolabel.height // 2).to_list()))
+    mine = got.join(half.select("account_id"), on="account_id", how="semi")
+    assert not np.allclose(few._matrix(half)[:, col], mine["col"].to_numpy())
+
+
+def test_nolabel_feature_is_saved_with_its_rule_version(data, few, tmp_path, monkeypatch):
+    """The model folder records the rule version; a model of another rule version refuses to score."""
+    import mulegraph.scoring.estimator as estimator
+    from mulegraph.core.errors import ModelError
+
+    save_model(few, tmp_path / "m")
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert card["training"]["nolabel_version"] == NOLABEL_VERSION and card["config"]["model"]["nolabel_feature"] == "auto"
+    assert "no-label mode's rule score" in (tmp_path / "m" / "model_card.md").read_text()
+    loaded = load_model(tmp_path / "m").set_context(data["p"])
+    assert loaded.nolabel_version_ == NOLABEL_VERSION
+    assert loaded.predict_scores(data["features"]).equals(few.predict_scores(data["features"]))
+    monkeypatch.setattr(estimator, "NOLABEL_VERSION", "nolabel-other")
+    with pytest.raises(ModelError, match="rule score"):
+        loaded.predict_scores(data["features"])
+
+
+def test_nolabel_feature_is_checked():
+    from mulegraph.core.config import load_config
+    from mulegraph.core.errors import ConfigError, ModelError
+    from mulegraph.scoring.training import check_config
+
+    with pytest.raises(ConfigError, match="nolabel_feature"):
+        load_config(data={"model": {"nolabel_feature": "maybe"}})
+    assert load_config(data={"model": {"nolabel_feature": "on"}}).model.nolabel_feature == "on"
+    with pytest.raises(ModelError, match="nolabel_feature"):
+        check_config(dataclasses.replace(TINY, nolabel_feature="yes"))

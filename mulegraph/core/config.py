@@ -150,6 +150,12 @@ class ModelConfig:
     #: mules; each round after the first re-estimates them from the previous round's held-out
     #: scores and runs the settings search once more (one more search per round)
     pu_rounds: int = 1
+    #: train on the no-label mode's score too (one more column, "nolabel_rule_score": the typology
+    #: rules of mulegraph.scoring.nolabel, percentiles read among the window's non-hub accounts;
+    #: recomputed at scoring, and a model refuses to score under another rule version): "auto" =
+    #: only with known_mule_share below 1 (few labels, where the rules' fixed weights carry what a
+    #: few dozen mules cannot teach the trees), "on", "off"
+    nolabel_feature: str = "auto"
     #: permutation-importance repeats stored in the model card (0 = skip)
     importance_repeats: int = 3
     #: up to this many labelled accounts, every one trains the trees; above it every mule is kept
@@ -437,6 +443,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "sync_window": _DURATION,
         "known_mule_share": _n(0, 1, lo_open=True),
         "pu_rounds": _n(1, 10),
+        "nolabel_feature": Limit(choices=("auto", "on", "off")),
         "importance_repeats": _n(0, 100),
         "sample_above": _n(0, 1_000_000_000_000),
         "negatives_per_mule": _n(0, 1_000_000, lo_open=True),

@@ -14,7 +14,12 @@ out-of-fold, and the predicting methods compute every account's closeness from a
 The one-off structure features (:mod:`mulegraph.features.structure`, not a default feature family)
 come from the context too, when the feature rows lack them: at fit time when
 ``ModelConfig.structure_features`` is set (the default), at scoring time when the model was
-trained on them (a model trained without them never computes them).
+trained on them (a model trained without them never computes them). So does the no-label mode's
+rule score (:data:`NOLABEL_FEATURE`, ``ModelConfig.nolabel_feature``; by default only with
+``known_mule_share`` below 1), computed from the feature rows and the context's collection
+features: its percentiles are read among the non-hub rows given (the window's accounts when
+scoring a window), with the rules of :mod:`mulegraph.scoring.nolabel` as they were at training
+(a model trained on another rule version refuses to score).
 Give the scoring window's transfers before predicting on another window::
 
     model = MuleModel(config.model, config.features).set_context(prepared).fit(features, labels)
@@ -37,9 +42,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from mulegraph.core.config import FeatureConfig, ModelConfig
 from mulegraph.core.errors import InputError, ModelError
 from mulegraph.features import proximity
+from mulegraph.features.collection import COLLECTION_FEATURES, collection_features
 from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
 from mulegraph.scoring import pu, training
+from mulegraph.scoring.nolabel import NOLABEL_VERSION, NoLabelScorer
 from mulegraph.scoring.signals import require_fitted
 from mulegraph.scoring.threads import thread_budget
 
@@ -47,6 +54,13 @@ __all__ = ["MuleModel", "labels_frame"]
 
 _CLOSENESS = tuple(s.name for s in proximity.FEATURES)
 _STRUCTURE = tuple(s.name for s in STRUCTURE_FEATURES)
+#: the no-label mode's rule score as a model feature (``ModelConfig.nolabel_feature``)
+NOLABEL_FEATURE = "nolabel_rule_score"
+
+
+def uses_nolabel_feature(cfg: ModelConfig) -> bool:
+    """Whether a fit with ``cfg`` trains on :data:`NOLABEL_FEATURE` ("auto": only with few labels)."""
+    return cfg.nolabel_feature == "on" or (cfg.nolabel_feature == "auto" and cfg.known_mule_share < 1.0)
 
 
 def _check_features(features: Any) -> pl.DataFrame:
@@ -128,6 +142,9 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         the share assumed, the labelled mules, the hidden mules estimated among the labelled
         non-mules and how many of those were counted partly as mules (in the last of
         ``config.pu_rounds`` rounds), the rounds; None otherwise.
+    nolabel_version_ : str or None
+        The no-label rule version (:data:`~mulegraph.scoring.nolabel.NOLABEL_VERSION`) of the
+        :data:`NOLABEL_FEATURE` column when the model trained on it; None otherwise.
     classes_ : numpy.ndarray
         ``[False, True]`` (not a mule, a mule).
     """
@@ -163,6 +180,7 @@ class MuleModel(ClassifierMixin, BaseEstimator):
             )
         if prepared is not getattr(self, "_context", None):
             self._structure = None
+            self._collection = None
         self._context = prepared
         self._closeness = None
         return self
@@ -184,6 +202,36 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         if getattr(self, "_structure", None) is None:
             self._structure = structure_features(self._prepared())
         return features.join(self._structure.select("account_id", *missing), on="account_id", how="left")
+
+    def _with_nolabel(self, features: pl.DataFrame) -> pl.DataFrame:
+        """``features`` with the :data:`NOLABEL_FEATURE` column (replaced when present).
+
+        The no-label rules (:class:`~mulegraph.scoring.nolabel.NoLabelScorer`, fixed weights) read
+        each feature's percentile among the non-hub rows of ``features`` (the context's hubs and
+        rows whose ``is_hub`` is true left out); every row, hubs too, gets a score. The rules read
+        the no-label mode's collection features too (:mod:`mulegraph.features.collection`, computed
+        from the context at most once per context when the rows lack them), as the no-label mode
+        does; they are not model features and are not added to the rows returned.
+        """
+        frame = features.drop(NOLABEL_FEATURE, strict=False)
+        rows = frame
+        missing = [f.name for f in COLLECTION_FEATURES if f.name not in frame.columns]
+        if missing:
+            if getattr(self, "_collection", None) is None:
+                self._collection = collection_features(self._prepared())
+            rows = frame.join(self._collection.select("account_id", *missing), on="account_id", how="left")
+        hubs = self._prepared().accounts.filter(pl.col("is_hub")).select("account_id")
+        population = rows.join(hubs, on="account_id", how="anti")
+        if "is_hub" in population.columns:
+            population = population.filter(~pl.col("is_hub").fill_null(False))
+        if population.is_empty():
+            return frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(NOLABEL_FEATURE))
+        scorer = NoLabelScorer().fit(population)
+        if not scorer.rules_used_:
+            raise ModelError("none of the features the no-label rules read are present; compute all feature families "
+                             "or train with model.nolabel_feature = 'off'.")
+        scored = scorer.score(rows).select("account_id", pl.col("score").cast(pl.Float64).alias(NOLABEL_FEATURE))
+        return frame.join(scored, on="account_id", how="left")
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "estimators_")
@@ -226,6 +274,9 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         if cfg.structure_features:
             features = self._with_structure(features, _STRUCTURE)
         lap("structure")
+        use_nolabel = uses_nolabel_feature(cfg)
+        features = self._with_nolabel(features) if use_nolabel else features.drop(NOLABEL_FEATURE, strict=False)
+        lap("nolabel")
         columns = training.feature_matrix_columns(features)
         if not cfg.structure_features:
             columns = [c for c in columns if c not in _STRUCTURE]
@@ -305,6 +356,7 @@ class MuleModel(ClassifierMixin, BaseEstimator):
             "prevalence": float(np.average(ys, weights=ws)),
         }
         self.known_ = lab.select("account_id", "is_mule")
+        self.nolabel_version_ = NOLABEL_VERSION if NOLABEL_FEATURE in all_columns else None
         self.label_counts_ = {"mule": int(y_.sum()), "not_mule": int(len(y_) - y_.sum()), "unmatched": int(n_unmatched)}
         self.training_hash_ = _hash_training(lab["account_id"], y_, Xm)
         self.importance_ = {}
@@ -373,6 +425,12 @@ class MuleModel(ClassifierMixin, BaseEstimator):
 
     def _matrix(self, features: pl.DataFrame) -> np.ndarray:
         features = self._with_structure(features, [c for c in self.feature_names_ if c in _STRUCTURE])
+        if NOLABEL_FEATURE in self.feature_names_:
+            trained = getattr(self, "nolabel_version_", None)
+            if trained != NOLABEL_VERSION:
+                raise ModelError(f"the model was trained on the no-label rule score of {trained or 'an unknown rule version'}, "
+                                 f"but this mulegraph has {NOLABEL_VERSION}; retrain the model with this version.")
+            features = self._with_nolabel(features)
         base_cols = [c for c in self.feature_names_ if c not in _CLOSENESS]
         missing = [c for c in base_cols if c not in features.columns]
         if missing:

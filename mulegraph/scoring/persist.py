@@ -145,6 +145,7 @@ def _card_markdown(card: dict[str, Any]) -> str:
              + (f"; {pu['rounds']} rounds" if pu.get("rounds", 1) > 1 else "")]
             if (pu := (card.get("training") or {}).get("pu")) else []
         ),
+        *([f"- trained on the no-label mode's rule score too ({nv})"] if (nv := (card.get("training") or {}).get("nolabel_version")) else []),
         "",
         "## Cross-validated metrics (training labels only)",
         "",
@@ -264,7 +265,7 @@ def save_model(model: MuleModel, directory: str | os.PathLike, *, portable: bool
         # which rows trained the trees (sampling of non-mules), the early-stopped search, the thread budget
         "training": {"sampling": getattr(model, "sampling_", None), "search": getattr(model, "search_", None),
                      "threads": getattr(model, "threads_", None), "seconds": getattr(model, "fit_seconds_", None),
-                     "pu": getattr(model, "pu_", None)},
+                     "pu": getattr(model, "pu_", None), "nolabel_version": getattr(model, "nolabel_version_", None)},
         "feature_importance": model.feature_importance,
         "feature_importance_raw": model.importance_,
         "config": _card_config(model, portable),
@@ -393,7 +394,7 @@ def load_model(directory: str | os.PathLike, *, key: bytes | None = None) -> Mul
         if card.get("training_data"):
             model.training_data_ = card["training_data"]
         for name, value in (card.get("training") or {}).items():
-            if value is not None and name in ("sampling", "search", "threads", "pu"):
+            if value is not None and name in ("sampling", "search", "threads", "pu", "nolabel_version"):
                 setattr(model, f"{name}_", value)
         model.importance_ = card.get("feature_importance_raw", {})
         model.training_store_ = card.get("training_store")

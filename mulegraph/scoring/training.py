@@ -103,6 +103,8 @@ def check_config(cfg: ModelConfig) -> None:
         raise ModelError("model.cv_folds must be at least 2.")
     if cfg.class_weight not in ("balanced", "none"):
         raise ModelError(f"model.class_weight must be 'balanced' or 'none'. Got '{cfg.class_weight}' instead.")
+    if cfg.nolabel_feature not in ("auto", "on", "off"):
+        raise ModelError(f"model.nolabel_feature must be 'auto', 'on' or 'off'. Got '{cfg.nolabel_feature}' instead.")
     if cfg.proximity_folds < 2 or cfg.max_hops < 1 or cfg.ppr_groups < 2 or not 0 < cfg.ppr_alpha < 1:
         raise ModelError("model.proximity_folds and model.ppr_groups must be at least 2, model.max_hops at least 1, and 0 < model.ppr_alpha < 1.")
     if not cfg.max_leaf_nodes or cfg.max_iter < EVAL_EVERY:

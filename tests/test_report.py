@@ -407,8 +407,11 @@ def test_psi_reads_a_lazy_previous_frame_a_column_at_a_time(tmp_path):
                          "n": rng.integers(0, 9, 300), "is_hub": [False] * 300})
     cur = prev.with_columns(pl.col("x") * 2, pl.col("n") + 1)
     prev.write_parquet(tmp_path / "features.parquet")
+    cur.write_parquet(tmp_path / "current.parquet")
     eager = feature_psi(prev, cur)
     assert eager.height == 2 and eager.equals(feature_psi(pl.scan_parquet(tmp_path / "features.parquet"), cur))
+    lazy = feature_psi(pl.scan_parquet(tmp_path / "features.parquet"), pl.scan_parquet(tmp_path / "current.parquet"))
+    assert lazy.equals(eager)
 
 
 # ------------------------------------------------------------------------------------------- CLI

@@ -309,16 +309,23 @@ def _stage_score(state: _State) -> None:
     cfg, wf, work = state.config, state.wf, state.work
     state.begin("score", "no-label mode" if state.inputs.model is None else "supervised model")
     t_score = time.perf_counter()
+    # only the ranked accounts' features are held from here (hubs are not ranked); the drift below
+    # reads every account's from features.parquet, written by the features stage
+    prepared, n_accounts, n_transfers = wf.prepared, wf.features.height, wf.n_transfers
+    hubs = wf.features["is_hub"].fill_null(False)
+    ranked = wf.features.filter(~hubs) if hubs.any() else wf.features
+    state.wf = wf = None
     if state.inputs.model is not None:
         # a run --as-of a past date reads the decisions taken by then, not later ones
         decided_by = state.window.end if state.as_of is not None else None
-        state.seeds = scoring_seeds(state.inputs.model, state.store, wf.prepared.accounts["account_id"],
+        state.seeds = scoring_seeds(state.inputs.model, state.store, prepared.accounts["account_id"],
                                     decisions=state.decisions, inputs=state.seed_inputs, decided_by=decided_by)
     # the scores are written as their reasons are built (at bank scale the reasons of every account
     # are the largest column of the run); what follows reads the ranks, and the alerts' reasons
     with ParquetChunks(work / "scores.parquet", SCORE_SCHEMA) as sink:
-        scores = score_features(wf.features, wf.prepared, state.inputs.model, run_id=state.run_id,
+        scores = score_features(ranked, prepared, state.inputs.model, run_id=state.run_id,
                                 random_state=cfg.model.random_state, seeds=state.seeds, sink=sink.write)
+    del ranked
     missing = [c for c in SCORE_SCHEMA if c != "reasons" and c not in scores.columns]
     if missing:
         raise RuntimeError(f"scoring returned no column(s) {', '.join(missing)}")
@@ -345,24 +352,24 @@ def _stage_score(state: _State) -> None:
                .select("account_id", "reasons", "model_version", "run_id").collect())
     alerts = as_reasons(alerts.join(alerted, on="account_id", how="left"))
     alerts = reason_summary(alerts)
-    alerts = alerts.join(key_figures(wf.touching(alerts["account_id"]), alerts["account_id"]), on="account_id", how="left")
+    alerts = alerts.join(key_figures(prepared.canonical(alerts["account_id"]), alerts["account_id"]), on="account_id", how="left")
     alerts = write_alerts(alerts.sort("alert_rank"), work)
     changes.write_parquet(work / "alert_changes.parquet")
     flow_ids = alerts["account_id"].head(cfg.run.flow_accounts).to_list()
-    flows(wf.touching(flow_ids), flow_ids).write_parquet(work / "flows.parquet")
-    features = wf.features
+    flows(prepared.canonical(flow_ids), flow_ids).write_parquet(work / "flows.parquet")
+    features = pl.scan_parquet(work / "features.parquet")
     if state.previous is not None and (state.previous / "features.parquet").is_file():
         drift = feature_psi(pl.scan_parquet(state.previous / "features.parquet"), features,
                             warn_above=cfg.report.psi_warning)
     else:
-        drift = feature_psi(features.head(0), features.head(0), features=[], warn_above=cfg.report.psi_warning)
+        drift = feature_psi(features, features, features=[], warn_above=cfg.report.psi_warning)
     drift.write_parquet(work / "drift.parquet")
     state.score_seconds = {"scoring": round(t_alerts - t_score, 4),
                            "alerts_flows_drift": round(time.perf_counter() - t_alerts, 4)}
     by_status = {s: int(n) for s, n in changes.group_by("status").len().iter_rows()}
     state.counts = {
-        "transfers_in_window": wf.n_transfers,
-        "accounts": features.height,
+        "transfers_in_window": n_transfers,
+        "accounts": n_accounts,
         "scored": int(scores["rank"].is_not_null().sum()),
         "alerts": alerts.height,
         "new": by_status.get("new", 0),
@@ -371,9 +378,6 @@ def _stage_score(state: _State) -> None:
         "suppressed": by_status.get("suppressed", 0),
         "drift_warnings": int(drift["warning"].sum()) if drift.height else 0,
     }
-    # what follows reads the files written: the window's transfers, features and scores (at bank
-    # scale several GB) are let go before the report is rendered
-    state.wf = None
     state.end("score", f"{state.counts['scored']} account(s) ranked, {state.counts['alerts']} alert(s)")
 
 

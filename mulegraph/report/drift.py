@@ -64,9 +64,15 @@ def psi(expected, actual, *, bins: int = 10, eps: float = 1e-4) -> float:
     return float(np.sum((pa - pe) * np.log(pa / pe)))
 
 
+def _column(frame: pl.DataFrame | pl.LazyFrame, name: str) -> np.ndarray:
+    """One column as floats, nulls as NaN (read alone from a lazy frame)."""
+    one = frame.select(name).collect() if isinstance(frame, pl.LazyFrame) else frame
+    return one.get_column(name).cast(pl.Float64).fill_null(float("nan")).to_numpy()
+
+
 def feature_psi(
     previous: pl.DataFrame | pl.LazyFrame,
-    current: pl.DataFrame,
+    current: pl.DataFrame | pl.LazyFrame,
     *,
     features: list[str] | None = None,
     bins: int = 10,
@@ -76,24 +82,23 @@ def feature_psi(
 
     Returns ``feature, psi, n_previous, n_current, warning`` sorted by PSI (largest first); the
     ``warning`` flag is true when PSI exceeds ``warn_above``. Boolean features count as 0/1;
-    identifier and non-numeric columns are skipped. ``previous`` may be lazy (a scan of the last
-    run's ``features.parquet``): it is then read a column at a time, never whole.
+    identifier and non-numeric columns are skipped. Either frame may be lazy (a scan of a run's
+    ``features.parquet``): it is then read a column at a time, never whole.
     """
-    before = previous.collect_schema()
+    before, after = previous.collect_schema(), current.collect_schema()
     if features is None:
         features = [
             c
-            for c in current.columns
+            for c in after.names()
             if c in before
             and c not in ("account_id", "idx", "is_hub")
-            and (current.schema[c].is_numeric() or current.schema[c] == pl.Boolean)
+            and (after[c].is_numeric() or after[c] == pl.Boolean)
             and (before[c].is_numeric() or before[c] == pl.Boolean)
         ]
     rows = []
     for name in features:
-        column = previous.select(name).collect() if isinstance(previous, pl.LazyFrame) else previous
-        e = column.get_column(name).cast(pl.Float64).fill_null(float("nan")).to_numpy()
-        a = current.get_column(name).cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        e = _column(previous, name)
+        a = _column(current, name)
         value = psi(e, a, bins=bins)
         rows.append((name, value, e.size, a.size, bool(value > warn_above)))
     out = pl.DataFrame(

@@ -165,7 +165,8 @@ def score_features(
     if "account_id" not in features.columns:
         raise FeatureError("the feature frame has no account_id column; compute features first.")
     ranked = features
-    if exclude_hubs and "is_hub" in features.columns:
+    if exclude_hubs and "is_hub" in features.columns and features["is_hub"].any():
+        # (a filter copies every column: none when there is no hub to leave out)
         ranked = features.filter(~pl.col("is_hub").fill_null(False))
     if ranked.is_empty():
         empty = pl.DataFrame(schema=SCORE_SCHEMA)

@@ -27,7 +27,11 @@ Protocol (each AMLGentex set of ``--data``; the protocol of ``bench_accuracy.py`
   the share kept (positive-unlabelled training, :mod:`mulegraph.scoring.pu`); ``--set
   known_mule_share=x`` gives every fit the share x instead (e.g. a share other than the true one).
   With a share below 1 the model also trains on the no-label mode's rule score
-  (``ModelConfig.nolabel_feature = "auto"``, the default); ``--set nolabel_feature=off`` measures
+  (``ModelConfig.nolabel_feature = "auto"``, the default) and its scores are blended with the
+  no-label score (``ModelConfig.nolabel_blend = "auto"``: weight 0.5 with a share below 1; the
+  scores are :func:`mulegraph.scoring.score.score_features`'s, as ``score`` and ``run`` compute
+  them; ``--set nolabel_blend=off`` measures the model's own score, ``--set nolabel_blend=0.75``
+  another weight); ``--set nolabel_feature=off`` measures
   positive-unlabelled training without it (the ``--pu`` figures before that setting existed).
 * ``--validate``: the same scenarios inside the train split only, for choosing settings without
   reading the test split: the train accounts are split again, stratified by label
@@ -212,7 +216,9 @@ def run(args: argparse.Namespace) -> list[dict]:
                     kept = keep_share(mules, share, seed)
                     fit_cfg = dataclasses.replace(mcfg, known_mule_share=share) if args.pu else mcfg
                     model, secs = train(data, data.train_labels(kept), fit_cfg, fcfg)
-                    emit({"scenario": "few", "set": data.name, "share": share, "seed": seed, "known": len(kept), **metrics(score_with_seeds(model, data, None), data), "seconds": secs})
+                    scores = score_features(data.features, data.prepared, model, run_id="bench", options=ScoreOptions(evidence_top=0))
+                    emit({"scenario": "few", "set": data.name, "share": share, "seed": seed, "known": len(kept),
+                          "blend": None if model.nolabel_blend_ is None else str(model.nolabel_blend_), **metrics(scores, data), "seconds": secs})
     if "elsewhere" in args.scenarios:
         for source in sets:
             for target in sets:

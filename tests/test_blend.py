@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from mulegraph.cli import app
-from mulegraph.core.config import Config, ModelConfig
-from mulegraph.core.errors import InputError
+from mulegraph.core.config import Config, ModelConfig, load_config
+from mulegraph.core.errors import ConfigError, InputError, ModelError
 from mulegraph.features.build import window_features
 from mulegraph.ingest import ingest
 from mulegraph.scoring import blend as B
+from mulegraph.scoring import training
 from mulegraph.scoring.model import train_from_store
 from mulegraph.scoring.persist import export_portable, load_model, save_model
 from mulegraph.scoring.score import ScoreOptions, score_features, score_window
@@ -129,3 +133,57 @@ def test_cli_elsewhere_blend(banks):
     res = runner.invoke(app, ["score", "--store", str(root / "C"), "--model", str(root / "portable"),
                               "--elsewhere-blend", "lots", "--out", str(out)])
     assert res.exit_code == 2 and "elsewhere blend" in res.output
+
+
+@pytest.fixture(scope="module")
+def few_model(banks):
+    """A model of store A trained with labels that name about half of its mules (known_mule_share 0.5)."""
+    root = banks["root"]
+    data = generate(600, 14, seed=31, mule_share=0.06)
+    cfg = Config(model=dataclasses.replace(TINY, known_mule_share=0.5))
+    model, _ = train_from_store(root / "A", data.labels.sample(fraction=0.6, seed=4), config=cfg)
+    save_model(model, root / "few", key=None)
+    return root / "few"
+
+
+def test_a_few_label_model_is_blended_with_the_no_label_score_on_its_own_store(banks, few_model):
+    root = banks["root"]
+    card = json.loads((few_model / "model_card.json").read_text())
+    assert card["training"]["nolabel_blend"] == B.FEW_LABEL_WEIGHT == 0.5
+    assert "not a probability" in (few_model / "model_card.md").read_text()
+    r = score_window(root / "A", model_dir=few_model, config=CFG)
+    assert not r.seeds.elsewhere
+    assert r.seeds.summary()["blend"] == {"setting": "model", "weight": 0.5, "chosen": "the model's nolabel_blend"}
+    wf = window_features(root / "A", config=CFG)
+    model = load_model(few_model)
+    assert model.nolabel_blend_ == 0.5
+    seeds = scoring_seeds(model, root / "A", wf.prepared.accounts["account_id"])
+    model.nolabel_blend_ = None  # the model's own score
+    own = score_features(wf.features, wf.prepared, model, seeds=seeds)
+    nolabel = score_features(wf.features, wf.prepared, None)
+    frame = own.select("account_id", pl.col("score").alias("m")).join(nolabel.select("account_id", pl.col("score").alias("n")),
+                                                                    on="account_id")
+    want = frame.select("account_id", pl.Series("score", B.blend(frame["m"].to_numpy(), frame["n"].to_numpy(), 0.5)))
+    got = r.scores.select("account_id", "score").join(want, on="account_id", suffix="_want")
+    assert got.height == r.scores.height == own.height
+    assert np.allclose(got["score"].to_numpy(), got["score_want"].to_numpy(), rtol=0, atol=1e-12)
+    assert r.scores["account_id"].to_list() != own["account_id"].to_list()  # the ranking moved
+    # from elsewhere it is blended once, with the elsewhere weight
+    e = score_window(root / "C", model_dir=few_model, config=CFG, seeds=SeedInputs.load(banks["known"]),
+                     options=ScoreOptions(evidence_top=0))
+    assert e.seeds.summary()["blend"] == {"setting": B.DEFAULT_WEIGHT, "weight": B.DEFAULT_WEIGHT, "chosen": "setting"}
+
+
+def test_nolabel_blend_setting(banks):
+    assert B.few_label_weight("auto", 1.0) is None and B.few_label_weight("auto", 0.2) == B.FEW_LABEL_WEIGHT
+    assert B.few_label_weight("off", 0.2) is None and B.few_label_weight(0.75, 1.0) == 0.75
+    assert B.few_label_weight("0.25", 0.2) == 0.25
+    # a model trained with every label known records no blend and scores as before
+    card = json.loads((banks["root"] / "model" / "model_card.json").read_text())
+    assert card["training"]["nolabel_blend"] is None and load_model(banks["root"] / "model").__dict__.get("nolabel_blend_") is None
+    for bad in (1.5, "half", True):
+        with pytest.raises(ModelError, match="nolabel_blend"):
+            training.check_config(dataclasses.replace(TINY, nolabel_blend=bad))
+    with pytest.raises(ConfigError, match="nolabel_blend"):
+        load_config(data={"model": {"nolabel_blend": "sometimes"}})
+    assert load_config(data={"model": {"nolabel_blend": 0.75}}).model.nolabel_blend == 0.75

@@ -156,6 +156,11 @@ class ModelConfig:
     #: only with known_mule_share below 1 (few labels, where the rules' fixed weights carry what a
     #: few dozen mules cannot teach the trees), "on", "off"
     nolabel_feature: str = "auto"
+    #: score as a blend with the no-label mode's score (mulegraph.scoring.blend: sigmoid(w * logit(rank
+    #: no-label) + (1 - w) * logit(rank model)), w recorded in the model card and applied wherever the
+    #: model scores): "auto" = 0.5 only with known_mule_share below 1, a number from 0 to 1 forces w,
+    #: "off". A blended score is a rank share among the scored accounts, not a probability
+    nolabel_blend: str | float = "auto"
     #: permutation-importance repeats stored in the model card (0 = skip)
     importance_repeats: int = 3
     #: up to this many labelled accounts, every one trains the trees; above it every mule is kept
@@ -444,6 +449,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "known_mule_share": _n(0, 1, lo_open=True),
         "pu_rounds": _n(1, 10),
         "nolabel_feature": Limit(choices=("auto", "on", "off")),
+        "nolabel_blend": Limit(choices=("auto", "off")),  # or a weight: checked by scoring.training.check_config
         "importance_repeats": _n(0, 100),
         "sample_above": _n(0, 1_000_000_000_000),
         "negatives_per_mule": _n(0, 1_000_000, lo_open=True),

@@ -24,7 +24,18 @@ The weight (``ScoreOptions.elsewhere_blend``, ``mulegraph score --elsewhere-blen
   default weight is used. Each repeat scores the window twice more with the model;
 * ``"off"``: the model's own score, as when scoring its own store.
 
-Scoring the store a model was trained on never blends.
+Scoring the store a model was trained on blends only a few-label model (below).
+
+**A few-label model** (``ModelConfig.nolabel_blend``): a model trained with labels that name only
+some of the mules (``known_mule_share`` below 1) scores every window blended with the local
+no-label score the same way, with the weight the model records (card: ``training.nolabel_blend``):
+``"auto"`` (the default) is :data:`FEW_LABEL_WEIGHT` with a share below 1 and no blend with every
+label known; a number in 0..1 forces that weight; ``"off"`` never blends. Chosen on the validation
+part of the train splits of both AMLGentex sets (RESULTS.md, "Few known mules"). Where the elsewhere
+blend applies too, it alone decides (:func:`mulegraph.scoring.score.score_features`).
+
+A blended score is a rank share (the sigmoid of a mix of rank logits): it orders the accounts but
+is not a probability of being a mule, as the calibrated model score is.
 """
 
 from __future__ import annotations
@@ -39,20 +50,22 @@ from mulegraph.features.prepare import Prepared
 from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
 from mulegraph.scoring.nolabel import COLLECTION_FEATURES, NoLabelScorer, collection_features
 
-__all__ = ["WEIGHTS", "DEFAULT_WEIGHT", "MIN_SEED_MULES", "REPEATS", "parse_blend", "rank_logit", "blend", "choose_weight",
-           "nolabel_scores", "blend_elsewhere"]
+__all__ = ["WEIGHTS", "DEFAULT_WEIGHT", "FEW_LABEL_WEIGHT", "MIN_SEED_MULES", "REPEATS", "parse_blend", "few_label_weight",
+           "rank_logit", "blend", "choose_weight", "nolabel_scores", "blend_nolabel", "blend_elsewhere"]
 
 #: the weights of the no-label score ``"auto"`` chooses among
 WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: the weight of the no-label score when none is chosen locally
 DEFAULT_WEIGHT = 0.75
+#: the weight of the no-label score in a few-label model's score (``ModelConfig.nolabel_blend = "auto"``)
+FEW_LABEL_WEIGHT = 0.5
 #: ``"auto"`` needs at least this many seed mules in the window (two per half), else the default
 MIN_SEED_MULES = 4
 #: how many times ``"auto"`` splits the seed mules in two halves
 REPEATS = 4
 
 
-def parse_blend(value: Any) -> str | float:
+def parse_blend(value: Any, what: str = "the elsewhere blend") -> str | float:
     """``"auto"``, ``"off"`` or a weight in 0..1 (a number or its text); InputError otherwise."""
     if isinstance(value, str):
         text = value.strip().lower()
@@ -61,10 +74,18 @@ def parse_blend(value: Any) -> str | float:
         try:
             value = float(text)
         except ValueError:
-            raise InputError(f"the elsewhere blend must be 'auto', 'off' or a weight from 0 to 1. Got '{value}' instead.") from None
+            raise InputError(f"{what} must be 'auto', 'off' or a weight from 0 to 1. Got '{value}' instead.") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise InputError(f"the elsewhere blend must be 'auto', 'off' or a weight from 0 to 1. Got {value!r} instead.")
+        raise InputError(f"{what} must be 'auto', 'off' or a weight from 0 to 1. Got {value!r} instead.")
     return float(value)
+
+
+def few_label_weight(setting: Any, known_mule_share: float) -> float | None:
+    """The no-label weight a model trained with ``ModelConfig.nolabel_blend = setting`` scores with; None: no blend."""
+    value = parse_blend(setting, "model.nolabel_blend")
+    if value == "auto":
+        return FEW_LABEL_WEIGHT if known_mule_share < 1.0 else None
+    return None if value == "off" else float(value)
 
 
 def rank_logit(values: np.ndarray) -> np.ndarray:
@@ -100,7 +121,7 @@ def nolabel_scores(ranked: pl.DataFrame, prepared: Prepared | None, *, detector_
     scorer = NoLabelScorer(detector_weight=detector_weight, random_state=random_state).fit(frame)
     if not scorer.rules_used_:
         raise InputError("none of the features the no-label rules read are present; compute all feature families "
-                         "or score with --elsewhere-blend off.")
+                         "or score with --elsewhere-blend off (a few-label model: train it with model.nolabel_blend = 'off').")
     out = ranked.select("account_id").join(scorer.score(frame).select("account_id", "score"), on="account_id", how="left",
                                            maintain_order="left")
     return out["score"].cast(pl.Float64).fill_null(0.0).to_numpy()
@@ -147,6 +168,20 @@ def choose_weight(model: Any, ranked: pl.DataFrame, seeds: pl.DataFrame, nolabel
     return best, {"chosen": "local", "seed_mules": int(len(mules)), "auc": {str(w): round(v, 4) for w, v in mean.items()}}
 
 
+def _blend_frame(ranked: pl.DataFrame, model_scores: pl.DataFrame, nolabel: np.ndarray, weight: float) -> pl.DataFrame:
+    m = ranked.select("account_id").join(model_scores.select("account_id", "score"), on="account_id", how="left",
+                                         maintain_order="left")["score"].cast(pl.Float64).fill_null(0.0).to_numpy()
+    return pl.DataFrame({"account_id": ranked["account_id"], "score": blend(m, nolabel, weight)})
+
+
+def blend_nolabel(ranked: pl.DataFrame, model_scores: pl.DataFrame, prepared: Prepared | None, weight: float, *,
+                  detector_weight: float = 0.0, random_state: int = 0) -> pl.DataFrame:
+    """The ``account_id, score`` of the rows of ``ranked``: the model's ``model_scores`` blended with the
+    no-label score with ``weight`` (a few-label model, ``ModelConfig.nolabel_blend``)."""
+    nolabel = nolabel_scores(ranked, prepared, detector_weight=detector_weight, random_state=random_state)
+    return _blend_frame(ranked, model_scores, nolabel, weight)
+
+
 def blend_elsewhere(model: Any, ranked: pl.DataFrame, model_scores: pl.DataFrame, prepared: Prepared | None,
                     seeds: pl.DataFrame, setting: str | float, *, detector_weight: float = 0.0,
                     random_state: int = 0) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -160,7 +195,4 @@ def blend_elsewhere(model: Any, ranked: pl.DataFrame, model_scores: pl.DataFrame
         weight, info = choose_weight(model, ranked, seeds, nolabel, random_state=random_state)
     else:
         weight, info = float(setting), {"chosen": "setting"}
-    m = ranked.select("account_id").join(model_scores.select("account_id", "score"), on="account_id", how="left",
-                                         maintain_order="left")["score"].cast(pl.Float64).fill_null(0.0).to_numpy()
-    out = pl.DataFrame({"account_id": ranked["account_id"], "score": blend(m, nolabel, weight)})
-    return out, {"setting": setting, "weight": weight, **info}
+    return _blend_frame(ranked, model_scores, nolabel, weight), {"setting": setting, "weight": weight, **info}

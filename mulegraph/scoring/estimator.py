@@ -46,6 +46,7 @@ from mulegraph.features.collection import COLLECTION_FEATURES, collection_featur
 from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
 from mulegraph.scoring import pu, training
+from mulegraph.scoring.blend import few_label_weight
 from mulegraph.scoring.nolabel import NOLABEL_VERSION, NoLabelScorer
 from mulegraph.scoring.signals import require_fitted
 from mulegraph.scoring.threads import thread_budget
@@ -357,6 +358,8 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         }
         self.known_ = lab.select("account_id", "is_mule")
         self.nolabel_version_ = NOLABEL_VERSION if NOLABEL_FEATURE in all_columns else None
+        # the no-label weight its scores are blended with wherever it scores (None: its own score)
+        self.nolabel_blend_ = few_label_weight(cfg.nolabel_blend, cfg.known_mule_share)
         self.label_counts_ = {"mule": int(y_.sum()), "not_mule": int(len(y_) - y_.sum()), "unmatched": int(n_unmatched)}
         self.training_hash_ = _hash_training(lab["account_id"], y_, Xm)
         self.importance_ = {}

@@ -146,6 +146,9 @@ def _card_markdown(card: dict[str, Any]) -> str:
             if (pu := (card.get("training") or {}).get("pu")) else []
         ),
         *([f"- trained on the no-label mode's rule score too ({nv})"] if (nv := (card.get("training") or {}).get("nolabel_version")) else []),
+        *([f"- scores blended with the no-label mode's score, weight {nb:g} of the no-label score "
+           "(a rank share among the scored accounts, not a probability)"]
+          if (nb := (card.get("training") or {}).get("nolabel_blend")) is not None else []),
         "",
         "## Cross-validated metrics (training labels only)",
         "",
@@ -265,7 +268,8 @@ def save_model(model: MuleModel, directory: str | os.PathLike, *, portable: bool
         # which rows trained the trees (sampling of non-mules), the early-stopped search, the thread budget
         "training": {"sampling": getattr(model, "sampling_", None), "search": getattr(model, "search_", None),
                      "threads": getattr(model, "threads_", None), "seconds": getattr(model, "fit_seconds_", None),
-                     "pu": getattr(model, "pu_", None), "nolabel_version": getattr(model, "nolabel_version_", None)},
+                     "pu": getattr(model, "pu_", None), "nolabel_version": getattr(model, "nolabel_version_", None),
+                     "nolabel_blend": getattr(model, "nolabel_blend_", None)},
         "feature_importance": model.feature_importance,
         "feature_importance_raw": model.importance_,
         "config": _card_config(model, portable),
@@ -394,7 +398,7 @@ def load_model(directory: str | os.PathLike, *, key: bytes | None = None) -> Mul
         if card.get("training_data"):
             model.training_data_ = card["training_data"]
         for name, value in (card.get("training") or {}).items():
-            if value is not None and name in ("sampling", "search", "threads", "pu", "nolabel_version"):
+            if value is not None and name in ("sampling", "search", "threads", "pu", "nolabel_version", "nolabel_blend"):
                 setattr(model, f"{name}_", value)
         model.importance_ = card.get("feature_importance_raw", {})
         model.training_store_ = card.get("training_store")

@@ -47,7 +47,7 @@ from mulegraph.features.build import read_window, window_features
 from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.registry import REGISTRY
 from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
-from mulegraph.scoring.blend import DEFAULT_WEIGHT, blend_elsewhere, parse_blend
+from mulegraph.scoring.blend import DEFAULT_WEIGHT, blend_elsewhere, blend_nolabel, parse_blend
 from mulegraph.scoring.explain import explain, explain_chunks
 from mulegraph.scoring.nolabel import COLLECTION_FEATURES, NOLABEL_VERSION, NoLabelScorer, collection_features
 from mulegraph.scoring.persist import load_model
@@ -206,11 +206,20 @@ def score_features(
         scored = ranked.select("account_id").join(pred.select("account_id", "score"), on="account_id", how="left")
         scored = scored.with_columns(pl.col("score").cast(pl.Float64).fill_nan(None).fill_null(0.0).clip(0.0, 1.0))
         setting = parse_blend(options.elsewhere_blend)
+        few = getattr(model, "nolabel_blend_", None)  # a few-label model's weight (ModelConfig.nolabel_blend)
         if isinstance(seeds, Seeds) and seeds.elsewhere and setting != "off":
-            # a model from elsewhere: its ranking blended with the local no-label one
+            # a model from elsewhere: its ranking blended with the local no-label one. A few-label model
+            # from elsewhere is blended once, with the elsewhere weight (not its own on top of it: the
+            # model's own score is the one blended, and "auto" chooses the weight for that score)
             scored, how = blend_elsewhere(model, ranked, scored, prepared, seeds.frame, setting,
                                           detector_weight=options.detector_weight, random_state=random_state)
             seeds.blend.update(how)
+        elif few is not None:
+            # a model trained with few labels: blended with the no-label score with the weight it records
+            scored = blend_nolabel(ranked, scored, prepared, float(few), detector_weight=options.detector_weight,
+                                   random_state=random_state)
+            if isinstance(seeds, Seeds):
+                seeds.blend.update({"setting": "model", "weight": float(few), "chosen": "the model's nolabel_blend"})
         closeness = getattr(model, "closeness", None)
         if callable(closeness):
             extra = closeness()

@@ -303,5 +303,6 @@ def describe_seeds(summary: dict[str, Any]) -> str:
     line += f"; training labels {summary['model_labels']}"
     blend = summary.get("blend")
     if blend:
-        line += f"; a model from elsewhere: blended with the no-label score, weight {blend['weight']:g} ({blend['chosen']})"
+        who = "a few-label model" if blend.get("setting") == "model" else "a model from elsewhere"
+        line += f"; {who}: blended with the no-label score, weight {blend['weight']:g} ({blend['chosen']})"
     return line

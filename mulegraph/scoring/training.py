@@ -61,6 +61,7 @@ from mulegraph.core.errors import InputError, ModelError
 from mulegraph.core.window import parse_duration
 from mulegraph.features import proximity
 from mulegraph.features.prepare import Prepared
+from mulegraph.scoring.blend import few_label_weight
 
 __all__ = [
     "EVAL_EVERY",
@@ -105,6 +106,10 @@ def check_config(cfg: ModelConfig) -> None:
         raise ModelError(f"model.class_weight must be 'balanced' or 'none'. Got '{cfg.class_weight}' instead.")
     if cfg.nolabel_feature not in ("auto", "on", "off"):
         raise ModelError(f"model.nolabel_feature must be 'auto', 'on' or 'off'. Got '{cfg.nolabel_feature}' instead.")
+    try:
+        few_label_weight(cfg.nolabel_blend, cfg.known_mule_share)
+    except InputError as err:
+        raise ModelError(str(err)) from None
     if cfg.proximity_folds < 2 or cfg.max_hops < 1 or cfg.ppr_groups < 2 or not 0 < cfg.ppr_alpha < 1:
         raise ModelError("model.proximity_folds and model.ppr_groups must be at least 2, model.max_hops at least 1, and 0 < model.ppr_alpha < 1.")
     if not cfg.max_leaf_nodes or cfg.max_iter < EVAL_EVERY:

@@ -197,10 +197,12 @@ def prepared_window(
     st = _store(store)
     lf = with_text_columns(st.scan_window(plan.window))
     low = [c for c in LOW_CARDINALITY_TEXT if c in lf.collect_schema().names()]
-    tx = _coded(lf, plan.accounts["account_id"])
     if touching is not None:
-        idx = touching.cast(pl.UInt32).implode()
-        tx = tx.filter(pl.col("src").is_in(idx) | pl.col("dst").is_in(idx))
+        # on the stored text ids, so that the scan tests them first and decodes the other columns
+        # of the matching rows only
+        ids = plan.accounts["account_id"].gather(touching.cast(pl.UInt32)).implode()
+        lf = lf.filter(pl.col("src_account").is_in(ids) | pl.col("dst_account").is_in(ids))
+    tx = _coded(lf, plan.accounts["account_id"])
     tx = (
         tx.with_columns(pl.col("ts").dt.epoch("s").alias("t"), *(pl.col(c).cast(pl.Categorical) for c in low))
         .drop("src_account", "dst_account")

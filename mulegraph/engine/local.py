@@ -8,9 +8,10 @@ gives. :class:`mulegraph.engine.dask.DaskEngine` runs the same functions on a Da
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -102,7 +103,7 @@ class LocalEngine:
         with tempfile.TemporaryDirectory(prefix="mulegraph-parts-") as folder:
             task = partial(func, shared)
             if self.spill:
-                task = partial(_spilled, task, Path(folder))
+                task = partial(_spilled, task, Path(folder), itertools.count())
             parts = self.map(task, items)
             t1 = time.perf_counter()
             out = combine(shared, parts)
@@ -122,11 +123,12 @@ class LocalEngine:
         return None
 
 
-def _spilled(func: Callable[[Any], Any], folder: Path, item: Any) -> Any:
-    """``func(item)``; a non-empty DataFrame result is written to ``folder`` and a scan of it returned."""
+def _spilled(func: Callable[[Any], Any], folder: Path, numbers: Iterator[int], item: Any) -> Any:
+    """``func(item)``; a non-empty DataFrame result is written to ``folder`` (named by the next of
+    ``numbers``) and a scan of it returned."""
     out = func(item)
     if not isinstance(out, pl.DataFrame) or out.is_empty():
         return out
-    path = folder / f"part-{len(list(folder.iterdir())):06d}.parquet"
+    path = folder / f"part-{next(numbers):06d}.parquet"
     out.write_parquet(path, compression="lz4", statistics=False)
     return pl.scan_parquet(path)

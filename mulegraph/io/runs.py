@@ -119,7 +119,7 @@ class ParquetChunks:
 
 
 #: the columns of ``scores.parquet`` a report reads
-_REPORT_SCORES = {"account_id": pl.String, "score": pl.Float64, "rank": pl.Int64}
+_REPORT_SCORES = ("account_id", "score", "rank")
 
 
 @dataclass

@@ -66,6 +66,7 @@ from mulegraph.report.writer import write_run_reports
 from mulegraph.report.drift import feature_psi
 from mulegraph.scoring.score import score_features
 from mulegraph.scoring.seeds import SeedInputs, Seeds, scoring_seeds
+from mulegraph.scoring.signals import ranked_rows
 
 __all__ = ["STAGES", "RunResult", "run"]
 
@@ -312,8 +313,7 @@ def _stage_score(state: _State) -> None:
     # only the ranked accounts' features are held from here (hubs are not ranked); the drift below
     # reads every account's from features.parquet, written by the features stage
     prepared, n_accounts, n_transfers = wf.prepared, wf.features.height, wf.n_transfers
-    hubs = wf.features["is_hub"].fill_null(False)
-    ranked = wf.features.filter(~hubs) if hubs.any() else wf.features
+    ranked = ranked_rows(wf.features)
     state.wf = wf = None
     if state.inputs.model is not None:
         # a run --as-of a past date reads the decisions taken by then, not later ones

@@ -47,8 +47,7 @@ import polars as pl
 
 from mulegraph.core.errors import InputError
 from mulegraph.features.prepare import Prepared
-from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
-from mulegraph.scoring.nolabel import COLLECTION_FEATURES, NoLabelScorer, collection_features
+from mulegraph.scoring.nolabel import NoLabelScorer, with_rule_columns
 
 __all__ = ["WEIGHTS", "DEFAULT_WEIGHT", "FEW_LABEL_WEIGHT", "MIN_SEED_MULES", "REPEATS", "parse_blend", "few_label_weight",
            "rank_logit", "blend", "choose_weight", "nolabel_scores", "blend_nolabel", "blend_elsewhere"]
@@ -110,14 +109,7 @@ def nolabel_scores(ranked: pl.DataFrame, prepared: Prepared | None, *, detector_
     ``ranked`` lacks them; the rules' percentiles are read among the rows of ``ranked``, as in the
     no-label mode.
     """
-    frame = ranked
-    if prepared is not None:
-        missing = [f.name for f in STRUCTURE_FEATURES if f.name not in frame.columns]
-        if missing:
-            frame = frame.join(structure_features(prepared).select("account_id", *missing), on="account_id", how="left")
-        missing = [f.name for f in COLLECTION_FEATURES if f.name not in frame.columns]
-        if missing:
-            frame = frame.join(collection_features(prepared).select("account_id", *missing), on="account_id", how="left")
+    frame = with_rule_columns(ranked, prepared)
     scorer = NoLabelScorer(detector_weight=detector_weight, random_state=random_state).fit(frame)
     if not scorer.rules_used_:
         raise InputError("none of the features the no-label rules read are present; compute all feature families "

@@ -49,10 +49,9 @@ def _kind_and_horizon(feature: str) -> tuple[str, int]:
     return kind, int(parse_duration(horizon, name=f"the horizon of {feature}").total_seconds())
 
 
-def _account_tx(p: Prepared, idx: pl.Series, tx: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Transfers touching the accounts, one row per (account, transfer) with its side."""
+def _account_tx(p: Prepared, idx: pl.Series, tx: pl.DataFrame) -> pl.DataFrame:
+    """The transfers of ``tx`` touching the accounts, one row per (account, transfer) with its side."""
     hubs = p.hub_idx.implode()
-    tx = p.rows_touching(idx) if tx is None else tx
     ins = tx.filter(pl.col("dst").is_in(idx.implode())).select(
         pl.col("dst").alias("acc"), pl.col("src").alias("cp"), "t", "txn_id", "amount", "channel", pl.lit("in").alias("side")
     )

@@ -65,6 +65,7 @@ from sklearn.base import BaseEstimator
 
 from mulegraph.core.errors import FeatureError
 from mulegraph.features.collection import COLLECTION_FEATURES, collection_features
+from mulegraph.features.prepare import Prepared
 from mulegraph.features.registry import REGISTRY
 from mulegraph.features.structure import (
     SQUARE_MAX_DEGREE,
@@ -73,7 +74,14 @@ from mulegraph.features.structure import (
     fresh_transfers,
     structure_features,
 )
-from mulegraph.scoring.signals import Signal, as_float_matrix, directional, feature_columns, require_fitted
+from mulegraph.scoring.signals import (
+    Signal,
+    as_float_matrix,
+    directional,
+    feature_columns,
+    require_fitted,
+    with_account_columns,
+)
 
 __all__ = [
     "Rule",
@@ -88,7 +96,23 @@ __all__ = [
     "structure_features",
     "COLLECTION_FEATURES",
     "collection_features",
+    "with_rule_columns",
 ]
+
+def with_rule_columns(features: pl.DataFrame, prepared: Prepared | None) -> pl.DataFrame:
+    """``features`` with the one-off structure and collection columns the rules read, computed
+    from ``prepared`` (the window's transfers) where the frame lacks them; as it is without
+    ``prepared``. The columns are set beside the others, which are not copied."""
+    if prepared is None:
+        return features
+    missing = [f.name for f in STRUCTURE_FEATURES if f.name not in features.columns]
+    if missing:
+        features = with_account_columns(features, structure_features(prepared).select("account_id", *missing))
+    missing = [f.name for f in COLLECTION_FEATURES if f.name not in features.columns]
+    if missing:
+        features = with_account_columns(features, collection_features(prepared).select("account_id", *missing))
+    return features
+
 
 #: version of the rule set; part of ``model_version`` in scores
 NOLABEL_VERSION = "nolabel-3"

@@ -48,11 +48,11 @@ from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.registry import REGISTRY
 from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
 from mulegraph.scoring.blend import DEFAULT_WEIGHT, blend_elsewhere, blend_nolabel, parse_blend
-from mulegraph.scoring.explain import explain, explain_chunks
-from mulegraph.scoring.nolabel import COLLECTION_FEATURES, NOLABEL_VERSION, NoLabelScorer, collection_features
+from mulegraph.scoring.explain import explain_chunks
+from mulegraph.scoring.nolabel import NOLABEL_VERSION, NoLabelScorer, with_rule_columns
 from mulegraph.scoring.persist import load_model
 from mulegraph.scoring.seeds import SeedInputs, Seeds, scoring_seeds
-from mulegraph.scoring.signals import Signal
+from mulegraph.scoring.signals import Signal, ranked_rows, with_account_columns
 
 __all__ = ["ScoreOptions", "ScoreResult", "score", "score_window", "score_features", "rank_scores", "write_scores"]
 
@@ -113,14 +113,8 @@ def _model_version(model: Any) -> str:
     return "model"
 
 
-def _with_columns_of(frame: pl.DataFrame, extra: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with the columns of ``extra`` (``account_id`` plus columns) matched on ``account_id``.
-
-    Only the account column is joined; the new columns are set beside the existing ones, which are
-    not copied (at bank scale ``frame`` holds every account's features).
-    """
-    aligned = frame.select("account_id").join(extra, on="account_id", how="left", maintain_order="left")
-    return frame.hstack(aligned.drop("account_id"))
+#: the scores' columns, cast to their contract
+_SCORE_COLUMNS = [pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items()]
 
 
 def score_features(
@@ -164,23 +158,20 @@ def score_features(
     options = options or ScoreOptions()
     if "account_id" not in features.columns:
         raise FeatureError("the feature frame has no account_id column; compute features first.")
-    ranked = features
-    if exclude_hubs and "is_hub" in features.columns and features["is_hub"].any():
-        # (a filter copies every column: none when there is no hub to leave out)
-        ranked = features.filter(~pl.col("is_hub").fill_null(False))
+    ranked = ranked_rows(features) if exclude_hubs else features
     if ranked.is_empty():
         empty = pl.DataFrame(schema=SCORE_SCHEMA)
         return empty if sink is None else empty.drop("reasons")
 
-    structure = [f.name for f in STRUCTURE_FEATURES]
-    wanted = structure if model is None else [c for c in getattr(model, "feature_names_", ()) if c in structure]
-    missing = [c for c in wanted if c not in ranked.columns]
-    if prepared is not None and missing:
-        ranked = _with_columns_of(ranked, structure_features(prepared).select("account_id", *missing))
-    collection = [f.name for f in COLLECTION_FEATURES if f.name not in ranked.columns]
-    if model is None and prepared is not None and collection:
-        # the no-label mode's own signals (never model features)
-        ranked = _with_columns_of(ranked, collection_features(prepared).select("account_id", *collection))
+    if model is None:
+        # the one-off structure and collection columns the rules read (the collection ones are the
+        # no-label mode's own: never model features)
+        ranked = with_rule_columns(ranked, prepared)
+    else:
+        structure = [f.name for f in STRUCTURE_FEATURES]
+        missing = [c for c in getattr(model, "feature_names_", ()) if c in structure and c not in ranked.columns]
+        if prepared is not None and missing:
+            ranked = with_account_columns(ranked, structure_features(prepared).select("account_id", *missing))
     if model is None:
         # the population the rules' percentiles are read against is the ranked accounts themselves
         scorer = NoLabelScorer(detector_weight=options.detector_weight, random_state=random_state).fit(ranked)
@@ -239,17 +230,21 @@ def score_features(
     stamped = ranked_scores.with_columns(
         pl.lit(version).alias("model_version"), pl.lit(run_id).cast(pl.String).alias("run_id")
     )
-    explained = {"prepared": prepared, "order": order, "n_reasons": options.n_reasons,
-                 "evidence_top": options.evidence_top, "max_txn_ids": options.max_txn_ids}
-    if sink is None:
-        reasons = explain(ranked, signals, **explained)
-        return stamped.with_columns(reasons.alias("reasons")).select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items()])
+    # one path: the reasons of a chunk of accounts at a time, in rank order, each chunk given to the
+    # sink as it is built or else gathered
+    parts = []
     offset = 0
-    for part in explain_chunks(ranked, signals, **explained):
-        rows = stamped.slice(offset, part.len()).with_columns(part.alias("reasons"))
-        sink(rows.select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items()]))
-        offset += part.len()
-    return stamped.select([pl.col(c).cast(t) for c, t in SCORE_SCHEMA.items() if c != "reasons"])
+    for reasons in explain_chunks(ranked, signals, prepared=prepared, order=order, n_reasons=options.n_reasons,
+                                  evidence_top=options.evidence_top, max_txn_ids=options.max_txn_ids):
+        part = stamped.slice(offset, reasons.len()).with_columns(reasons.alias("reasons")).select(_SCORE_COLUMNS)
+        offset += reasons.len()
+        if sink is None:
+            parts.append(part)
+        else:
+            sink(part)
+    if sink is not None:
+        return stamped.select([c for c in _SCORE_COLUMNS if c.meta.output_name() != "reasons"])
+    return pl.concat(parts) if parts else pl.DataFrame(schema=SCORE_SCHEMA)
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,32 @@ __all__ = [
     "share_beyond_sorted",
     "present_sorted",
     "directional",
+    "with_account_columns",
+    "ranked_rows",
 ]
 
 #: columns of a feature frame that are not features
 NON_FEATURE_COLUMNS: frozenset[str] = frozenset({"idx", "account_id", "is_hub", "score", "rank"})
+
+
+def with_account_columns(frame: pl.DataFrame, extra: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with the columns of ``extra`` (``account_id`` plus columns) matched on ``account_id``.
+
+    Only the account column is joined; the new columns are set beside the existing ones, which are
+    not copied (at bank scale ``frame`` holds every account's features).
+    """
+    aligned = frame.select("account_id").join(extra, on="account_id", how="left", maintain_order="left")
+    return frame.hstack(aligned.drop("account_id"))
+
+
+def ranked_rows(features: pl.DataFrame) -> pl.DataFrame:
+    """The rows of the accounts that are ranked: every one but the hubs (``is_hub`` true).
+
+    ``features`` itself when there is no hub to leave out: a filter copies every column.
+    """
+    if "is_hub" not in features.columns or not features["is_hub"].any():
+        return features
+    return features.filter(~pl.col("is_hub").fill_null(False))
 
 
 class NotFittedModelError(ModelError, NotFittedError):

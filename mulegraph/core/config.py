@@ -161,6 +161,11 @@ class ModelConfig:
     #: model scores): "auto" = 0.5 only with known_mule_share below 1, a number from 0 to 1 forces w,
     #: "off". A blended score is a rank share among the scored accounts, not a probability
     nolabel_blend: str | float = "auto"
+    #: train on the neighbours' scores too (mulegraph.scoring.stacking: a first-stage model scores
+    #: every account, the model reads the highest, summed and top-share scores of each account's
+    #: one-off and other counterparties; out-of-fold in training, so about 6 times the training
+    #: time, and scoring scores the window twice); off by default for that cost
+    neighbour_scores: bool = False
     #: permutation-importance repeats stored in the model card (0 = skip)
     importance_repeats: int = 3
     #: up to this many labelled accounts, every one trains the trees; above it every mule is kept

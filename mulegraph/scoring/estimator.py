@@ -31,6 +31,7 @@ The training procedure is described in :mod:`mulegraph.scoring.training`; persis
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from typing import Any
@@ -45,7 +46,7 @@ from mulegraph.features import proximity
 from mulegraph.features.collection import COLLECTION_FEATURES, collection_features
 from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
-from mulegraph.scoring import pu, training
+from mulegraph.scoring import pu, stacking, training
 from mulegraph.scoring.blend import few_label_weight
 from mulegraph.scoring.nolabel import NOLABEL_VERSION, NoLabelScorer
 from mulegraph.scoring.signals import require_fitted
@@ -55,6 +56,7 @@ __all__ = ["MuleModel", "labels_frame"]
 
 _CLOSENESS = tuple(s.name for s in proximity.FEATURES)
 _STRUCTURE = tuple(s.name for s in STRUCTURE_FEATURES)
+_NEIGHBOUR = tuple(stacking.NEIGHBOUR_FEATURES)
 #: the no-label mode's rule score as a model feature (``ModelConfig.nolabel_feature``)
 NOLABEL_FEATURE = "nolabel_rule_score"
 
@@ -146,6 +148,9 @@ class MuleModel(ClassifierMixin, BaseEstimator):
     nolabel_version_ : str or None
         The no-label rule version (:data:`~mulegraph.scoring.nolabel.NOLABEL_VERSION`) of the
         :data:`NOLABEL_FEATURE` column when the model trained on it; None otherwise.
+    stage1_ : MuleModel or None
+        With ``config.neighbour_scores``: the first-stage model whose scores of the window give the
+        neighbour-score columns (:mod:`mulegraph.scoring.stacking`); None otherwise.
     classes_ : numpy.ndarray
         ``[False, True]`` (not a mule, a mule).
     """
@@ -234,6 +239,36 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         scored = scorer.score(rows).select("account_id", pl.col("score").cast(pl.Float64).alias(NOLABEL_FEATURE))
         return frame.join(scored, on="account_id", how="left")
 
+    def _fit_neighbours(self, features: pl.DataFrame, labels: pl.DataFrame, cfg: ModelConfig) -> pl.DataFrame:
+        """``features`` with the neighbour-score columns (:mod:`mulegraph.scoring.stacking`) of the
+        training accounts, out-of-fold; keeps the first-stage model of all labels as ``stage1_``."""
+        stage_cfg = dataclasses.replace(cfg, neighbour_scores=False, importance_repeats=0)
+        p = self._prepared()
+        fitted: list[MuleModel] = []
+
+        def score(lab: pl.DataFrame) -> pl.DataFrame:
+            m = MuleModel(stage_cfg, self._fcfg()).set_context(p)
+            m._structure, m._collection = getattr(self, "_structure", None), getattr(self, "_collection", None)
+            m._fit(features, lab, stage_cfg)
+            fitted.append(m)
+            return m.predict_scores(features)
+
+        nbr, _ = stacking.out_of_fold(p, labels, score, cfg.random_state)
+        self.stage1_ = fitted[-1]  # the last one trained on every label
+        return features.join(nbr, on="account_id", how="left")
+
+    def _with_neighbours(self, features: pl.DataFrame) -> pl.DataFrame:
+        """``features`` with the neighbour-score columns from the first-stage model's scores of the
+        rows given (the window's accounts: score them together), with this model's context and seeds."""
+        stage1 = getattr(self, "stage1_", None)
+        if stage1 is None:
+            raise ModelError("the model reads neighbour scores but has no first-stage model; train the model again.")
+        p = self._prepared()
+        stage1.set_context(p)
+        stage1.set_seeds(getattr(self, "_seeds", None))
+        frame = features.drop(_NEIGHBOUR, strict=False)
+        return frame.join(stacking.neighbour_features(p, stage1.predict_scores(frame)), on="account_id", how="left")
+
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "estimators_")
 
@@ -275,6 +310,11 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         if cfg.structure_features:
             features = self._with_structure(features, _STRUCTURE)
         lap("structure")
+        features = features.drop(_NEIGHBOUR, strict=False)
+        self.stage1_ = None
+        if cfg.neighbour_scores:
+            features = self._fit_neighbours(features, labels, cfg)
+        lap("neighbours")
         use_nolabel = uses_nolabel_feature(cfg)
         features = self._with_nolabel(features) if use_nolabel else features.drop(NOLABEL_FEATURE, strict=False)
         lap("nolabel")
@@ -434,6 +474,8 @@ class MuleModel(ClassifierMixin, BaseEstimator):
                 raise ModelError(f"the model was trained on the no-label rule score of {trained or 'an unknown rule version'}, "
                                  f"but this mulegraph has {NOLABEL_VERSION}; retrain the model with this version.")
             features = self._with_nolabel(features)
+        if any(c in _NEIGHBOUR for c in self.feature_names_):
+            features = self._with_neighbours(features)
         base_cols = [c for c in self.feature_names_ if c not in _CLOSENESS]
         missing = [c for c in base_cols if c not in features.columns]
         if missing:

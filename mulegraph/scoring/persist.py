@@ -149,6 +149,9 @@ def _card_markdown(card: dict[str, Any]) -> str:
         *([f"- scores blended with the no-label mode's score, weight {nb:g} of the no-label score "
            "(a rank share among the scored accounts, not a probability)"]
           if (nb := (card.get("training") or {}).get("nolabel_blend")) is not None else []),
+        *([f"- reads its neighbours' scores: a first-stage model of {len(st['features'])} features scores the window, "
+           "and the highest, summed and top-share scores of each account's counterparties are features (out-of-fold in training)"]
+          if (st := (card.get("training") or {}).get("neighbour_stage")) else []),
         "",
         "## Cross-validated metrics (training labels only)",
         "",
@@ -221,6 +224,30 @@ def _card_config(model: MuleModel, portable: bool) -> dict[str, Any]:
     return {"model": model_cfg, "features": feature_cfg}
 
 
+def _stage_card(stage1: MuleModel) -> dict[str, Any]:
+    """What the card records of a first-stage model besides its trees (in the estimator file)."""
+    return {"features": stage1.feature_names_, "calibration": list(stage1.calibration_), "best_params": stage1.best_params_,
+            "nolabel_version": getattr(stage1, "nolabel_version_", None)}
+
+
+def _stage_model(stage: dict[str, Any], estimators: list, base: MuleModel) -> MuleModel:
+    """The first-stage model of a loaded model that reads neighbour scores."""
+    cfg = dataclasses.replace(base._cfg(), neighbour_scores=False, importance_repeats=0)
+    stage1 = MuleModel(cfg, base._fcfg())
+    stage1.estimators_ = list(estimators)
+    stage1.classes_ = np.array([False, True])
+    stage1.calibration_ = (float(stage["calibration"][0]), float(stage["calibration"][1]))
+    stage1.feature_names_ = list(stage["features"])
+    stage1.n_features_in_ = len(stage1.feature_names_)
+    stage1.best_params_ = stage["best_params"]
+    stage1.nolabel_version_ = stage.get("nolabel_version")
+    stage1.known_ = base.known_
+    stage1.importance_ = {}
+    if any(getattr(e, "n_features_in_", None) != stage1.n_features_in_ for e in stage1.estimators_):
+        raise ModelError("the model's first-stage estimator and its card list different numbers of features; train the model again.")
+    return stage1
+
+
 def save_model(model: MuleModel, directory: str | os.PathLike, *, portable: bool = False, key: bytes | None = None) -> Path:
     """Write a trained model to ``directory`` (created if needed); returns the card path.
 
@@ -237,7 +264,8 @@ def save_model(model: MuleModel, directory: str | os.PathLike, *, portable: bool
     key = model_signing_key(model._cfg()) if key is None else key
     d = refuse_protected_output(directory)  # never into a store or a run folder
     _prepare_folder(d)
-    payload = sio.dumps({"estimators": model.estimators_})
+    stage1 = getattr(model, "stage1_", None)  # the first-stage model of neighbour scores (mulegraph.scoring.stacking)
+    payload = sio.dumps({"estimators": model.estimators_, **({"stage1_estimators": stage1.estimators_} if stage1 is not None else {})})
     untrusted = set(sio.get_untrusted_types(data=payload))
     if not untrusted <= set(TRUSTED_TYPES):
         raise ModelError("the model holds object types outside mulegraph's trusted list and cannot be saved safely.")
@@ -269,7 +297,8 @@ def save_model(model: MuleModel, directory: str | os.PathLike, *, portable: bool
         "training": {"sampling": getattr(model, "sampling_", None), "search": getattr(model, "search_", None),
                      "threads": getattr(model, "threads_", None), "seconds": getattr(model, "fit_seconds_", None),
                      "pu": getattr(model, "pu_", None), "nolabel_version": getattr(model, "nolabel_version_", None),
-                     "nolabel_blend": getattr(model, "nolabel_blend_", None)},
+                     "nolabel_blend": getattr(model, "nolabel_blend_", None),
+                     "neighbour_stage": None if stage1 is None else _stage_card(stage1)},
         "feature_importance": model.feature_importance,
         "feature_importance_raw": model.importance_,
         "config": _card_config(model, portable),
@@ -404,6 +433,8 @@ def load_model(directory: str | os.PathLike, *, key: bytes | None = None) -> Mul
         model.training_store_ = card.get("training_store")
         model.portable_ = portable
         model.model_version_ = version
+        stage = (card.get("training") or {}).get("neighbour_stage")
+        model.stage1_ = None if not stage else _stage_model(stage, obj["stage1_estimators"], model)
     except (KeyError, TypeError, ValueError, pl.exceptions.PolarsError) as err:
         raise ModelError(f"the model card is incomplete ({type(err).__name__}); train the model again.") from None
     n_in = [getattr(e, "n_features_in_", None) for e in model.estimators_]

@@ -357,3 +357,28 @@ def test_invalid_cycle_window_is_an_input_error():
 
     with pytest.raises(InputError, match="cycle_window"):
         patterns.compute(prep([("A", "B", 0, 1)], cycle_window="-3h"))
+
+
+def _by_idx(frame: pl.DataFrame) -> dict:
+    return {r["idx"]: tuple(v for k, v in sorted(r.items()) if k != "idx") for r in frame.to_dicts()}
+
+
+@given(graphs, st.integers(1, 8))
+def test_scatter_gather_by_blocks_of_middle_accounts_equals_one_pass(rows, block):
+    """Found a share of the middle accounts at a time, the scatter-gather and gather-scatter
+    counts are those of one pass over every 2-hop path."""
+    p = prep(rows, cycle_window="2d")
+    p3 = patterns.two_paths(patterns.pattern_edges(p), 2 * DAY).filter(pl.col("c") != pl.col("a"))
+    sg, gs = patterns._scatter_gather(p3, block=10**9)
+    sg_b, gs_b = patterns._scatter_gather(p3, block=block)
+    assert _by_idx(sg_b) == _by_idx(sg) and _by_idx(gs_b) == _by_idx(gs)
+    assert sg_b.schema == sg.schema and gs_b.schema == gs.schema
+
+
+def test_pattern_features_do_not_depend_on_the_scatter_gather_block(monkeypatch):
+    rows = [(a, b, h * 6 * 3600, 100.0 - h) for h, (a, b) in enumerate(
+        ["AB", "BC", "AD", "DC", "AE", "EC", "BF", "DF", "EF", "CB", "CD", "FA"] * 2)]
+    whole = patterns.compute(prep(rows, cycle_window="2d"))
+    assert whole["sg_role_count"].sum() > 0 and whole["gs_count"].sum() > 0
+    monkeypatch.setattr(patterns, "SG_BLOCK", 3)
+    assert patterns.compute(prep(rows, cycle_window="2d")).equals(whole)

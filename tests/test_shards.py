@@ -16,9 +16,11 @@ from mulegraph.features.shards import (
     LocalEngine,
     ShardJob,
     combine_shards,
+    compact_text,
     plan_shards,
     prepared_window,
     run_shard,
+    shard_transfers,
     sharded_features,
 )
 from mulegraph.ingest import ingest
@@ -211,3 +213,56 @@ def test_the_local_engine_spills_frames_to_temporary_files_and_removes_them(tmp_
     assert list(tmp_path.iterdir()) == []
     out = LocalEngine(spill=False).map_reduce(lambda shared, k: made[k], list(made), combine)
     assert seen["kinds"] == ["DataFrame"] * 4 and out.equals(pl.concat(made.values()))
+
+
+def _text_bytes(frame: pl.DataFrame) -> int:
+    """Bytes of the buffers behind the frame's text columns (as Polars holds them: string views)."""
+    total = 0
+    for c, t in frame.schema.items():
+        if t == pl.String:
+            arr = frame[c].to_arrow(compat_level=pl.CompatLevel.newest())
+            for chunk in getattr(arr, "chunks", [arr]):
+                total += sum(b.size for b in chunk.buffers() if b is not None)
+    return total
+
+
+def test_a_shards_transfers_hold_their_own_text_not_the_windows(synth_store):
+    """A filtered text column points into the buffers of every row read; the transfers of a shard
+    are copied into buffers of their own, so what a shard holds does not grow with the window."""
+    rows = pl.DataFrame({"a": [f"account-number-{i:08d}" for i in range(20_000)], "x": range(20_000)})
+    few = rows.filter(pl.col("x") % 100 == 0)
+    compact = compact_text(few)
+    assert compact.equals(few) and compact.schema == few.schema
+    assert _text_bytes(compact) * 20 < _text_bytes(few)
+    assert compact_text(few.drop("a")).equals(few.drop("a"))
+    store = synth_store
+    plan = plan_shards(store, store.time_window("all"), FeatureConfig(), 100, min_shards=4)
+    part = shard_transfers(store, plan, 0)
+    whole = store.scan_window(plan.window).collect()
+    ids = plan.shard_accounts(0).implode()
+    assert part.equals(whole.filter(pl.col("src_account").is_in(ids) | pl.col("dst_account").is_in(ids)))
+    assert _text_bytes(part) < _text_bytes(whole) / 2
+
+
+def test_then_sees_every_feature_before_the_window_is_read_for_scoring(synth_store, monkeypatch):
+    """``then`` gets every account's features before the window is read for scoring (so a
+    nightly run never holds both), and the result holds what it returns."""
+    import mulegraph.features.build as build_module
+
+    cfg = Config(engine=EngineConfig(shard_accounts=1000))
+    whole = window_features(synth_store, config=cfg, lean=True)
+    events = []
+    reader = build_module.prepared_window
+    monkeypatch.setattr(build_module, "prepared_window", lambda *a, **k: (events.append("read"), reader(*a, **k))[1])
+
+    def then(features):
+        events.append("then")
+        assert features.equals(whole.features)
+        return features.select("account_id", "is_hub", "in_cp")
+
+    got = window_features(synth_store, config=cfg, lean=True, then=then)
+    assert events == ["then", "read"]
+    assert got.features.equals(whole.features.select("account_id", "is_hub", "in_cp"))
+    assert got.prepared.tx.equals(whole.prepared.tx)
+    small = window_features(synth_store.scan_window(synth_store.time_window("all")).collect(), then=lambda f: f.head(3))
+    assert small.features.height == 3

@@ -138,6 +138,7 @@ def window_features(
     transfers: pl.DataFrame | None = None,
     engine: Engine | None = None,
     lean: bool = False,
+    then: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
 ) -> WindowFeatures:
     """Transfers, prepared transfers and features of every account active in a window.
 
@@ -167,6 +168,11 @@ def window_features(
         (:attr:`~mulegraph.features.prepare.Prepared.lean`: the columns scoring reads over the
         whole window; the full rows of a few accounts are read again from the store when asked
         for). What a nightly run scores at bank scale; ``transfers`` and ``touching`` work the same.
+    then
+        Called with every account's features once they are computed; the result holds what it
+        returns. By shards this comes before the window's transfers are read for scoring, so a
+        caller that writes the features out and keeps only the columns it scores with (a nightly
+        run) never holds every feature and the window at once.
 
     Raises
     ------
@@ -208,6 +214,8 @@ def window_features(
         if accounts is not None:
             feats = feats.filter(pl.col("account_id").is_in(accounts))
         elif transfers is None:
+            if then is not None:
+                feats = then(feats)
             # the prepared transfers for scoring, coded on the plan's accounts as the store is read
             t0 = time.perf_counter()
             prepared = prepared_window(store, info["plan"], fcfg, lean=lean)
@@ -233,6 +241,8 @@ def window_features(
     elif feats is None:
         callback = progress if callable(progress) else None
         feats = compute_features(prepared, fcfg, families=names, progress=callback, timings=timings)
+    if then is not None:
+        feats = then(feats)
     return WindowFeatures(prepared=prepared, features=feats, window=win, timings=timings, engine=used)
 
 

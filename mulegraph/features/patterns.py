@@ -114,7 +114,8 @@ def pattern_edges(p: Prepared) -> pl.DataFrame:
     src, dst = tx["src"].to_numpy(), tx["dst"].to_numpy()
     keep = (src != dst) & ~hub[src] & ~hub[dst]
     t0 = tx["t"].min() if tx.height else 0
-    e = tx.filter(pl.Series(keep)).select(
+    # a window read without hubs and self-transfers (the graph step's) is kept whole: not copied
+    e = (tx if keep.all() else tx.filter(pl.Series(keep))).select(
         pl.col("row").cast(_U32).alias("r"),
         pl.col("src").cast(_U32).alias("s"),
         pl.col("dst").cast(_U32).alias("d"),
@@ -298,9 +299,36 @@ def _five_cycles(e: pl.DataFrame, p3: pl.DataFrame, w: int, low: float, max_rows
     return out
 
 
-def _scatter_gather(p3: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Scatter-gather counts per role, and gather-scatter counts, from the 2-hop paths (a != c)."""
-    triples = p3.select(_pair("a", "c").alias("ac"), "v").unique()
+#: the distinct (sender, middle, receiver) triples of the 2-hop paths are found this many paths
+#: at a time (the paths of a share of the middle accounts), so that the hash tables stay bounded
+SG_BLOCK = 2_000_000
+
+
+def _scatter_gather(p3: pl.DataFrame, block: int | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Scatter-gather counts per role, and gather-scatter counts, from the 2-hop paths (a != c).
+
+    The distinct triples and the gather-scatter counts, which each concern one middle account,
+    are found for the middle accounts ``v`` with ``v % k == j``, one ``j`` at a time (``k`` such
+    that a part holds about ``block``, default :data:`SG_BLOCK`, paths): the same counts whatever
+    the block.
+    """
+    k = max(1, -(-p3.height // max(1, block or SG_BLOCK)))
+    parts, gs_parts = [], []
+    for j in range(k):
+        paths = p3 if k == 1 else p3.filter(pl.col("v") % k == j)
+        part = paths.select(_pair("a", "c").alias("ac"), "v").unique()
+        del paths
+        gs_parts.append(
+            part.with_columns((pl.col("ac") // (1 << 32)).alias("a"), (pl.col("ac") % (1 << 32)).alias("c"))
+            .group_by("v")
+            .agg(pl.len().alias("n"), pl.col("a").n_unique().alias("ns"), pl.col("c").n_unique().alias("nr"))
+            .filter((pl.col("ns") >= 2) & (pl.col("nr") >= 2))
+            .select(pl.col("v").alias("idx"), pl.col("n").cast(pl.Int64).alias("gs_count"))
+        )
+        parts.append(part)
+    triples = pl.concat(parts, rechunk=False)
+    del parts
+    gs = pl.concat(gs_parts)
     pairs = triples.group_by("ac").agg(pl.len().alias("n_mid")).filter(pl.col("n_mid") >= 2).select(
         "ac", (pl.col("ac") // (1 << 32)).cast(_U32).alias("a"), (pl.col("ac") % (1 << 32)).cast(_U32).alias("c")
     )
@@ -311,13 +339,6 @@ def _scatter_gather(p3: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .group_by("v").agg(pl.len().cast(pl.Int64).alias("sg_mid_count")).rename({"v": "idx"})
     )
     sg = src.join(tgt, on="idx", how="full", coalesce=True).join(mid, on="idx", how="full", coalesce=True)
-    gs = (
-        triples.with_columns((pl.col("ac") // (1 << 32)).alias("a"), (pl.col("ac") % (1 << 32)).alias("c"))
-        .group_by("v")
-        .agg(pl.len().alias("n"), pl.col("a").n_unique().alias("ns"), pl.col("c").n_unique().alias("nr"))
-        .filter((pl.col("ns") >= 2) & (pl.col("nr") >= 2))
-        .select(pl.col("v").alias("idx"), pl.col("n").cast(pl.Int64).alias("gs_count"))
-    )
     return sg, gs
 
 

@@ -18,6 +18,7 @@ from mulegraph.scoring.explain import (
     directional,
     evidence,
     explain,
+    explain_chunks,
     feature_columns,
     percentiles,
     reason_text,
@@ -420,3 +421,44 @@ def test_texts_format_each_value_as_reason_text_does():
         ]
         assert got == want
     assert _texts("fanin_max_24h", values, unusual)[3] != _texts("fanin_max_24h", values, unusual)[2]
+
+
+pop_values_st = st.lists(
+    st.one_of(st.sampled_from([0.0, -0.0, 1.0, 2.5, -3.0]), st.floats(-5, 5, allow_nan=False), st.just(float("nan"))),
+    min_size=0,
+    max_size=60,
+)
+
+
+@given(pop_values_st, pop_values_st)
+def test_a_population_of_distinct_values_gives_the_shares_of_the_sorted_values(population, values):
+    """Held as distinct values and counts, a population gives bit for bit the shares (both ways,
+    and the directional ones) that its sorted values give: ties, NaN and -0.0 included."""
+    from mulegraph.scoring.signals import Population, present_sorted, share_beyond_sorted
+
+    pop = np.array(population, dtype=float)
+    x = np.array(values, dtype=float)
+    held = Population.of(pop)
+    ref = present_sorted(pop)
+    assert held.size == ref.size and held.values.size <= ref.size
+    for higher in (False, True):
+        np.testing.assert_array_equal(held.share_beyond(x, higher=higher), share_beyond_sorted(ref, x, higher=higher))
+    for d in (-1, 0, 1):
+        np.testing.assert_array_equal(held.directional(x, d), directional(x, d, ref))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_explaining_rows_in_a_given_order_equals_explaining_them_reordered(seed):
+    """``take`` explains the rows in its order without a reordered copy: the reasons, evidence
+    included, are those of the reordered frame, for any chunk size."""
+    p, feats, sigs, order = _explain_inputs(seed)
+    row_of = {a: i for i, a in enumerate(feats["account_id"])}
+    take = pl.Series([row_of[a] for a in order], dtype=pl.UInt32)
+    reordered = feats[take.to_numpy()]
+    assert reordered["account_id"].to_list() == order
+    want = explain(reordered, sigs, prepared=p, order=order, evidence_top=6)
+    assert any(r["txn_ids"] for items in want.to_list() for r in items)
+    for chunk_rows in (1, 4, 10**6):
+        got = pl.concat(list(explain_chunks(feats, sigs, prepared=p, order=order, evidence_top=6, chunk_rows=chunk_rows,
+                                            take=take)))
+        assert got.equals(want)

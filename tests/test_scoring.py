@@ -254,3 +254,48 @@ def test_an_empty_chunked_parquet_file_has_the_schema(tmp_path):
         pass
     back = pl.read_parquet(tmp_path / "s.parquet")
     assert back.is_empty() and back.schema == pl.Schema(SCORE_SCHEMA)
+
+
+def test_scoring_only_the_columns_it_reads_gives_the_same_scores(synth_data):
+    """The nightly run keeps only :func:`columns_read` of every account's features for scoring:
+    fewer columns than the families compute, and the same scores, ranks and reasons (evidence
+    included), in the no-label mode and with the IsolationForest (which reads them all)."""
+    from mulegraph.scoring.score import columns_read
+
+    p = prepare(synth_data.transfers)
+    feats = compute_features(p)
+    read = columns_read()
+    assert read is not None and {"account_id", "is_hub"} <= set(read)
+    kept = [c for c in feats.columns if c in read]
+    assert len(kept) < len(feats.columns) / 2
+    options = ScoreOptions(evidence_top=30)
+    want = score_features(feats, p, run_id="r1", options=options)
+    assert score_features(feats.select(kept), p, run_id="r1", options=options).equals(want)
+    assert columns_read(options=ScoreOptions(detector_weight=0.3)) is None
+
+
+class _Listing:
+    """A model that lists its features and scores by one of them."""
+
+    feature_names_ = ["fanin_max_72h", "in_cp"]
+    feature_importance = {"fanin_max_72h": 1.0, "in_cp": 0.5}
+
+    def set_context(self, transfers):
+        return self
+
+    def predict_scores(self, features):
+        assert set(self.feature_names_) <= set(features.columns)
+        return features.select("account_id", (pl.col("fanin_max_72h") + 0.1 * pl.col("in_cp")).alias("score"))
+
+
+def test_a_model_scored_on_the_columns_it_reads_gives_the_same_scores(synth_data):
+    from mulegraph.scoring.score import columns_read
+
+    p = prepare(synth_data.transfers)
+    feats = compute_features(p)
+    model = _Listing()
+    read = columns_read(model)
+    assert set(model.feature_names_) <= set(read)
+    want = score_features(feats, p, model, run_id="r1")
+    assert score_features(feats.select([c for c in feats.columns if c in read]), p, model, run_id="r1").equals(want)
+    assert columns_read(object()) is None  # a model that does not list its features reads them all

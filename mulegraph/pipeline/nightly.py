@@ -64,7 +64,7 @@ from mulegraph.pipeline.folders import clean_stale, fsync_tree, new_run_id, new_
 from mulegraph.pipeline.inputs import RunInputs, check_inputs
 from mulegraph.report.writer import write_run_reports
 from mulegraph.report.drift import feature_psi
-from mulegraph.scoring.score import score_features
+from mulegraph.scoring.score import columns_read, score_features
 from mulegraph.scoring.seeds import SeedInputs, Seeds, scoring_seeds
 from mulegraph.scoring.signals import ranked_rows
 
@@ -296,11 +296,19 @@ def _stop_if_nothing_new(state: _State) -> None:
 def _stage_features(state: _State) -> None:
     """The window's transfers, prepared once, and every account's features (``features.parquet``)."""
     state.begin("features", f"window {state.window.describe()}")
+    # every account's features are written out as soon as they are computed, and only the columns
+    # scoring reads (the rules', the model's: about a fifth) are held on, before the window is read;
+    # the drift reads the others from features.parquet
+    read = columns_read(state.inputs.model)
+
+    def write_and_keep(features: pl.DataFrame) -> pl.DataFrame:
+        features.write_parquet(state.work / "features.parquet")
+        return features if read is None else features.select([c for c in features.columns if c in read])
+
     # lean: by shards, the window is held with the columns scoring reads over every transfer; the
     # full rows of the few accounts behind evidence, key figures and flows are read when needed
     wf = state.wf = window_features(state.store, window=state.window, config=state.config, lean=True,
-                                    progress=lambda message: state.say("features", message))
-    wf.features.write_parquet(state.work / "features.parquet")
+                                    progress=lambda message: state.say("features", message), then=write_and_keep)
     state.feature_engine, state.feature_timings = wf.engine, wf.timings
     state.end("features", f"{wf.features.height} account(s), {wf.n_transfers} transfer(s)")
 
@@ -313,7 +321,7 @@ def _stage_score(state: _State) -> None:
     # only the ranked accounts' features are held from here (hubs are not ranked); the drift below
     # reads every account's from features.parquet, written by the features stage
     prepared, n_accounts, n_transfers = wf.prepared, wf.features.height, wf.n_transfers
-    ranked = ranked_rows(wf.features)
+    ranked = ranked_rows(wf.features)  # the columns scoring reads: the features stage kept only those
     state.wf = wf = None
     if state.inputs.model is not None:
         # a run --as-of a past date reads the decisions taken by then, not later ones

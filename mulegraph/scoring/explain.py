@@ -42,13 +42,12 @@ from mulegraph.features.registry import REGISTRY
 from mulegraph.scoring.evidence import evidence, evidence_many
 from mulegraph.scoring.signals import (
     NON_FEATURE_COLUMNS,
+    Population,
     Signal,
     as_float_matrix,
     directional,
     feature_columns,
     percentiles,
-    present_sorted,
-    share_beyond_sorted,
 )
 
 __all__ = [
@@ -207,8 +206,8 @@ class _Candidates:
     columns: list[str]
     directions: list[int]
     weights: np.ndarray
-    #: per column, its non-NaN values over all accounts, sorted
-    populations: list[np.ndarray]
+    #: per column, its non-NaN values over all accounts (distinct values and counts)
+    populations: list[Population]
     #: 1 / n: keeps the bits of surprise of the most unusual account finite
     eps: float
 
@@ -225,7 +224,7 @@ class _Candidates:
             columns=cols,
             directions=[_direction(c) for c in cols],
             weights=np.array([s.weight for s in sigs], dtype=np.float64),
-            populations=[present_sorted(as_float_matrix(features, [c])[:, 0]) for c in cols],
+            populations=[Population.of(as_float_matrix(features, [c])[:, 0]) for c in cols],
             eps=1.0 / max(features.height, 2),
         )
 
@@ -238,9 +237,9 @@ class _Candidates:
         slice at a time gives what explaining them all at once gives.
         """
         raw = as_float_matrix(part, self.columns)
-        pct = np.column_stack([share_beyond_sorted(pop, raw[:, j]) for j, pop in enumerate(self.populations)])
+        pct = np.column_stack([pop.share_beyond(raw[:, j]) for j, pop in enumerate(self.populations)])
         unusual = np.column_stack(
-            [pct[:, j] if d > 0 else directional(raw[:, j], d, pop) for j, (d, pop) in enumerate(zip(self.directions, self.populations))]
+            [pct[:, j] if d > 0 else pop.directional(raw[:, j], d) for j, (d, pop) in enumerate(zip(self.directions, self.populations))]
         )
         # strength = weight x bits of surprise, as in the no-label score: the top 0.1% counts far
         # more than the top 30%
@@ -258,19 +257,27 @@ def _evidence_frame(
     n_reasons: int,
     min_reasons: int,
     max_txn_ids: int,
+    take: pl.Series | None = None,
 ) -> pl.DataFrame:
-    """``row, feature, txn_ids``: the transfers behind the reasons of the best ``evidence_top`` accounts."""
+    """``row, feature, txn_ids``: the transfers behind the reasons of the best ``evidence_top`` accounts.
+
+    ``row`` counts the rows in the order they are explained: those of ``features``, or ``take``'s.
+    """
     empty = pl.DataFrame(schema=_EVIDENCE_SCHEMA)
     top = list(itertools.islice(order, evidence_top))
+    ids = features["account_id"] if take is None else features["account_id"].gather(take)
     top_rows = (
-        features.select("account_id")
+        ids.to_frame("account_id")
         .with_row_index("row")
         .with_columns(pl.col("row").cast(pl.Int64))
         .filter(pl.col("account_id").is_in(top))
     )
+    del ids
     if top_rows.is_empty():
         return empty
-    _, sig, _, _, _ = cand.choose(features[top_rows["row"].to_numpy()], n_reasons, min_reasons)
+    at = top_rows["row"] if take is None else take.gather(top_rows["row"])
+    sub = features[at.to_numpy()]
+    _, sig, _, _, _ = cand.choose(sub, n_reasons, min_reasons)
     needed = sorted({cand.columns[j] for j in sig.tolist()})
     if not needed:
         return empty
@@ -391,14 +398,20 @@ def explain_chunks(
     evidence_top: int = 100,
     max_txn_ids: int = 25,
     chunk_rows: int | None = None,
+    take: pl.Series | None = None,
 ) -> Iterator[pl.Series]:
     """:func:`explain`, ``chunk_rows`` rows of ``features`` at a time: the reasons of rows
     ``0 .. chunk_rows``, then the next ones, so that a caller can write them as they come without
-    holding every account's reasons (at bank scale the largest column of a run)."""
+    holding every account's reasons (at bank scale the largest column of a run).
+
+    ``take``: the positions of the rows of ``features`` in the order to explain them (each chunk's
+    rows are gathered as it is built): what explaining ``features[take]`` gives, without a second
+    copy of the features in that order. The percentiles are read among all rows of ``features``.
+    """
     chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}.")
-    n = features.height
+    n = features.height if take is None else take.len()
     cand = _Candidates.of(features, signals)
     if not cand.columns:
         for a in range(0, n, chunk_rows):
@@ -410,6 +423,8 @@ def explain_chunks(
     )
     ev_frame = pl.DataFrame(schema=_EVIDENCE_SCHEMA)
     if prepared is not None and evidence_top > 0 and order is not None:
-        ev_frame = _evidence_frame(features, cand, prepared, order, evidence_top, n_reasons, min_reasons, max_txn_ids)
+        ev_frame = _evidence_frame(features, cand, prepared, order, evidence_top, n_reasons, min_reasons, max_txn_ids,
+                                   take)
     for a in range(0, n, chunk_rows):
-        yield _reasons_of_chunk(features.slice(a, chunk_rows), a, cand, family, ev_frame, n_reasons, min_reasons).alias("reasons")
+        part = features.slice(a, chunk_rows) if take is None else features[take.slice(a, chunk_rows).to_numpy()]
+        yield _reasons_of_chunk(part, a, cand, family, ev_frame, n_reasons, min_reasons).alias("reasons")

@@ -24,6 +24,7 @@ from mulegraph.core.errors import ModelError
 
 __all__ = [
     "Signal",
+    "Population",
     "NON_FEATURE_COLUMNS",
     "NotFittedModelError",
     "require_fitted",
@@ -128,6 +129,51 @@ def share_beyond_sorted(population: np.ndarray, x: np.ndarray, *, higher: bool =
         else:
             res[ok] = np.searchsorted(population, x[ok], side="left") / population.size
     return res
+
+
+@dataclass(frozen=True)
+class Population:
+    """The values of a column (NaN left out), held as their distinct values and counts.
+
+    :meth:`share_beyond` gives what :func:`share_beyond_sorted` gives against the sorted values,
+    bit for bit, with one value and one count per distinct value instead of one per account: most
+    feature columns are counts and shares with few distinct values among millions of accounts.
+    """
+
+    #: the distinct values, ascending
+    values: np.ndarray
+    #: ``below[i]``: how many values are lower than ``values[i]``; ``below[-1]``: how many there are
+    below: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> "Population":
+        """The population of the non-NaN values of ``x``."""
+        values, counts = np.unique(x[~np.isnan(x)], return_counts=True)
+        below = np.zeros(values.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=below[1:])
+        return cls(values=values, below=below)
+
+    @property
+    def size(self) -> int:
+        return int(self.below[-1])
+
+    def share_beyond(self, x: np.ndarray, *, higher: bool = False) -> np.ndarray:
+        """Per value of ``x``, the share of the population strictly below it (above with ``higher``); NaN stays NaN."""
+        ok = ~np.isnan(x)
+        res = np.full(x.shape, np.nan)
+        n = self.size
+        if n:
+            if higher:
+                res[ok] = (n - self.below[np.searchsorted(self.values, x[ok], side="right")]) / n
+            else:
+                res[ok] = self.below[np.searchsorted(self.values, x[ok], side="left")] / n
+        return res
+
+    def directional(self, x: np.ndarray, direction: int) -> np.ndarray:
+        """:func:`directional` against this population."""
+        if direction == 0:
+            return np.where(np.isnan(x), np.nan, 0.0)
+        return self.share_beyond(x, higher=direction < 0)
 
 
 def share_beyond(x: np.ndarray, *, higher: bool = False) -> np.ndarray:

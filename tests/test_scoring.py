@@ -299,3 +299,8 @@ def test_a_model_scored_on_the_columns_it_reads_gives_the_same_scores(synth_data
     want = score_features(feats, p, model, run_id="r1")
     assert score_features(feats.select([c for c in feats.columns if c in read]), p, model, run_id="r1").equals(want)
     assert columns_read(object()) is None  # a model that does not list its features reads them all
+    model.stage1_ = _Listing()  # a first-stage model (neighbour scores) reads its own features too
+    model.stage1_.feature_names_ = ["out_cp"]
+    assert {"fanin_max_72h", "in_cp", "out_cp"} <= set(columns_read(model))
+    model.stage1_ = object()
+    assert columns_read(model) is None

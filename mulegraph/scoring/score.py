@@ -119,7 +119,8 @@ def columns_read(model: Any = None, options: ScoreOptions | None = None) -> list
     """The columns of a feature frame that :func:`score_features` reads, or None for every one.
 
     ``account_id``, ``is_hub`` and the no-label rules' features (the no-label mode, and a model's
-    blend with it), plus a model's own features (``feature_names_``). None for a model that does
+    blend with it), plus a model's own features (``feature_names_``; and those of its first-stage
+    model, ``stage1_``, when it reads its neighbours' scores). None for a model that does
     not list its features and for the no-label mode with the IsolationForest (it reads every
     feature). A caller holding every account's features can keep only these columns for scoring
     (at bank scale about a fifth of them): the scores, ranks and reasons are the same.
@@ -128,9 +129,13 @@ def columns_read(model: Any = None, options: ScoreOptions | None = None) -> list
     rules = [f for r in RULES for f in r.features]
     if model is None:
         return None if options.detector_weight > 0 else list(dict.fromkeys(["account_id", "is_hub", *rules]))
-    names = getattr(model, "feature_names_", None)
-    if names is None:
-        return None
+    names: list[str] = []
+    while model is not None:  # a model and the first-stage model of its neighbour scores, if any
+        own = getattr(model, "feature_names_", None)
+        if own is None:
+            return None
+        names += list(own)
+        model = getattr(model, "stage1_", None)
     return list(dict.fromkeys(["account_id", "is_hub", *names, *rules]))
 
 

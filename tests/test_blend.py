@@ -187,3 +187,38 @@ def test_nolabel_blend_setting(banks):
     with pytest.raises(ConfigError, match="nolabel_blend"):
         load_config(data={"model": {"nolabel_blend": "sometimes"}})
     assert load_config(data={"model": {"nolabel_blend": 0.75}}).model.nolabel_blend == 0.75
+
+
+def test_the_nightly_run_blends_a_model_from_elsewhere_as_told(banks, tmp_path):
+    """``run --elsewhere-blend`` (``[run] elsewhere_blend``) scores as ``score`` does with the same
+    setting; a bad setting fails before the run makes a folder."""
+    root = banks["root"]
+    runner = CliRunner()
+    (tmp_path / "inbox").mkdir()
+    seeds_in = SeedInputs.load(banks["known"])
+    for setting in ("off", "0.5", None):
+        runs = tmp_path / f"runs-{setting}"
+        args = ["run", "--store", str(root / "C"), "--runs", str(runs), "--inbox", str(tmp_path / "inbox"), "--window", "all",
+                "--model", str(root / "portable"), "--known", str(banks["known"]), "--json"]
+        res = runner.invoke(app, args + ([] if setting is None else ["--elsewhere-blend", setting]))
+        assert res.exit_code == 0, res.output
+        got = pl.read_parquet(next(runs.glob("*/scores.parquet"))).select("account_id", "score", "rank")
+        want = score_window(root / "C", model_dir=root / "portable", config=CFG, seeds=seeds_in,
+                            options=ScoreOptions(elsewhere_blend=B.DEFAULT_WEIGHT if setting is None else B.parse_blend(setting)))
+        assert got.equals(want.scores.select("account_id", "score", "rank"))
+        blend = json.loads(res.output)["seeds"]["blend"]  # the manifest says how the run blended
+        if setting == "off":
+            assert blend is None
+        else:
+            assert blend["weight"] == (float(setting) if setting else B.DEFAULT_WEIGHT)
+    res = runner.invoke(app, ["run", "--store", str(root / "C"), "--runs", str(tmp_path / "bad"), "--inbox", str(tmp_path / "inbox"),
+                              "--model", str(root / "portable"), "--elsewhere-blend", "lots"])
+    assert res.exit_code == 2 and "elsewhere" in res.output and not (tmp_path / "bad").exists()
+    from mulegraph.core.config import RunConfig
+    from mulegraph.core.errors import InputError
+    from mulegraph.pipeline import run
+
+    bad = Config(run=RunConfig(elsewhere_blend=1.5))
+    with pytest.raises(InputError, match=r"\[run\] elsewhere_blend"):
+        run(bad, store=root / "C", runs_dir=tmp_path / "bad2", inbox=tmp_path / "inbox", model=root / "portable")
+    assert not (tmp_path / "bad2").exists()

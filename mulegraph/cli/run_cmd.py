@@ -45,6 +45,11 @@ def run_command(
     known: Path | None = known_option(),
     shared_list: list[Path] | None = shared_list_option(),
     key_file: Path | None = key_file_option(),
+    elsewhere_blend: str | None = typer.Option(
+        None, "--elsewhere-blend", metavar="W|auto|off",
+        help="A model scoring a store it was not trained on (a portable model): weight 0-1 of the local no-label "
+        "score blended with it, 'auto' or 'off'. [run] elsewhere_blend; default 0.75.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's manifest as JSON instead of a summary."),
 ) -> None:
@@ -100,6 +105,7 @@ def run_command(
                 known=known,
                 shared_lists=shared_list,
                 key_file=key_file,
+                elsewhere_blend=elsewhere_blend,
             )
             progress.update(task, completed=len(STAGES))
     except NothingNewError as err:

@@ -228,6 +228,10 @@ class RunConfig:
     shared_lists: tuple[str, ...] = ()
     #: the file holding the consortium key the shared lists were made with (``--key-file``)
     key_file: str | None = None
+    #: a model scoring a store it was not trained on (a portable model) is blended with the local
+    #: no-label score: this weight of the no-label score (0-1), "auto" (chosen from the seeds'
+    #: mules) or "off", as ``score --elsewhere-blend`` does
+    elsewhere_blend: str | float = 0.75
 
 
 @dataclass(frozen=True)
@@ -468,6 +472,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "alert_budget": _n(0, 1_000_000, option="--alert-budget"),
         "alert_threshold": _n(0, 1, option="--alert-threshold"),
         "cleared_margin": _n(-1, 1),  # negative: any score counts as a rise
+        "elsewhere_blend": Limit(choices=("auto", "off"), option="--elsewhere-blend"),  # or a weight: checked by the run
         "flow_accounts": _n(0, 10_000),
     },
     "report": {

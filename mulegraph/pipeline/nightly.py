@@ -64,7 +64,8 @@ from mulegraph.pipeline.folders import clean_stale, fsync_tree, new_run_id, new_
 from mulegraph.pipeline.inputs import RunInputs, check_inputs
 from mulegraph.report.writer import write_run_reports
 from mulegraph.report.drift import feature_psi
-from mulegraph.scoring.score import columns_read, score_features
+from mulegraph.scoring.blend import parse_blend
+from mulegraph.scoring.score import ScoreOptions, columns_read, score_features
 from mulegraph.scoring.seeds import SeedInputs, Seeds, scoring_seeds
 from mulegraph.scoring.signals import ranked_rows
 
@@ -159,6 +160,7 @@ def run(
     known: str | os.PathLike | None = None,
     shared_lists: Sequence[str | os.PathLike] | None = None,
     key_file: str | os.PathLike | None = None,
+    elsewhere_blend: str | float | None = None,
 ) -> RunResult:
     """Run the nightly pipeline once and return the finished run.
 
@@ -167,7 +169,9 @@ def run(
     again as it ends. ``now`` fixes the run id's time. ``known`` (a ``--known`` file),
     ``shared_lists`` and ``key_file`` (consortium lists and their key; ``[run] known``,
     ``shared_lists``, ``key_file`` when None) add seeds to a model's closeness features
-    (:class:`~mulegraph.scoring.seeds.SeedInputs`); they need a model.
+    (:class:`~mulegraph.scoring.seeds.SeedInputs`); they need a model. ``elsewhere_blend``
+    (``[run] elsewhere_blend`` when None): how a model scoring a store it was not trained on is
+    blended with the local no-label score (:mod:`mulegraph.scoring.blend`).
 
     Everything that can be checked without work is checked before the run ingests anything or
     creates a folder (:func:`~mulegraph.pipeline.inputs.check_inputs`), the model included.
@@ -189,7 +193,9 @@ def run(
         known=None if known is None else str(known),
         shared_lists=tuple(str(p) for p in shared_lists) if shared_lists else None,
         key_file=None if key_file is None else str(key_file),
+        elsewhere_blend=None if elsewhere_blend is None else parse_blend(elsewhere_blend, "--elsewhere-blend"),
     )
+    parse_blend(cfg.run.elsewhere_blend, "[run] elsewhere_blend")  # a bad setting fails before any work
     cfg = cfg.replace("store", path=None if store is None else str(store), mapping=mapping)
     inputs = check_inputs(cfg, paths=paths, as_of=as_of, mapping_given=mapping is not None)
     # bad files or keys fail before any work
@@ -332,7 +338,8 @@ def _stage_score(state: _State) -> None:
     # are the largest column of the run); what follows reads the ranks, and the alerts' reasons
     with ParquetChunks(work / "scores.parquet", SCORE_SCHEMA) as sink:
         scores = score_features(ranked, prepared, state.inputs.model, run_id=state.run_id,
-                                random_state=cfg.model.random_state, seeds=state.seeds, sink=sink.write)
+                                random_state=cfg.model.random_state, seeds=state.seeds, sink=sink.write,
+                                options=ScoreOptions(elsewhere_blend=parse_blend(cfg.run.elsewhere_blend)))
     del ranked
     missing = [c for c in SCORE_SCHEMA if c != "reasons" and c not in scores.columns]
     if missing:

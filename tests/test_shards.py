@@ -266,3 +266,18 @@ def test_then_sees_every_feature_before_the_window_is_read_for_scoring(synth_sto
     assert got.prepared.tx.equals(whole.prepared.tx)
     small = window_features(synth_store.scan_window(synth_store.time_window("all")).collect(), then=lambda f: f.head(3))
     assert small.features.height == 3
+
+
+def test_scoring_lean_gives_the_same_scores_and_holds_only_what_it_reads(synth_store):
+    """``score_window(lean=True)`` (the score command) by shards: the lean window and the columns
+    scoring reads; the same scores, ranks, reasons (evidence included) and run id."""
+    from mulegraph.scoring.score import columns_read, score_window
+
+    cfg = Config(engine=EngineConfig(shard_accounts=1000))
+    full = score_window(synth_store, config=cfg)
+    lean = score_window(synth_store, config=cfg, lean=True)
+    assert lean.scores.equals(full.scores)
+    assert any(r["txn_ids"] for items in lean.scores["reasons"].head(20).to_list() for r in items)
+    assert set(lean.features.columns) <= set(columns_read()) & set(full.features.columns)
+    assert len(lean.features.columns) < len(full.features.columns) / 2
+    assert lean.features.height == full.features.height

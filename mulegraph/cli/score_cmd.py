@@ -121,6 +121,7 @@ def score_cmd(
             options=ScoreOptions(n_reasons=top_reasons, evidence_top=evidence_top, detector_weight=detector_weight,
                                  elsewhere_blend=blend),
             seeds=seeds,
+            lean=True,  # only what scoring needs is held (the features are in the scores' reasons)
         )
     scores = result.scores
     path = write_scores(scores, out)

@@ -29,7 +29,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -309,8 +309,14 @@ def score_window(
     options: ScoreOptions | None = None,
     seeds: SeedInputs | None = None,
     model_labels: bool | None = None,
+    lean: bool = False,
 ) -> ScoreResult:
     """Score every account active in the window; see the module docstring, and :func:`score` for the arguments.
+
+    ``lean``: hold no more than scoring needs (what ``mulegraph score`` does): by shards, the
+    window's transfers lean (:func:`~mulegraph.features.build.window_features`), and of the features
+    only the columns scoring reads (:func:`columns_read`), so ``features`` in the result holds
+    those columns only. The scores are the same.
 
     ``seeds``: the ``--known`` file and consortium lists (:meth:`SeedInputs.load`), read before
     this call so that a bad file fails before any work. ``model_labels``: None uses the model's
@@ -333,7 +339,9 @@ def score_window(
     if features is None:
         if progress:
             progress("reading transfers and computing features")
-        wf = window_features(transfers_or_store, window=window, as_of=as_of, config=config, progress=progress)
+        keep = columns_read(model, options) if lean else None
+        wf = window_features(transfers_or_store, window=window, as_of=as_of, config=config, progress=progress,
+                             lean=lean, then=None if keep is None else (lambda f: f.select([c for c in f.columns if c in keep])))
         prepared, features, win = wf.prepared, wf.features, wf.window
     else:
         if progress:
@@ -344,7 +352,11 @@ def score_window(
         prepared = prepare(transfers, config.features)
         del transfers
     if run_id is None:
-        newest = prepared.tx["ts"].max()
+        if "ts" in prepared.tx.columns:
+            newest = prepared.tx["ts"].max()
+        else:  # a lean window holds the time in seconds
+            t = prepared.tx["t"].max()
+            newest = None if t is None else datetime.fromtimestamp(int(t), tz=timezone.utc)
         run_id = f"score-{newest:%Y%m%dT%H%M%SZ}" if newest is not None else "score"
     used = None
     if model is not None:

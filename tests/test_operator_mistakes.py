@@ -276,7 +276,10 @@ def test_disk_full_names_the_path(ws, tmp_path, monkeypatch):
     def full(*_a, **_k):  # how Polars reports it: no errno, no file name
         raise pl.exceptions.ComputeError("parquet: underlying IO error: No space left on device (os error 28)")
 
+    from mulegraph.io.runs import ParquetChunks
+
     monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
+    monkeypatch.setattr(ParquetChunks, "write", full)  # a .parquet file of scores is written a chunk at a time
     out = tmp_path / "s.parquet"
     res = runner.invoke(app, ["score", "--store", str(ws / "store"), "--out", str(out)])
     assert res.exit_code == 1, res.output

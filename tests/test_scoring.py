@@ -304,3 +304,19 @@ def test_a_model_scored_on_the_columns_it_reads_gives_the_same_scores(synth_data
     assert {"fanin_max_72h", "in_cp", "out_cp"} <= set(columns_read(model))
     model.stage1_ = object()
     assert columns_read(model) is None
+
+
+def test_the_score_command_writes_parquet_as_the_reasons_are_built(tmp_path, store_dir, monkeypatch):
+    """``score --out x.parquet`` writes the scores a chunk at a time: the file holds what scoring
+    returns when it holds them all, and the top table shows the same reasons."""
+    import mulegraph.scoring.explain as explain_module
+    from mulegraph.scoring.score import score_window
+
+    monkeypatch.setattr(explain_module, "CHUNK_ROWS", 50)
+    out = tmp_path / "s.parquet"
+    res = CliRunner().invoke(app, ["score", "--store", str(store_dir), "--out", str(out), "--show", "3"])
+    assert res.exit_code == 0, res.output
+    chunked = pl.read_parquet(out)
+    want = score_window(store_dir).scores
+    assert chunked.height > 150 and chunked.equals(want)
+    assert want["account_id"][0] in res.output and "scored" in res.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -87,12 +88,14 @@ def score_cmd(
     from rich.table import Table
     from rich.text import Text
 
+    import polars as pl
+
     from mulegraph.core.config import discover_config
     from mulegraph.core.errors import InputError
     from mulegraph.core.escape import terminal_text
     from mulegraph.engine import engine_settings
     from mulegraph.scoring.blend import parse_blend
-    from mulegraph.scoring.score import ScoreOptions, score_window, write_scores
+    from mulegraph.scoring.score import ScoreOptions, check_scores_path, score_window, scores_parquet, write_scores
     from mulegraph.scoring.seeds import SeedInputs, describe_seeds
 
     if list_rules:
@@ -108,8 +111,11 @@ def score_cmd(
     blend = parse_blend(elsewhere_blend)
     cfg = engine_settings(discover_config(config), engine, scheduler)
     seeds = SeedInputs.load(known, shared_list, key_file)  # a bad file or key fails before any work
+    check_scores_path(out)  # before any work
     console = Console(stderr=True)
-    with console.status("scoring") as status:
+    # only what scoring needs is held (lean); a .parquet file is written as the reasons are built
+    chunked = out.suffix.lower() == ".parquet"
+    with console.status("scoring") as status, (scores_parquet(out) if chunked else contextlib.nullcontext()) as sink:
         result = score_window(
             store,
             model_dir=model,
@@ -121,17 +127,22 @@ def score_cmd(
             options=ScoreOptions(n_reasons=top_reasons, evidence_top=evidence_top, detector_weight=detector_weight,
                                  elsewhere_blend=blend),
             seeds=seeds,
-            lean=True,  # only what scoring needs is held (the features are in the scores' reasons)
+            lean=True,
+            sink=None if sink is None else sink.write,
         )
     scores = result.scores
-    path = write_scores(scores, out)
+    if chunked:
+        path = out
+        scores = pl.read_parquet(path, n_rows=show) if show else scores.head(0)  # the top rows, reasons included
+    else:
+        path = write_scores(scores, out)
     summary = result.seeds.summary() if result.seeds is not None else None
     if as_json:
-        typer.echo(json.dumps({"scored": scores.height, "out": str(path), "model_version": result.model_version,
+        typer.echo(json.dumps({"scored": result.scores.height, "out": str(path), "model_version": result.model_version,
                                "window": result.window.describe(), "seeds": summary}, indent=2))
         return
     mode = "model" if model is not None else "no-label rules"
-    typer.echo(f"scored {scores.height:,} accounts ({mode}) -> {path}")
+    typer.echo(f"scored {result.scores.height:,} accounts ({mode}) -> {path}")
     if summary is not None:
         typer.echo(describe_seeds(summary))
     if show and scores.height:

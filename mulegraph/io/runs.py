@@ -114,8 +114,12 @@ class ParquetChunks:
     def __enter__(self) -> "ParquetChunks":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._writer is not None:  # failed: the file is incomplete (its writer removes it), never made whole
+            self._writer.close()
+            self._writer = None
 
 
 #: the columns of ``scores.parquet`` a report reads

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +48,7 @@ from mulegraph.features.build import read_window, window_features
 from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.registry import REGISTRY
 from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
+from mulegraph.io.runs import ParquetChunks
 from mulegraph.scoring.blend import DEFAULT_WEIGHT, blend_elsewhere, blend_nolabel, parse_blend
 from mulegraph.scoring.explain import explain_chunks
 from mulegraph.scoring.nolabel import NOLABEL_VERSION, RULES, NoLabelScorer, with_rule_columns
@@ -56,6 +58,7 @@ from mulegraph.scoring.signals import Signal, ranked_rows, with_account_columns
 
 __all__ = [
     "ScoreOptions", "ScoreResult", "score", "score_window", "score_features", "columns_read", "rank_scores", "write_scores",
+    "check_scores_path", "scores_parquet",
 ]
 
 
@@ -310,13 +313,16 @@ def score_window(
     seeds: SeedInputs | None = None,
     model_labels: bool | None = None,
     lean: bool = False,
+    sink: Callable[[pl.DataFrame], None] | None = None,
 ) -> ScoreResult:
     """Score every account active in the window; see the module docstring, and :func:`score` for the arguments.
 
     ``lean``: hold no more than scoring needs (what ``mulegraph score`` does): by shards, the
     window's transfers lean (:func:`~mulegraph.features.build.window_features`), and of the features
     only the columns scoring reads (:func:`columns_read`), so ``features`` in the result holds
-    those columns only. The scores are the same.
+    those columns only. The scores are the same. ``sink``: the scores are passed to it a chunk of
+    accounts at a time, in rank order, as their reasons are built, and ``scores`` in the result
+    lacks the reasons (see :func:`score_features`).
 
     ``seeds``: the ``--known`` file and consortium lists (:meth:`SeedInputs.load`), read before
     this call so that a bad file fails before any work. ``model_labels``: None uses the model's
@@ -375,6 +381,7 @@ def score_window(
         options=options,
         random_state=config.model.random_state,
         seeds=used,
+        sink=sink,
     )
     version = out["model_version"][0] if out.height else None
     return ScoreResult(scores=out, features=features, window=win, seeds=used, model_version=version)
@@ -415,6 +422,32 @@ def score(
     return (result.scores, result.features) if return_features else result.scores
 
 
+def check_scores_path(path: str | os.PathLike) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if scores may be written there: it ends in .parquet,
+    .csv or .json, is not inside a store or a run folder, and its folder exists; InputError otherwise."""
+    path = Path(path)
+    if path.suffix.lower() not in (".parquet", ".csv", ".json"):
+        raise InputError(f"the output file must end in .parquet, .csv or .json. Got '{path.name}' instead.")
+    refuse_protected_output(path)  # never into a store or a run folder
+    if not path.parent.exists():
+        raise InputError(f"the folder '{path.parent}' does not exist; create it first.")
+    return path
+
+
+@contextmanager
+def scores_parquet(path: str | os.PathLike) -> Iterator[ParquetChunks]:
+    """A Parquet scores file written a chunk at a time (a ``sink`` for :func:`score_window`), in
+    place of :func:`write_scores` when the reasons of every account need not be held at once.
+
+    The file appears whole when the block ends without an error, and not at all otherwise.
+    """
+    path = check_scores_path(path)
+    if path.suffix.lower() != ".parquet":
+        raise InputError(f"scores are written a chunk at a time to a .parquet file only. Got '{path.name}' instead.")
+    with atomic_path(path) as tmp, ParquetChunks(tmp, SCORE_SCHEMA) as chunks:
+        yield chunks
+
+
 def write_scores(scores: pl.DataFrame, path: str | os.PathLike) -> Path:
     """Write scores atomically; the format follows the extension (.parquet, .csv, .json).
 
@@ -425,13 +458,8 @@ def write_scores(scores: pl.DataFrame, path: str | os.PathLike) -> Path:
     ``'`` (:func:`~mulegraph.core.escape.neutralise_formulas`; undone by
     :func:`~mulegraph.core.escape.strip_formula_guard`).
     """
-    path = Path(path)
+    path = check_scores_path(path)
     ext = path.suffix.lower()
-    if ext not in (".parquet", ".csv", ".json"):
-        raise InputError(f"the output file must end in .parquet, .csv or .json. Got '{path.name}' instead.")
-    refuse_protected_output(path)  # never into a store or a run folder
-    if not path.parent.exists():
-        raise InputError(f"the folder '{path.parent}' does not exist; create it first.")
     if ext != ".parquet" and "reasons" in scores.columns and scores.schema["reasons"] != pl.String:
         scores = scores.with_columns(reasons_to_json())
     with atomic_path(path) as tmp:

@@ -95,7 +95,7 @@ def score_cmd(
     from mulegraph.core.escape import terminal_text
     from mulegraph.engine import engine_settings
     from mulegraph.scoring.blend import parse_blend
-    from mulegraph.scoring.score import ScoreOptions, check_scores_path, score_window, scores_parquet, write_scores
+    from mulegraph.scoring.score import ScoreOptions, score_window, scores_parquet, write_scores
     from mulegraph.scoring.seeds import SeedInputs, describe_seeds
 
     if list_rules:
@@ -111,7 +111,6 @@ def score_cmd(
     blend = parse_blend(elsewhere_blend)
     cfg = engine_settings(discover_config(config), engine, scheduler)
     seeds = SeedInputs.load(known, shared_list, key_file)  # a bad file or key fails before any work
-    check_scores_path(out)  # before any work
     console = Console(stderr=True)
     # only what scoring needs is held (lean); a .parquet file is written as the reasons are built
     chunked = out.suffix.lower() == ".parquet"

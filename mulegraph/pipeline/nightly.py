@@ -65,7 +65,7 @@ from mulegraph.pipeline.inputs import RunInputs, check_inputs
 from mulegraph.report.writer import write_run_reports
 from mulegraph.report.drift import feature_psi
 from mulegraph.scoring.blend import parse_blend
-from mulegraph.scoring.score import ScoreOptions, columns_read, score_features
+from mulegraph.scoring.score import ScoreOptions, columns_read, keep_columns_read, score_features
 from mulegraph.scoring.seeds import SeedInputs, Seeds, scoring_seeds
 from mulegraph.scoring.signals import ranked_rows
 
@@ -305,11 +305,11 @@ def _stage_features(state: _State) -> None:
     # every account's features are written out as soon as they are computed, and only the columns
     # scoring reads (the rules', the model's: about a fifth) are held on, before the window is read;
     # the drift reads the others from features.parquet
-    read = columns_read(state.inputs.model)
+    keep = keep_columns_read(columns_read(state.inputs.model))
 
     def write_and_keep(features: pl.DataFrame) -> pl.DataFrame:
         features.write_parquet(state.work / "features.parquet")
-        return features if read is None else features.select([c for c in features.columns if c in read])
+        return keep(features)
 
     # lean: by shards, the window is held with the columns scoring reads over every transfer; the
     # full rows of the few accounts behind evidence, key figures and flows are read when needed

@@ -376,9 +376,6 @@ def explain(
     ``chunk_rows`` (default :data:`CHUNK_ROWS`) accounts at a time, so that memory stays bounded for
     a large population (the result does not depend on ``chunk_rows``).
     """
-    chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}.")
     chunks = list(explain_chunks(features, signals, prepared=prepared, order=order, n_reasons=n_reasons,
                                  min_reasons=min_reasons, evidence_top=evidence_top, max_txn_ids=max_txn_ids,
                                  chunk_rows=chunk_rows))

@@ -58,7 +58,7 @@ from mulegraph.scoring.signals import Signal, ranked_rows, with_account_columns
 
 __all__ = [
     "ScoreOptions", "ScoreResult", "score", "score_window", "score_features", "columns_read", "rank_scores", "write_scores",
-    "check_scores_path", "scores_parquet",
+    "keep_columns_read", "check_scores_path", "scores_parquet",
 ]
 
 
@@ -140,6 +140,14 @@ def columns_read(model: Any = None, options: ScoreOptions | None = None) -> list
         names += list(own)
         model = getattr(model, "stage1_", None)
     return list(dict.fromkeys(["account_id", "is_hub", *names, *rules]))
+
+
+def keep_columns_read(read: list[str] | None) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """``features -> features`` with only the columns in ``read`` (:func:`columns_read`), in their
+    order; every column when ``read`` is None. Selecting copies nothing."""
+    if read is None:
+        return lambda features: features
+    return lambda features: features.select([c for c in features.columns if c in read])
 
 
 #: the scores' columns, cast to their contract
@@ -345,9 +353,8 @@ def score_window(
     if features is None:
         if progress:
             progress("reading transfers and computing features")
-        keep = columns_read(model, options) if lean else None
         wf = window_features(transfers_or_store, window=window, as_of=as_of, config=config, progress=progress,
-                             lean=lean, then=None if keep is None else (lambda f: f.select([c for c in f.columns if c in keep])))
+                             lean=lean, then=keep_columns_read(columns_read(model, options)) if lean else None)
         prepared, features, win = wf.prepared, wf.features, wf.window
     else:
         if progress:

@@ -103,6 +103,11 @@ def _reference(p, mules: set[int], labelled: set[int] | None, max_hops: int, alp
                 for c in one[m] if c != a and c in mules
                 and abs(when[frozenset((a, m))] - when[frozenset((m, c))]) <= SYNC
             }),
+            "known_mule_relay_synced": len({
+                c for b in one[a] for c in one[b] if c != a and c in mules
+                and abs(when[frozenset((a, b))] - when[frozenset((b, c))]) <= SYNC
+            }),
+            "known_mule_relay_share": max((_share_near(one, when, mules, a, b) for b in one[a]), default=0.0),
             "known_mule_sib_oneoff": len({c for b in g.predecessors(a) if g[b][a]["n"] == 1
                                          for c in g.successors(b) if c != a and c in mules and g[b][c]["n"] == 1}),
             "known_mule_copay_oneoff": len({c for b in g.successors(a) if g[a][b]["n"] == 1
@@ -115,6 +120,13 @@ def _reference(p, mules: set[int], labelled: set[int] | None, max_hops: int, alp
             row["known_mule_rate"] = len([b for b in nbrs if b in mules]) / len(lab_n) if lab_n else None
         out[a] = row
     return out
+
+
+def _share_near(one, when, mules, a: int, b: int) -> float:
+    """Known mules among b's one-off counterparties other than a within SYNC of a's transfer with b."""
+    t = when[frozenset((a, b))]
+    near = [c for c in one[b] if c != a and abs(when[frozenset((b, c))] - t) <= SYNC]
+    return sum(c in mules for c in near) / len(near) if near else 0.0
 
 
 def _check_agrees(p, mules, labelled, max_hops=3, alpha=0.85, groups=3):

@@ -13,8 +13,8 @@ dropped. An account's own label never reaches its own features:
 * two-hop counts only count known mules other than the account itself, so a path a-b-a does not
   count a;
 * the hop distance is to the nearest known mule other than the account;
-* siblings, co-payers and "synced" contacts (see :data:`FEATURES`) count known mules other than
-  the account;
+* siblings, co-payers, "synced" contacts and relays (see :data:`FEATURES`) count known mules
+  other than the account, and the relay share leaves the account out of both its counts;
 * personalised PageRank (over all relationships, and over one-off ones: pairs with a single
   transfer, which is what most laundering hops look like): accounts are split into
   ``ppr_groups`` groups by a stable hash of their id and an account's value comes from a walk that
@@ -85,6 +85,14 @@ FEATURES: tuple[FeatureSpec, ...] = (
                 "distinct known mules paid or paying once whose own one-off transfers with other known mules "
                 "fall within sync_window of that transfer", "count",
                 reason="a single transfer each with {value:.0f} known mule account(s) while they moved money among known mules"),
+    FeatureSpec("known_mule_relay_synced", FAMILY,
+                "distinct known mules two one-off transfers away (through a non-hub account b) whose transfer with b "
+                "falls within sync_window of the account's transfer with b", "count",
+                reason="one-off payments through the same counterparty as {value:.0f} known mule account(s), within days of each other"),
+    FeatureSpec("known_mule_relay_share", FAMILY,
+                "highest share, over the account's one-off counterparties b, of b's other one-off counterparties "
+                "within sync_window of the account's transfer that are known mules", "share",
+                reason="{value:.0%} of the one-off contacts its counterparty had within days of it are known mules"),
     FeatureSpec("known_mule_oneoff", FAMILY, "distinct known mules with exactly one transfer between them and the account", "count",
                 reason="a single transfer each with {value:.0f} known mule account(s)"),
     FeatureSpec("known_mule_ppr_oneoff", FAMILY,
@@ -323,6 +331,17 @@ def compute(
         .select("a", "m")
         .unique()
     )
+    # two one-off hops a - b - c (c a known mule, c != a) whose two transfers fall within sync_window
+    # of each other: siblings, co-payers and relays of the same scheme, which plays out over days
+    # (the fan-out beneficiaries of one payer, the fan-in payers of one payee, a chain's next hop)
+    relay = (
+        one_ends.select("a", pl.col("m").alias("b"), "t")
+        .join(one_ends.filter(pl.col("m").is_in(mset)).select(pl.col("a").alias("b"), pl.col("m").alias("c"), pl.col("t").alias("t2")), on="b")
+        .filter((pl.col("c") != pl.col("a")) & ((pl.col("t") - pl.col("t2")).abs() <= sync_window))
+        .select("a", "c")
+        .unique()
+    )
+    rshare = _relay_share(one_ends, mset, sync_window)
     out = (
         base.join(in1, on="idx", how="left")
         .join(out1, on="idx", how="left")
@@ -336,6 +355,8 @@ def compute(
         .join(_count(oneoff.filter(pl.col("b").is_in(mset)), "a", "known_mule_oneoff"), on="idx", how="left")
         .join(_count(sib, "a", "known_mule_sib_oneoff"), on="idx", how="left")
         .join(_count(synced, "a", "known_mule_synced"), on="idx", how="left")
+        .join(_count(relay, "a", "known_mule_relay_synced"), on="idx", how="left")
+        .join(rshare, on="idx", how="left")
         .join(_count(copay, "a", "known_mule_copay_oneoff"), on="idx", how="left")
     )
     if known_labelled is not None:
@@ -346,7 +367,7 @@ def compute(
     else:
         out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("known_label_nbrs"))
         rate = pl.lit(None, dtype=pl.Float64)
-    zero = ["known_mule_synced", "known_mule_sib_oneoff", "known_mule_copay_oneoff", "known_mule_oneoff", "known_mule_in", "known_mule_out", "known_mule_in_value", "known_mule_out_value", "known_mule_2hop", "known_mule_2hop_up", "known_mule_2hop_down"]
+    zero = ["known_mule_synced", "known_mule_relay_synced", "known_mule_relay_share", "known_mule_sib_oneoff", "known_mule_copay_oneoff", "known_mule_oneoff", "known_mule_in", "known_mule_out", "known_mule_in_value", "known_mule_out_value", "known_mule_2hop", "known_mule_2hop_up", "known_mule_2hop_down"]
     out = out.with_columns(
         *[pl.col(c).fill_null(0.0) for c in zero],
         pl.col("known_mule_hops").fill_null(float(max_hops + 1)),
@@ -367,6 +388,38 @@ def compute(
     else:
         out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in PPR_FEATURES)
     return out.select("idx", *[s.name for s in FEATURES])
+
+
+def _relay_share(one_ends: pl.DataFrame, mset: pl.Series, window: int) -> pl.DataFrame:
+    """``known_mule_relay_share``: per account a, the highest share, over its one-off transfers
+    (with b, at time t), of known mules among b's *other* one-off counterparties whose transfer
+    with b falls within ``window`` of t (0 where b has none). Whether a itself is a known mule
+    never counts.
+
+    One sort and two binary searches: the ends of every one-off pair sorted by (b, t) as one
+    integer key, so each end's window among b's ends is a contiguous run, and the known mules in
+    it a difference of a running count. Linear in the one-off pairs, whatever b's degree.
+    """
+    e = one_ends.select(pl.col("m").alias("b"), "a", "t", pl.col("a").is_in(mset).alias("k")).sort("b", "t")
+    b = e["b"].to_numpy().astype(np.int64)
+    t = e["t"].to_numpy().astype(np.int64)
+    k = e["k"].to_numpy().astype(np.int64)
+    if not len(t):
+        return pl.DataFrame(schema={"idx": pl.UInt32, "known_mule_relay_share": pl.Float64})
+    # b's keys lie in [b * span, b * span + t range]: a window never reaches another account's run
+    span = int(t.max() - t.min()) + 2 * window + 1
+    key = b * span + (t - t.min())
+    lo = np.searchsorted(key, key - window, side="left")
+    hi = np.searchsorted(key, key + window, side="right")
+    ck = np.concatenate([[0], np.cumsum(k)])
+    n_all = hi - lo - 1
+    n_known = ck[hi] - ck[lo] - k
+    share = np.where(n_all > 0, n_known / np.maximum(n_all, 1), 0.0)
+    return (
+        pl.DataFrame({"idx": e["a"].cast(pl.UInt32), "s": share})
+        .group_by("idx")
+        .agg(pl.col("s").max().alias("known_mule_relay_share"))
+    )
 
 
 def _undirected(pairs: pl.DataFrame) -> pl.DataFrame:

@@ -136,7 +136,8 @@ class ModelConfig:
     ppr_alpha: float = 0.85
     ppr_groups: int = 10
     #: a one-off transfer with a known mule counts as "synced" when that mule made one-off
-    #: transfers with other known mules within this time of it
+    #: transfers with other known mules within this time of it; the relay features read a
+    #: counterparty's one-off transfers within this time of the account's own
     sync_window: str = "7d"
     #: train on the one-off structure features too (mulegraph.features.structure: laundering
     #: patterns and closed squares among one-off relationships), computed from the training window;

@@ -253,3 +253,80 @@ def test_scale_settings_from_toml(tmp_path):
                  "early_stopping_tol = 0\n")
     m = load_config(f).model
     assert (m.threads, m.sample_above, m.negatives_per_mule, m.n_iter_no_change, m.search_tol, m.early_stopping_tol) == (1, 100_000, 10, 5, 0.002, 0)
+
+
+# -- the settings search with row weights: the columns binned once ---------------------------------
+def _reference_thresholds(col: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Plain loop: midpoints of the distinct values, or for each of the MAX_BINS - 1 cut points the
+    smallest value whose cumulative weight reaches that share of the total."""
+    keep = ~np.isnan(col) & (w > 0)
+    pairs = sorted(zip(col[keep].tolist(), w[keep].tolist()))
+    distinct = sorted({v for v, _ in pairs})
+    if len(distinct) <= 1:
+        return np.empty(0)
+    if len(distinct) <= training.MAX_BINS:
+        return np.array([(a + b) / 2 for a, b in zip(distinct, distinct[1:])])
+    total = sum(x for _, x in pairs)
+    cuts = []
+    for i in range(1, training.MAX_BINS):
+        target, run = total * i / training.MAX_BINS, 0.0
+        for v, x in pairs:
+            run += x
+            if run >= target:
+                cuts.append(v)
+                break
+        else:
+            cuts.append(pairs[-1][0])
+    return np.unique(cuts)
+
+
+def test_weighted_bins_match_a_loop_reference():
+    rng = np.random.default_rng(0)
+    n = 2000
+    X = np.column_stack([
+        rng.normal(size=n),  # many distinct values: weighted quantiles
+        rng.integers(0, 12, size=n).astype(float),  # few: midpoints
+        np.where(rng.random(n) < 0.2, np.nan, rng.exponential(size=n)),  # missing values
+        np.full(n, 3.0),  # constant
+    ])
+    w = rng.random(n) * np.where(rng.random(n) < 0.1, 0.0, 1.0)  # some rows weigh nothing
+    bins = training.WeightedBins(X, w)
+    for j in range(X.shape[1]):
+        assert np.allclose(bins.thresholds[j], _reference_thresholds(X[:, j], w)), j
+    mapped = bins(X)
+    assert np.array_equal(np.isnan(mapped), np.isnan(X))  # missing stays missing
+    for j in range(X.shape[1]):
+        col, out = X[:, j], mapped[:, j]
+        ok = ~np.isnan(col)
+        assert len(np.unique(out[ok])) <= training.MAX_BINS
+        # bin i holds exactly the values in (threshold i - 1, threshold i]
+        thr = np.r_[-np.inf, bins.thresholds[j], np.inf]
+        idx = out[ok].astype(int)
+        assert np.all(col[ok] > thr[idx]) and np.all(col[ok] <= thr[idx + 1])
+
+
+def test_weighted_search_bins_once_and_trains_the_trees_scikit_learn_would():
+    """With at most MAX_BINS distinct values per column, scikit-learn's own weighted binning and
+    the binned matrix give the same partition: the same trees, the same held-out scores."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(1)
+    X, y, folds = _easy(n=1500, seed=5)
+    X = np.round(X, 1)  # few distinct values per column
+    X[rng.random(X.shape) < 0.05] = np.nan
+    fw = np.where(y == 1, 1.0, rng.uniform(0.2, 1.0, len(y)))
+    cfg = ModelConfig(cv_folds=3, max_leaf_nodes=(4,), max_iter=30, learning_rate=0.3, random_state=2)
+    search = training.search_settings(X, y, folds, cfg, fit_weight=fw)
+    assert isinstance(search.transform, training.WeightedBins)
+    rounds = search.sizes[0]["rounds_boosted"]
+    for k, est in enumerate(search.fold_models):
+        tr, te = folds != k, folds == k
+        raw = training.make_estimators(cfg, 4, rounds, 1)[0].fit(X[tr], y[tr], sample_weight=fw[tr])
+        assert isinstance(raw, HistGradientBoostingClassifier) and est.n_iter_ == raw.n_iter_ == rounds
+        assert np.allclose(est.predict_proba(search.transform(X[te])), raw.predict_proba(X[te]))
+    # the permutation importance reads the fold models through the same map
+    drops = training.permutation_drops(X, y, folds, dataclasses.replace(cfg, importance_repeats=1), search.best,
+                                       search.fold_models, transform=search.transform)
+    assert drops.shape == (X.shape[1],) and np.abs(drops).sum() > 0
+    # without row weights nothing is binned
+    assert training.search_settings(X, y, folds, cfg).transform is None

@@ -406,7 +406,8 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         if cfg.importance_repeats > 0:
             # on a sampled (large) label set, IMPORTANCE_MAX_ROWS held-out rows in all, not per fold
             cap = training.IMPORTANCE_MAX_ROWS // cfg.cv_folds if sample.applied else None
-            drops = training.permutation_drops(*labelled, cfg, self.best_params_, search.fold_models, max_rows=cap)
+            drops = training.permutation_drops(*labelled, cfg, self.best_params_, search.fold_models, max_rows=cap,
+                                               transform=search.transform)
             self.importance_ = {name: float(d) for name, d in zip(self.feature_names_, drops)}
         lap("importance")
         self.sampling_ = sample.summary

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import islice
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,7 @@ __all__ = [
     "make_folds",
     "proximity_kwargs",
     "oof_proximity",
+    "WeightedBins",
     "make_estimators",
     "search_settings",
     "platt",
@@ -89,6 +91,8 @@ __all__ = [
 
 #: the settings search reads each candidate every this many boosting rounds
 EVAL_EVERY = 10
+#: the bins of a feature column for trees trained with row weights (scikit-learn's most, 255)
+MAX_BINS = 255
 #: boosting rounds fitted on every fold before the held-out folds are first read; each later
 #: stretch at most doubles the rounds, so refitting costs a small share of the boosting
 FIRST_ROUNDS = 50
@@ -333,15 +337,18 @@ class SettingsSearch:
     PR-AUC; ``best``: the winning entry; ``oof``: the out-of-fold raw scores (log-odds) of the
     winner, one per training row; ``fold_models``: the winner's tree size's ensemble of each fold
     (boosted to at least the winning round count); ``sizes``: per tree size tried, the rounds
-    boosted and its best entry.
+    boosted and its best entry; ``transform``: what the fold models read instead of the raw
+    matrix (a search with row weights bins the columns first, :class:`WeightedBins`), or None.
     """
 
     def __init__(self, results: list[dict[str, Any]], best: dict[str, Any], oof: np.ndarray, fold_models: list,
-                 sizes: list[dict[str, Any]] | None = None) -> None:
+                 sizes: list[dict[str, Any]] | None = None, transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.results = results
         self.best = best
         self.oof = oof
         self.fold_models = fold_models
+        #: what the fold models read instead of the raw feature matrix (:class:`WeightedBins`), or None
+        self.transform = transform
         self.sizes = sizes or []
 
 
@@ -410,6 +417,45 @@ def _boost_size(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelConfi
     return results, best_c, raw_cols[best_c], ests
 
 
+class WeightedBins:
+    """Each column of a matrix mapped to its bin number among at most :data:`MAX_BINS` bins.
+
+    The thresholds are those :class:`~sklearn.ensemble.HistGradientBoostingClassifier` picks for
+    weighted rows: the midpoints of the distinct values where a column has at most ``MAX_BINS``
+    of them, else its weighted quantiles (inverted cumulative weight), computed once per column
+    with one sort. Missing values stay missing. A matrix mapped this way has at most ``MAX_BINS``
+    distinct values per column, which the trees bin by their midpoints without weights: the same
+    partition, without scikit-learn's weighted binning on every fit.
+    """
+
+    def __init__(self, X: np.ndarray, weight: np.ndarray) -> None:
+        weight = np.asarray(weight, dtype=np.float64)
+        self.thresholds: list[np.ndarray] = []
+        for j in range(X.shape[1]):
+            col = np.asarray(X[:, j], dtype=np.float64)
+            keep = ~np.isnan(col) & (weight > 0)
+            col, w = col[keep], weight[keep]
+            order = np.argsort(col, kind="stable")
+            col, w = col[order], w[order]
+            distinct = np.unique(col)
+            if len(distinct) <= 1:
+                thr = np.empty(0)
+            elif len(distinct) <= MAX_BINS:
+                thr = (distinct[:-1] + distinct[1:]) / 2.0
+            else:
+                cum = np.cumsum(w)
+                targets = cum[-1] * np.linspace(0.0, 1.0, MAX_BINS + 1)[1:-1]
+                thr = np.unique(col[np.minimum(np.searchsorted(cum, targets, side="left"), len(col) - 1)])
+            self.thresholds.append(thr)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        out = np.empty(X.shape, dtype=np.float64)
+        for j, thr in enumerate(self.thresholds):
+            col = np.asarray(X[:, j], dtype=np.float64)
+            out[:, j] = np.where(np.isnan(col), np.nan, np.searchsorted(thr, col, side="left"))
+        return out
+
+
 def search_settings(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelConfig,
                     sample_weight: np.ndarray | None = None, fit_weight: np.ndarray | None = None) -> SettingsSearch:
     """Tree size x boosting rounds by cross-validation: average precision per held-out fold, best mean wins.
@@ -426,6 +472,12 @@ def search_settings(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelC
     best: dict[str, Any] | None = None
     oof: np.ndarray | None = None
     fold_models: list = []
+    binned = None
+    if fit_weight is not None:
+        # scikit-learn bins weighted rows with one weighted percentile (a sort) per bin and column, on
+        # every fit of every stretch; binned once here, the trees see at most MAX_BINS values per column
+        binned = WeightedBins(X, fit_weight)
+        X = binned(X)
     for leaves in (int(m) for m in cfg.max_leaf_nodes):
         found, best_c, raw, ests = _boost_size(X, y, folds, cfg, leaves, sample_weight, fit_weight)
         results.extend(found)
@@ -439,7 +491,7 @@ def search_settings(X: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ModelC
         if len(sizes) > 1 and not improved:
             break
     assert best is not None and oof is not None
-    return SettingsSearch(results, best, oof, fold_models, sizes)
+    return SettingsSearch(results, best, oof, fold_models, sizes, transform=binned)
 
 
 def platt(raw: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> tuple[float, float]:
@@ -458,6 +510,7 @@ def permutation_drops(
     best_params: dict[str, int],
     fold_models: list | None = None,
     max_rows: int | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Permutation importance on held-out folds: mean drop in average precision per column of ``X``.
 
@@ -468,7 +521,9 @@ def permutation_drops(
     ``fold_models``: those estimators, one per fold (refitted when not given). On a held-out fold
     of more than ``max_rows`` rows (default :data:`IMPORTANCE_MAX_ROWS`), every mule and a random
     sample of the non-mules are used, so the cost stays bounded on large banks (scikit-learn's own
-    ``max_samples`` would sample the mules too). Folds without a mule are skipped.
+    ``max_samples`` would sample the mules too). Folds without a mule are skipped. ``transform``:
+    the search's (:attr:`SettingsSearch.transform`), applied to the rows the fold models read (a
+    column-wise map, so shuffling before it shuffles the same way after it).
     """
     from sklearn.inspection import permutation_importance
 
@@ -477,7 +532,7 @@ def permutation_drops(
     max_rows = IMPORTANCE_MAX_ROWS if max_rows is None else max_rows
 
     def scorer(est: Any, Xs: np.ndarray, ys: np.ndarray) -> float:
-        return average_precision(ys, proba_at(est, Xs, n_iter))
+        return average_precision(ys, proba_at(est, Xs if transform is None else transform(Xs), n_iter))
 
     drops = np.zeros(X.shape[1])
     n_used = 0

@@ -30,3 +30,13 @@ def test_quick_start_paths_exist():
     for token in _quick_start_commands()[0].split():
         if token.startswith("sample_data/"):
             assert (REPO / token).is_file(), token
+
+
+def test_feature_table_is_the_generated_one():
+    """The README lists every feature as ``mulegraph features --list --markdown`` prints it."""
+    from mulegraph.features import load_families
+    from mulegraph.features.build import feature_table_markdown
+
+    load_families()
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert feature_table_markdown().strip() in text, "regenerate the README's feature table: mulegraph features --list --markdown"

@@ -206,14 +206,15 @@ def test_importance_from_search_models_equals_refitting(data, monkeypatch):
     seen = {}
     orig = training.permutation_drops
 
-    def spy(X, y, folds, cfg, best_params, fold_models=None, max_rows=None):
-        seen.update(X=X, y=y, folds=folds, cfg=cfg, best_params=best_params, fold_models=fold_models)
-        return orig(X, y, folds, cfg, best_params, fold_models, max_rows)
+    def spy(X, y, folds, cfg, best_params, fold_models=None, max_rows=None, transform=None):
+        seen.update(X=X, y=y, folds=folds, cfg=cfg, best_params=best_params, fold_models=fold_models, transform=transform)
+        return orig(X, y, folds, cfg, best_params, fold_models, max_rows, transform=transform)
 
     monkeypatch.setattr(training, "permutation_drops", spy)
     cfg = dataclasses.replace(FAST, max_iter=30, n_models=1)
     m = MuleModel(cfg, data["fcfg"]).set_context(data["p"]).fit(data["features"], data["train_labels"])
     assert seen["fold_models"] is not None and len(seen["fold_models"]) == cfg.cv_folds
+    assert seen["transform"] is None  # every label as given: the trees read the raw matrix
     assert m.best_params_["max_iter"] <= cfg.max_iter
     assert list(m.importance_.values()) == orig(seen["X"], seen["y"], seen["folds"], cfg, m.best_params_, seen["fold_models"]).tolist()
     args = (seen["X"], seen["y"], seen["folds"], cfg, m.best_params_)

@@ -285,3 +285,13 @@ def test_ppr_features_bad_groups_rejected():
     p = prepare(_transfers([(0, 1, 1.0), (1, 2, 1.0)]))
     with pytest.raises(ValueError, match="groups"):
         proximity.ppr_features(p, pl.Series([0], dtype=pl.UInt32), np.array([0, 1, 5]), 3)
+
+
+@given(edges=edge_lists, mule_bits=st.integers(0, 2**12 - 1), block=st.integers(1, 5))
+def test_relay_share_is_the_same_for_any_block(edges, mule_bits, block):
+    p = prepare(_transfers(edges), FeatureConfig(hub_degree=1000))
+    mules = pl.Series(sorted(i for i in range(p.n_accounts) if mule_bits >> i & 1), dtype=pl.UInt32)
+    one_ends = proximity.closeness_graph(p).one_ends
+    whole = proximity._relay_share(one_ends, mules.implode(), SYNC, p.n_accounts)
+    parts = proximity._relay_share(one_ends, mules.implode(), SYNC, p.n_accounts, block=block)
+    assert whole.equals(parts) and whole.height == p.n_accounts

@@ -101,6 +101,9 @@ FEATURES: tuple[FeatureSpec, ...] = (
 )
 SPECS: tuple[FeatureSpec, ...] = FEATURES
 
+#: the relay share reads the sorted one-off ends this many at a time (:func:`_relay_share`)
+RELAY_BLOCK = 2_000_000
+
 #: the graph-wide PageRank features (see :func:`ppr_features`)
 PPR_FEATURES: tuple[str, ...] = ("known_mule_ppr", "known_mule_ppr_oneoff")
 
@@ -341,7 +344,7 @@ def compute(
         .select("a", "c")
         .unique()
     )
-    rshare = _relay_share(one_ends, mset, sync_window)
+    rshare = _relay_share(one_ends, mset, sync_window, n)
     out = (
         base.join(in1, on="idx", how="left")
         .join(out1, on="idx", how="left")
@@ -390,7 +393,7 @@ def compute(
     return out.select("idx", *[s.name for s in FEATURES])
 
 
-def _relay_share(one_ends: pl.DataFrame, mset: pl.Series, window: int) -> pl.DataFrame:
+def _relay_share(one_ends: pl.DataFrame, mset: pl.Series, window: int, n_accounts: int, block: int | None = None) -> pl.DataFrame:
     """``known_mule_relay_share``: per account a, the highest share, over its one-off transfers
     (with b, at time t), of known mules among b's *other* one-off counterparties whose transfer
     with b falls within ``window`` of t (0 where b has none). Whether a itself is a known mule
@@ -398,28 +401,39 @@ def _relay_share(one_ends: pl.DataFrame, mset: pl.Series, window: int) -> pl.Dat
 
     One sort and two binary searches: the ends of every one-off pair sorted by (b, t) as one
     integer key, so each end's window among b's ends is a contiguous run, and the known mules in
-    it a difference of a running count. Linear in the one-off pairs, whatever b's degree.
+    it a difference of a running count. Linear in the one-off pairs, whatever b's degree. The
+    sorted ends are read ``block`` (default :data:`RELAY_BLOCK`) at a time, cut between accounts
+    b, so the working arrays stay bounded whatever the window: the same values for any block.
+
+    Returns ``idx`` (every account) and the share (0 without one-off transfers).
     """
-    e = one_ends.select(pl.col("m").alias("b"), "a", "t", pl.col("a").is_in(mset).alias("k")).sort("b", "t")
-    b = e["b"].to_numpy().astype(np.int64)
-    t = e["t"].to_numpy().astype(np.int64)
-    k = e["k"].to_numpy().astype(np.int64)
-    if not len(t):
-        return pl.DataFrame(schema={"idx": pl.UInt32, "known_mule_relay_share": pl.Float64})
-    # b's keys lie in [b * span, b * span + t range]: a window never reaches another account's run
-    span = int(t.max() - t.min()) + 2 * window + 1
-    key = b * span + (t - t.min())
-    lo = np.searchsorted(key, key - window, side="left")
-    hi = np.searchsorted(key, key + window, side="right")
-    ck = np.concatenate([[0], np.cumsum(k)])
-    n_all = hi - lo - 1
-    n_known = ck[hi] - ck[lo] - k
-    share = np.where(n_all > 0, n_known / np.maximum(n_all, 1), 0.0)
-    return (
-        pl.DataFrame({"idx": e["a"].cast(pl.UInt32), "s": share})
-        .group_by("idx")
-        .agg(pl.col("s").max().alias("known_mule_relay_share"))
-    )
+    e = one_ends.select(pl.col("m").alias("b"), "t", "a", pl.col("a").is_in(mset).alias("k")).sort("b", "t")
+    best = np.zeros(n_accounts)
+    b_all = e["b"].to_numpy()
+    t_all = e["t"].to_numpy()
+    a_all = e["a"].to_numpy()
+    k_all = e["k"].to_numpy()
+    step = max(1, block or RELAY_BLOCK)
+    start = 0
+    while start < len(b_all):
+        # the block ends after the last end of the account it would cut: a window never crosses b
+        stop = int(np.searchsorted(b_all, b_all[min(start + step, len(b_all)) - 1], side="right"))
+        b = b_all[start:stop].astype(np.int64)
+        t = t_all[start:stop].astype(np.int64)
+        k = k_all[start:stop].astype(np.int32)
+        # b's keys lie in [b * span, b * span + t range]: a window never reaches another account's run
+        t0 = int(t.min())
+        span = int(t.max()) - t0 + 2 * window + 1
+        key = b * span + (t - t0)
+        lo = np.searchsorted(key, key - window, side="left")
+        hi = np.searchsorted(key, key + window, side="right")
+        ck = np.concatenate([[0], np.cumsum(k, dtype=np.int64)])
+        n_all = hi - lo - 1
+        n_known = ck[hi] - ck[lo] - k
+        share = np.where(n_all > 0, n_known / np.maximum(n_all, 1), 0.0)
+        np.maximum.at(best, a_all[start:stop].astype(np.int64), share)
+        start = stop
+    return pl.DataFrame({"idx": pl.Series(np.arange(n_accounts), dtype=pl.UInt32), "known_mule_relay_share": best})
 
 
 def _undirected(pairs: pl.DataFrame) -> pl.DataFrame:

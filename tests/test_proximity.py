@@ -295,3 +295,23 @@ def test_relay_share_is_the_same_for_any_block(edges, mule_bits, block):
     whole = proximity._relay_share(one_ends, mules.implode(), SYNC, p.n_accounts)
     parts = proximity._relay_share(one_ends, mules.implode(), SYNC, p.n_accounts, block=block)
     assert whole.equals(parts) and whole.height == p.n_accounts
+
+
+@given(edges=edge_lists, mule_bits=st.integers(0, 2**12 - 1), block=st.integers(1, 6))
+def test_two_hop_count_is_the_same_for_any_block(edges, mule_bits, block):
+    p = prepare(_transfers(edges), FeatureConfig(hub_degree=1000))
+    mules = pl.Series(sorted(i for i in range(p.n_accounts) if mule_bits >> i & 1), dtype=pl.UInt32)
+    und = proximity.closeness_graph(p).both.select("a", "b")
+    whole = proximity._two_hop_counts(und, mules.implode()).sort("idx")
+    parts = proximity._two_hop_counts(und, mules.implode(), block=block).sort("idx")
+    assert whole.equals(parts)
+
+
+@given(edges=edge_lists, mule_bits=st.integers(0, 2**12 - 1), block=st.integers(1, 6), max_hops=st.integers(1, 4))
+def test_hop_distance_is_the_same_for_any_block(edges, mule_bits, block, max_hops):
+    p = prepare(_transfers(edges), FeatureConfig(hub_degree=1000))
+    mules = pl.Series(sorted(i for i in range(p.n_accounts) if mule_bits >> i & 1), dtype=pl.UInt32)
+    und = proximity.closeness_graph(p).both.select("a", "b")
+    whole = proximity._hops(und, mules, max_hops, p.n_accounts)
+    parts = proximity._hops(und, mules, max_hops, p.n_accounts, block=block)
+    assert whole.equals(parts) and whole.height == p.n_accounts

@@ -101,6 +101,12 @@ FEATURES: tuple[FeatureSpec, ...] = (
 )
 SPECS: tuple[FeatureSpec, ...] = FEATURES
 
+#: the hop-distance search expands about this many links at a time (:func:`_hops`)
+HOPS_BLOCK = 4_000_000
+
+#: the two-hop count builds about this many paths at a time (:func:`_two_hop_counts`)
+TWO_HOP_BLOCK = 4_000_000
+
 #: the relay share reads the sorted one-off ends this many at a time (:func:`_relay_share`)
 RELAY_BLOCK = 2_000_000
 
@@ -166,34 +172,68 @@ def _count(df: pl.DataFrame, key: str, name: str) -> pl.DataFrame:
     return df.group_by(key).agg(pl.len().cast(pl.Float64).alias(name)).rename({key: "idx"})
 
 
-def _hops(und: pl.DataFrame, seeds: pl.Series, max_hops: int) -> pl.DataFrame:
+def _hops(und: pl.DataFrame, seeds: pl.Series, max_hops: int, n: int, block: int | None = None) -> pl.DataFrame:
     """Hop distance to the nearest seed other than the account itself (null if > max_hops).
 
     Multi-source BFS keeping, per node, the two nearest distinct sources: enough to know the
-    nearest source other than any single excluded node (the node itself).
+    nearest source other than any single excluded node (the node itself). A node takes a source
+    at most twice in all, so it enters the frontier at most twice: the search reads each link at
+    most twice per direction. The frontier is expanded about ``block`` (default
+    :data:`HOPS_BLOCK`) links at a time, so memory stays bounded whatever the window; which of
+    several sources at the same distance a node keeps does not change any distance.
     """
-    state = pl.DataFrame({"node": seeds, "src": seeds, "dist": pl.Series([0] * len(seeds), dtype=pl.Int32)})
+    a = und["a"].to_numpy().astype(np.int64)
+    nb = und["b"].to_numpy().astype(np.int64)
+    order = np.argsort(a, kind="stable")
+    nb = nb[order]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(a, minlength=n), out=indptr[1:])
+    del a, order
+    deg = np.diff(indptr)
+    src = np.full((n, 2), -1, dtype=np.int64)  # up to two distinct sources per node, nearest first
+    dist = np.full((n, 2), -1, dtype=np.int64)
+    count = np.zeros(n, dtype=np.int64)
+    start = seeds.cast(pl.Int64).unique().to_numpy()
+    src[start, 0], dist[start, 0], count[start] = start, 0, 1
+    f_node, f_src = start, start
+    step = max(1, block or HOPS_BLOCK)
     for level in range(1, max_hops + 1):
-        frontier = state.filter(pl.col("dist") == level - 1).select("node", "src")
-        cand = (
-            frontier.join(und, left_on="node", right_on="a")
-            .select(pl.col("b").alias("node"), "src", pl.lit(level, dtype=pl.Int32).alias("dist"))
-        )
-        if cand.height == 0:
+        if not len(f_node):
             break
-        state = (
-            pl.concat([state, cand])
-            .group_by("node", "src")
-            .agg(pl.col("dist").min())
-            .sort("node", "dist", "src")
-            .group_by("node", maintain_order=True)
-            .head(2)
-        )
-    return (
-        state.filter(pl.col("node") != pl.col("src"))
-        .group_by("node")
-        .agg(pl.col("dist").min().cast(pl.Float64).alias("known_mule_hops"))
-        .rename({"node": "idx"})
+        new_node, new_src = [], []
+        cum = np.cumsum(deg[f_node])
+        part = (cum - 1) // step
+        for k in np.unique(part):
+            sel = part == k
+            u, s_ = f_node[sel], f_src[sel]
+            d = deg[u]
+            # every link of the chunk's frontier: (neighbour, source)
+            rep = np.repeat(np.arange(len(u)), d)
+            offs = np.arange(int(d.sum())) - np.repeat(np.cumsum(d) - d, d)
+            v = nb[indptr[u][rep] + offs]
+            s = s_[rep]
+            keep = (count[v] < 2) & (src[v, 0] != s) & (src[v, 1] != s)
+            v, s = v[keep], s[keep]
+            if not len(v):
+                continue
+            key = np.unique(v * n + s)  # distinct (neighbour, source), sorted by neighbour
+            v, s = key // n, key % n
+            first = np.r_[True, v[1:] != v[:-1]]
+            rank = np.arange(len(v)) - np.maximum.accumulate(np.where(first, np.arange(len(v)), 0))
+            slot = count[v] + rank
+            ok = slot < 2
+            v, s, slot = v[ok], s[ok], slot[ok]
+            src[v, slot], dist[v, slot] = s, level
+            np.add.at(count, v, 1)
+            new_node.append(v)
+            new_src.append(s)
+        f_node = np.concatenate(new_node) if new_node else np.empty(0, dtype=np.int64)
+        f_src = np.concatenate(new_src) if new_src else np.empty(0, dtype=np.int64)
+    own = np.arange(n)
+    best = np.where(src[:, 0] != own, dist[:, 0], dist[:, 1]).astype(np.float64)
+    best[best < 0] = np.nan
+    return pl.DataFrame({"idx": pl.Series(own, dtype=pl.UInt32), "known_mule_hops": best}).with_columns(
+        pl.col("known_mule_hops").fill_nan(None)
     )
 
 
@@ -310,8 +350,7 @@ def compute(
         .rename({"a": "idx"})
     )
     # two hops: distinct known mules c != a on a path a - b - c (b not a hub, b != a, b != c)
-    und_m = und.filter(pl.col("b").is_in(mset)).rename({"a": "mid", "b": "c"})
-    two = und.join(und_m, left_on="b", right_on="mid").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()
+    two = _two_hop_counts(und, mset)
     up_m = pairs.filter(pl.col("src").is_in(mset)).select(pl.col("src").alias("c"), pl.col("dst").alias("mid"))
     up = pairs.select(pl.col("src").alias("mid"), pl.col("dst").alias("a")).join(up_m, on="mid").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()
     down_m = pairs.filter(pl.col("dst").is_in(mset)).select(pl.col("src").alias("mid"), pl.col("dst").alias("c"))
@@ -351,10 +390,10 @@ def compute(
         .join(in_tot, on="idx", how="left")
         .join(out_tot, on="idx", how="left")
         .join(nbrs, on="idx", how="left")
-        .join(_count(two, "a", "known_mule_2hop"), on="idx", how="left")
+        .join(two, on="idx", how="left")
         .join(_count(up, "a", "known_mule_2hop_up"), on="idx", how="left")
         .join(_count(down, "a", "known_mule_2hop_down"), on="idx", how="left")
-        .join(_hops(und, mules, max_hops), on="idx", how="left")
+        .join(_hops(und, mules, max_hops, n), on="idx", how="left")
         .join(_count(oneoff.filter(pl.col("b").is_in(mset)), "a", "known_mule_oneoff"), on="idx", how="left")
         .join(_count(sib, "a", "known_mule_sib_oneoff"), on="idx", how="left")
         .join(_count(synced, "a", "known_mule_synced"), on="idx", how="left")
@@ -391,6 +430,36 @@ def compute(
     else:
         out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in PPR_FEATURES)
     return out.select("idx", *[s.name for s in FEATURES])
+
+
+def _two_hop_counts(und: pl.DataFrame, mset: pl.Series, block: int | None = None) -> pl.DataFrame:
+    """``known_mule_2hop``: per account a, the distinct known mules c != a on a path a - b - c.
+
+    The paths are built for the known mules a block at a time (about ``block``, default
+    :data:`TWO_HOP_BLOCK`, paths each, cut by the mules' path counts), so memory stays bounded
+    whatever the window: the distinct pairs of one block share no mule with another, so the counts
+    of the blocks add up to the whole.
+    """
+    und_m = und.filter(pl.col("b").is_in(mset)).rename({"a": "mid", "b": "c"})
+    deg = und.group_by("a").agg(pl.len().alias("_deg")).rename({"a": "mid"})
+    per_mule = (
+        und_m.join(deg, on="mid", how="left").group_by("c").agg(pl.col("_deg").sum().alias("_paths")).sort("c")
+    )
+    cum = per_mule["_paths"].cum_sum().to_numpy()
+    step = max(1, block or TWO_HOP_BLOCK)
+    part = (cum - 1) // step if len(cum) else cum
+    mules = per_mule.with_columns(pl.Series("_part", part))
+    counts = []
+    for k in np.unique(part):
+        chunk = mules.filter(pl.col("_part") == k).select("c")
+        m = und_m.join(chunk, on="c", how="semi")
+        two = und.join(m, left_on="b", right_on="mid").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()
+        counts.append(two.group_by("a").agg(pl.len().alias("known_mule_2hop")))
+    if not counts:
+        return pl.DataFrame(schema={"idx": pl.UInt32, "known_mule_2hop": pl.Float64})
+    return (
+        pl.concat(counts).group_by("a").agg(pl.col("known_mule_2hop").sum().cast(pl.Float64)).rename({"a": "idx"})
+    )
 
 
 def _relay_share(one_ends: pl.DataFrame, mset: pl.Series, window: int, n_accounts: int, block: int | None = None) -> pl.DataFrame:

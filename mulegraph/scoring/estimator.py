@@ -468,23 +468,33 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         return self._closeness
 
     def _matrix(self, features: pl.DataFrame) -> np.ndarray:
-        features = self._with_structure(features, [c for c in self.feature_names_ if c in _STRUCTURE])
         if NOLABEL_FEATURE in self.feature_names_:
             trained = getattr(self, "nolabel_version_", None)
             if trained != NOLABEL_VERSION:
                 raise ModelError(f"the model was trained on the no-label rule score of {trained or 'an unknown rule version'}, "
                                  f"but this mulegraph has {NOLABEL_VERSION}; retrain the model with this version.")
+        base_cols = [c for c in self.feature_names_ if c not in _CLOSENESS]
+        derived = {*_STRUCTURE, NOLABEL_FEATURE, *_NEIGHBOUR}  # columns computed here from the context
+        self._check_columns([c for c in base_cols if c not in derived], features)
+        # the closeness features first: at bank scale their graph frames are the largest transient
+        # of scoring, better built before the derived columns below add to what is held
+        closeness = self.closeness()
+        features = self._with_structure(features, [c for c in self.feature_names_ if c in _STRUCTURE])
+        if NOLABEL_FEATURE in self.feature_names_:
             features = self._with_nolabel(features)
         if any(c in _NEIGHBOUR for c in self.feature_names_):
             features = self._with_neighbours(features)
-        base_cols = [c for c in self.feature_names_ if c not in _CLOSENESS]
-        missing = [c for c in base_cols if c not in features.columns]
+        self._check_columns(base_cols, features)
+        frame = features.drop([c for c in _CLOSENESS if c in features.columns])
+        frame = frame.join(closeness, on="account_id", how="left")
+        return training.to_matrix(frame, self.feature_names_)
+
+    @staticmethod
+    def _check_columns(needed: list[str], features: pl.DataFrame) -> None:
+        missing = [c for c in needed if c not in features.columns]
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise ModelError(f"features lack {len(missing)} column(s) the model was trained on ({shown}); recompute features with the feature set of the model.")
-        frame = features.drop([c for c in _CLOSENESS if c in features.columns])
-        frame = frame.join(self.closeness(), on="account_id", how="left")
-        return training.to_matrix(frame, self.feature_names_)
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
         with thread_budget(self._cfg().threads):

@@ -33,7 +33,9 @@ account pair, small next to the transfers), which shards combine by concatenatin
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -149,6 +151,15 @@ class ClosenessGraph:
     both: pl.DataFrame
     #: both ends of every hub-free pair with a single transfer: ``a, m, t``
     one_ends: pl.DataFrame
+    #: label-free tables derived from the frames above, built on first use (:meth:`derived`)
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def derived(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()``, kept under ``key``: a table that does not depend on the labels, built once
+        for all the known sets (training folds) computed on this graph."""
+        if key not in self.cache:
+            self.cache[key] = build()
+        return self.cache[key]
 
 
 def closeness_graph(p: Prepared) -> ClosenessGraph:
@@ -172,7 +183,17 @@ def _count(df: pl.DataFrame, key: str, name: str) -> pl.DataFrame:
     return df.group_by(key).agg(pl.len().cast(pl.Float64).alias(name)).rename({key: "idx"})
 
 
-def _hops(und: pl.DataFrame, seeds: pl.Series, max_hops: int, n: int, block: int | None = None) -> pl.DataFrame:
+def _adjacency(und: pl.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The hub-free links as compressed rows: ``indptr`` (n + 1) and every account's neighbours."""
+    a = und["a"].to_numpy().astype(np.int64)
+    nb = und["b"].to_numpy().astype(np.int64)[np.argsort(a, kind="stable")]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(a, minlength=n), out=indptr[1:])
+    return indptr, nb
+
+
+def _hops(und: pl.DataFrame, seeds: pl.Series, max_hops: int, n: int, block: int | None = None,
+          adjacency: tuple[np.ndarray, np.ndarray] | None = None) -> pl.DataFrame:
     """Hop distance to the nearest seed other than the account itself (null if > max_hops).
 
     Multi-source BFS keeping, per node, the two nearest distinct sources: enough to know the
@@ -181,14 +202,9 @@ def _hops(und: pl.DataFrame, seeds: pl.Series, max_hops: int, n: int, block: int
     most twice per direction. The frontier is expanded about ``block`` (default
     :data:`HOPS_BLOCK`) links at a time, so memory stays bounded whatever the window; which of
     several sources at the same distance a node keeps does not change any distance.
+    ``adjacency``: :func:`_adjacency` of ``und``, when already built.
     """
-    a = und["a"].to_numpy().astype(np.int64)
-    nb = und["b"].to_numpy().astype(np.int64)
-    order = np.argsort(a, kind="stable")
-    nb = nb[order]
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(a, minlength=n), out=indptr[1:])
-    del a, order
+    indptr, nb = adjacency if adjacency is not None else _adjacency(und, n)
     deg = np.diff(indptr)
     src = np.full((n, 2), -1, dtype=np.int64)  # up to two distinct sources per node, nearest first
     dist = np.full((n, 2), -1, dtype=np.int64)
@@ -328,7 +344,13 @@ def compute(
     n = p.n_accounts
     mules = known_mules.cast(pl.UInt32).unique().rename("idx")
     mset = mules.implode()
+    reuse = graph is not None
     graph = graph or closeness_graph(p)
+
+    def derived(key: str, build: Callable[[], Any]) -> Any:
+        # kept on a graph the caller reuses over several known sets; otherwise built and let go
+        return graph.derived(key, build) if reuse else build()
+
     pairs, both = graph.pairs, graph.both
     und = both.select("a", "b")
     oneoff = both.filter(pl.col("n") == 1).select("a", "b")
@@ -339,8 +361,8 @@ def compute(
     to_m = pairs.filter(pl.col("dst").is_in(mset))
     in1 = from_m.group_by("dst").agg(pl.len().cast(pl.Float64).alias("known_mule_in"), fixed_sum("value").alias("known_mule_in_value")).rename({"dst": "idx"})
     out1 = to_m.group_by("src").agg(pl.len().cast(pl.Float64).alias("known_mule_out"), fixed_sum("value").alias("known_mule_out_value")).rename({"src": "idx"})
-    in_tot = pairs.group_by("dst").agg(fixed_sum("value").alias("_in_tot")).rename({"dst": "idx"})
-    out_tot = pairs.group_by("src").agg(fixed_sum("value").alias("_out_tot")).rename({"src": "idx"})
+    in_tot = derived("in_tot", lambda: pairs.group_by("dst").agg(fixed_sum("value").alias("_in_tot")).rename({"dst": "idx"}))
+    out_tot = derived("out_tot", lambda: pairs.group_by("src").agg(fixed_sum("value").alias("_out_tot")).rename({"src": "idx"}))
     # the membership test runs before the group_by: inside an aggregation the known set would be
     # broadcast to every group (accounts x known mules in memory)
     nbrs = (
@@ -350,7 +372,8 @@ def compute(
         .rename({"a": "idx"})
     )
     # two hops: distinct known mules c != a on a path a - b - c (b not a hub, b != a, b != c)
-    two = _two_hop_counts(und, mset)
+    adjacency = derived("adjacency", lambda: _adjacency(und, n))
+    two = _two_hop_counts(und, mset, degree=np.diff(adjacency[0]))
     up_m = pairs.filter(pl.col("src").is_in(mset)).select(pl.col("src").alias("c"), pl.col("dst").alias("mid"))
     up = pairs.select(pl.col("src").alias("mid"), pl.col("dst").alias("a")).join(up_m, on="mid").filter(pl.col("c") != pl.col("a")).select("a", "c").unique()
     down_m = pairs.filter(pl.col("dst").is_in(mset)).select(pl.col("src").alias("mid"), pl.col("dst").alias("c"))
@@ -378,12 +401,14 @@ def compute(
     # (the fan-out beneficiaries of one payer, the fan-in payers of one payee, a chain's next hop)
     relay = (
         one_ends.select("a", pl.col("m").alias("b"), "t")
-        .join(one_ends.filter(pl.col("m").is_in(mset)).select(pl.col("a").alias("b"), pl.col("m").alias("c"), pl.col("t").alias("t2")), on="b")
+        .join(to_m.select(pl.col("a").alias("b"), pl.col("m").alias("c"), pl.col("t").alias("t2")), on="b")
         .filter((pl.col("c") != pl.col("a")) & ((pl.col("t") - pl.col("t2")).abs() <= sync_window))
         .select("a", "c")
         .unique()
     )
-    rshare = _relay_share(one_ends, mset, sync_window, n)
+    rshare = _relay_share(one_ends, mset, sync_window, n, ends=derived("relay_ends", lambda: _relay_ends(one_ends)))
+    hops = _hops(und, mules, max_hops, n, adjacency=adjacency)
+    del adjacency  # not held through the PageRank walks unless the graph keeps it
     out = (
         base.join(in1, on="idx", how="left")
         .join(out1, on="idx", how="left")
@@ -393,7 +418,7 @@ def compute(
         .join(two, on="idx", how="left")
         .join(_count(up, "a", "known_mule_2hop_up"), on="idx", how="left")
         .join(_count(down, "a", "known_mule_2hop_down"), on="idx", how="left")
-        .join(_hops(und, mules, max_hops, n), on="idx", how="left")
+        .join(hops, on="idx", how="left")
         .join(_count(oneoff.filter(pl.col("b").is_in(mset)), "a", "known_mule_oneoff"), on="idx", how="left")
         .join(_count(sib, "a", "known_mule_sib_oneoff"), on="idx", how="left")
         .join(_count(synced, "a", "known_mule_synced"), on="idx", how="left")
@@ -432,16 +457,20 @@ def compute(
     return out.select("idx", *[s.name for s in FEATURES])
 
 
-def _two_hop_counts(und: pl.DataFrame, mset: pl.Series, block: int | None = None) -> pl.DataFrame:
+def _two_hop_counts(und: pl.DataFrame, mset: pl.Series, block: int | None = None, degree: np.ndarray | None = None) -> pl.DataFrame:
     """``known_mule_2hop``: per account a, the distinct known mules c != a on a path a - b - c.
 
     The paths are built for the known mules a block at a time (about ``block``, default
     :data:`TWO_HOP_BLOCK`, paths each, cut by the mules' path counts), so memory stays bounded
     whatever the window: the distinct pairs of one block share no mule with another, so the counts
-    of the blocks add up to the whole.
+    of the blocks add up to the whole. ``degree``: every account's number of links, when known.
     """
     und_m = und.filter(pl.col("b").is_in(mset)).rename({"a": "mid", "b": "c"})
-    deg = und.group_by("a").agg(pl.len().alias("_deg")).rename({"a": "mid"})
+    if degree is None:
+        deg = und.group_by("a").agg(pl.len().cast(pl.Int64).alias("_deg")).rename({"a": "mid"})
+    else:
+        linked = np.flatnonzero(degree)
+        deg = pl.DataFrame({"mid": pl.Series(linked, dtype=und.schema["a"]), "_deg": degree[linked].astype(np.int64)})
     per_mule = (
         und_m.join(deg, on="mid", how="left").group_by("c").agg(pl.col("_deg").sum().alias("_paths")).sort("c")
     )
@@ -462,7 +491,13 @@ def _two_hop_counts(und: pl.DataFrame, mset: pl.Series, block: int | None = None
     )
 
 
-def _relay_share(one_ends: pl.DataFrame, mset: pl.Series, window: int, n_accounts: int, block: int | None = None) -> pl.DataFrame:
+def _relay_ends(one_ends: pl.DataFrame) -> pl.DataFrame:
+    """The one-off ends as :func:`_relay_share` reads them: ``b, t, a`` sorted by (b, t)."""
+    return one_ends.select(pl.col("m").alias("b"), "t", "a").sort("b", "t")
+
+
+def _relay_share(one_ends: pl.DataFrame, mset: pl.Series, window: int, n_accounts: int, block: int | None = None,
+                 ends: pl.DataFrame | None = None) -> pl.DataFrame:
     """``known_mule_relay_share``: per account a, the highest share, over its one-off transfers
     (with b, at time t), of known mules among b's *other* one-off counterparties whose transfer
     with b falls within ``window`` of t (0 where b has none). Whether a itself is a known mule
@@ -474,14 +509,16 @@ def _relay_share(one_ends: pl.DataFrame, mset: pl.Series, window: int, n_account
     sorted ends are read ``block`` (default :data:`RELAY_BLOCK`) at a time, cut between accounts
     b, so the working arrays stay bounded whatever the window: the same values for any block.
 
+    ``ends``: :func:`_relay_ends` of ``one_ends``, when already built.
+
     Returns ``idx`` (every account) and the share (0 without one-off transfers).
     """
-    e = one_ends.select(pl.col("m").alias("b"), "t", "a", pl.col("a").is_in(mset).alias("k")).sort("b", "t")
+    e = ends if ends is not None else _relay_ends(one_ends)
     best = np.zeros(n_accounts)
     b_all = e["b"].to_numpy()
     t_all = e["t"].to_numpy()
     a_all = e["a"].to_numpy()
-    k_all = e["k"].to_numpy()
+    k_all = e.select(pl.col("a").is_in(mset))["a"].to_numpy()
     step = max(1, block or RELAY_BLOCK)
     start = 0
     while start < len(b_all):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -17,6 +19,22 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def canonical_transfers(rows, base: datetime) -> pl.DataFrame:
+    """Canonical transfers from (src, dst, seconds after ``base``[, amount]) tuples (amount 100 when left out)."""
+    return pl.DataFrame(
+        {
+            "txn_id": [f"T{i:05d}" for i in range(len(rows))],
+            "ts": [base + timedelta(seconds=r[2]) for r in rows],
+            "src_account": [str(r[0]) for r in rows],
+            "dst_account": [str(r[1]) for r in rows],
+            "amount": [float(r[3]) if len(r) > 3 else 100.0 for r in rows],
+            "currency": ["EUR"] * len(rows),
+            "channel": [None] * len(rows),
+        },
+        schema_overrides={"ts": pl.Datetime("us", "UTC"), "channel": pl.String},
+    )
 
 
 @pytest.fixture

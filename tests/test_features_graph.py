@@ -19,6 +19,7 @@ from graph_reference import (
     ref_neighbour_stats,
     ref_scatter_gather,
 )
+from conftest import canonical_transfers
 from mulegraph.core.config import FeatureConfig
 from mulegraph.features import patterns
 from mulegraph.features.prepare import prepare
@@ -30,18 +31,7 @@ DAY = 86400
 
 def frame(rows):
     """Canonical transfers from (src, dst, seconds after BASE, amount) tuples."""
-    return pl.DataFrame(
-        {
-            "txn_id": [f"T{i:05d}" for i in range(len(rows))],
-            "ts": [BASE + timedelta(seconds=r[2]) for r in rows],
-            "src_account": [str(r[0]) for r in rows],
-            "dst_account": [str(r[1]) for r in rows],
-            "amount": [float(r[3]) for r in rows],
-            "currency": ["EUR"] * len(rows),
-            "channel": [None] * len(rows),
-        },
-        schema_overrides={"ts": pl.Datetime("us", "UTC"), "channel": pl.String},
-    )
+    return canonical_transfers(rows, BASE)
 
 
 def prep(rows, **cfg):

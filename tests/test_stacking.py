@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import polars as pl
@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import canonical_transfers
 from mulegraph.core.config import FeatureConfig, ModelConfig
 from mulegraph.features import compute_features, prepare
 from mulegraph.scoring import stacking
@@ -26,18 +27,7 @@ NAMES = list(stacking.NEIGHBOUR_FEATURES)
 
 def frame(rows):
     """Canonical transfers from (src, dst, seconds after BASE) tuples."""
-    return pl.DataFrame(
-        {
-            "txn_id": [f"T{i:05d}" for i in range(len(rows))],
-            "ts": [BASE + timedelta(seconds=r[2]) for r in rows],
-            "src_account": [str(r[0]) for r in rows],
-            "dst_account": [str(r[1]) for r in rows],
-            "amount": [100.0] * len(rows),
-            "currency": ["EUR"] * len(rows),
-            "channel": [None] * len(rows),
-        },
-        schema_overrides={"ts": pl.Datetime("us", "UTC"), "channel": pl.String},
-    )
+    return canonical_transfers(rows, BASE)
 
 
 def reference(rows, hubs, scores):

@@ -13,13 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 from mulegraph.cli import app
-from mulegraph.core.config import FeatureConfig, ModelConfig
-from mulegraph.core.errors import InputError, ModelError
+from mulegraph.core.config import FeatureConfig, ModelConfig, load_config
+from mulegraph.core.errors import ConfigError, InputError, ModelError
 from mulegraph.scoring.evaluate import evaluate
 from mulegraph.features import compute_features, prepare
 from mulegraph.features import proximity
 from mulegraph.io.labels import combine_labels, load_labels, read_decisions, read_labels
 from mulegraph.scoring.model import MuleModel, load_model, make_folds, oof_proximity, save_model, train
+from mulegraph.scoring.training import PORTABLE_SEED_SHARE, check_config, seed_mules, seed_share
 from mulegraph.scoring.signals import NotFittedModelError
 from mulegraph.synth import generate
 
@@ -245,8 +246,10 @@ def test_oof_features_ignore_own_label(data):
     assert not base.equals(oof_proximity(p, idx, 1 - y, folds, FAST))
 
 
-def test_oof_pagerank_of_all_folds_in_one_pass_matches_one_walk_per_fold(data):
-    # reference: for each fold, a networkx PageRank restarting at the mules of the other folds only
+@pytest.mark.parametrize("share", [1.0, 0.5])
+def test_oof_pagerank_of_all_folds_in_one_pass_matches_one_walk_per_fold(data, share):
+    # reference: for each fold, a networkx PageRank restarting at the mules of the other folds only;
+    # with closeness_seed_share below 1, at the seed mules of the other folds only
     import networkx as nx
 
     p = data["p"]
@@ -254,14 +257,17 @@ def test_oof_pagerank_of_all_folds_in_one_pass_matches_one_walk_per_fold(data):
     idx = lab["idx"].to_numpy().astype(np.int64)
     y = lab["is_mule"].to_numpy().astype(np.int64)
     folds, _ = make_folds(y, None, 3, 0)
-    got = oof_proximity(p, idx, y, folds, FAST)
+    cfg = dataclasses.replace(FAST, closeness_seed_share=share)
+    got = oof_proximity(p, idx, y, folds, cfg)
+    seed = seed_mules(y, share, cfg.random_state)
+    assert seed.sum() == (y.sum() if share == 1.0 else round(share * y.sum()))
     pairs = proximity.non_hub_pairs(p)
     g = nx.Graph()
     g.add_nodes_from(range(p.n_accounts))
     g.add_edges_from(zip(pairs["src"].to_list(), pairs["dst"].to_list()))
     n_active = sum(1 for a in g if g.degree(a) > 0)
     for k in range(3):
-        seeds = idx[(folds != k) & (y == 1)].tolist()
+        seeds = idx[(folds != k) & seed].tolist()
         pr = nx.pagerank(g, alpha=FAST.ppr_alpha, personalization={s: 1.0 for s in seeds}, weight=None, tol=1e-12, max_iter=1000)
         rows = np.flatnonzero(folds == k)
         exp = [pr[int(a)] * n_active for a in idx[rows]]
@@ -269,13 +275,36 @@ def test_oof_pagerank_of_all_folds_in_one_pass_matches_one_walk_per_fold(data):
     # the other columns still come from the other folds' labels: same as a direct call per fold
     k = 1
     other = folds != k
-    direct = proximity.compute(p, pl.Series(idx[other & (y == 1)], dtype=pl.UInt32), pl.Series(idx[other], dtype=pl.UInt32),
+    labelled = idx[other & seed] if share < 1.0 else idx[other]  # with part of the mules, only seeds count as labelled
+    direct = proximity.compute(p, pl.Series(idx[other & seed], dtype=pl.UInt32), pl.Series(labelled, dtype=pl.UInt32),
                                max_hops=FAST.max_hops, ppr_groups=FAST.ppr_groups, sync_window=7 * 86_400)
     mine = pl.DataFrame({"idx": pl.Series(idx[folds == k], dtype=pl.UInt32)}).join(direct, on="idx", how="left")
     cols = [s.name for s in proximity.FEATURES if s.name not in proximity.PPR_FEATURES]
     from polars.testing import assert_frame_equal
 
     assert_frame_equal(got.filter(pl.Series(folds == k)).select(cols), mine.select(cols), check_exact=False, rel_tol=1e-9)
+
+
+def test_seed_mules_draws_a_seeded_share_of_the_mules():
+    y = np.array([1, 0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1])  # 10 mules
+    assert np.array_equal(seed_mules(y, 1.0, 0), y == 1)
+    half = seed_mules(y, 0.5, 0)
+    assert half.sum() == 5 and not (half & (y == 0)).any()
+    assert np.array_equal(half, seed_mules(y, 0.5, 0))  # seeded
+    assert any(not np.array_equal(half, seed_mules(y, 0.5, rs)) for rs in range(1, 6))
+    assert seed_mules(y, 0.01, 0).sum() == 1  # never no seed at all
+
+
+def test_closeness_seed_share_setting():
+    assert seed_share("auto") == 1.0 and seed_share("auto", portable=True) == PORTABLE_SEED_SHARE < 1.0
+    assert seed_share(0.3, portable=True) == 0.3 and seed_share(1) == 1.0
+    for bad in (0, 1.5, -0.2, "half", True):
+        with pytest.raises(ModelError, match="closeness_seed_share"):
+            seed_share(bad)
+        with pytest.raises(ModelError, match="closeness_seed_share"):
+            check_config(dataclasses.replace(TINY, closeness_seed_share=bad))
+    with pytest.raises(ConfigError, match="closeness_seed_share"):  # a word other than auto in a config file
+        load_config(data={"model": {"closeness_seed_share": "half"}})
 
 
 def test_folds_grouped_by_component_when_possible():

@@ -19,6 +19,7 @@ from mulegraph.scoring import integrity
 from mulegraph.scoring.persist import TRUSTED_TYPES, export_portable, load_model, save_model, verify_model_dir
 from mulegraph.scoring.model import train_from_store
 from mulegraph.synth import generate, write_export
+from mulegraph.scoring.training import PORTABLE_SEED_SHARE
 
 TINY = ModelConfig(random_state=3, cv_folds=2, proximity_folds=2, max_leaf_nodes=(4,), max_iter=10, n_models=1,
                    importance_repeats=0)
@@ -255,6 +256,8 @@ def test_train_portable_and_model_export_from_the_command_line(bank, tmp_path, m
     res = runner.invoke(app, ["model", "export", "--model", str(bank["dir"]), "--portable", "--out", str(tmp_path / "p")])
     assert res.exit_code == 0, res.output
     assert "portable" in res.output and not (tmp_path / "p" / "known.parquet").exists()
+    # the bank's model learned closeness from every training mule: the export says what fits better
+    assert "train --portable" in res.output
     labels = tmp_path / "labels.csv"
     bank["data"].labels.write_csv(labels)
     cfg = tmp_path / "mulegraph.toml"
@@ -263,5 +266,11 @@ def test_train_portable_and_model_export_from_the_command_line(bank, tmp_path, m
     res = runner.invoke(app, ["train", "--store", str(bank["store"]), "--labels", str(labels), "--config", str(cfg),
                               "--portable", "--out", str(tmp_path / "tp")])
     assert res.exit_code == 0, res.output
-    assert json.loads((tmp_path / "tp" / "model_card.json").read_text())["portable"] is True
+    card = json.loads((tmp_path / "tp" / "model_card.json").read_text())
+    assert card["portable"] is True
     assert not (tmp_path / "tp" / "known.parquet").exists()
+    # a portable model learns its closeness features from part of the mules ("auto"), recorded in its card
+    assert card["config"]["model"]["closeness_seed_share"] == PORTABLE_SEED_SHARE < 1
+    res = runner.invoke(app, ["model", "export", "--model", str(tmp_path / "tp"), "--portable", "--out", str(tmp_path / "tp2")])
+    assert res.exit_code == 0, res.output
+    assert "train --portable" not in res.output

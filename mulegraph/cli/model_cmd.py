@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -38,7 +39,11 @@ def train_command(
     engine: Optional[EngineKind] = engine_option(),
     scheduler: Optional[str] = scheduler_option(),
     portable: bool = typer.Option(
-        False, "--portable", help="Write a portable model: no account ids (no known labels), for use at another bank."
+        False,
+        "--portable",
+        help="Write a portable model: no account ids (no known labels), for use at another bank; its closeness features "
+        "are learned from half of the training mules as seeds, as a bank that scores with it knows only some of its own "
+        "([model] closeness_seed_share).",
     ),
 ) -> None:
     """Train the supervised model on labelled accounts and write it with its model card.
@@ -72,7 +77,7 @@ def train_command(
     console = Console(stderr=True)
     with console.status("training") as status:
         model, stats = train_from_store(
-            store, table, window=window, as_of=as_of, config=cfg, progress=lambda stage: status.update(stage)
+            store, table, window=window, as_of=as_of, config=cfg, progress=lambda stage: status.update(stage), portable=portable
         )
         card = save_model(model, out, portable=portable, key=key)
     cv = model.cv_metrics_
@@ -122,6 +127,7 @@ def export_command(
     from mulegraph.core.errors import InputError
     from mulegraph.core.keys import model_signing_key
     from mulegraph.scoring.persist import check_model_dir, export_portable, verify_model_dir
+    from mulegraph.scoring.training import seed_share
 
     if not portable:
         raise InputError("model export writes the portable form only; pass --portable (copy the folder for a full copy).")
@@ -131,6 +137,10 @@ def export_command(
     card = export_portable(model, out, key=key)
     typer.echo(f"portable model -> {card.parent}")
     typer.echo(_sealed(verify_model_dir(card.parent, key=key), key, True))
+    share = (json.loads(card.read_text()).get("config", {}).get("model") or {}).get("closeness_seed_share", "auto")
+    if seed_share(share) >= 1.0:
+        typer.echo("note: this model learned closeness with every training mule as a seed; a bank that knows only some of "
+                   "its mules scores better with a model trained by 'mulegraph train --portable' (closeness from part of the mules).")
 
 
 @app.command("evaluate")

@@ -131,6 +131,12 @@ class ModelConfig:
     #: folds for the out-of-fold closeness features of training accounts (more folds: training
     #: features closer to scoring time, when every training label is known)
     proximity_folds: int = 10
+    #: share of the training mules that seed the training accounts' closeness features (each
+    #: account still reads only the seeds outside its own fold): below 1 the trees learn closeness
+    #: as it looks when only some mules are known at scoring, as at a bank that scores with a model
+    #: from elsewhere and a few confirmed mules of its own. "auto" = 1 (every training mule seeds),
+    #: and 0.5 for a portable model (train --portable); a number above 0 and at most 1 forces it
+    closeness_seed_share: str | float = "auto"
     #: closeness to known mules: hop cap, PageRank continuation, self-exclusion groups
     max_hops: int = 4
     ppr_alpha: float = 0.85
@@ -452,6 +458,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "class_weight": Limit(choices=("none", "balanced")),
         "n_models": _n(1, 100),
         "proximity_folds": _n(2, 100),
+        "closeness_seed_share": Limit(choices=("auto",)),  # or a share: checked by scoring.training.check_config
         "max_hops": _n(1, 12),
         "ppr_alpha": _n(0, 1, lo_open=True, hi_open=True),
         "ppr_groups": _n(2, 1000),

@@ -25,6 +25,7 @@ a window of a store and computes its features first (through
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -37,7 +38,7 @@ from mulegraph.features.prepare import Prepared
 from mulegraph.scoring.estimator import MuleModel
 from mulegraph.scoring.persist import MODEL_FORMAT, TRUSTED_TYPES, check_model_dir, load_model, save_model
 from mulegraph.scoring.seeds import store_fingerprint
-from mulegraph.scoring.training import IMPORTANCE_MAX_ROWS, feature_matrix_columns, make_folds, oof_proximity
+from mulegraph.scoring.training import IMPORTANCE_MAX_ROWS, feature_matrix_columns, make_folds, oof_proximity, seed_share
 
 __all__ = [
     "MuleModel",
@@ -78,6 +79,7 @@ def train_from_store(
     as_of: str | datetime | None = None,
     config: Config | None = None,
     progress: Callable[[str], None] | None = None,
+    portable: bool = False,
 ) -> tuple[MuleModel, dict[str, Any]]:
     """Read a window of a store (or canonical transfers), compute its features, train.
 
@@ -87,9 +89,14 @@ def train_from_store(
     and a dict with ``transfers``, ``accounts`` and ``window``. An empty window is an
     :class:`~mulegraph.core.errors.InputError`. The store's identity is kept with the model
     (``training_store_``, :func:`mulegraph.scoring.seeds.store_fingerprint`): its labels seed
-    scoring in that store only.
+    scoring in that store only. ``portable``: the model is meant for other banks' data (written
+    with ``save_model(..., portable=True)``): ``closeness_seed_share = "auto"`` then seeds its
+    training closeness features with :data:`~mulegraph.scoring.training.PORTABLE_SEED_SHARE` of
+    the mules; the share used is kept in the model card either way.
     """
     config = config or Config()
+    share = seed_share(config.model.closeness_seed_share, portable)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, closeness_seed_share=share))
     if progress:
         progress("reading transfers and computing features")
     wf = window_features(store, window=window, as_of=as_of, config=config, progress=progress)

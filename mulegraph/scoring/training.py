@@ -13,7 +13,9 @@
    :mod:`~mulegraph.features.proximity` features from the labels of the other folds only, so no
    account's label reaches its own features (the PageRank walks of all folds run in one pass,
    restarting at the known mules outside the account's fold). More folds make the training
-   features closer to scoring time, when every training label is known.
+   features closer to scoring time, when every training label is known. A portable model
+   (``closeness_seed_share``) is seeded by a random part of the mules only, as a bank that
+   scores with it knows only some of its own.
 3. **Sampling** (:func:`sample_negatives`). Up to ``sample_above`` labelled accounts every one
    trains the trees. Above it (mule prevalence in banks is 1-3%, so most rows are non-mules that
    teach the trees little) every mule is kept and ``negatives_per_mule`` non-mules per mule (never
@@ -114,6 +116,7 @@ def check_config(cfg: ModelConfig) -> None:
         few_label_weight(cfg.nolabel_blend, cfg.known_mule_share)
     except InputError as err:
         raise ModelError(str(err)) from None
+    seed_share(cfg.closeness_seed_share)
     if cfg.proximity_folds < 2 or cfg.max_hops < 1 or cfg.ppr_groups < 2 or not 0 < cfg.ppr_alpha < 1:
         raise ModelError("model.proximity_folds and model.ppr_groups must be at least 2, model.max_hops at least 1, and 0 < model.ppr_alpha < 1.")
     if not cfg.max_leaf_nodes or cfg.max_iter < EVAL_EVERY:
@@ -265,10 +268,44 @@ def proximity_kwargs(config: ModelConfig) -> dict[str, Any]:
     return {"max_hops": config.max_hops, "ppr_alpha": config.ppr_alpha, "ppr_groups": config.ppr_groups, "sync_window": sync}
 
 
+#: the share of the training mules that seed the closeness features of a portable model
+#: (``closeness_seed_share = "auto"`` with ``train --portable``): a bank scoring with a model from
+#: elsewhere seeds it with the few mules it has confirmed itself, so the trees should learn what
+#: closeness looks like when only some of the mules are known. Chosen on the validation part of the
+#: AMLGentex train splits (benchmarks/RESULTS.md, "A portable model learns closeness from part of
+#: its mules"): 0.5 helps a model scoring data of its own kind and keeps the other rows
+PORTABLE_SEED_SHARE = 0.5
+
+
+def seed_share(setting: str | float, portable: bool = False) -> float:
+    """The share of training mules that seed the training closeness features under
+    ``ModelConfig.closeness_seed_share = setting``; a bad setting is a :class:`ModelError`."""
+    if isinstance(setting, str) and setting.strip().lower() == "auto":
+        return PORTABLE_SEED_SHARE if portable else 1.0
+    if isinstance(setting, bool) or not isinstance(setting, (int, float)) or not 0 < setting <= 1:
+        raise ModelError(f"model.closeness_seed_share must be 'auto' or a share above 0 and at most 1. Got {setting!r} instead.")
+    return float(setting)
+
+
+def seed_mules(y: np.ndarray, share: float, random_state: int) -> np.ndarray:
+    """Which labelled rows seed the training closeness features: every mule (``share`` 1), or a
+    random ``share`` of them (at least one) drawn with ``random_state``."""
+    seed = y == 1
+    if share >= 1.0:
+        return seed
+    mules = np.flatnonzero(seed)
+    n = max(1, int(round(share * len(mules))))
+    keep = np.random.default_rng(random_state + 2).choice(len(mules), size=n, replace=False)
+    out = np.zeros(len(y), dtype=bool)
+    out[mules[keep]] = True
+    return out
+
+
 def oof_proximity(p: Prepared, idx: np.ndarray, y: np.ndarray, folds: np.ndarray, config: ModelConfig) -> pl.DataFrame:
     """Out-of-fold closeness features for the labelled accounts ``idx`` (one row each, in order).
 
-    Accounts of fold *k* get features computed from the labels of the other folds only. The
+    Accounts of fold *k* get features computed from the labels of the other folds only; with
+    ``closeness_seed_share`` below 1, from the seed mules (:func:`seed_mules`) of the other folds. The
     PageRank features of every fold come from one pass (:func:`~mulegraph.features.proximity.ppr_features`
     with the folds as exclusion groups: an account's walk restarts at the known mules outside its
     own fold); the other features are computed per fold.
@@ -277,16 +314,20 @@ def oof_proximity(p: Prepared, idx: np.ndarray, y: np.ndarray, folds: np.ndarray
     kw = proximity_kwargs(config)
     fold_ids, fold_no = np.unique(folds, return_inverse=True)
     graph = proximity.closeness_graph(p)  # the label-free parts, built once for every fold
+    share = seed_share(config.closeness_seed_share)
+    seed = seed_mules(y, share, config.random_state)
     for k in range(len(fold_ids)):
         other = fold_no != k
-        known_m = pl.Series("idx", idx[other & (y == 1)], dtype=pl.UInt32)
-        known_l = pl.Series("idx", idx[other], dtype=pl.UInt32)
+        known_m = pl.Series("idx", idx[other & seed], dtype=pl.UInt32)
+        # with part of the mules seeding, only the seeds count as labelled: as at a bank whose
+        # labels are the mules it has confirmed
+        known_l = pl.Series("idx", idx[other & seed] if share < 1.0 else idx[other], dtype=pl.UInt32)
         feats = proximity.compute(p, known_m, known_l, with_ppr=False, graph=graph, **kw).drop(*proximity.PPR_FEATURES)
         mine = pl.DataFrame({"idx": pl.Series(idx[fold_no == k], dtype=pl.UInt32), "_pos": np.flatnonzero(fold_no == k)})
         parts.append(mine.join(feats, on="idx", how="left"))
     groups = np.zeros(p.n_accounts, dtype=np.int64)
     groups[idx] = fold_no
-    ppr = proximity.ppr_features(p, pl.Series(idx[y == 1], dtype=pl.UInt32), groups, len(fold_ids), ppr_alpha=config.ppr_alpha, graph=graph)
+    ppr = proximity.ppr_features(p, pl.Series(idx[seed], dtype=pl.UInt32), groups, len(fold_ids), ppr_alpha=config.ppr_alpha, graph=graph)
     out = pl.concat(parts).join(ppr, on="idx", how="left").sort("_pos")
     return out.select(s.name for s in proximity.FEATURES)
 

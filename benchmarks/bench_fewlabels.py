@@ -22,6 +22,11 @@ Protocol (each AMLGentex set of ``--data``; the protocol of ``bench_accuracy.py`
   elsewhere (``Seeds.elsewhere``): blended with the local no-label score as ``--blend`` says
   (default: ``ScoreOptions.elsewhere_blend``; ``off``: the model's own score, the rows measured
   before the blend; :mod:`mulegraph.scoring.blend`). ``--blend`` takes several values, one row each.
+  ``--same-kind`` adds each set's own model scoring that set in the same way (20% seeds, its
+  training labels not seeding): a model of the same kind of data, as a bank scoring with a model
+  trained on another bank's data of its kind. ``--portable`` trains the models that score elsewhere
+  as ``mulegraph train --portable`` does (``ModelConfig.closeness_seed_share = "auto"`` read for a
+  portable model: closeness learned from part of the training mules).
 * **nolabel**: the no-label mode (:func:`mulegraph.scoring.score.score_features` without a model).
 * ``--pu``: the models of the known-share scenario are trained with ``known_mule_share`` set to
   the share kept (positive-unlabelled training, :mod:`mulegraph.scoring.pu`); ``--set
@@ -73,6 +78,7 @@ from mulegraph.scoring.evaluate import evaluate
 from mulegraph.scoring.blend import parse_blend
 from mulegraph.scoring.score import ScoreOptions, score_features
 from mulegraph.scoring.seeds import Seeds
+from mulegraph.scoring.training import seed_share
 
 SCENARIOS = ("full", "few", "elsewhere", "nolabel")
 #: seed of the fitting / validation split of the train accounts (``--validate``)
@@ -199,16 +205,21 @@ def run(args: argparse.Namespace) -> list[dict]:
                 fh.write(json.dumps(row) + "\n")
 
     full_models: dict[str, MuleModel] = {}
+    away_models: dict[str, MuleModel] = {}  # the models that score elsewhere
     for data in sets:
         if "nolabel" in args.scenarios:
             t0 = time.perf_counter()
             scores = score_features(data.features, data.prepared, None, run_id="bench")
             emit({"scenario": "nolabel", "set": data.name, "share": 0.0, "seed": None, **metrics(scores, data), "seconds": time.perf_counter() - t0})
-        if "full" in args.scenarios or "elsewhere" in args.scenarios:
+        away = "elsewhere" in args.scenarios
+        if "full" in args.scenarios or (away and not args.portable):
             model, secs = train(data, data.train_labels(), mcfg, fcfg)
             full_models[data.name] = model
             if "full" in args.scenarios:
                 emit({"scenario": "full", "set": data.name, "share": 1.0, "seed": None, **metrics(score_with_seeds(model, data, None), data), "seconds": secs})
+        if away:  # a portable model is trained as 'train --portable' trains it
+            away_cfg = dataclasses.replace(mcfg, closeness_seed_share=seed_share(mcfg.closeness_seed_share, portable=True))
+            away_models[data.name] = train(data, data.train_labels(), away_cfg, fcfg)[0] if args.portable else full_models[data.name]
         if "few" in args.scenarios:
             mules = data.train_mules
             for share in args.shares:
@@ -222,7 +233,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     if "elsewhere" in args.scenarios:
         for source in sets:
             for target in sets:
-                if source is target:
+                if source is target and not args.same_kind:
                     continue
                 mules = target.train_mules
                 for seed in args.seeds:
@@ -230,9 +241,10 @@ def run(args: argparse.Namespace) -> list[dict]:
                     seeds = pl.DataFrame({"account_id": kept, "is_mule": [True] * len(kept)}, schema={"account_id": pl.String, "is_mule": pl.Boolean})
                     for setting in args.blend:
                         t0 = time.perf_counter()
-                        scores, how = score_elsewhere(full_models[source.name], target, seeds, setting)
+                        scores, how = score_elsewhere(away_models[source.name], target, seeds, setting)
                         emit({"scenario": "elsewhere", "set": target.name, "source": source.name, "share": 0.0 if args.no_seeds else args.elsewhere_share,
-                              "seed": seed, "known": len(kept), "blend": str(setting), "weight": how.get("weight"), **metrics(scores, target),
+                              "seed": seed, "known": len(kept), "blend": str(setting), "weight": how.get("weight"),
+                              **({"auc": how["auc"]} if "auc" in how else {}), **metrics(scores, target),
                               "seconds": time.perf_counter() - t0})
     return rows
 
@@ -264,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shares", type=float, nargs="+", default=[0.2, 0.05], help="shares of train-split mules kept as known")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the kept-mule choice")
     ap.add_argument("--elsewhere-share", type=float, default=0.2, help="share of the target's train-split mules given as seeds")
+    ap.add_argument("--same-kind", action="store_true",
+                    help="elsewhere: each set's own full-label model scores that set too, seeded like a model from elsewhere "
+                         "(its training labels not seeding): the case of a model trained on data of the same kind")
+    ap.add_argument("--portable", action="store_true",
+                    help="elsewhere: the scoring models are trained as 'train --portable' trains them (closeness_seed_share "
+                         "'auto' read for a portable model: closeness learned from part of the mules)")
     ap.add_argument("--no-seeds", action="store_true", help="elsewhere: score with no seeds at all")
     ap.add_argument("--blend", nargs="+", type=parse_blend, default=[ScoreOptions().elsewhere_blend],
                     help="elsewhere: weight(s) of the no-label score in the blend, 'auto' or 'off' (one row each)")

@@ -75,8 +75,11 @@ def test_a_model_from_another_store_is_blended_with_the_no_label_score(banks):
     root = banks["root"]
     seeds_in = SeedInputs.load(banks["known"])
     for model_dir in (root / "model", root / "portable"):
-        r = score_window(root / "C", model_dir=model_dir, config=CFG, seeds=seeds_in)
-        assert r.seeds.elsewhere
+        # by default the weight is chosen from the local seed mules (12 here)
+        auto = score_window(root / "C", model_dir=model_dir, config=CFG, seeds=seeds_in, options=ScoreOptions(evidence_top=0))
+        assert auto.seeds.elsewhere and auto.seeds.summary()["blend"]["setting"] == "auto"
+        assert auto.seeds.summary()["blend"]["chosen"] == "local"
+        r = score_window(root / "C", model_dir=model_dir, config=CFG, seeds=seeds_in, options=ScoreOptions(elsewhere_blend=B.DEFAULT_WEIGHT))
         how = r.seeds.summary()["blend"]
         assert how == {"setting": B.DEFAULT_WEIGHT, "weight": B.DEFAULT_WEIGHT, "chosen": "setting"}
         # the score is the blend of the model's own score and the no-label score, account by account
@@ -120,6 +123,46 @@ def test_auto_chooses_the_weight_from_the_local_mules_out_of_fold(banks):
     d = score_window(root / "C", model_dir=root / "portable", config=CFG, seeds=SeedInputs.load(few),
                      options=ScoreOptions(elsewhere_blend="auto", evidence_top=0))
     assert d.seeds.summary()["blend"]["weight"] == B.DEFAULT_WEIGHT and d.seeds.summary()["blend"]["chosen"] == "default"
+
+
+def test_auto_on_a_large_window_reads_a_sample_and_fewer_splits(banks, monkeypatch):
+    root = banks["root"]
+    seeds_in = SeedInputs.load(banks["known"])
+    full = score_window(root / "C", model_dir=root / "portable", config=CFG, seeds=seeds_in,
+                        options=ScoreOptions(elsewhere_blend="auto", evidence_top=0))
+    how = full.seeds.summary()["blend"]
+    assert how["accounts_read"] == full.scores.height and how["splits"] == 2 * B.REPEATS  # 12 mules: 4 repeats
+    # a window larger than AUTO_SAMPLE: the held-out mules are ranked among a sample of the others
+    monkeypatch.setattr(B, "AUTO_SAMPLE", 200)
+    monkeypatch.setattr(B, "AUTO_RANKINGS", 12)  # 12 seed mules rank 12 times per repeat: one repeat is enough
+    r = score_window(root / "C", model_dir=root / "portable", config=CFG, seeds=seeds_in,
+                     options=ScoreOptions(elsewhere_blend="auto", evidence_top=0))
+    small = r.seeds.summary()["blend"]
+    assert small["accounts_read"] == 12 + 200 and small["splits"] == 2 and small["weight"] in B.WEIGHTS
+    # only the choice reads the sample: every account is scored, blended with the weight chosen
+    assert r.scores.height == full.scores.height
+    fixed = score_window(root / "C", model_dir=root / "portable", config=CFG, seeds=seeds_in,
+                         options=ScoreOptions(elsewhere_blend=small["weight"], evidence_top=0))
+    assert fixed.scores.select("account_id", "score").equals(r.scores.select("account_id", "score"))
+
+
+def test_seed_sets_scored_on_one_held_closeness_graph_get_the_same_closeness(banks):
+    # "auto" scores the window with 8 seed sets; within closeness_graph_held the label-free tables are built once
+    from polars.testing import assert_frame_equal
+
+    root = banks["root"]
+    wf = window_features(root / "C", config=CFG)
+    model = load_model(root / "portable").set_context(wf.prepared)
+    known = pl.read_csv(banks["known"], schema={"account_id": pl.String}).with_columns(pl.lit(True).alias("is_mule"))
+    sets = [known, known.head(5), known.tail(4)]
+    plain = [model.set_seeds(s).closeness() for s in sets]
+    assert not plain[1].equals(plain[2])
+    with model.closeness_graph_held():
+        for s, want in zip(sets, plain):
+            assert_frame_equal(model.set_seeds(s).closeness(), want)
+        held = model._graph
+        assert held is not None and held.cache  # built once, its label-free tables kept for the next seed set
+    assert model._graph is None  # released after the block
 
 
 def test_cli_elsewhere_blend(banks):
@@ -170,8 +213,11 @@ def test_a_few_label_model_is_blended_with_the_no_label_score_on_its_own_store(b
     assert r.scores["account_id"].to_list() != own["account_id"].to_list()  # the ranking moved
     # from elsewhere it is blended once, with the elsewhere weight
     e = score_window(root / "C", model_dir=few_model, config=CFG, seeds=SeedInputs.load(banks["known"]),
-                     options=ScoreOptions(evidence_top=0))
+                     options=ScoreOptions(evidence_top=0, elsewhere_blend=B.DEFAULT_WEIGHT))
     assert e.seeds.summary()["blend"] == {"setting": B.DEFAULT_WEIGHT, "weight": B.DEFAULT_WEIGHT, "chosen": "setting"}
+    e = score_window(root / "C", model_dir=few_model, config=CFG, seeds=SeedInputs.load(banks["known"]),
+                     options=ScoreOptions(evidence_top=0))  # the default: chosen from the local seeds, not the model's 0.5
+    assert e.seeds.summary()["blend"]["setting"] == "auto" and e.seeds.summary()["blend"]["chosen"] == "local"
 
 
 def test_nolabel_blend_setting(banks):
@@ -204,13 +250,14 @@ def test_the_nightly_run_blends_a_model_from_elsewhere_as_told(banks, tmp_path):
         assert res.exit_code == 0, res.output
         got = pl.read_parquet(next(runs.glob("*/scores.parquet"))).select("account_id", "score", "rank")
         want = score_window(root / "C", model_dir=root / "portable", config=CFG, seeds=seeds_in,
-                            options=ScoreOptions(elsewhere_blend=B.DEFAULT_WEIGHT if setting is None else B.parse_blend(setting)))
+                            options=ScoreOptions(elsewhere_blend="auto" if setting is None else B.parse_blend(setting)))
         assert got.equals(want.scores.select("account_id", "score", "rank"))
         blend = json.loads(res.output)["seeds"]["blend"]  # the manifest says how the run blended
         if setting == "off":
             assert blend is None
         else:
-            assert blend["weight"] == (float(setting) if setting else B.DEFAULT_WEIGHT)
+            assert blend["setting"] == ("auto" if setting is None else float(setting))
+            assert blend["weight"] == (float(setting) if setting else want.seeds.summary()["blend"]["weight"])
     res = runner.invoke(app, ["run", "--store", str(root / "C"), "--runs", str(tmp_path / "bad"), "--inbox", str(tmp_path / "inbox"),
                               "--model", str(root / "portable"), "--elsewhere-blend", "lots"])
     assert res.exit_code == 2 and "elsewhere" in res.output and not (tmp_path / "bad").exists()

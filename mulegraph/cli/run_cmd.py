@@ -48,7 +48,7 @@ def run_command(
     elsewhere_blend: str | None = typer.Option(
         None, "--elsewhere-blend", metavar="W|auto|off",
         help="A model scoring a store it was not trained on (a portable model): weight 0-1 of the local no-label "
-        "score blended with it, 'auto' or 'off'. [run] elsewhere_blend; default 0.75.",
+        "score blended with it, 'auto' or 'off'. [run] elsewhere_blend; default auto.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's manifest as JSON instead of a summary."),

@@ -55,9 +55,10 @@ def score_cmd(
         0.0, "--detector-weight", min=0.0, max=1.0, help="No-label mode: weight of the IsolationForest (0 = rules only)."
     ),
     elsewhere_blend: str = typer.Option(
-        "0.75", "--elsewhere-blend", metavar="W|auto|off",
+        "auto", "--elsewhere-blend", metavar="W|auto|off",
         help="A model scoring a store it was not trained on (a portable model, another store): weight 0-1 of the "
-        "local no-label score blended with it, 'auto' (chosen from the seeds' mules, out-of-fold) or 'off'.",
+        "local no-label score blended with it, 'auto' (chosen from the seeds' mules, out-of-fold; 0.75 with fewer "
+        "than 4 of them) or 'off'.",
     ),
     run_id: str | None = typer.Option(None, "--run-id", help="Run id written into every row."),
     show: int = typer.Option(10, "--show", min=0, max=1_000_000, help="Print this many top accounts."),

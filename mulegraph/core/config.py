@@ -237,8 +237,8 @@ class RunConfig:
     key_file: str | None = None
     #: a model scoring a store it was not trained on (a portable model) is blended with the local
     #: no-label score: this weight of the no-label score (0-1), "auto" (chosen from the seeds'
-    #: mules) or "off", as ``score --elsewhere-blend`` does
-    elsewhere_blend: str | float = 0.75
+    #: mules; 0.75 with fewer than 4 of them) or "off", as ``score --elsewhere-blend`` does
+    elsewhere_blend: str | float = "auto"
 
 
 @dataclass(frozen=True)

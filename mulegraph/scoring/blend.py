@@ -14,14 +14,19 @@ ranks themselves: an account at the very top of either ranking stays near the to
 
 The weight (``ScoreOptions.elsewhere_blend``, ``mulegraph score --elsewhere-blend``):
 
-* a number in 0..1: that weight; the default :data:`DEFAULT_WEIGHT` (0.75) was chosen on the
-  validation part of the train splits of both AMLGentex sets (RESULTS.md);
-* ``"auto"``: chosen locally among :data:`WEIGHTS` from the local known mules, out-of-fold: the
+* a number in 0..1: that weight. :data:`DEFAULT_WEIGHT` (0.75), the best single weight on the
+  validation part of the train splits of both AMLGentex sets (RESULTS.md), is the weight ``"auto"``
+  falls back on;
+* ``"auto"`` (the default since portable models learn closeness from part of their mules, RESULTS.md
+  "A portable model learns closeness from part of its mules"): chosen locally among :data:`WEIGHTS` from the local known mules, out-of-fold: the
   seed mules of the window are split in two halves :data:`REPEATS` times; the model scores with one
   half (and every known non-mule) as its seeds, and each weight is scored by how well the other
-  half ranks among the accounts not seeded (ROC AUC, mean over halves and repeats; ties go to the
+  half ranks among the accounts not seeded (ROC AUC, mean over halves and repeats, fewer repeats
+  with many seed mules: :data:`AUTO_RANKINGS`; ties go to the
   higher no-label weight). With fewer than :data:`MIN_SEED_MULES` seed mules in the window the
-  default weight is used. Each repeat scores the window twice more with the model;
+  default weight is used. Each repeat computes the closeness features twice more (their
+  label-free tables built once for all: :meth:`~mulegraph.scoring.estimator.MuleModel.closeness_graph_held`)
+  and scores the seed mules and at most :data:`AUTO_SAMPLE` other accounts (a random sample on a larger window);
 * ``"off"``: the model's own score, as when scoring its own store.
 
 Scoring the store a model was trained on blends only a few-label model (below).
@@ -40,6 +45,8 @@ is not a probability of being a mule, as the calibrated model score is.
 
 from __future__ import annotations
 
+import math
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -49,7 +56,7 @@ from mulegraph.core.errors import InputError
 from mulegraph.features.prepare import Prepared
 from mulegraph.scoring.nolabel import NoLabelScorer, with_rule_columns
 
-__all__ = ["WEIGHTS", "DEFAULT_WEIGHT", "FEW_LABEL_WEIGHT", "MIN_SEED_MULES", "REPEATS", "parse_blend", "few_label_weight",
+__all__ = ["WEIGHTS", "DEFAULT_WEIGHT", "FEW_LABEL_WEIGHT", "MIN_SEED_MULES", "REPEATS", "AUTO_RANKINGS", "AUTO_SAMPLE", "parse_blend", "few_label_weight",
            "rank_logit", "blend", "choose_weight", "nolabel_scores", "blend_nolabel", "blend_elsewhere"]
 
 #: the weights of the no-label score ``"auto"`` chooses among
@@ -60,8 +67,14 @@ DEFAULT_WEIGHT = 0.75
 FEW_LABEL_WEIGHT = 0.5
 #: ``"auto"`` needs at least this many seed mules in the window (two per half), else the default
 MIN_SEED_MULES = 4
-#: how many times ``"auto"`` splits the seed mules in two halves
+#: how many times ``"auto"`` splits the seed mules in two halves, at most: fewer when the seed
+#: mules are many, as long as every weight's mean rests on at least :data:`AUTO_RANKINGS`
+#: rankings of a held-out mule (each split in halves ranks every seed mule once)
 REPEATS = 4
+AUTO_RANKINGS = 200
+#: ``"auto"`` ranks the held-out mules among at most this many other accounts of the window (a
+#: random sample of them on a larger window): each split scores these accounts only
+AUTO_SAMPLE = 50_000
 
 
 def parse_blend(value: Any, what: str = "the elsewhere blend") -> str | float:
@@ -140,24 +153,40 @@ def choose_weight(model: Any, ranked: pl.DataFrame, seeds: pl.DataFrame, nolabel
                                 "why": f"fewer than {MIN_SEED_MULES} seed mules in the window"}
     from sklearn.metrics import roc_auc_score
 
+    # on a large window, the held-out mules are ranked among a random sample of the other accounts:
+    # the AUC of that sample estimates the window's, for a fraction of the scoring
+    n_other = ranked.height - len(mules)
+    if n_other > AUTO_SAMPLE:
+        is_mule = ids.is_in(mules.tolist()).to_numpy()
+        pick = np.random.default_rng(random_state + 1).choice(np.flatnonzero(~is_mule), size=AUTO_SAMPLE, replace=False)
+        rows = np.sort(np.concatenate([np.flatnonzero(is_mule), pick]))
+        ranked, nolabel = ranked[rows], nolabel[rows]
+        ids = ranked["account_id"]
     rng = np.random.default_rng(random_state)
     auc = {w: [] for w in WEIGHTS}
+    repeats = min(REPEATS, max(1, math.ceil(AUTO_RANKINGS / len(mules))))
+    hold = getattr(model, "closeness_graph_held", None)  # the label-free closeness tables built once for every half
+    kept = getattr(model, "_closeness", None)  # the closeness of all the seeds, computed for the scores: put back after
     try:
-        for _ in range(REPEATS):
-            perm = rng.permutation(len(mules))
-            halves = (mules[perm[: len(mules) // 2]], mules[perm[len(mules) // 2:]])
-            for seeded, held in (halves, halves[::-1]):
-                model.set_seeds(seeds.filter(~pl.col("account_id").is_in(held.tolist())))
-                m = _model_scores(model, ranked)
-                keep = ~ids.is_in(seeded.tolist()).to_numpy()
-                y = ids.is_in(held.tolist()).to_numpy()[keep]
-                for w in WEIGHTS:
-                    auc[w].append(float(roc_auc_score(y, blend(m, nolabel, w)[keep])))
+        with hold() if callable(hold) else nullcontext():
+            for _ in range(repeats):
+                perm = rng.permutation(len(mules))
+                halves = (mules[perm[: len(mules) // 2]], mules[perm[len(mules) // 2:]])
+                for seeded, held in (halves, halves[::-1]):
+                    model.set_seeds(seeds.filter(~pl.col("account_id").is_in(held.tolist())))
+                    m = _model_scores(model, ranked)
+                    keep = ~ids.is_in(seeded.tolist()).to_numpy()
+                    y = ids.is_in(held.tolist()).to_numpy()[keep]
+                    for w in WEIGHTS:
+                        auc[w].append(float(roc_auc_score(y, blend(m, nolabel, w)[keep])))
     finally:
         model.set_seeds(seeds)
+        if kept is not None:
+            model._closeness = kept
     mean = {w: float(np.mean(v)) for w, v in auc.items()}
     best = max(WEIGHTS, key=lambda w: (round(mean[w], 9), w))
-    return best, {"chosen": "local", "seed_mules": int(len(mules)), "auc": {str(w): round(v, 4) for w, v in mean.items()}}
+    return best, {"chosen": "local", "seed_mules": int(len(mules)), "auc": {str(w): round(v, 4) for w, v in mean.items()},
+                  "accounts_read": int(ranked.height), "splits": 2 * repeats}
 
 
 def _blend_frame(ranked: pl.DataFrame, model_scores: pl.DataFrame, nolabel: np.ndarray, weight: float) -> pl.DataFrame:

@@ -34,6 +34,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -187,6 +189,7 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         if prepared is not getattr(self, "_context", None):
             self._structure = None
             self._collection = None
+            self._graph = None
         self._context = prepared
         self._closeness = None
         return self
@@ -449,6 +452,19 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         self._closeness = None
         return self
 
+    @contextmanager
+    def closeness_graph_held(self) -> Iterator["MuleModel"]:
+        """Within this block, every closeness computation of the context (one per :meth:`set_seeds`)
+        reads one :func:`~mulegraph.features.proximity.closeness_graph`, built at the first and
+        released at the end: for scoring one window with several seed sets (the elsewhere blend's
+        ``"auto"``), the label-free tables are built once instead of once per seed set."""
+        self._hold_graph = True
+        try:
+            yield self
+        finally:
+            self._hold_graph = False
+            self._graph = None
+
     def closeness(self) -> pl.DataFrame:
         """Closeness-to-known-mules features of every account of the context, from all known labels.
 
@@ -461,8 +477,13 @@ class MuleModel(ClassifierMixin, BaseEstimator):
             ids = p.accounts.select("idx", "account_id")
             seeds = getattr(self, "_seeds", None)
             known = (self.known_ if seeds is None else seeds).join(ids, on="account_id", how="inner")
+            graph = None
+            if getattr(self, "_hold_graph", False):
+                if getattr(self, "_graph", None) is None:
+                    self._graph = proximity.closeness_graph(p)
+                graph = self._graph
             feats = proximity.compute(
-                p, known.filter(pl.col("is_mule"))["idx"], known["idx"], **training.proximity_kwargs(self._cfg())
+                p, known.filter(pl.col("is_mule"))["idx"], known["idx"], graph=graph, **training.proximity_kwargs(self._cfg())
             )
             self._closeness = ids.join(feats, on="idx", how="left").drop("idx")
         return self._closeness

@@ -49,7 +49,7 @@ from mulegraph.features.prepare import Prepared, prepare
 from mulegraph.features.registry import REGISTRY
 from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
 from mulegraph.io.runs import ParquetChunks
-from mulegraph.scoring.blend import DEFAULT_WEIGHT, blend_elsewhere, blend_nolabel, parse_blend
+from mulegraph.scoring.blend import blend_elsewhere, blend_nolabel, parse_blend
 from mulegraph.scoring.explain import explain_chunks
 from mulegraph.scoring.nolabel import NOLABEL_VERSION, RULES, NoLabelScorer, with_rule_columns
 from mulegraph.scoring.persist import load_model
@@ -71,7 +71,7 @@ class ScoreOptions:
     ``max_txn_ids``: cap on transfer ids per reason; ``detector_weight``: weight of the
     IsolationForest in the no-label mode (0 = rules only); ``elsewhere_blend``: a model scoring
     data it was not trained on (``Seeds.elsewhere``) is blended with the no-label score with this
-    weight of the no-label score, ``"auto"`` (chosen from the local seeds) or ``"off"``
+    weight of the no-label score, ``"auto"`` (the default: chosen from the local seeds) or ``"off"``
     (:mod:`mulegraph.scoring.blend`).
     """
 
@@ -79,7 +79,7 @@ class ScoreOptions:
     evidence_top: int = 100
     max_txn_ids: int = 25
     detector_weight: float = 0.0
-    elsewhere_blend: str | float = DEFAULT_WEIGHT
+    elsewhere_blend: str | float = "auto"
 
 
 def rank_scores(frame: pl.DataFrame) -> pl.DataFrame:

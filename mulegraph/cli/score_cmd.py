@@ -82,7 +82,7 @@ def score_cmd(
       mulegraph score --store store --window 30d --out scores.parquet            # no-label rules
       mulegraph score --store store --model model/ --out scores.csv --show 20
       mulegraph score --store store --model portable/ --known confirmed.csv --out scores.parquet
-      mulegraph score --store store --model portable/ --known confirmed.csv --elsewhere-blend auto --out s.parquet
+      mulegraph score --store store --model portable/ --known confirmed.csv --elsewhere-blend 0.75 --out s.parquet
       mulegraph score --store store --model model/ --shared-list peers.csv --key-file consortium.key --out s.parquet
     """
     from rich.console import Console

@@ -269,3 +269,33 @@ def test_the_nightly_run_blends_a_model_from_elsewhere_as_told(banks, tmp_path):
     with pytest.raises(InputError, match=r"\[run\] elsewhere_blend"):
         run(bad, store=root / "C", runs_dir=tmp_path / "bad2", inbox=tmp_path / "inbox", model=root / "portable")
     assert not (tmp_path / "bad2").exists()
+
+
+def test_the_report_says_which_seeds_a_run_read_and_how_it_blended(banks, tmp_path):
+    """A compliance reader sees, in every report format, the known mules a model's run read by
+    source and the weight of the local no-label score; a no-label run says nothing of seeds."""
+    from mulegraph.io.runs import load_run
+    from mulegraph.report.document import REPORT_JSON_SCHEMA, validate_json
+    from mulegraph.report.html import render_html
+    from mulegraph.report.text import render_json, render_markdown
+
+    root = banks["root"]
+    runner = CliRunner()
+    (tmp_path / "inbox").mkdir()
+    for name, extra in (("model", ["--model", str(root / "portable"), "--known", str(banks["known"])]), ("nolabel", [])):
+        res = runner.invoke(app, ["run", "--store", str(root / "C"), "--runs", str(tmp_path / name), "--inbox", str(tmp_path / "inbox"),
+                                  "--window", "all", "--quiet"] + extra)
+        assert res.exit_code == 0, res.output
+    run = load_run(next(p for p in (tmp_path / "model").iterdir() if p.is_dir() and p.name != "latest"))
+    doc = json.loads(render_json(run))
+    assert validate_json(doc, REPORT_JSON_SCHEMA) == []
+    seeds = doc["run"]["seeds"]
+    assert seeds["mules"] == 12 and seeds["by_source"]["known_file"]["mules"] == 12 and seeds["elsewhere"] is True
+    weight = seeds["blend"]["weight"]
+    assert seeds["blend"]["setting"] == "auto" and seeds["blend"]["chosen"] == "local" and weight in B.WEIGHTS
+    line = f"12 known mules (12 from --known file); a model from elsewhere; scores blended with the local no-label score, weight {weight:.2f} (chosen from 12 local seed mules)"
+    assert f"- Seeds: {line}" in render_markdown(run).replace("\\-", "-")
+    assert line in render_html(run)
+    plain = load_run(next(p for p in (tmp_path / "nolabel").iterdir() if p.is_dir() and p.name != "latest"))
+    assert json.loads(render_json(plain))["run"]["seeds"] is None
+    assert "Seeds" not in render_markdown(plain) and ">Seeds<" not in render_html(plain)

@@ -31,7 +31,7 @@ from mulegraph.report.coarsen import coarse_date, coarsen_text, round_amount
 from mulegraph.report.pseudonym import Pseudonymiser
 
 __all__ = ["REPORT_JSON_SCHEMA", "report_document", "validate_json", "pseudonymiser_for", "coarsen_for", "check_report_config",
-           "fmt_num"]
+           "fmt_num", "seeds_text"]
 
 #: JSON Schema (draft 2020-12) of the JSON report, loaded from ``report.schema.json``
 REPORT_JSON_SCHEMA: dict[str, Any] = json.loads(
@@ -132,6 +132,50 @@ def _counts(d: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+#: how the report names each seed source (mulegraph.scoring.seeds.SOURCES)
+SEED_SOURCES: dict[str, str] = {"model": "model's training labels", "decisions": "investigator decisions",
+                                "known_file": "--known file", "shared_list": "consortium lists"}
+
+
+def _seeds(s: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The manifest's ``seeds`` (a run with a model): the known accounts its closeness features read,
+    by source, and how a model from elsewhere was blended with the local no-label score."""
+    if not s:
+        return None
+    by = s.get("by_source") or {}
+    blend = s.get("blend") or None
+    return {
+        "mules": int(s.get("mules", 0)),
+        "not_mules": int(s.get("not_mules", 0)),
+        "by_source": {k: {"mules": int(v.get("mules", 0)), "not_mules": int(v.get("not_mules", 0))} for k, v in by.items()},
+        "elsewhere": bool(s.get("elsewhere", False)),
+        "blend": None if blend is None else {
+            "weight": _finite(blend.get("weight")),
+            "setting": None if blend.get("setting") is None else str(blend.get("setting")),
+            "chosen": None if blend.get("chosen") is None else str(blend.get("chosen")),
+            "seed_mules": blend.get("seed_mules"),
+        },
+    }
+
+
+def seeds_text(seeds: dict[str, Any] | None) -> str | None:
+    """One line on the seeds and the blend of a run with a model (None without a model)."""
+    if seeds is None:
+        return None
+    parts = [f"{fmt_num(v['mules'])} from {SEED_SOURCES.get(k, k)}" for k, v in seeds["by_source"].items() if v["mules"]]
+    text = f"{fmt_num(seeds['mules'])} known mules" + (f" ({', '.join(parts)})" if parts else "")
+    if seeds["not_mules"]:
+        text += f", {fmt_num(seeds['not_mules'])} known non-mules"
+    b = seeds["blend"]
+    if seeds["elsewhere"]:
+        text += "; a model from elsewhere"
+    if b is not None and b["weight"] is not None:
+        how = {"local": f"chosen from {fmt_num(b['seed_mules'])} local seed mules", "setting": "as set",
+               "default": "the default: too few local seed mules"}.get(b["chosen"] or "", b["chosen"] or "")
+        text += f"; scores blended with the local no-label score, weight {b['weight']:.2f}" + (f" ({how})" if how else "")
+    return text
+
+
 def _signals(alerts: pl.DataFrame) -> list[dict[str, Any]]:
     """Alerts per reason family (any reason, and the first reason), most alerts first."""
     counts: dict[str, list[int]] = {}
@@ -206,6 +250,7 @@ def report_document(run: RunData, *, top: int | None = None, pseudonymiser: Pseu
             "mulegraph_version": str(m.get("mulegraph_version", "")),
             "previous_run": m.get("previous_run"),
             "seconds": {k: float(v) for k, v in (m.get("seconds") or {}).items()},
+            "seeds": _seeds(m.get("seeds")),
         },
         "data_quality": {"this_run": _counts(m.get("ingest")), "store": _counts(m.get("store"))},
         "counts": {k: int(v) for k, v in (m.get("counts") or {}).items()},

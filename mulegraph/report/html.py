@@ -26,7 +26,7 @@ from mulegraph.core.escape import visible
 from mulegraph.io.runs import RunData
 from mulegraph.report.charts import flow_chart, score_chart
 from mulegraph.report.coarsen import fmt_amount
-from mulegraph.report.document import fmt_num, report_document
+from mulegraph.report.document import fmt_num, report_document, seeds_text
 from mulegraph.report.pseudonym import Pseudonymiser
 
 __all__ = ["render_html"]
@@ -66,6 +66,7 @@ def _summary(doc: dict[str, Any]) -> list[list[str]]:
         ["Accounts / ranked", f"{fmt_num(c.get('accounts'))} / {fmt_num(c.get('scored'))}"],
         ["Alerts", f"{fmt_num(c.get('alerts'))} (new {c.get('new', 0)}, persisting {c.get('persisting', 0)}, "
                    f"dropped {c.get('dropped', 0)}, suppressed {c.get('suppressed', 0)})"],
+        *([["Seeds", seeds]] if (seeds := seeds_text(r.get("seeds"))) is not None else []),
         ["Previous run", r["previous_run"] or "none"],
         ["Seconds per stage", secs],
         ["mulegraph", r["mulegraph_version"]],

@@ -29,7 +29,7 @@ from mulegraph.core.escape import markdown_text, neutralise_formulas, strip_form
 from mulegraph.core.schema import REPORT_CSV_SCHEMA
 from mulegraph.io.runs import RunData
 from mulegraph.report.coarsen import amount_expr, coarsen_text, date_expr, fmt_amount
-from mulegraph.report.document import fmt_num, report_document
+from mulegraph.report.document import fmt_num, report_document, seeds_text
 from mulegraph.report.pseudonym import Pseudonymiser
 
 __all__ = ["CSV_SCHEMA", "CSV_COLUMNS", "render_markdown", "render_csv", "render_json", "read_csv_report"]
@@ -108,6 +108,8 @@ def render_markdown(run: RunData, *, top: int | None = None, pseudonymiser: Pseu
         f"dropped {c.get('dropped', 0)}, suppressed after clearing {c.get('suppressed', 0)})",
         f"- Previous run: {_md(r['previous_run'] or 'none')}",
     ]
+    if (seeds := seeds_text(r.get("seeds"))) is not None:
+        lines.insert(lines.index(f"- Previous run: {_md(r['previous_run'] or 'none')}"), f"- Seeds: {_md(seeds)}")
     if doc["pseudonymised"]:
         lines.append("- Account identifiers are pseudonymised.")
     if doc["coarsened"]:

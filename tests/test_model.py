@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mulegraph.cli import app
@@ -521,3 +523,47 @@ def test_train_from_store_refuses_an_empty_window(data):
     before = oldest - pl.select(pl.duration(days=5)).item()
     with pytest.raises(InputError, match="no transfers in the chosen window"):
         train_from_store(data["syn"].transfers, data["train_labels"], window="1d", as_of=before)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(0, 40), cols=st.integers(1, 6), block=st.integers(1, 50), fortran=st.booleans(), seed=st.integers(0, 2**16))
+def test_training_hash_by_blocks_is_the_hash_of_the_whole_matrix(rows, cols, block, fortran, seed):
+    # the training matrix is hashed a block of rows at a time (no two copies of a 1.6 GB matrix at
+    # 2M labelled accounts); the digest is the one of the whole matrix's bytes, NaN and inf included
+    import hashlib
+
+    from mulegraph.scoring import estimator as E
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, cols))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[rng.random(X.shape) < 0.05] = np.inf
+    if fortran:
+        X = np.asfortranarray(X)
+    y = rng.integers(0, 2, rows)
+    ids = pl.Series("account_id", [f"A{i}" for i in range(rows)])
+    whole = hashlib.sha256()
+    whole.update("\n".join(ids.to_list()).encode("utf-8"))
+    whole.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    whole.update(np.ascontiguousarray(np.nan_to_num(X, nan=-1e300), dtype=np.float64).tobytes())
+    old = E.HASH_ROWS
+    try:
+        E.HASH_ROWS = block
+        assert E._hash_training(ids, y, X) == whole.hexdigest()
+    finally:
+        E.HASH_ROWS = old
+
+
+@pytest.mark.parametrize("block", [1, 3, 65_536])
+def test_stacked_matrix_is_the_hstack_of_the_frames_matrices(block, monkeypatch):
+    from mulegraph.scoring import training as T
+
+    monkeypatch.setattr(T, "MATRIX_ROWS", block)
+    a = pl.DataFrame({"x": [1.5, None, 3.0, float("nan")], "b": [True, False, None, True], "n": [1, 2, None, 4]},
+                     schema={"x": pl.Float64, "b": pl.Boolean, "n": pl.Int64})
+    c = pl.DataFrame({"p": [0.25, None, 1e300, -2.0], "q": pl.Series([7, 8, 9, 10], dtype=pl.UInt32)})
+    want = np.hstack([T.to_matrix(a, ["x", "b", "n"]), T.to_matrix(c, ["q", "p"])])
+    got = T.stacked_matrix([(a, ["x", "b", "n"]), (c, ["q", "p"])])
+    assert got.dtype == np.float64 and got.flags["C_CONTIGUOUS"] and got.shape == (4, 5)
+    assert np.array_equal(got, want, equal_nan=True) and got.tobytes() == np.ascontiguousarray(want).tobytes()
+    assert T.stacked_matrix([(a.head(0), ["x"]), (c.head(0), ["p"])]).shape == (0, 2)

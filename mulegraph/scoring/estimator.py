@@ -101,11 +101,20 @@ def labels_frame(X: pl.DataFrame, y: Any) -> pl.DataFrame:
     return labels
 
 
+#: rows of the training matrix hashed at a time (the hash is that of the whole matrix's bytes)
+HASH_ROWS = 65_536
+
+
 def _hash_training(ids: pl.Series, y: np.ndarray, X: np.ndarray) -> str:
+    """sha256 of the training accounts, labels and matrix (C order, NaN as -1e300), read in blocks
+    of :data:`HASH_ROWS` rows: the same digest as hashing the whole matrix at once, without two
+    copies of it (at 2M labelled accounts the matrix is 1.6 GB)."""
     h = hashlib.sha256()
     h.update("\n".join(ids.to_list()).encode("utf-8"))
     h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(np.nan_to_num(X, nan=-1e300), dtype=np.float64).tobytes())
+    for start in range(0, X.shape[0], HASH_ROWS):
+        block = np.nan_to_num(X[start:start + HASH_ROWS], nan=-1e300)
+        h.update(np.ascontiguousarray(block, dtype=np.float64).tobytes())
     return h.hexdigest()
 
 
@@ -349,7 +358,8 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         prox = training.oof_proximity(p, idx, y_, pfolds, cfg)
         base = lab.select("account_id").join(features, on="account_id", how="left")
         all_columns = columns + list(_CLOSENESS)
-        Xm = np.hstack([training.to_matrix(base, columns), training.to_matrix(prox, list(_CLOSENESS))])
+        Xm = training.stacked_matrix([(base, columns), (prox, list(_CLOSENESS))])
+        del base, prox  # the matrix holds what the trees read
         lap("closeness")
 
         # the trees train on every mule and, on large label sets, a weighted sample of the rest

@@ -46,7 +46,8 @@ is not a probability of being a mule, as the calibrated model score is.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -138,6 +139,15 @@ def _model_scores(model: Any, ranked: pl.DataFrame) -> np.ndarray:
     return out["score"].cast(pl.Float64).fill_nan(None).fill_null(0.0).to_numpy()
 
 
+@contextmanager
+def _reseeded(model: Any, seeds: pl.DataFrame) -> Iterator[None]:
+    """Give ``model`` its ``seeds`` back on leaving the block."""
+    try:
+        yield
+    finally:
+        model.set_seeds(seeds)
+
+
 def choose_weight(model: Any, ranked: pl.DataFrame, seeds: pl.DataFrame, nolabel: np.ndarray, *,
                   random_state: int = 0) -> tuple[float, dict[str, Any]]:
     """The weight of :data:`WEIGHTS` under which held-out seed mules rank best (see the module docstring).
@@ -165,24 +175,20 @@ def choose_weight(model: Any, ranked: pl.DataFrame, seeds: pl.DataFrame, nolabel
     rng = np.random.default_rng(random_state)
     auc = {w: [] for w in WEIGHTS}
     repeats = min(REPEATS, max(1, math.ceil(AUTO_RANKINGS / len(mules))))
-    hold = getattr(model, "closeness_graph_held", None)  # the label-free closeness tables built once for every half
-    kept = getattr(model, "_closeness", None)  # the closeness of all the seeds, computed for the scores: put back after
-    try:
-        with hold() if callable(hold) else nullcontext():
-            for _ in range(repeats):
-                perm = rng.permutation(len(mules))
-                halves = (mules[perm[: len(mules) // 2]], mules[perm[len(mules) // 2:]])
-                for seeded, held in (halves, halves[::-1]):
-                    model.set_seeds(seeds.filter(~pl.col("account_id").is_in(held.tolist())))
-                    m = _model_scores(model, ranked)
-                    keep = ~ids.is_in(seeded.tolist()).to_numpy()
-                    y = ids.is_in(held.tolist()).to_numpy()[keep]
-                    for w in WEIGHTS:
-                        auc[w].append(float(roc_auc_score(y, blend(m, nolabel, w)[keep])))
-    finally:
-        model.set_seeds(seeds)
-        if kept is not None:
-            model._closeness = kept
+    # a MuleModel builds the label-free closeness tables once for every half, and gives back its
+    # seeds and their closeness (computed for the scores) after; any other model is re-seeded
+    hold = getattr(model, "closeness_graph_held", None)
+    with hold() if callable(hold) else _reseeded(model, seeds):
+        for _ in range(repeats):
+            perm = rng.permutation(len(mules))
+            halves = (mules[perm[: len(mules) // 2]], mules[perm[len(mules) // 2:]])
+            for seeded, held in (halves, halves[::-1]):
+                model.set_seeds(seeds.filter(~pl.col("account_id").is_in(held.tolist())))
+                m = _model_scores(model, ranked)
+                keep = ~ids.is_in(seeded.tolist()).to_numpy()
+                y = ids.is_in(held.tolist()).to_numpy()[keep]
+                for w in WEIGHTS:
+                    auc[w].append(float(roc_auc_score(y, blend(m, nolabel, w)[keep])))
     mean = {w: float(np.mean(v)) for w, v in auc.items()}
     best = max(WEIGHTS, key=lambda w: (round(mean[w], 9), w))
     return best, {"chosen": "local", "seed_mules": int(len(mules)), "auc": {str(w): round(v, 4) for w, v in mean.items()},

@@ -467,13 +467,16 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         """Within this block, every closeness computation of the context (one per :meth:`set_seeds`)
         reads one :func:`~mulegraph.features.proximity.closeness_graph`, built at the first and
         released at the end: for scoring one window with several seed sets (the elsewhere blend's
-        ``"auto"``), the label-free tables are built once instead of once per seed set."""
+        ``"auto"``), the label-free tables are built once instead of once per seed set. On leaving
+        it, the seeds given before it are back, with their closeness features if they were computed."""
+        seeds, closeness = getattr(self, "_seeds", None), getattr(self, "_closeness", None)
         self._hold_graph = True
         try:
             yield self
         finally:
             self._hold_graph = False
             self._graph = None
+            self._seeds, self._closeness = seeds, closeness
 
     def closeness(self) -> pl.DataFrame:
         """Closeness-to-known-mules features of every account of the context, from all known labels.

@@ -41,6 +41,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from mulegraph.features.pairs import fixed_sum, non_hub_pairs, pairs_with_time, sorted_sums, undirected
 from mulegraph.features.prepare import Prepared
 from mulegraph.features.spec import FeatureSpec
 
@@ -121,26 +122,6 @@ def account_groups(account_ids: pl.Series, n_groups: int) -> np.ndarray:
     return np.fromiter((zlib.crc32(a.encode("utf-8")) % n_groups for a in account_ids.to_list()), dtype=np.int64, count=len(account_ids))
 
 
-def fixed_sum(column: str) -> pl.Expr:
-    """A group's sum taken over its values in sorted order: the same bits on every run and thread count.
-
-    (``sort().sum()`` is not enough in a lazy query: the optimiser drops a sort before a sum.)
-    """
-    return pl.col(column).sort().implode().list.sum()
-
-
-def non_hub_pairs(p: Prepared) -> pl.DataFrame:
-    """Aggregated directed edges ``src, dst, n, value`` without hub endpoints and self-transfers."""
-    hubs = p.hub_idx
-    return (
-        p.tx.lazy()
-        .filter((pl.col("src") != pl.col("dst")) & ~pl.col("src").is_in(hubs.implode()) & ~pl.col("dst").is_in(hubs.implode()))
-        .group_by("src", "dst")
-        .agg(pl.len().alias("n"), fixed_sum("amount").alias("value"))
-        .collect()
-    )
-
-
 @dataclass(frozen=True)
 class ClosenessGraph:
     """The label-free parts of the closeness features of one :class:`Prepared` (see :func:`closeness_graph`)."""
@@ -163,20 +144,21 @@ class ClosenessGraph:
 
 
 def closeness_graph(p: Prepared) -> ClosenessGraph:
-    """Build the label-free graph frames once, for several calls of :func:`compute` on the same ``p``."""
-    pairs = non_hub_pairs(p)
-    hubs = p.hub_idx.implode()
-    one_tx = (
-        p.tx.lazy()
-        .filter((pl.col("src") != pl.col("dst")) & ~pl.col("src").is_in(hubs) & ~pl.col("dst").is_in(hubs))
-        .with_columns(pl.min_horizontal("src", "dst").alias("u"), pl.max_horizontal("src", "dst").alias("v"))
-        .group_by("u", "v")
-        .agg(pl.len().alias("n"), pl.col("t").first())
-        .filter(pl.col("n") == 1)
-        .collect()
-    )
-    one_ends = pl.concat([one_tx.select(pl.col("u").alias("a"), pl.col("v").alias("m"), "t"), one_tx.select(pl.col("v").alias("a"), pl.col("u").alias("m"), "t")])
-    return ClosenessGraph(pairs=pairs, both=_undirected(pairs), one_ends=one_ends)
+    """Build the label-free graph frames once, for several calls of :func:`compute` on the same ``p``.
+
+    One sort of the hub-free transfers gives the directed pairs (:func:`~mulegraph.features.pairs.pairs_with_time`);
+    the unordered pairs, both directions and the one-off ends are built from those, never from the
+    transfers again, and every frame comes out in the same order on every run.
+    """
+    timed = pairs_with_time(p)
+    und = undirected(timed)
+    pairs = timed.drop("t")
+    del timed
+    both = pl.concat([und.select(pl.col("u").alias("a"), pl.col("v").alias("b"), "n"), und.select(pl.col("v").alias("a"), pl.col("u").alias("b"), "n")])
+    one = und.filter(pl.col("n") == 1)
+    del und
+    one_ends = pl.concat([one.select(pl.col("u").alias("a"), pl.col("v").alias("m"), "t"), one.select(pl.col("v").alias("a"), pl.col("u").alias("m"), "t")])
+    return ClosenessGraph(pairs=pairs, both=both, one_ends=one_ends)
 
 
 def _count(df: pl.DataFrame, key: str, name: str) -> pl.DataFrame:
@@ -361,8 +343,8 @@ def compute(
     to_m = pairs.filter(pl.col("dst").is_in(mset))
     in1 = from_m.group_by("dst").agg(pl.len().cast(pl.Float64).alias("known_mule_in"), fixed_sum("value").alias("known_mule_in_value")).rename({"dst": "idx"})
     out1 = to_m.group_by("src").agg(pl.len().cast(pl.Float64).alias("known_mule_out"), fixed_sum("value").alias("known_mule_out_value")).rename({"src": "idx"})
-    in_tot = derived("in_tot", lambda: pairs.group_by("dst").agg(fixed_sum("value").alias("_in_tot")).rename({"dst": "idx"}))
-    out_tot = derived("out_tot", lambda: pairs.group_by("src").agg(fixed_sum("value").alias("_out_tot")).rename({"src": "idx"}))
+    in_tot = derived("in_tot", lambda: sorted_sums(pairs, ["dst"], "value", "_in_tot").rename({"dst": "idx"}))
+    out_tot = derived("out_tot", lambda: sorted_sums(pairs, ["src"], "value", "_out_tot").rename({"src": "idx"}))
     # the membership test runs before the group_by: inside an aggregation the known set would be
     # broadcast to every group (accounts x known mules in memory)
     nbrs = (
@@ -540,13 +522,6 @@ def _relay_share(one_ends: pl.DataFrame, mset: pl.Series, window: int, n_account
         np.maximum.at(best, a_all[start:stop].astype(np.int64), share)
         start = stop
     return pl.DataFrame({"idx": pl.Series(np.arange(n_accounts), dtype=pl.UInt32), "known_mule_relay_share": best})
-
-
-def _undirected(pairs: pl.DataFrame) -> pl.DataFrame:
-    """Both directions of every hub-free pair with the transfers between them: ``a, b, n``."""
-    return pl.concat(
-        [pairs.select(pl.col("src").alias("a"), pl.col("dst").alias("b"), "n"), pairs.select(pl.col("dst").alias("a"), pl.col("src").alias("b"), "n")]
-    ).group_by("a", "b").agg(pl.col("n").sum())
 
 
 def ppr_features(p: Prepared, known_mules: pl.Series, groups: np.ndarray, n_groups: int, *, ppr_alpha: float = 0.85,

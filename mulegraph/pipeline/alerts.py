@@ -29,7 +29,7 @@ import polars as pl
 from mulegraph.core.errors import InputError
 from mulegraph.core.escape import neutralise_formulas
 from mulegraph.core.schema import ALERT_COLUMNS, CHANGE_COLUMNS, FLOW_COLUMNS, reasons_to_json
-from mulegraph.features.proximity import fixed_sum
+from mulegraph.features.pairs import fixed_sum
 from mulegraph.io.runs import list_runs
 
 __all__ = [

@@ -341,8 +341,10 @@ def compute(
     # one hop, directed
     from_m = pairs.filter(pl.col("src").is_in(mset))
     to_m = pairs.filter(pl.col("dst").is_in(mset))
-    in1 = from_m.group_by("dst").agg(pl.len().cast(pl.Float64).alias("known_mule_in"), fixed_sum("value").alias("known_mule_in_value")).rename({"dst": "idx"})
-    out1 = to_m.group_by("src").agg(pl.len().cast(pl.Float64).alias("known_mule_out"), fixed_sum("value").alias("known_mule_out_value")).rename({"src": "idx"})
+    # the sums of known mules' value and of all value add up the same way (sorted_sums), so an
+    # account whose value all comes from (goes to) known mules gets a share of exactly 1
+    in1 = sorted_sums(from_m, ["dst"], "value", "known_mule_in_value", count="known_mule_in").rename({"dst": "idx"}).with_columns(pl.col("known_mule_in").cast(pl.Float64))
+    out1 = sorted_sums(to_m, ["src"], "value", "known_mule_out_value", count="known_mule_out").rename({"src": "idx"}).with_columns(pl.col("known_mule_out").cast(pl.Float64))
     in_tot = derived("in_tot", lambda: sorted_sums(pairs, ["dst"], "value", "_in_tot").rename({"dst": "idx"}))
     out_tot = derived("out_tot", lambda: sorted_sums(pairs, ["src"], "value", "_out_tot").rename({"src": "idx"}))
     # the membership test runs before the group_by: inside an aggregation the known set would be

@@ -567,3 +567,21 @@ def test_stacked_matrix_is_the_hstack_of_the_frames_matrices(block, monkeypatch)
     assert got.dtype == np.float64 and got.flags["C_CONTIGUOUS"] and got.shape == (4, 5)
     assert np.array_equal(got, want, equal_nan=True) and got.tobytes() == np.ascontiguousarray(want).tobytes()
     assert T.stacked_matrix([(a.head(0), ["x"]), (c.head(0), ["p"])]).shape == (0, 2)
+
+
+def test_scores_by_blocks_of_rows_are_the_scores_of_the_whole_matrix(data, fitted, monkeypatch):
+    import mulegraph.scoring.estimator as E
+
+    m = fitted.set_context(data["p"])
+    feats = data["features"]
+    whole = m._proba(m._matrix(feats))
+    for rows in (1, 7, 1000, 10**6):
+        monkeypatch.setattr(E, "SCORE_ROWS", rows)
+        assert m._proba_of(feats).tobytes() == whole.tobytes()
+    # rows in another order: each account keeps its own score (the closeness columns stay aligned)
+    shuffled = feats.sample(fraction=1.0, shuffle=True, seed=5)
+    assert shuffled["account_id"].to_list() != feats["account_id"].to_list()
+    pos = dict(zip(feats["account_id"].to_list(), whole.tolist()))
+    assert m._proba_of(shuffled).tolist() == [pos[a] for a in shuffled["account_id"].to_list()]
+    scores = m.predict_scores(shuffled)
+    assert scores["score"].to_list() == [pos[a] for a in scores["account_id"].to_list()]

@@ -247,6 +247,7 @@ def _ppr(und: pl.DataFrame, n: int, seeds: np.ndarray, groups: np.ndarray, n_gro
     # column-stochastic transition: from a to each neighbour b with probability 1/deg(a)
     w = 1.0 / deg[a]
     trans = sp.csr_matrix((w, (b, a)), shape=(n, n))
+    del a, b, w  # the link arrays (three per link) are not held through the walk
     restart = np.zeros((n, n_groups))
     for g in range(n_groups):
         s = seeds[groups[seeds] != g]
@@ -258,7 +259,8 @@ def _ppr(und: pl.DataFrame, n: int, seeds: np.ndarray, groups: np.ndarray, n_gro
     # convergence test; at bank scale this is most of the time the walk spends outside the product
     rows = np.flatnonzero(restart.any(axis=1))
     at_rows = restart[rows]
-    x = restart.copy()
+    x = restart  # the walk starts at the restart distribution; each step makes a new array, so no copy
+    del restart
     diff = np.empty_like(x)
     for _ in range(max_iter):
         lost = x[dangling].sum(axis=0)

@@ -567,6 +567,11 @@ def test_stacked_matrix_is_the_hstack_of_the_frames_matrices(block, monkeypatch)
     assert got.dtype == np.float64 and got.flags["C_CONTIGUOUS"] and got.shape == (4, 5)
     assert np.array_equal(got, want, equal_nan=True) and got.tobytes() == np.ascontiguousarray(want).tobytes()
     assert T.stacked_matrix([(a.head(0), ["x"]), (c.head(0), ["p"])]).shape == (0, 2)
+    # a part with row positions reads those rows of its frame, in that order
+    rows = np.array([3, 0, 0, 2])
+    want = np.hstack([T.to_matrix(a[rows.tolist()], ["n", "x"]), T.to_matrix(c, ["p"])])
+    got = T.stacked_matrix([(a, ["n", "x"], rows), (c, ["p"])])
+    assert got.tobytes() == np.ascontiguousarray(want).tobytes()
 
 
 def test_scores_by_blocks_of_rows_are_the_scores_of_the_whole_matrix(data, fitted, monkeypatch):

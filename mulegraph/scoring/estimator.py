@@ -358,10 +358,13 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         n_pf = min(cfg.proximity_folds, int(y_.sum()), int(len(y_) - y_.sum()))
         pfolds, _ = training.make_folds(y_, None, max(n_pf, 2), cfg.random_state + 1)
         prox = training.oof_proximity(p, idx, y_, pfolds, cfg)
-        base = lab.select("account_id").join(features, on="account_id", how="left")
+        # the labelled accounts' rows of the features, read a block at a time (no copy of the frame)
+        rows_of = (lab.select("account_id")
+                   .join(features.select("account_id").with_row_index("_row"), on="account_id", how="left", maintain_order="left")
+                   ["_row"].to_numpy())
         all_columns = columns + list(_CLOSENESS)
-        Xm = training.stacked_matrix([(base, columns), (prox, list(_CLOSENESS))])
-        del base, prox  # the matrix holds what the trees read
+        Xm = training.stacked_matrix([(features, columns, rows_of), (prox, list(_CLOSENESS))])
+        del rows_of, prox  # the matrix holds what the trees read
         lap("closeness")
 
         # the trees train on every mule and, on large label sets, a weighted sample of the rest

@@ -153,17 +153,25 @@ def to_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
 MATRIX_ROWS = 65_536
 
 
-def stacked_matrix(parts: list[tuple[pl.DataFrame, list[str]]]) -> np.ndarray:
+def stacked_matrix(parts: list[tuple[pl.DataFrame, list[str]]] | list[tuple]) -> np.ndarray:
     """The columns of each ``(frame, columns)`` side by side as one C-ordered float64 matrix, as
     ``np.hstack([to_matrix(frame, columns), ...])`` gives it, filled :data:`MATRIX_ROWS` rows at a
-    time: no whole-frame copy on the way (at 2M labelled accounts one is 1.6 GB)."""
-    n = parts[0][0].height if parts else 0
-    out = np.empty((n, sum(len(cols) for _, cols in parts)), dtype=np.float64)
+    time: no whole-frame copy on the way (at 2M labelled accounts one is 1.6 GB).
+
+    A part ``(frame, columns, rows)`` reads the rows of ``frame`` at the positions ``rows`` (in that
+    order), as ``frame[rows]`` would, without building that frame."""
+    def height(part: tuple) -> int:
+        return len(part[2]) if len(part) > 2 else part[0].height
+
+    n = height(parts[0]) if parts else 0
+    out = np.empty((n, sum(len(part[1]) for part in parts)), dtype=np.float64)
     for start in range(0, n, MATRIX_ROWS):
         stop = min(start + MATRIX_ROWS, n)
         j = 0
-        for frame, cols in parts:
-            out[start:stop, j:j + len(cols)] = to_matrix(frame.slice(start, stop - start), cols)
+        for part in parts:
+            frame, cols = part[0], part[1]
+            block = frame[np.asarray(part[2][start:stop])] if len(part) > 2 else frame.slice(start, stop - start)
+            out[start:stop, j:j + len(cols)] = to_matrix(block, cols)
             j += len(cols)
     return out
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from mulegraph.features.prepare import Prepared
+from mulegraph.features.prepare import Prepared, between_non_hubs
 
 __all__ = ["fixed_sum", "sorted_sums", "non_hub_pairs", "pairs_with_time", "undirected"]
 
@@ -60,34 +60,26 @@ def sorted_sums(frame: pl.DataFrame | pl.LazyFrame, keys: list[str], value: str,
     return pl.DataFrame(list(out.values()))
 
 
-def _hub_free(p: Prepared) -> pl.LazyFrame:
-    hubs = p.hub_idx.implode()
-    return p.tx.lazy().filter((pl.col("src") != pl.col("dst")) & ~pl.col("src").is_in(hubs) & ~pl.col("dst").is_in(hubs))
-
-
 def pairs_with_time(p: Prepared) -> pl.DataFrame:
     """:func:`non_hub_pairs` plus ``t``, the pair's earliest transfer time (its only one where ``n`` is 1)."""
-    return sorted_sums(_hub_free(p), ["src", "dst"], "amount", "value", count="n", minimum={"t": "t"}).select("src", "dst", "n", "value", "t")
+    hub_free = p.tx.lazy().filter(between_non_hubs(p.hub_idx))
+    return sorted_sums(hub_free, ["src", "dst"], "amount", "value", count="n", minimum={"t": "t"}).select("src", "dst", "n", "value", "t")
 
 
 def non_hub_pairs(p: Prepared) -> pl.DataFrame:
     """Aggregated directed edges ``src, dst, n, value`` without hub endpoints and self-transfers, sorted by pair."""
-    return sorted_sums(_hub_free(p), ["src", "dst"], "amount", "value", count="n").select("src", "dst", "n", "value")
+    return pairs_with_time(p).drop("t")
 
 
 def undirected(pairs: pl.DataFrame) -> pl.DataFrame:
-    """Each unordered pair once, ``u < v``, with the transfers both ways ``n`` and the earliest ``t``.
-
-    ``pairs`` is :func:`pairs_with_time` (or :func:`non_hub_pairs`: then no ``t``). Sorted by
-    ``u, v``. Built from the directed pairs, not the transfers: a group_by of one row per pair.
-    """
-    has_t = "t" in pairs.columns
-    aggs = [pl.col("n").sum()] + ([pl.col("t").min()] if has_t else [])
+    """Each unordered pair of :func:`pairs_with_time` once, ``u < v``, with the transfers both ways
+    ``n`` and the earliest ``t``; sorted by ``u, v``. Built from the directed pairs, not the
+    transfers: a group_by of one row per pair."""
     return (
         pairs.lazy()
-        .select(pl.min_horizontal("src", "dst").alias("u"), pl.max_horizontal("src", "dst").alias("v"), "n", *(["t"] if has_t else []))
+        .select(pl.min_horizontal("src", "dst").alias("u"), pl.max_horizontal("src", "dst").alias("v"), "n", "t")
         .group_by("u", "v")
-        .agg(aggs)
+        .agg(pl.col("n").sum(), pl.col("t").min())
         .sort("u", "v")
         .collect()
     )

@@ -16,7 +16,7 @@ from mulegraph.core.config import FeatureConfig
 from mulegraph.core.errors import FeatureError
 from mulegraph.core.schema import OPTIONAL_SCHEMA, TRANSFER_SCHEMA
 
-__all__ = ["Prepared", "prepare", "with_text_columns", "LEAN_COLUMNS"]
+__all__ = ["Prepared", "prepare", "with_text_columns", "between_non_hubs", "LEAN_COLUMNS"]
 
 #: the columns of a lean window (:attr:`Prepared.lean`): what the computations over every transfer
 #: of a scored window read (one-off structures, collection accounts, closeness to known mules)
@@ -90,6 +90,13 @@ class Prepared:
             ids.gather(tx["src"]).alias("src_account"), ids.gather(tx["dst"]).alias("dst_account"),
             *(pl.col(c).cast(pl.String) for c in categories),
         ).select(names)
+
+
+def between_non_hubs(hubs: pl.Series) -> pl.Expr:
+    """The transfers of the graph families: between two different accounts, neither of them one of
+    the ``hubs`` (their integer indices)."""
+    h = hubs.implode()
+    return (pl.col("src") != pl.col("dst")) & ~pl.col("src").is_in(h) & ~pl.col("dst").is_in(h)
 
 
 def with_text_columns(lf: pl.LazyFrame) -> pl.LazyFrame:

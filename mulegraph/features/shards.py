@@ -49,7 +49,7 @@ from mulegraph.core.window import TimeWindow
 from mulegraph.engine.factory import make_engine, shard_layout
 from mulegraph.engine.local import Engine, LocalEngine
 from mulegraph.features import FAMILIES, compute_features, load_families
-from mulegraph.features.prepare import LEAN_COLUMNS, Prepared, with_text_columns
+from mulegraph.features.prepare import LEAN_COLUMNS, Prepared, between_non_hubs, with_text_columns
 
 __all__ = [
     "FLOW_FAMILIES",
@@ -261,10 +261,9 @@ def graph_table(store: Any, plan: ShardPlan) -> Prepared:
     """The window's transfers between two non-hub accounts, integer-coded on the plan's indices:
     ``row`` (their order by time, then txn_id), ``t``, ``src``, ``dst``, ``amount``. The graph
     families read no text, so the ids are not held (at 20M transfers about 0.4 GiB)."""
-    hubs = plan.accounts.filter(pl.col("is_hub"))["idx"].implode()
     tx = (
         _coded(_scan(store, plan.window, _TX_COLUMNS).select(*_TX_COLUMNS), plan.accounts["account_id"])
-        .filter((pl.col("src") != pl.col("dst")) & ~pl.col("src").is_in(hubs) & ~pl.col("dst").is_in(hubs))
+        .filter(between_non_hubs(plan.accounts.filter(pl.col("is_hub"))["idx"]))
         .select("txn_id", pl.col("ts").dt.epoch("s").alias("t"), "src", "dst", "amount")
         .sort(["t", "txn_id"])
         .with_row_index("row")

@@ -153,7 +153,7 @@ def to_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
 MATRIX_ROWS = 65_536
 
 
-def stacked_matrix(parts: list[tuple[pl.DataFrame, list[str]]] | list[tuple]) -> np.ndarray:
+def stacked_matrix(parts: list[tuple]) -> np.ndarray:
     """The columns of each ``(frame, columns)`` side by side as one C-ordered float64 matrix, as
     ``np.hstack([to_matrix(frame, columns), ...])`` gives it, filled :data:`MATRIX_ROWS` rows at a
     time: no whole-frame copy on the way (at 2M labelled accounts one is 1.6 GB).

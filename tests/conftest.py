@@ -37,6 +37,24 @@ def canonical_transfers(rows, base: datetime) -> pl.DataFrame:
     )
 
 
+def half_labelled_bank(n_accounts: int, *, seed: int, mule_share: float, label_seed: int, fcfg=None) -> dict:
+    """A synthetic bank (``mulegraph.synth``) with planted mules, its features, and the labels of a
+    seeded random half of its accounts: ``p`` (prepared), ``features``, ``labels``, ``fcfg``."""
+    import numpy as np
+
+    from mulegraph.core.config import FeatureConfig
+    from mulegraph.features import compute_features, prepare
+    from mulegraph.synth import generate
+
+    syn = generate(n_accounts, days=30, seed=seed, mule_share=mule_share)
+    fcfg = fcfg or FeatureConfig()
+    p = prepare(syn.transfers, fcfg)
+    ids = syn.labels["account_id"].to_numpy()
+    train = np.random.default_rng(label_seed).choice(ids, size=len(ids) // 2, replace=False).tolist()
+    labels = syn.labels.select("account_id", "is_mule").filter(pl.col("account_id").is_in(train))
+    return {"p": p, "features": compute_features(p, fcfg), "labels": labels, "fcfg": fcfg}
+
+
 @pytest.fixture
 def sample_dir() -> Path:
     return SAMPLE

@@ -6,18 +6,16 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import numpy as np
-import polars as pl
 import pytest
 
-from mulegraph.core.config import FeatureConfig, ModelConfig
-from mulegraph.features import compute_features, prepare
+from conftest import half_labelled_bank
+from mulegraph.core.config import ModelConfig
+from mulegraph.features import prepare
 from mulegraph.features.structure import STRUCTURE_FEATURES, structure_features
 from mulegraph.scoring import estimator as estimator_module
 from mulegraph.scoring import score as score_module
 from mulegraph.scoring.model import MuleModel, load_model, save_model
 from mulegraph.scoring.score import score_features
-from mulegraph.synth import generate
 
 TINY = ModelConfig(random_state=3, cv_folds=3, proximity_folds=4, max_leaf_nodes=(7,), max_iter=20, n_models=1,
                    importance_repeats=0)
@@ -27,14 +25,7 @@ STRUCTURE = [s.name for s in STRUCTURE_FEATURES]
 @pytest.fixture(scope="module")
 def data():
     """A synthetic bank with planted mules; half of the accounts' labels known."""
-    syn = generate(1000, days=30, seed=11, mule_share=0.05)
-    fcfg = FeatureConfig()
-    p = prepare(syn.transfers, fcfg)
-    feats = compute_features(p, fcfg)
-    ids = syn.labels["account_id"].to_numpy()
-    train = set(np.random.default_rng(0).choice(ids, size=len(ids) // 2, replace=False).tolist())
-    labels = syn.labels.filter(pl.col("account_id").is_in(list(train))).select("account_id", "is_mule")
-    return {"p": p, "features": feats, "labels": labels, "fcfg": fcfg}
+    return half_labelled_bank(1000, seed=11, mule_share=0.05, label_seed=0)
 
 
 def _fit(data, cfg=TINY, features=None):

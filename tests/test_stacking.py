@@ -13,12 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import canonical_transfers
+from conftest import canonical_transfers, half_labelled_bank
 from mulegraph.core.config import FeatureConfig, ModelConfig
-from mulegraph.features import compute_features, prepare
+from mulegraph.features import prepare
 from mulegraph.scoring import stacking
 from mulegraph.scoring.model import MuleModel, load_model, save_model
-from mulegraph.synth import generate
 
 BASE = datetime(2025, 1, 6, tzinfo=timezone.utc)
 DAY = 86400
@@ -133,14 +132,7 @@ TINY = ModelConfig(random_state=3, cv_folds=3, proximity_folds=4, max_leaf_nodes
 
 @pytest.fixture(scope="module")
 def data():
-    syn = generate(1000, days=30, seed=5, mule_share=0.06)
-    fcfg = FeatureConfig()
-    p = prepare(syn.transfers, fcfg)
-    feats = compute_features(p, fcfg)
-    ids = syn.labels["account_id"].to_numpy()
-    train = np.random.default_rng(2).choice(ids, size=len(ids) // 2, replace=False).tolist()
-    labels = syn.labels.select("account_id", "is_mule").filter(pl.col("account_id").is_in(train))
-    return {"p": p, "features": feats, "labels": labels, "fcfg": fcfg}
+    return half_labelled_bank(1000, seed=5, mule_share=0.06, label_seed=2)
 
 
 @pytest.fixture(scope="module")

@@ -299,7 +299,8 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         accounts without a feature row or on hubs are not used (counted in ``label_counts_``).
         With ``config.structure_features`` the one-off structure features are among the columns
         (computed from the context when ``X`` lacks them); without it they are left out even when
-        ``X`` has them. Runs inside the thread budget of ``config.threads``.
+        ``X`` has them. ``config.families``, when not empty, keeps the label-free columns of those
+        families only (the closeness features always). Runs inside the thread budget of ``config.threads``.
         """
         cfg = self._cfg()
         training.check_config(cfg)
@@ -321,7 +322,8 @@ class MuleModel(ClassifierMixin, BaseEstimator):
             seconds[stage] = round(now - t_stage, 3)
             t_stage = now
 
-        if cfg.structure_features:
+        structure = cfg.structure_features and (not cfg.families or "structure" in cfg.families)
+        if structure:
             features = self._with_structure(features, _STRUCTURE)
         lap("structure")
         features = features.drop(_NEIGHBOUR, strict=False)
@@ -332,8 +334,9 @@ class MuleModel(ClassifierMixin, BaseEstimator):
         use_nolabel = uses_nolabel_feature(cfg)
         features = self._with_nolabel(features) if use_nolabel else features.drop(NOLABEL_FEATURE, strict=False)
         lap("nolabel")
-        columns = training.feature_matrix_columns(features)
-        if not cfg.structure_features:
+        columns = training.family_columns(training.feature_matrix_columns(features), cfg, self._fcfg(),
+                                          keep=(NOLABEL_FEATURE, *_NEIGHBOUR))
+        if not structure:
             columns = [c for c in columns if c not in _STRUCTURE]
         # a column with no value at all (e.g. night-time share on day-resolution data) carries nothing
         columns = [c for c in columns if features[c].null_count() + (features[c].is_nan().sum() if features[c].dtype.is_float() else 0) < features.height]

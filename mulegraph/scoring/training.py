@@ -53,13 +53,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import islice
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from mulegraph.core.config import ModelConfig
+from mulegraph.core.config import MODEL_FAMILIES, FeatureConfig, ModelConfig
 from mulegraph.core.errors import InputError, ModelError
 from mulegraph.features import proximity
 from mulegraph.features.prepare import Prepared
@@ -75,6 +75,7 @@ __all__ = [
     "SettingsSearch",
     "check_config",
     "feature_matrix_columns",
+    "family_columns",
     "to_matrix",
     "average_precision",
     "components",
@@ -128,6 +129,10 @@ def check_config(cfg: ModelConfig) -> None:
     if cfg.sample_above < 0 or not cfg.negatives_per_mule > 0 or cfg.n_iter_no_change < 0 or not cfg.search_tol >= 0 or not cfg.early_stopping_tol >= 0:
         raise ModelError("model.sample_above, model.n_iter_no_change, model.early_stopping_tol and model.search_tol must not be negative, "
                          "and model.negatives_per_mule must be above 0.")
+    unknown = sorted(set(cfg.families) - set(MODEL_FAMILIES))
+    if unknown:
+        raise ModelError(f"model.families names unknown families: {', '.join(unknown)}; "
+                         f"choose among {', '.join(MODEL_FAMILIES)} (or leave it empty for all).")
     if cfg.threads is not None and cfg.threads < 1:
         raise ModelError(f"model.threads must be at least 1 (or left out for every core). Got {cfg.threads} instead.")
 
@@ -142,6 +147,23 @@ def feature_matrix_columns(features: pl.DataFrame) -> list[str]:
         if dtype.is_numeric() or dtype == pl.Boolean:
             cols.append(name)
     return cols
+
+
+def family_columns(columns: list[str], cfg: ModelConfig, fcfg: FeatureConfig, keep: Iterable[str] = ()) -> list[str]:
+    """``columns`` less those outside ``cfg.families`` (all of them when it is empty).
+
+    A column's family is its registered spec's (:mod:`mulegraph.features.registry`, the windowed
+    features of ``fcfg``'s windows included); with families named, a column no family lists (a
+    feature registered by nobody) is left out too, except those of ``keep`` (columns that settings
+    of their own decide on, such as the no-label score).
+    """
+    if not cfg.families:
+        return columns
+    from mulegraph.features.registry import REGISTRY, register_windows
+
+    register_windows(fcfg)
+    named, kept = set(cfg.families), set(keep)
+    return [c for c in columns if c in kept or (c in REGISTRY and REGISTRY[c].family in named)]
 
 
 def to_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
@@ -170,6 +192,8 @@ def stacked_matrix(parts: list[tuple]) -> np.ndarray:
         j = 0
         for part in parts:
             frame, cols = part[0], part[1]
+            if not cols:  # a part with no columns (a model of the closeness features alone)
+                continue
             block = frame[np.asarray(part[2][start:stop])] if len(part) > 2 else frame.slice(start, stop - start)
             out[start:stop, j:j + len(cols)] = to_matrix(block, cols)
             j += len(cols)

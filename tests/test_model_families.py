@@ -6,9 +6,12 @@ import dataclasses
 import json
 
 import numpy as np
+import polars as pl
 import pytest
+from typer.testing import CliRunner
 
-from conftest import half_labelled_bank
+from conftest import SAMPLE, half_labelled_bank
+from mulegraph.cli import app
 from mulegraph.core.config import MODEL_FAMILIES, ConfigError, FeatureConfig, ModelConfig, load_config
 from mulegraph.core.errors import ModelError
 from mulegraph.features import load_families, proximity
@@ -56,6 +59,7 @@ def test_structure_only_model_reads_structure_and_closeness_and_scores_after_a_r
     save_model(model, tmp_path / "m")
     card = json.loads((tmp_path / "m" / "model_card.json").read_text())
     assert card["config"]["model"]["families"] == ["structure"]
+    assert "(only structure and the closeness: [model] families)" in (tmp_path / "m" / "model_card.md").read_text()
     loaded = load_model(tmp_path / "m")
     assert loaded._cfg().families == ("structure",)
     # it needs none of the other families' columns to score
@@ -98,3 +102,30 @@ def test_an_unknown_family_is_refused_with_the_choices(data, tmp_path):
         load_config(cfg)
     cfg.write_text('[model]\nfamilies = ["structure", "patterns"]\n')
     assert load_config(cfg).model.families == ("structure", "patterns")
+
+
+def test_a_portable_structure_only_model_from_the_cli_scores_another_store_with_known_mules(tmp_path):
+    cfg = tmp_path / "fam.toml"
+    cfg.write_text(
+        f'[store]\npath = "{(tmp_path / "store").as_posix()}"\nmapping = "{(SAMPLE / "mapping.toml").as_posix()}"\n'
+        "[features]\nhub_degree = 200\n"
+        '[model]\nfamilies = ["structure"]\nmax_leaf_nodes = [7]\nmax_iter = 20\nn_models = 1\ncv_folds = 3\n'
+        "importance_repeats = 0\n"
+    )
+    runner = CliRunner()
+    res = runner.invoke(app, ["ingest", str(SAMPLE / "transfers.csv"), "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["train", "--store", str(tmp_path / "store"), "--labels", str(SAMPLE / "labels.csv"),
+                              "--out", str(tmp_path / "m"), "--portable", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert {f["family"] for f in card["features"]} == {"structure", "proximity"}
+    labels = (SAMPLE / "labels.csv").read_text().splitlines()
+    mules = [line.split(",")[0] for line in labels[1:] if line.split(",")[1].strip().lower() == "true"][:8]
+    (tmp_path / "known.csv").write_text("account_id\n" + "\n".join(mules) + "\n")
+    res = runner.invoke(app, ["score", "--store", str(tmp_path / "store"), "--model", str(tmp_path / "m"), "--known",
+                              str(tmp_path / "known.csv"), "--window", "all", "--out", str(tmp_path / "s.parquet"),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    scores = pl.read_parquet(tmp_path / "s.parquet")
+    assert scores.height > 1000 and scores["score"].is_between(0, 1).all()

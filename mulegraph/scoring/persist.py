@@ -124,7 +124,9 @@ def _card_markdown(card: dict[str, Any]) -> str:
         f"- created: {card['created']}",
         f"- model format: {card['format']}; mulegraph {card['versions']['mulegraph']}, scikit-learn {card['versions']['scikit-learn']}",
         f"- estimator: {card['estimator']['kind']}, {card['estimator']['n_models']} averaged, settings {json.dumps(card['estimator']['best_params'])}",
-        f"- features by family: {_family_counts(card['features'])}",
+        f"- features by family: {_family_counts(card['features'])}"
+        + (f" (only {', '.join(fams)} and the closeness: [model] families)"
+           if (fams := card.get("config", {}).get("model", {}).get("families")) else ""),
         f"- labels: {card['labels']['mule']} mules, {card['labels']['not_mule']} not mules ({card['labels']['unmatched']} labels without transfers or on hubs, unused)",
         f"- training data sha256: `{card['training_data_sha256']}`",
         *(

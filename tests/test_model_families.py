@@ -12,13 +12,15 @@ from typer.testing import CliRunner
 
 from conftest import SAMPLE, half_labelled_bank
 from mulegraph.cli import app
-from mulegraph.core.config import MODEL_FAMILIES, ConfigError, FeatureConfig, ModelConfig, load_config
+from mulegraph.core.config import ConfigError, FeatureConfig, ModelConfig, load_config
 from mulegraph.core.errors import ModelError
 from mulegraph.features import load_families, proximity
-from mulegraph.features.registry import REGISTRY, families
+from mulegraph.features.registry import REGISTRY, families, register
+from mulegraph.features.spec import FeatureSpec
 from mulegraph.features.structure import STRUCTURE_FEATURES
 from mulegraph.scoring.estimator import NOLABEL_FEATURE
 from mulegraph.scoring.model import MuleModel, load_model, save_model
+from mulegraph.scoring.training import model_families
 
 TINY = ModelConfig(random_state=3, cv_folds=3, proximity_folds=4, max_leaf_nodes=(7,), max_iter=20, n_models=1,
                    importance_repeats=0)
@@ -41,16 +43,20 @@ def _family(name: str) -> str:
     return REGISTRY[name].family
 
 
-def test_the_families_a_model_can_name_are_the_registered_model_families():
+def test_the_families_a_model_can_name_are_the_registered_ones_but_collection():
     load_families()
-    # every registered family but the no-label mode's own collection features, and nothing else
-    assert set(MODEL_FAMILIES) == set(families()) - {"collection"}
+    names = model_families()
+    # the built-in families, each of which a default model reads (below), and no collection family
+    assert {"volume", "fan", "passthrough", "amounts", "temporal", "channel", "patterns", "network", "structure",
+            "proximity"} <= set(names)
+    assert "collection" not in names and names == sorted(set(families()) - {"collection"})
 
 
 def test_every_family_by_default(data):
     model = _fit(data)
     used = {_family(c) for c in model.feature_names_}
-    assert used == set(MODEL_FAMILIES)
+    assert used == {"volume", "fan", "passthrough", "amounts", "temporal", "channel", "patterns", "network",
+                    "structure", "proximity"}
 
 
 def test_structure_only_model_reads_structure_and_closeness_and_scores_after_a_round_trip(data, tmp_path):
@@ -94,14 +100,27 @@ def test_the_no_label_score_of_a_few_label_model_stays_with_families_named(data)
 
 
 def test_an_unknown_family_is_refused_with_the_choices(data, tmp_path):
-    with pytest.raises(ModelError, match="unknown families: graphs.*volume"):
+    with pytest.raises(ModelError, match="unknown families: graphs.*structure"):
         _fit(data, families=("graphs",))
+    with pytest.raises(ModelError, match="unknown families: collection"):
+        _fit(data, families=("structure", "collection"))  # the no-label mode's own features, not a model's
     cfg = tmp_path / "mulegraph.toml"
-    cfg.write_text('[model]\nfamilies = ["structure", "graphs"]\n')
-    with pytest.raises(ConfigError, match=r"\[model\] families.*'structure'"):
+    cfg.write_text('[model]\nfamilies = "structure"\n')
+    with pytest.raises(ConfigError, match=r"families must be a list of text"):
         load_config(cfg)
     cfg.write_text('[model]\nfamilies = ["structure", "patterns"]\n')
     assert load_config(cfg).model.families == ("structure", "patterns")
+
+
+def test_a_family_a_bank_registered_can_be_named(data):
+    spec = FeatureSpec("zz_bank_signal_families_test", "zz_bank_families_test", "A bank's own signal (test).", "share")
+    register(spec)
+    rng = np.random.default_rng(0)
+    feats = data["features"].with_columns(pl.Series(spec.name, rng.random(data["features"].height)))
+    assert "zz_bank_families_test" in model_families()
+    cfg = dataclasses.replace(TINY, families=("zz_bank_families_test",))
+    model = MuleModel(cfg, data["fcfg"]).set_context(data["p"]).fit(feats, data["labels"])
+    assert model.feature_names_ == [spec.name, *CLOSENESS]
 
 
 def test_a_portable_structure_only_model_from_the_cli_scores_another_store_with_known_mules(tmp_path):

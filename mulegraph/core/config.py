@@ -51,7 +51,6 @@ __all__ = [
     "Config",
     "Limit",
     "LIMITS",
-    "MODEL_FAMILIES",
     "DEFAULT_CONFIG_FILE",
     "load_config",
     "discover_config",
@@ -150,7 +149,7 @@ class ModelConfig:
     #: patterns and closed squares among one-off relationships), computed from the training window;
     #: a model scores with the feature columns it was trained on, whatever this says
     structure_features: bool = True
-    #: train on the label-free features of these families only (names of MODEL_FAMILIES, e.g.
+    #: train on the label-free features of these families only (registered feature families, e.g.
     #: ["structure"] for a model of who pays whom alone); empty (the default): every family. The
     #: closeness to known mules is always among the features, the structure features only when
     #: "structure" is named (and structure_features is on). A model scores with the columns it was
@@ -433,13 +432,6 @@ def _n(lo: float, hi: float, **kw: Any) -> Limit:
 
 _DURATION = Limit(duration=True)
 
-#: the feature families a model can be restricted to (``[model] families``): the label-free
-#: families of :mod:`mulegraph.features` that models read (the no-label mode's collection
-#: features are not model features), and "proximity", the closeness features, which every model reads
-MODEL_FAMILIES: tuple[str, ...] = (
-    "volume", "fan", "passthrough", "amounts", "temporal", "channel", "patterns", "network", "structure", "proximity",
-)
-
 #: The allowed values of every setting that has a range, by section: numbers, durations and
 #: choices. Commands give their options the same bounds.
 LIMITS: dict[str, dict[str, Limit]] = {
@@ -488,7 +480,6 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "early_stopping_tol": _n(0, 1),
         "search_tol": _n(0, 1),
         "threads": _n(1, 4096),
-        "families": Limit(choices=MODEL_FAMILIES),
     },
     "run": {
         "window": Limit(duration=True, all_ok=True, option="--window"),

@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from mulegraph.core.config import MODEL_FAMILIES, FeatureConfig, ModelConfig
+from mulegraph.core.config import FeatureConfig, ModelConfig
 from mulegraph.core.errors import InputError, ModelError
 from mulegraph.features import proximity
 from mulegraph.features.prepare import Prepared
@@ -76,6 +76,7 @@ __all__ = [
     "check_config",
     "feature_matrix_columns",
     "family_columns",
+    "model_families",
     "to_matrix",
     "average_precision",
     "components",
@@ -129,10 +130,12 @@ def check_config(cfg: ModelConfig) -> None:
     if cfg.sample_above < 0 or not cfg.negatives_per_mule > 0 or cfg.n_iter_no_change < 0 or not cfg.search_tol >= 0 or not cfg.early_stopping_tol >= 0:
         raise ModelError("model.sample_above, model.n_iter_no_change, model.early_stopping_tol and model.search_tol must not be negative, "
                          "and model.negatives_per_mule must be above 0.")
-    unknown = sorted(set(cfg.families) - set(MODEL_FAMILIES))
-    if unknown:
-        raise ModelError(f"model.families names unknown families: {', '.join(unknown)}; "
-                         f"choose among {', '.join(MODEL_FAMILIES)} (or leave it empty for all).")
+    if cfg.families:
+        known = model_families()
+        unknown = sorted(set(cfg.families) - set(known))
+        if unknown:
+            raise ModelError(f"model.families names unknown families: {', '.join(unknown)}; "
+                             f"choose among {', '.join(known)} (or leave it empty for all).")
     if cfg.threads is not None and cfg.threads < 1:
         raise ModelError(f"model.threads must be at least 1 (or left out for every core). Got {cfg.threads} instead.")
 
@@ -147,6 +150,14 @@ def feature_matrix_columns(features: pl.DataFrame) -> list[str]:
         if dtype.is_numeric() or dtype == pl.Boolean:
             cols.append(name)
     return cols
+
+
+def model_families() -> list[str]:
+    """The feature families ``ModelConfig.families`` may name: every registered family (features
+    registered by a bank included) but the no-label mode's own collection features, sorted."""
+    from mulegraph.features.registry import families
+
+    return [f for f in families() if f != "collection"]
 
 
 def family_columns(columns: list[str], cfg: ModelConfig, fcfg: FeatureConfig, keep: Iterable[str] = ()) -> list[str]:

@@ -26,6 +26,8 @@ TINY = ModelConfig(random_state=3, cv_folds=3, proximity_folds=4, max_leaf_nodes
                    importance_repeats=0)
 STRUCTURE = [s.name for s in STRUCTURE_FEATURES]
 CLOSENESS = [s.name for s in proximity.FEATURES]
+#: mulegraph's own feature families that models read
+BUILT_IN = {"volume", "fan", "passthrough", "amounts", "temporal", "channel", "patterns", "network", "structure", "proximity"}
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +49,14 @@ def test_the_families_a_model_can_name_are_the_registered_ones_but_collection():
     load_families()
     names = model_families()
     # the built-in families, each of which a default model reads (below), and no collection family
-    assert {"volume", "fan", "passthrough", "amounts", "temporal", "channel", "patterns", "network", "structure",
-            "proximity"} <= set(names)
+    assert BUILT_IN <= set(names)
     assert "collection" not in names and names == sorted(set(families()) - {"collection"})
 
 
 def test_every_family_by_default(data):
     model = _fit(data)
     used = {_family(c) for c in model.feature_names_}
-    assert used == {"volume", "fan", "passthrough", "amounts", "temporal", "channel", "patterns", "network",
-                    "structure", "proximity"}
+    assert used == BUILT_IN
 
 
 def test_structure_only_model_reads_structure_and_closeness_and_scores_after_a_round_trip(data, tmp_path):

@@ -63,6 +63,7 @@ from mulegraph.core.config import FeatureConfig, ModelConfig
 from mulegraph.core.errors import InputError, ModelError
 from mulegraph.features import proximity
 from mulegraph.features.prepare import Prepared
+from mulegraph.features.registry import REGISTRY, families, register_windows
 from mulegraph.scoring.blend import few_label_weight
 from mulegraph.scoring.oof_closeness import PORTABLE_SEED_SHARE, oof_proximity, proximity_kwargs, seed_mules, seed_share
 
@@ -155,8 +156,6 @@ def feature_matrix_columns(features: pl.DataFrame) -> list[str]:
 def model_families() -> list[str]:
     """The feature families ``ModelConfig.families`` may name: every registered family (features
     registered by a bank included) but the no-label mode's own collection features, sorted."""
-    from mulegraph.features.registry import families
-
     return [f for f in families() if f != "collection"]
 
 
@@ -170,15 +169,16 @@ def family_columns(columns: list[str], cfg: ModelConfig, fcfg: FeatureConfig, ke
     """
     if not cfg.families:
         return columns
-    from mulegraph.features.registry import REGISTRY, register_windows
-
     register_windows(fcfg)
     named, kept = set(cfg.families), set(keep)
     return [c for c in columns if c in kept or (c in REGISTRY and REGISTRY[c].family in named)]
 
 
 def to_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
-    """The columns as a float64 matrix (nulls become NaN, which the trees handle)."""
+    """The columns as a float64 matrix (nulls become NaN, which the trees handle); ``(rows, 0)``
+    for no columns (a model of the closeness features alone has no label-free part)."""
+    if not columns:
+        return np.empty((frame.height, 0), dtype=np.float64)
     return frame.select([pl.col(c).cast(pl.Float64) for c in columns]).to_numpy().astype(np.float64, copy=False)
 
 
@@ -203,8 +203,6 @@ def stacked_matrix(parts: list[tuple]) -> np.ndarray:
         j = 0
         for part in parts:
             frame, cols = part[0], part[1]
-            if not cols:  # a part with no columns (a model of the closeness features alone)
-                continue
             block = frame[np.asarray(part[2][start:stop])] if len(part) > 2 else frame.slice(start, stop - start)
             out[start:stop, j:j + len(cols)] = to_matrix(block, cols)
             j += len(cols)
